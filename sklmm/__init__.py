@@ -1,0 +1,8 @@
+"""sklmm: linear mixed-effects models and penalized spline (additive mixed) models as
+scikit-learn estimators, fitted by lme4's penalized least squares."""
+
+from .mixed import MixedLinearRegressor, NoGroupsWarning, SingularFitWarning
+
+__version__ = "0.1.0"
+
+__all__ = ["MixedLinearRegressor", "NoGroupsWarning", "SingularFitWarning", "__version__"]

@@ -1,0 +1,110 @@
+"""Grouping factors: from the user's ``groups`` argument to level indices, and back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["GroupingFactor", "as_group_frame", "make_factors", "encode"]
+
+
+@dataclass
+class GroupingFactor:
+    """One grouping factor seen at fit time.
+
+    ``columns`` are the positions of the ``groups`` columns that define it: one column for a
+    plain (crossed) factor, the columns ``0..j`` for the ``j``-th level of a nested hierarchy,
+    whose levels are then the combinations (lme4 ``batch:cask``).
+    """
+
+    name: str
+    columns: tuple
+    index: pd.Index  # the observed levels (a MultiIndex for nested combinations)
+
+
+def as_group_frame(groups, n_samples=None, what="groups"):
+    """``groups`` as a DataFrame with one column per grouping factor, checked.
+
+    Accepts a 1-D array-like (one factor), a pandas Series, a 2-D array or a DataFrame.
+    """
+    if isinstance(groups, pd.DataFrame):
+        frame = groups.reset_index(drop=True)
+        frame.columns = [str(c) for c in frame.columns]
+    elif isinstance(groups, pd.Series):
+        frame = pd.DataFrame({str(groups.name) if groups.name is not None else "group": groups.to_numpy()})
+    else:
+        arr = np.asarray(groups, dtype=object) if not hasattr(groups, "dtype") else np.asarray(groups)
+        if arr.ndim == 1:
+            frame = pd.DataFrame({"group": arr})
+        elif arr.ndim == 2:
+            names = ["group"] if arr.shape[1] == 1 else [f"group{j}" for j in range(arr.shape[1])]
+            frame = pd.DataFrame({nm: arr[:, j] for j, nm in enumerate(names)})
+        else:
+            raise ValueError(
+                f"{what} must be 1-D (one grouping factor) or 2-D (one column per factor); "
+                f"got an array with {arr.ndim} dimensions."
+            )
+    if frame.shape[1] == 0:
+        raise ValueError(f"{what} has no columns; pass at least one grouping factor.")
+    if n_samples is not None and frame.shape[0] != n_samples:
+        raise ValueError(
+            f"{what} has {frame.shape[0]} rows but X has {n_samples}; pass one group label per "
+            "row of X (in the same order)."
+        )
+    for col in frame.columns:
+        missing = frame[col].isna().to_numpy()
+        if missing.any():
+            rows = np.flatnonzero(missing)[:5].tolist()
+            raise ValueError(
+                f"{what} column {col!r} has {int(missing.sum())} missing labels (NaN/None), e.g. at "
+                f"rows {rows}; drop those rows or give them a label of their own."
+            )
+    return frame
+
+
+def _observed_index(frame, cols):
+    if len(cols) == 1:
+        s = frame.iloc[:, cols[0]]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            cats = s.cat.categories
+            return pd.Index(cats[np.isin(cats, s.unique())], name=s.name)
+        uniq = pd.unique(s.to_numpy())
+        try:
+            uniq = np.sort(uniq)
+        except TypeError:  # mixed label types: keep order of appearance
+            pass
+        return pd.Index(uniq, name=s.name)
+    mi = pd.MultiIndex.from_frame(frame.iloc[:, list(cols)]).unique()
+    try:
+        mi = mi.sort_values()
+    except TypeError:  # pragma: no cover - mixed label types
+        pass
+    return mi
+
+
+def make_factors(frame, nested):
+    """The grouping factors implied by a group frame: crossed columns, or a nested hierarchy."""
+    names = list(frame.columns)
+    factors = []
+    if nested and len(names) > 1:
+        for j in range(len(names)):
+            cols = tuple(range(j + 1))
+            name = ":".join(reversed(names[: j + 1]))  # lme4 style: inner:outer
+            factors.append(GroupingFactor(name, cols, _observed_index(frame, cols)))
+    else:
+        for j, nm in enumerate(names):
+            factors.append(GroupingFactor(nm, (j,), _observed_index(frame, (j,))))
+    return factors
+
+
+def encode(factor: GroupingFactor, frame):
+    """Level index of every row for this factor; -1 where the level was not seen at fit."""
+    cols = list(factor.columns)
+    if len(cols) == 1:
+        values = frame.iloc[:, cols[0]]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.astype(object)
+        return factor.index.get_indexer(pd.Index(values.to_numpy()))
+    return factor.index.get_indexer(pd.MultiIndex.from_frame(frame.iloc[:, cols]))

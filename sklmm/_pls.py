@@ -1,0 +1,429 @@
+"""Penalized least squares: cross-products, the Cholesky factor, the profiled criteria.
+
+For covariance parameters ``theta`` the PLS problem
+
+    min_{u, beta} ||y - X beta - Z Lambda u||^2 + ||u||^2
+
+is solved through one Cholesky factorization of the augmented cross-product matrix
+
+    [ Lambda' Z'Z Lambda + I    Lambda' Z'X    Lambda' Z'y ]
+    [ X'Z Lambda                X'X            X'y         ]
+    [ y'Z Lambda                y'X            y'y         ]
+
+Its blocks give ``log|L_theta|^2``, ``log|R_X|^2`` and the penalized residual sum of squares
+``r^2`` (the square of the last diagonal element), hence the profiled deviance (ML)
+
+    d(theta) = log|L|^2 + n (1 + log(2 pi r^2 / n))
+
+and the profiled REML criterion
+
+    d_R(theta) = log|L|^2 + log|R_X|^2 + (n - p) (1 + log(2 pi r^2 / (n - p))).
+
+The cross-products are formed once (:func:`cross_products`); an evaluation of the criterion
+never touches the ``n`` rows again.  Two factorizations are provided:
+
+``BlockedFactor`` (numpy / scipy only)
+    The first term's block ``Lambda_1' Z_1'Z_1 Lambda_1 + I`` is block diagonal (one small
+    ``p_1 x p_1`` block per level) and is factored level by level; the Schur complement of
+    everything else (the other terms, X and y) is a dense matrix factored by LAPACK.  This is
+    the blocked Cholesky of MixedModels.jl for the common case of one large factor and small
+    others, and it is the path used when scikit-sparse is not installed.
+
+``CholmodFactor`` (scikit-sparse / CHOLMOD)
+    The whole ``Lambda' Z'Z Lambda + I`` as a sparse matrix with a fixed pattern, analysed once
+    (fill-reducing permutation) and refactored in place for each theta.  Used when the other
+    terms together are too wide for a dense Schur complement (deep nesting, many levels in
+    several factors).
+
+This module imports nothing from scikit-learn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import lapack, solve_triangular
+
+from ._terms import theta_layout
+
+try:  # pragma: no cover - exercised through the solver tests when installed
+    from sksparse import cholmod as _cholmod
+except ImportError:  # pragma: no cover
+    _cholmod = None
+
+__all__ = [
+    "CrossProducts",
+    "cross_products",
+    "make_factor",
+    "profiled_criterion",
+    "HAS_CHOLMOD",
+    "DENSE_REST_LIMIT",
+]
+
+HAS_CHOLMOD = _cholmod is not None
+
+#: Above this many columns in the terms after the first, ``solver="auto"`` uses CHOLMOD
+#: (when installed) rather than a dense Schur complement.
+DENSE_REST_LIMIT = 3000
+
+_LOG_2PI = np.log(2.0 * np.pi)
+
+
+# ----------------------------------------------------------------------------- cross-products
+
+
+@dataclass
+class CrossProducts:
+    """The sums over rows that a fit needs; nothing here has ``n`` rows.
+
+    Attributes
+    ----------
+    n : int
+        Number of observations.
+    p : int
+        Number of fixed-effect columns.
+    diag : list of ndarray, shape (n_levels_k, p_k, p_k)
+        Diagonal blocks of ``Z_k' Z_k``.
+    off : dict
+        ``(l, k) -> (rows, cols, blocks)`` for ``l > k``: the nonzero ``p_l x p_k`` blocks of
+        ``Z_l' Z_k`` with their level indices.
+    zxy : list of ndarray, shape (n_levels_k, p_k, p + 1)
+        ``Z_k' [X y]`` by level.
+    xyxy : ndarray, shape (p + 1, p + 1)
+        ``[X y]' [X y]``.
+    sum_log_weights : float
+        ``sum(log w)`` for prior weights (0 without weights).
+    """
+
+    n: int
+    p: int
+    diag: list
+    off: dict
+    zxy: list
+    xyxy: np.ndarray
+    sum_log_weights: float = 0.0
+
+
+def _by_level(codes, A, B, n_levels):
+    """``sum_i [codes_i == j] A_i B_i'`` for every level j: shape (n_levels, A.shape[1], B.shape[1])."""
+    out = np.empty((n_levels, A.shape[1], B.shape[1]))
+    for a in range(A.shape[1]):
+        for b in range(B.shape[1]):
+            out[:, a, b] = np.bincount(codes, weights=A[:, a] * B[:, b], minlength=n_levels)
+    return out
+
+
+def cross_products(terms, X, y, sample_weight=None) -> CrossProducts:
+    """Form every cross-product of ``[Z X y]`` once (cost O(n), done once per fit)."""
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    Xy = np.column_stack([X, y])
+    values = [t.values for t in terms]
+    sum_log_w = 0.0
+    if sample_weight is not None:
+        sw = np.sqrt(sample_weight)
+        Xy = Xy * sw[:, None]
+        values = [v * sw[:, None] for v in values]
+        sum_log_w = float(np.sum(np.log(sample_weight)))
+    diag, zxy, off = [], [], {}
+    for t, v in zip(terms, values):
+        diag.append(_by_level(t.codes, v, v, t.n_levels))
+        zxy.append(_by_level(t.codes, v, Xy, t.n_levels))
+    for k, tk in enumerate(terms):
+        for l in range(k + 1, len(terms)):
+            tl = terms[l]
+            key = tl.codes.astype(np.int64) * tk.n_levels + tk.codes
+            uniq, inv = np.unique(key, return_inverse=True)
+            blocks = _by_level(inv.ravel(), values[l], values[k], len(uniq))
+            off[(l, k)] = (uniq // tk.n_levels, uniq % tk.n_levels, blocks)
+    return CrossProducts(
+        n=X.shape[0], p=X.shape[1], diag=diag, off=off, zxy=zxy, xyxy=Xy.T @ Xy,
+        sum_log_weights=sum_log_w,
+    )
+
+
+def _block_entries(rows, cols, pr, pc, row_off=0, col_off=0):
+    """Row and column indices of the entries of ``(pr x pc)`` blocks at block positions."""
+    a = np.arange(pr)
+    b = np.arange(pc)
+    r = (row_off + rows[:, None, None] * pr + a[None, :, None]) + 0 * b[None, None, :]
+    c = (col_off + cols[:, None, None] * pc + b[None, None, :]) + 0 * a[None, :, None]
+    return r.ravel(), c.ravel()
+
+
+def _lambda_t_rows(M, T, offset, n_levels):
+    """In place: rows ``offset : offset + n_levels p`` of M <- (I (x) T)' times those rows."""
+    p = T.shape[0]
+    if n_levels == 0:
+        return
+    block = M[offset : offset + n_levels * p]
+    if p == 1:
+        block *= T[0, 0]
+    else:
+        shaped = block.reshape(n_levels, p, -1)
+        block[...] = np.einsum("ba,nbm->nam", T, shaped).reshape(block.shape)
+
+
+def _tail_cholesky(M):
+    """Lower Cholesky factor of a dense symmetric matrix, or None when it is not positive definite."""
+    if M.shape[0] == 0:
+        return M
+    L, info = lapack.dpotrf(M, lower=1, clean=1, overwrite_a=0)
+    if info != 0:
+        return None
+    return L
+
+
+# ----------------------------------------------------------------------------- factorizations
+
+
+@dataclass
+class Factorization:
+    """What one factorization at a theta yields."""
+
+    logdet_L2: float  # log |L_theta|^2
+    logdet_RX2: float  # log |R_X|^2
+    r2: float  # penalized residual sum of squares
+
+
+class BlockedFactor:
+    """Blocked Cholesky: first term level by level, the rest as a dense Schur complement."""
+
+    name = "blocked"
+
+    def __init__(self, cp: CrossProducts, terms):
+        self.cp = cp
+        self.terms = terms
+        self.p = cp.p
+        self.theta_slices, _ = theta_layout(terms)
+        first, rest = (terms[0], terms[1:]) if terms else (None, [])
+        self.q1 = first.q if first is not None else 0
+        self.rest_offsets = np.cumsum([0] + [t.q for t in rest])
+        qr = int(self.rest_offsets[-1])
+        self.qr = qr
+        m = qr + cp.p + 1
+        RR = np.zeros((m, m))
+        for i, t in enumerate(rest, start=1):
+            o = self.rest_offsets[i - 1]
+            r, c = _block_entries(np.arange(t.n_levels), np.arange(t.n_levels), t.n_coef, t.n_coef, o, o)
+            RR[r, c] = cp.diag[i].ravel()
+            zx = cp.zxy[i].reshape(t.q, cp.p + 1)
+            RR[o : o + t.q, qr:] = zx
+            RR[qr:, o : o + t.q] = zx.T
+            for k in range(1, i):
+                rows, cols, blocks = cp.off[(i, k)]
+                ok = self.rest_offsets[k - 1]
+                r, c = _block_entries(rows, cols, t.n_coef, terms[k].n_coef, o, ok)
+                RR[r, c] = blocks.ravel()
+                RR[c, r] = blocks.ravel()
+        RR[qr:, qr:] = cp.xyxy
+        self.RR = RR
+        if first is not None:
+            p1 = first.n_coef
+            self.D1 = cp.diag[0]
+            self.Cxy = np.ascontiguousarray(cp.zxy[0].reshape(self.q1, cp.p + 1).T)
+            if qr:
+                rr, cc, vv = [], [], []
+                for i, t in enumerate(rest, start=1):
+                    rows, cols, blocks = cp.off[(i, 0)]
+                    r, c = _block_entries(rows, cols, t.n_coef, p1, self.rest_offsets[i - 1], 0)
+                    rr.append(r)
+                    cc.append(c)
+                    vv.append(blocks.ravel())
+                self.Cz = sp.csr_matrix(
+                    (np.concatenate(vv), (np.concatenate(rr), np.concatenate(cc))), shape=(qr, self.q1)
+                )
+                self.Cz.sort_indices()
+        self._state = None
+
+    def _scale_first(self, C, G):
+        """``C @ blockdiag(G)`` for a dense C with q1 columns."""
+        n1, p1, _ = G.shape
+        if p1 == 1:
+            return C * G[:, 0, 0]
+        return np.einsum("mja,jab->mjb", C.reshape(C.shape[0], n1, p1), G).reshape(C.shape)
+
+    def update(self, theta):
+        terms, cp, qr, p = self.terms, self.cp, self.qr, self.p
+        Ts = [t.template(theta[s]) for t, s in zip(terms, self.theta_slices)]
+        M = self.RR.copy()
+        logdet = 0.0
+        L11 = G = Sz = Sxy = None
+        if terms:
+            T1 = Ts[0]
+            p1 = T1.shape[0]
+            if p1 == 1:
+                a = T1[0, 0] ** 2 * self.D1[:, 0, 0] + 1.0
+                ell = np.sqrt(a)
+                logdet += float(np.sum(np.log(a)))
+                L11 = ell[:, None, None]
+                G = (T1[0, 0] / ell)[:, None, None]
+            else:
+                A = np.einsum("ba,jbc,cd->jad", T1, self.D1, T1)
+                A += np.eye(p1)
+                L11 = np.linalg.cholesky(A)
+                logdet += 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
+                G = np.einsum("ab,jcb->jac", T1, np.linalg.inv(L11))  # T1 L_j^{-T}
+            Sxy = self._scale_first(self.Cxy, G)
+            M[qr:, qr:] -= Sxy @ Sxy.T
+            if qr:
+                if p1 == 1:
+                    Sz = self.Cz.copy()
+                    Sz.data *= G[Sz.indices, 0, 0]
+                else:
+                    n1 = G.shape[0]
+                    Gbd = sp.bsr_matrix((G, np.arange(n1), np.arange(n1 + 1)), shape=(self.q1, self.q1))
+                    Sz = (self.Cz @ Gbd).tocsr()
+                M[:qr, :qr] -= (Sz @ Sz.T).toarray()
+                Pzx = np.asarray(Sz @ Sxy.T)
+                M[:qr, qr:] -= Pzx
+                M[qr:, :qr] -= Pzx.T
+            # Lambda_R' M Lambda_R on the rest terms (X and y columns are not scaled)
+            for i, t in enumerate(terms[1:], start=1):
+                o = self.rest_offsets[i - 1]
+                _lambda_t_rows(M, Ts[i], o, t.n_levels)
+                _lambda_t_rows(M.T, Ts[i], o, t.n_levels)
+            idx = np.arange(qr)
+            M[idx, idx] += 1.0
+        Lm = _tail_cholesky(M)
+        if Lm is None:
+            self._state = None
+            return None
+        diag = np.diagonal(Lm)
+        logdet += 2.0 * float(np.sum(np.log(diag[:qr])))
+        logdet_RX2 = 2.0 * float(np.sum(np.log(diag[qr : qr + p])))
+        self._state = (Ts, L11, G, Sz, Sxy, Lm)
+        return Factorization(logdet, logdet_RX2, float(diag[-1] ** 2))
+
+    def solve(self):
+        """Conditional beta and spherical modes u at the last updated theta."""
+        Ts, L11, G, Sz, Sxy, Lm = self._state
+        qr, p = self.qr, self.p
+        top = Lm[:-1, :-1]
+        x_rest = solve_triangular(top, Lm[-1, :-1], lower=True, trans="T") if top.size else np.zeros(0)
+        beta = x_rest[qr:]
+        u_rest = x_rest[:qr]
+        if not self.terms:
+            return beta, np.zeros(0)
+        # v = Lambda_R x_rest on the z part (T applied, not transposed)
+        lam_u = u_rest.copy()
+        for i, t in enumerate(self.terms[1:], start=1):
+            o = self.rest_offsets[i - 1]
+            seg = lam_u[o : o + t.q].reshape(t.n_levels, t.n_coef)
+            seg[...] = seg @ Ts[i].T
+        rhs = Sxy[-1] - Sxy[:-1].T @ beta
+        if qr:
+            rhs = rhs - Sz.T @ lam_u
+        n1, p1, _ = L11.shape
+        rhs = rhs.reshape(n1, p1)
+        if p1 == 1:
+            u1 = rhs / L11[:, :, 0]
+        else:
+            u1 = np.empty_like(rhs)
+            for a in range(p1 - 1, -1, -1):  # back substitution with L_j' (upper)
+                acc = rhs[:, a] - np.einsum("jb,jb->j", L11[:, a + 1 :, a], u1[:, a + 1 :])
+                u1[:, a] = acc / L11[:, a, a]
+        return beta, np.concatenate([u1.ravel(), u_rest])
+
+
+class CholmodFactor:
+    """Sparse Cholesky of ``Lambda' Z'Z Lambda + I`` by CHOLMOD, analysed once, refactored per theta."""
+
+    name = "cholmod"
+
+    def __init__(self, cp: CrossProducts, terms):
+        if _cholmod is None:
+            raise ImportError(
+                "solver='cholmod' needs scikit-sparse (pip install scikit-sparse, with the "
+                "SuiteSparse headers: apt-get install libsuitesparse-dev); use solver='blocked'."
+            )
+        self.cp = cp
+        self.terms = terms
+        self.p = cp.p
+        self.theta_slices, self.z_offsets = theta_layout(terms)
+        q = int(self.z_offsets[-1])
+        self.q = q
+        rows, cols = [], []
+        for k, t in enumerate(terms):
+            o = self.z_offsets[k]
+            lv = np.arange(t.n_levels)
+            r, c = _block_entries(lv, lv, t.n_coef, t.n_coef, o, o)
+            rows.append(r)
+            cols.append(c)
+        self.pairs = sorted(cp.off)
+        for l, k in self.pairs:
+            rl, ck, _ = cp.off[(l, k)]
+            r, c = _block_entries(rl, ck, terms[l].n_coef, terms[k].n_coef, self.z_offsets[l], self.z_offsets[k])
+            rows += [r, c]
+            cols += [c, r]
+        rows = np.concatenate(rows) if rows else np.zeros(0, np.intp)
+        cols = np.concatenate(cols) if cols else np.zeros(0, np.intp)
+        order = np.arange(1, len(rows) + 1, dtype=float)
+        A = sp.csc_matrix((order, (rows, cols)), shape=(q, q))
+        self.perm = A.data.astype(np.intp) - 1
+        self.A = A
+        self.factor = None
+        self._state = None
+
+    def update(self, theta):
+        cp, terms = self.cp, self.terms
+        Ts = [t.template(theta[s]) for t, s in zip(terms, self.theta_slices)]
+        vals = [np.einsum("ba,jbc,cd->jad", T, D, T).ravel() for T, D in zip(Ts, cp.diag)]
+        for l, k in self.pairs:
+            B = np.einsum("ba,jbc,cd->jad", Ts[l], cp.off[(l, k)][2], Ts[k]).ravel()
+            vals += [B, B]
+        A = self.A
+        A.data = np.concatenate(vals)[self.perm] if vals else A.data
+        if self.factor is None:
+            self.factor = _cholmod.analyze(A)
+        self.factor.cholesky_inplace(A, beta=1.0)
+        b = np.concatenate(
+            [np.einsum("ba,nbm->nam", T, Z).reshape(-1, cp.p + 1) for T, Z in zip(Ts, cp.zxy)]
+        )
+        sol = self.factor.solve_A(b)
+        M = cp.xyxy - b.T @ sol
+        M = 0.5 * (M + M.T)
+        Lm = _tail_cholesky(M)
+        if Lm is None:
+            self._state = None
+            return None
+        diag = np.diagonal(Lm)
+        self._state = (Ts, b, sol, Lm)
+        return Factorization(
+            float(self.factor.logdet()), 2.0 * float(np.sum(np.log(diag[:-1]))), float(diag[-1] ** 2)
+        )
+
+    def solve(self):
+        Ts, b, sol, Lm = self._state
+        p = self.p
+        beta = solve_triangular(Lm[:p, :p], Lm[p, :p], lower=True, trans="T") if p else np.zeros(0)
+        u = sol[:, p] - sol[:, :p] @ beta
+        return beta, u
+
+
+def make_factor(cp, terms, solver="auto"):
+    """Choose and build the factorization for these terms.
+
+    ``"auto"`` takes the blocked Cholesky when the terms after the first have at most
+    :data:`DENSE_REST_LIMIT` columns (or CHOLMOD is not installed), CHOLMOD otherwise.
+    """
+    if solver == "auto":
+        rest = sum(t.q for t in terms[1:])
+        solver = "cholmod" if (HAS_CHOLMOD and rest > DENSE_REST_LIMIT) else "blocked"
+    if solver == "blocked":
+        return BlockedFactor(cp, terms)
+    if solver == "cholmod":
+        return CholmodFactor(cp, terms)
+    raise ValueError(f"solver must be 'auto', 'blocked' or 'cholmod'; got {solver!r}.")
+
+
+def profiled_criterion(fz: Factorization | None, n, p, reml, sum_log_weights=0.0):
+    """Profiled deviance (ML) or REML criterion on lme4's scale; inf when the factorization failed."""
+    if fz is None or not fz.r2 > 0:
+        return np.inf
+    if reml:
+        nmp = n - p
+        return fz.logdet_L2 + fz.logdet_RX2 + nmp * (1.0 + _LOG_2PI + np.log(fz.r2 / nmp)) - sum_log_weights
+    return fz.logdet_L2 + n * (1.0 + _LOG_2PI + np.log(fz.r2 / n)) - sum_log_weights
