@@ -239,8 +239,9 @@ class MixedLinearRegressor(RegressorMixin, BaseEstimator):
             else:
                 raise ValueError(
                     f"random_slopes for {factor!r} names {s!r}, which is not a column of X "
-                    f"(columns: {names[:20]}); pass a DataFrame with that column or use column "
-                    "indices."
+                    f"(columns: {names[:20]}). Pass X as a DataFrame with that column (in a Pipeline, "
+                    "keep names with transformer.set_output(transform='pandas')) or give column "
+                    "indices instead."
                 )
         return out
 
@@ -329,6 +330,8 @@ class MixedLinearRegressor(RegressorMixin, BaseEstimator):
             self, X, y, y_numeric=True, dtype=np.float64, ensure_min_features=0 if groups is not None else 1
         )
         n = X.shape[0]
+        if n < 2:
+            raise ValueError(f"n_samples = {n}: fitting a mixed model needs at least 2 observations.")
         if groups is None:
             warnings.warn(
                 "fit was called without groups, so no random effects are fitted: this is an "
@@ -369,7 +372,10 @@ class MixedLinearRegressor(RegressorMixin, BaseEstimator):
         start = np.concatenate([t.theta_start() for t in terms]) if terms else np.zeros(0)
         n, p, reml = cp.n, cp.p, bool(self.reml)
         if reml and n <= p:
-            raise ValueError(f"REML needs more observations ({n}) than fixed effects ({p}).")
+            raise ValueError(
+                f"REML needs more observations (n_samples = {n}) than fixed effects ({p}); use "
+                "reml=False or fewer features."
+            )
 
         def objective(theta):
             return profiled_criterion(factor.update(theta), n, p, reml, cp.sum_log_weights)

@@ -1,0 +1,161 @@
+"""MixedLinearRegressor as a scikit-learn citizen: checks, clone, pickle, Pipelines, CV,
+grid search, and the metadata-routing recipes documented in the README."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklmm import MixedLinearRegressor, NoGroupsWarning
+from sklmm.datasets import load_penicillin, load_sleepstudy
+
+
+@parametrize_with_checks([MixedLinearRegressor()])
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoGroupsWarning)  # the checks call fit without groups
+        check(estimator)
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    df = load_sleepstudy()
+    return df[["Days"]], df["Reaction"], df["Subject"]
+
+
+def test_clone_and_pickle_roundtrip(sleep):
+    X, y, g = sleep
+    m = MixedLinearRegressor(random_slopes=["Days"], reml=False).fit(X, y, groups=g)
+    c = clone(m)
+    assert c.get_params() == m.get_params() and not hasattr(c, "coef_")
+    m2 = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(m2.predict(X, groups=g), m.predict(X, groups=g))
+    np.testing.assert_array_equal(m2.predict(X), m.predict(X))
+    pd.testing.assert_frame_equal(m2.variance_components_, m.variance_components_)
+
+
+def test_predict_conditional_vs_population(sleep):
+    X, y, g = sleep
+    m = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
+    pop = m.predict(X)
+    np.testing.assert_allclose(pop, m.intercept_ + m.coef_[0] * X["Days"].to_numpy())
+    cond = m.predict(X, groups=g)
+    re = m.random_effects_["Subject"].loc[g.astype(object)].to_numpy()
+    np.testing.assert_allclose(cond, pop + re[:, 0] + re[:, 1] * X["Days"].to_numpy())
+    assert m.score(X, y, groups=g) > m.score(X, y)
+
+
+def test_unseen_groups(sleep):
+    X, y, g = sleep
+    m = MixedLinearRegressor().fit(X, y, groups=g)
+    new = pd.Series(["new1"] * 5 + list(g.iloc[5:10].astype(str)), name="Subject")
+    # labels are compared as values: 308 (int) is not "308" (str)
+    m_str = MixedLinearRegressor().fit(X, y, groups=g.astype(str))
+    pred = m_str.predict(X.iloc[:10], groups=new)
+    np.testing.assert_allclose(pred[:5], m_str.predict(X.iloc[:5]))
+    np.testing.assert_allclose(pred[5:], m_str.predict(X.iloc[5:10], groups=g.iloc[5:10].astype(str)))
+    strict = MixedLinearRegressor(unseen_groups="error").fit(X, y, groups=g.astype(str))
+    with pytest.raises(ValueError, match=r"not seen in fit: \['new1'\]"):
+        strict.predict(X.iloc[:10], groups=new)
+    assert m.random_effects_["Subject"].shape == (18, 1)
+
+
+def test_group_label_types_give_the_same_fit(sleep):
+    X, y, g = sleep
+    codes = g.cat.codes.to_numpy()
+    fits = [
+        MixedLinearRegressor().fit(X, y, groups=lab)
+        for lab in (g, codes, np.array([f"s{c}" for c in codes]), list(codes), codes.reshape(-1, 1))
+    ]
+    for f in fits[1:]:
+        assert f.criterion_ == pytest.approx(fits[0].criterion_, rel=1e-12)
+        np.testing.assert_allclose(f.theta_, fits[0].theta_, rtol=1e-8)
+
+
+def test_crossed_groups_as_dataframe_or_array():
+    df = load_penicillin()
+    X = np.empty((len(df), 0))
+    a = MixedLinearRegressor().fit(X, df["diameter"], groups=df[["plate", "sample"]])
+    b = MixedLinearRegressor().fit(X, df["diameter"], groups=df[["plate", "sample"]].to_numpy())
+    assert a.criterion_ == pytest.approx(b.criterion_, rel=1e-12)
+    assert set(a.random_effects_) == {"plate", "sample"}
+    assert set(b.random_effects_) == {"group0", "group1"}
+
+
+# --------------------------------------------------------------- the README's recipes
+
+
+def test_recipe_routing_off_cross_validate(sleep):
+    X, y, g = sleep
+    m = MixedLinearRegressor(random_slopes=["Days"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoGroupsWarning)  # groups must reach fit
+        res = cross_validate(m, X, y, groups=g, cv=GroupKFold(5), params={"groups": g},
+                             return_estimator=True)
+    for e, (tr, te) in zip(res["estimator"], GroupKFold(5).split(X, y, g)):
+        assert e.n_groups_ == {"Subject": g.iloc[tr].nunique()}  # test subjects held out
+    # with routing off score gets no groups: population-level R^2, which is what GroupKFold
+    # can score anyway (every test subject is unseen)
+    for e, (tr, te), s in zip(res["estimator"], GroupKFold(5).split(X, y, g), res["test_score"]):
+        assert s == pytest.approx(e.score(X.iloc[te], y.iloc[te]))
+
+
+def test_recipe_routing_off_pipeline(sleep):
+    X, y, g = sleep
+    pipe = make_pipeline(StandardScaler().set_output(transform="pandas"),
+                         MixedLinearRegressor(random_slopes=["Days"]))
+    pipe.fit(X, y, mixedlinearregressor__groups=g)
+    m = pipe[-1]
+    assert m.n_groups_ == {"Subject": 18}
+    np.testing.assert_allclose(pipe.predict(X, groups=g), m.predict(pipe[0].transform(X), groups=g))
+    # the pitfall: Pipeline.score drops groups when routing is off -> population-level score
+    assert pipe.score(X, y, groups=g) == pytest.approx(pipe.score(X, y))
+    assert pipe.score(X, y, groups=g) < m.score(pipe[0].transform(X), y, groups=g)
+
+
+def test_recipe_routing_off_grid_search_needs_a_pipeline(sleep):
+    X, y, g = sleep
+    pipe = make_pipeline(StandardScaler().set_output(transform="pandas"), MixedLinearRegressor())
+    gs = GridSearchCV(pipe, {"mixedlinearregressor__reml": [True, False]}, cv=GroupKFold(3))
+    gs.fit(X, y, groups=g, mixedlinearregressor__groups=g)
+    assert gs.best_estimator_[-1].n_groups_ == {"Subject": 18}
+    # a bare estimator cannot receive groups from GridSearchCV.fit with routing off:
+    # 'groups' goes to the splitter only, and fit warns that it fitted fixed effects only
+    with pytest.warns(NoGroupsWarning):
+        GridSearchCV(MixedLinearRegressor(), {"reml": [True]}, cv=GroupKFold(3)).fit(X, y, groups=g)
+
+
+def test_recipe_routing_on(sleep):
+    X, y, g = sleep
+    with sklearn.config_context(enable_metadata_routing=True):
+        m = MixedLinearRegressor(random_slopes=["Days"])  # requests groups by default
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", NoGroupsWarning)
+            grouped = cross_validate(m, X, y, cv=GroupKFold(5), params={"groups": g})
+            kfold = cross_validate(m, X, y, cv=KFold(5, shuffle=True, random_state=0),
+                                   params={"groups": g}, return_estimator=True)
+            pipe = make_pipeline(StandardScaler().set_output(transform="pandas"),
+                                 MixedLinearRegressor(random_slopes=["Days"]))
+            pipe.fit(X, y, groups=g)
+            gs = GridSearchCV(pipe, {"mixedlinearregressor__reml": [True, False]},
+                              cv=GroupKFold(3)).fit(X, y, groups=g)
+        # routing on: score receives groups, so KFold scores use the conditional predictions
+        tr, te = next(KFold(5, shuffle=True, random_state=0).split(X))
+        e = kfold["estimator"][0]
+        assert kfold["test_score"][0] == pytest.approx(e.score(X.iloc[te], y.iloc[te], groups=g.iloc[te]))
+        assert kfold["test_score"].mean() > grouped["test_score"].mean()
+        assert pipe.score(X, y, groups=g) > pipe.score(X, y)
+        assert gs.best_estimator_[-1].n_groups_ == {"Subject": 18}
+        # requests can be switched off like any scikit-learn request
+        off = MixedLinearRegressor().set_score_request(groups=False)
+        res = cross_validate(off, X, y, cv=KFold(3), params={"groups": g}, return_estimator=True)
+        tr, te = next(KFold(3).split(X))
+        assert res["test_score"][0] == pytest.approx(res["estimator"][0].score(X.iloc[te], y.iloc[te]))
