@@ -1,0 +1,57 @@
+"""Closed forms: balanced one-way random-intercept data (students in schools, the REML seed)."""
+
+import numpy as np
+import pytest
+
+from sklmm import MixedLinearRegressor
+from sklmm.datasets import load_schools
+
+
+def _anova(y, g):
+    levels = np.unique(g)
+    a, m = len(levels), len(y) // len(levels)
+    means = np.array([y[g == lv].mean() for lv in levels])
+    msw = sum(((y[g == lv] - mu) ** 2).sum() for lv, mu in zip(levels, means)) / (a * (m - 1))
+    msb = m * ((means - y.mean()) ** 2).sum() / (a - 1)
+    return a, m, msb, msw
+
+
+def test_reml_equals_anova_estimator_on_the_schools_seed():
+    df = load_schools()
+    y, g = df["score"].to_numpy(), df["school"].astype(str).to_numpy()
+    a, m, msb, msw = _anova(y, g)
+    assert msb > msw  # interior optimum: the ANOVA estimate is positive
+    fit = MixedLinearRegressor(reml=True).fit(np.empty((len(y), 0)), y, groups=g)
+    vc = fit.variance_components_.set_index("factor")["variance"]
+    assert vc["Residual"] == pytest.approx(msw, rel=1e-6)
+    assert vc["group"] == pytest.approx((msb - msw) / m, rel=1e-5)
+    assert fit.intercept_ == pytest.approx(y.mean(), rel=1e-12)
+
+
+def test_ml_closed_form_on_balanced_data():
+    """ML divides the between-group sum of squares by a instead of a - 1."""
+    rng = np.random.default_rng(3)
+    a, m = 12, 6
+    g = np.repeat(np.arange(a), m)
+    y = 5 + rng.normal(0, 2, a)[g] + rng.normal(0, 1, a * m)
+    _, _, msb, msw = _anova(y, g)
+    fit = MixedLinearRegressor(reml=False).fit(np.empty((a * m, 0)), y, groups=g)
+    vc = fit.variance_components_.set_index("factor")["variance"]
+    assert vc["Residual"] == pytest.approx(msw, rel=1e-6)
+    assert vc["group"] == pytest.approx(((1 - 1 / a) * msb - msw) / m, rel=1e-5)
+
+
+def test_variance_zero_when_groups_do_not_differ_gives_ols_and_is_flagged():
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(10), 5)
+
+    def centre(v):  # remove all between-group variation
+        return v - np.array([v[g == k].mean() for k in g])
+
+    x = centre(rng.normal(size=50))
+    y = 1 + 2 * x + centre(rng.normal(size=50))
+    with pytest.warns(UserWarning, match="singular"):
+        fit = MixedLinearRegressor(reml=False).fit(x[:, None], y, groups=g)
+    assert fit.is_singular_ and fit.theta_[0] < 1e-4
+    ols = np.linalg.lstsq(np.column_stack([np.ones(50), x]), y, rcond=None)[0]
+    np.testing.assert_allclose([fit.intercept_, fit.coef_[0]], ols, rtol=1e-6)

@@ -1,0 +1,108 @@
+"""Bad input gets an error that names the problem and the fix, before any linear algebra."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklmm import MixedLinearRegressor
+from sklmm.datasets import load_sleepstudy
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    df = load_sleepstudy()
+    return df[["Days"]], df["Reaction"], df["Subject"]
+
+
+def test_groups_length_mismatch(sleep):
+    X, y, g = sleep
+    with pytest.raises(ValueError, match="groups has 179 rows but X has 180"):
+        MixedLinearRegressor().fit(X, y, groups=g.iloc[:-1])
+
+
+def test_missing_group_labels(sleep):
+    X, y, g = sleep
+    g = g.astype(object).copy()
+    g.iloc[[3, 7]] = None
+    with pytest.raises(ValueError, match="2 missing labels .* rows \\[3, 7\\]"):
+        MixedLinearRegressor().fit(X, y, groups=g)
+
+
+def test_nan_in_X_or_y(sleep):
+    X, y, g = sleep
+    Xn = X.copy()
+    Xn.iloc[0, 0] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        MixedLinearRegressor().fit(Xn, y, groups=g)
+    yn = y.copy()
+    yn.iloc[0] = np.inf
+    with pytest.raises(ValueError, match="Input y contains infinity"):
+        MixedLinearRegressor().fit(X, yn, groups=g)
+
+
+def test_single_level_factor(sleep):
+    X, y, _ = sleep
+    with pytest.raises(ValueError, match="'group' has a single level"):
+        MixedLinearRegressor().fit(X, y, groups=np.zeros(len(y)))
+
+
+def test_one_level_per_observation(sleep):
+    X, y, _ = sleep
+    with pytest.raises(ValueError, match="180 levels for 180 observations"):
+        MixedLinearRegressor().fit(X, y, groups=np.arange(len(y)))
+
+
+def test_random_slope_not_a_column(sleep):
+    X, y, g = sleep
+    with pytest.raises(ValueError, match="names 'Hours', which is not a column of X"):
+        MixedLinearRegressor(random_slopes=["Hours"]).fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="column index 3, but X has 1 columns"):
+        MixedLinearRegressor(random_slopes=[3]).fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="keys \\['Patient'\\] that are not grouping factors"):
+        MixedLinearRegressor(random_slopes={"Patient": ["Days"]}).fit(X, y, groups=g)
+
+
+def test_slopes_by_index_equal_slopes_by_name(sleep):
+    X, y, g = sleep
+    a = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
+    b = MixedLinearRegressor(random_slopes=[0]).fit(X.to_numpy(), y, groups=g)
+    c = MixedLinearRegressor(random_slopes={"Subject": ["Days"]}).fit(X, y, groups=g)
+    assert a.criterion_ == pytest.approx(b.criterion_, rel=1e-12) == c.criterion_
+
+
+def test_bad_parameters(sleep):
+    X, y, g = sleep
+    with pytest.raises(ValueError, match="unseen_groups must be 'population' or 'error'"):
+        MixedLinearRegressor(unseen_groups="zero").fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="solver must be"):
+        MixedLinearRegressor(solver="dense").fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="random_slopes must be None, a list"):
+        MixedLinearRegressor(random_slopes="Days").fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="random_intercept=False leaves"):
+        MixedLinearRegressor(random_intercept=False).fit(X, y, groups=g)
+
+
+def test_groups_with_three_dimensions(sleep):
+    X, y, _ = sleep
+    with pytest.raises(ValueError, match="1-D .* or 2-D"):
+        MixedLinearRegressor().fit(X, y, groups=np.zeros((180, 1, 1)))
+
+
+def test_predict_with_other_group_columns(sleep):
+    X, y, g = sleep
+    m = MixedLinearRegressor().fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="groups has 2 column\\(s\\) but the model was fitted with 1"):
+        m.predict(X, groups=pd.DataFrame({"a": g, "b": g}))
+    with pytest.raises(ValueError, match="groups has 10 rows but X has 180"):
+        m.predict(X, groups=g.iloc[:10])
+
+
+def test_rank_deficient_fixed_effects_are_dropped_like_lme4(sleep):
+    X, y, g = sleep
+    X2 = X.assign(Days2=2 * X["Days"], Hours=24 * X["Days"] + 1)
+    with pytest.warns(UserWarning, match=r"dropping 2 column\(s\): \['Days2', 'Hours'\]"):
+        m2 = MixedLinearRegressor().fit(X2, y, groups=g)
+    m = MixedLinearRegressor().fit(X, y, groups=g)
+    assert m2.criterion_ == pytest.approx(m.criterion_, rel=1e-10)
+    np.testing.assert_allclose(m2.coef_, [m.coef_[0], 0, 0])
+    np.testing.assert_allclose(m2.predict(X2, groups=g), m.predict(X, groups=g))
