@@ -1,0 +1,268 @@
+#!/usr/bin/env Rscript
+# mgcv_reference.R -- fit reference penalized-spline GAMs with mgcv (and one
+# GAMM with gamm4) and store the numbers the sklmm test suite compares against.
+#
+# How to run (from the repository root):
+#     Rscript tools/mgcv_reference.R
+#
+# Needs R >= 4.0 with mgcv, gamm4 (which pulls in lme4), jsonlite and MASS
+# (Debian/Ubuntu:
+#     apt-get install r-base-core r-cran-mgcv r-cran-gamm4 r-cran-jsonlite r-cran-mass
+# ).  mgcv/gamm4 are only *run* here to produce reference numbers; none of
+# their code is copied into sklmm.
+#
+# Input:  sklmm/datasets/data/mcycle.csv and sklmm/datasets/data/sleepstudy.csv
+#         (Subject turned into a factor whose levels are the sorted labels).
+# Output: tests/data/sim_two_smooth.csv (simulated data, set.seed(1), written
+#         here) and tests/data/mgcv_reference.json.  Every double is written
+#         with the shortest decimal representation that reads back as the
+#         same IEEE double (jsonlite's own formatting stops at 15 significant
+#         digits, so numbers are formatted here and passed through verbatim).
+#
+# Conventions in the JSON:
+#   reml_score  = g$gcv.ubre for method = "REML": mgcv's minimized REML score,
+#                 which is a *negative restricted log-likelihood* (so it is on
+#                 the scale of -loglik, not -2*loglik).
+#   reml_profile: mgcv's REML score re-evaluated at fixed smoothing parameters
+#                 sp = factor * g$sp (all smooths scaled by the same factor);
+#                 the scale parameter is still estimated at each point.
+#   knots       = per smooth, a list of arrays (cr: g$smooth[[i]]$xp,
+#                 ps: g$smooth[[i]]$knots, i.e. the full B-spline knot vector
+#                 including the exterior knots).
+
+suppressPackageStartupMessages({
+  library(mgcv)
+  library(gamm4)
+  library(lme4)
+  library(jsonlite)
+  library(MASS)
+})
+
+if (!dir.exists("sklmm/datasets/data") || !dir.exists("tests/data")) {
+  stop("run this script from the repository root: Rscript tools/mgcv_reference.R")
+}
+
+## --- exact JSON number formatting ----------------------------------------------
+# Shortest of 15, 16 or 17 significant digits that round-trips exactly.
+fmt_num <- function(x) {
+  x <- as.double(x)
+  if (any(is.infinite(x) | is.nan(x))) stop("non-finite number")
+  res <- rep("null", length(x))
+  keep <- !is.na(x)
+  vals <- x[keep]
+  txt <- character(length(vals))
+  todo <- rep(TRUE, length(vals))
+  for (digits in 15:17) {
+    cand <- sprintf(paste0("%.", digits, "g"), vals[todo])
+    hit <- as.numeric(cand) == vals[todo]
+    if (digits == 17) stopifnot(all(hit))
+    idx <- which(todo)
+    txt[idx[hit]] <- cand[hit]
+    todo[idx[hit]] <- FALSE
+    if (!any(todo)) break
+  }
+  res[keep] <- txt
+  res
+}
+as_json <- function(s) structure(s, class = "json")
+num <- function(x) {                      # JSON scalar number
+  stopifnot(length(x) == 1)
+  as_json(fmt_num(x))
+}
+arr <- function(x) as_json(paste0("[", paste(fmt_num(x), collapse = ","), "]"))
+strs <- function(x) I(as.character(x))   # character vector kept as a JSON array
+
+## --- data ---------------------------------------------------------------------
+read_data <- function(path, factors = character(0)) {
+  df <- read.csv(path, colClasses = "character", check.names = FALSE)
+  for (nm in names(df)) {
+    if (nm %in% factors) {
+      df[[nm]] <- factor(df[[nm]], levels = sort(unique(df[[nm]]), method = "radix"))
+    } else {
+      df[[nm]] <- as.numeric(df[[nm]])
+    }
+  }
+  df
+}
+
+mcycle <- read_data("sklmm/datasets/data/mcycle.csv")
+sleepstudy <- read_data("sklmm/datasets/data/sleepstudy.csv", "Subject")
+stopifnot(
+  isTRUE(all.equal(mcycle, MASS::mcycle, tolerance = 0, check.attributes = FALSE)),
+  isTRUE(all.equal(sleepstudy, lme4::sleepstudy[, c("Reaction", "Days", "Subject")],
+                   tolerance = 0, check.attributes = FALSE)),
+  identical(levels(sleepstudy$Subject), levels(lme4::sleepstudy$Subject))
+)
+
+# Simulated two-smooth data; written with full precision and read back so
+# that the fit below uses exactly the numbers the Python tests will read.
+set.seed(1)
+n <- 400
+x1 <- runif(n)
+x2 <- runif(n)
+y <- sin(2 * pi * x1) + exp(2 * x2) / 3 + rnorm(n, sd = 0.3)
+sim_path <- "tests/data/sim_two_smooth.csv"
+writeLines(c("y,x1,x2", paste(fmt_num(y), fmt_num(x1), fmt_num(x2), sep = ",")), sim_path)
+sim <- read_data(sim_path)
+stopifnot(identical(sim$y, y), identical(sim$x1, x1), identical(sim$x2, x2))
+
+## --- GAM reference entries -------------------------------------------------------
+profile_factors <- c(0.01, 0.1, 0.5, 2, 10, 100)
+
+gam_entry <- function(key, form_str, data, data_name, grid_var = NULL) {
+  form <- as.formula(form_str)
+  g <- gam(form, data = data, method = "REML")
+  if (!isTRUE(g$converged) || !isTRUE(g$outer.info$conv == "full convergence")) {
+    warning(key, ": convergence: ", g$outer.info$conv)
+  }
+
+  sp <- unname(g$sp)
+  sm <- g$smooth
+  edf_smooth <- vapply(sm, function(s) sum(g$edf[s$first.para:s$last.para]), 0)
+  print(all.equal(edf_smooth, unname(summary(g)$edf), tolerance = 1e-12)); print(edf_smooth); print(summary(g)$edf)
+  knots <- lapply(sm, function(s) {
+    if (inherits(s, "cr.smooth")) s$xp
+    else if (inherits(s, "pspline.smooth")) s$knots
+    else stop("unexpected smooth class")
+  })
+
+  smooths <- lapply(seq_along(sm), function(i) {
+    s <- sm[[i]]
+    list(label = s$label,
+         term = s$term,
+         bs = if (inherits(s, "cr.smooth")) "cr" else "ps",
+         k = s$bs.dim,
+         m = if (inherits(s, "pspline.smooth")) arr(s$m) else NULL,
+         first_para = s$first.para,     # 1-based index into coef(g)
+         last_para = s$last.para,
+         sp = num(sp[i]),
+         S_scale = num(s$S.scale),
+         edf_smooth = num(edf_smooth[i]),
+         knots = arr(knots[[i]]))
+  })
+
+  # REML score at fixed smoothing parameters (sp scaled jointly)
+  prof <- lapply(profile_factors, function(f) {
+    h <- gam(form, data = data, method = "REML", sp = sp * f)
+    list(factor = num(f), sp = arr(sp * f), score = num(h$gcv.ubre), scale = num(h$scale))
+  })
+  # sanity: re-evaluating at the optimum reproduces the minimized score
+  h1 <- gam(form, data = data, method = "REML", sp = sp)
+  stopifnot(isTRUE(all.equal(as.numeric(h1$gcv.ubre), as.numeric(g$gcv.ubre), tolerance = 1e-10)))
+
+  cat(sprintf("%-12s REML=%.10f sp=[%s] edf=[%s] sig2=%.8f\n", key, g$gcv.ubre,
+              paste(sprintf("%.6g", sp), collapse = ", "),
+              paste(sprintf("%.6f", edf_smooth), collapse = ", "), g$sig2))
+
+  out <- list(
+    formula = form_str,
+    data = data_name,
+    method = "REML",
+    nobs = nrow(data),
+    reml_score = num(g$gcv.ubre),
+    sp = arr(sp),
+    smooth_labels = strs(vapply(sm, function(s) s$label, "")),
+    S_scale = arr(vapply(sm, function(s) s$S.scale, 0)),
+    sig2 = num(g$sig2),
+    scale = num(g$scale),
+    edf_total = num(sum(g$edf)),
+    edf_smooth = arr(edf_smooth),
+    coef_intercept = num(coef(g)[1]),
+    coef = arr(coef(g)),
+    coef_names = strs(names(coef(g))),
+    fitted = arr(fitted(g)),
+    knots = lapply(knots, arr),
+    smooths = smooths,
+    reml_profile = prof
+  )
+  if (!is.null(grid_var)) {
+    xv <- data[[grid_var]]
+    grid <- seq(min(xv), max(xv), length = 50)
+    nd <- data.frame(grid)
+    names(nd) <- grid_var
+    pr <- predict(g, newdata = nd, se.fit = TRUE)
+    out$grid <- arr(grid)
+    out$grid_fit <- arr(pr$fit)
+    out$grid_se <- arr(pr$se.fit)
+  }
+  list(entry = out, fit = g)
+}
+
+res <- list()
+res$mcycle_cr <- gam_entry("mcycle_cr", 'accel ~ s(times, bs = "cr", k = 20)',
+                           mcycle, "mcycle.csv", grid_var = "times")
+res$mcycle_ps <- gam_entry("mcycle_ps", 'accel ~ s(times, bs = "ps", k = 20)',
+                           mcycle, "mcycle.csv", grid_var = "times")
+res$two_smooth <- gam_entry("two_smooth", 'y ~ s(x1, bs = "cr", k = 10) + s(x2, bs = "cr", k = 10)',
+                            sim, "sim_two_smooth.csv")
+
+## --- gamm4 ---------------------------------------------------------------------
+m <- gamm4(Reaction ~ s(Days, bs = "cr", k = 5), random = ~(1 | Subject), data = sleepstudy)
+mer <- m$mer
+stopifnot(isREML(mer))
+reml_crit <- REMLcrit(mer)
+stopifnot(isTRUE(all.equal(reml_crit, -2 * as.numeric(logLik(mer)), tolerance = 1e-12)))
+vc <- as.data.frame(VarCorr(mer))
+varcorr <- lapply(seq_len(nrow(vc)), function(i) list(
+  grp = vc$grp[i],
+  var1 = if (is.na(vc$var1[i])) NULL else vc$var1[i],
+  vcov = num(vc$vcov[i]),
+  sdcor = num(vc$sdcor[i])))
+theta <- getME(mer, "theta")
+sm4 <- m$gam$smooth[[1]]
+re_subj <- ranef(mer)$Subject
+stopifnot(identical(rownames(re_subj), levels(sleepstudy$Subject)))
+fit_pop <- fitted(m$gam)
+stopifnot(isTRUE(all.equal(unname(fit_pop), unname(as.numeric(predict(m$gam))), tolerance = 1e-10)))
+cat(sprintf("%-12s REMLcrit=%.10f sigma=%.8f theta=[%s]\n", "gamm4_sleep", reml_crit,
+            sigma(mer), paste(sprintf("%.6g", theta), collapse = ", ")))
+
+gamm4_sleep <- list(
+  formula = 'Reaction ~ s(Days, bs = "cr", k = 5)',
+  random = "~(1 | Subject)",
+  data = "sleepstudy.csv",
+  reml = TRUE,
+  nobs = nrow(sleepstudy),
+  reml_criterion = num(reml_crit),
+  varcorr = varcorr,
+  theta = arr(theta),
+  theta_names = strs(names(theta)),
+  sigma = num(sigma(mer)),
+  fitted_conditional = arr(fitted(mer)),
+  fitted_population = arr(fit_pop),
+  edf_smooth = num(sum(m$gam$edf[sm4$first.para:sm4$last.para])),
+  edf_total = num(sum(m$gam$edf)),
+  gam_coef = arr(coef(m$gam)),
+  gam_coef_names = strs(names(coef(m$gam))),
+  knots = arr(sm4$xp),
+  ranef_subject = list(levels = strs(rownames(re_subj)), values = arr(re_subj[, 1]))
+)
+
+## --- write --------------------------------------------------------------------
+out <- list(
+  mcycle_cr = res$mcycle_cr$entry,
+  mcycle_ps = res$mcycle_ps$entry,
+  two_smooth = res$two_smooth$entry,
+  gamm4_sleep = gamm4_sleep,
+  meta = list(
+    r_version = R.version.string,
+    mgcv_version = as.character(packageVersion("mgcv")),
+    gamm4_version = as.character(packageVersion("gamm4")),
+    lme4_version = as.character(packageVersion("lme4")),
+    jsonlite_version = as.character(packageVersion("jsonlite")),
+    generated_by = "tools/mgcv_reference.R",
+    notes = paste(
+      "reml_score: g$gcv.ubre (mgcv REML score = negative restricted log-likelihood, minimized);",
+      "reml_profile: gam(..., method='REML', sp=factor*g$sp)$gcv.ubre, scale re-estimated at each point;",
+      "edf_smooth: sum of g$edf over each smooth's coefficients (= summary(g)$edf);",
+      "knots: cr -> smooth$xp, ps -> smooth$knots (full knot vector incl. exterior knots);",
+      "gamm4_sleep: reml_criterion = REMLcrit(m$mer) = -2*logLik(m$mer);",
+      "fitted_conditional = fitted(m$mer) (incl. Subject effects), fitted_population = fitted(m$gam).")
+  )
+)
+
+txt <- toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null",
+              json_verbatim = TRUE, pretty = TRUE)
+writeLines(txt, "tests/data/mgcv_reference.json", useBytes = TRUE)
+invisible(fromJSON("tests/data/mgcv_reference.json", simplifyVector = FALSE))
+cat("wrote tests/data/sim_two_smooth.csv and tests/data/mgcv_reference.json\n")
