@@ -1,7 +1,9 @@
 """sklmm: linear mixed-effects models and penalized spline (additive mixed) models as
 scikit-learn estimators, fitted by lme4's penalized least squares."""
 
-from .mixed import MixedLinearRegressor, NoGroupsWarning, SingularFitWarning
+from ._base import NoGroupsWarning
+from ._model import SingularFitWarning
+from .mixed import MixedLinearRegressor
 
 __version__ = "0.1.0"
 

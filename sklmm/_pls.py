@@ -108,6 +108,8 @@ class CrossProducts:
 
 def _by_level(codes, A, B, n_levels):
     """``sum_i [codes_i == j] A_i B_i'`` for every level j: shape (n_levels, A.shape[1], B.shape[1])."""
+    if n_levels == 1:
+        return (A.T @ B)[None]
     out = np.empty((n_levels, A.shape[1], B.shape[1]))
     for a in range(A.shape[1]):
         for b in range(B.shape[1]):
@@ -134,6 +136,9 @@ def cross_products(terms, X, y, sample_weight=None) -> CrossProducts:
     for k, tk in enumerate(terms):
         for l in range(k + 1, len(terms)):
             tl = terms[l]
+            if tl.n_levels == 1 and tk.n_levels == 1:
+                off[(l, k)] = (np.zeros(1, np.intp), np.zeros(1, np.intp), (values[l].T @ values[k])[None])
+                continue
             key = tl.codes.astype(np.int64) * tk.n_levels + tk.codes
             uniq, inv = np.unique(key, return_inverse=True)
             blocks = _by_level(inv.ravel(), values[l], values[k], len(uniq))
@@ -427,3 +432,35 @@ def profiled_criterion(fz: Factorization | None, n, p, reml, sum_log_weights=0.0
         nmp = n - p
         return fz.logdet_L2 + fz.logdet_RX2 + nmp * (1.0 + _LOG_2PI + np.log(fz.r2 / nmp)) - sum_log_weights
     return fz.logdet_L2 + n * (1.0 + _LOG_2PI + np.log(fz.r2 / n)) - sum_log_weights
+
+
+def dense_system(cp: CrossProducts, terms, theta):
+    """The augmented PLS matrix at theta as a dense array (random-effect columns, X, y).
+
+    ``[[Lambda'Z'Z Lambda + I, Lambda'Z'X, Lambda'Z'y], [., X'X, X'y], [., ., y'y]]``. Its size is
+    ``q + p + 1``: meant for models with few random-effect columns (penalized smooths) and for
+    quantities needed once per fit (effective degrees of freedom, posterior covariances).
+    """
+    slices, z_off = theta_layout(terms)
+    q = int(z_off[-1])
+    m = q + cp.p + 1
+    M = np.zeros((m, m))
+    for k, t in enumerate(terms):
+        lv = np.arange(t.n_levels)
+        r, c = _block_entries(lv, lv, t.n_coef, t.n_coef, z_off[k], z_off[k])
+        M[r, c] = cp.diag[k].ravel()
+        zx = cp.zxy[k].reshape(t.q, cp.p + 1)
+        M[z_off[k] : z_off[k + 1], q:] = zx
+        M[q:, z_off[k] : z_off[k + 1]] = zx.T
+    for (l, k), (rows, cols, blocks) in cp.off.items():
+        r, c = _block_entries(rows, cols, terms[l].n_coef, terms[k].n_coef, z_off[l], z_off[k])
+        M[r, c] = blocks.ravel()
+        M[c, r] = blocks.ravel()
+    M[q:, q:] = cp.xyxy
+    for k, t in enumerate(terms):
+        T = t.template(theta[slices[k]])
+        _lambda_t_rows(M, T, z_off[k], t.n_levels)
+        _lambda_t_rows(M.T, T, z_off[k], t.n_levels)
+    idx = np.arange(q)
+    M[idx, idx] += 1.0
+    return M

@@ -8,7 +8,9 @@ level 1's, ...), as in lme4, so that ``Z_k' Z_k`` is block diagonal with ``p x p
 The covariance parameters ``theta`` of a term are the free entries of ``T_k`` in column-major
 lower-triangular order (lme4's order): all of them for an unstructured covariance
 (lme4 ``(x | g)``), only the diagonal for independent coefficients (lme4 ``(x || g)``).
-Diagonal entries are bounded below by 0, off-diagonal entries are free.
+Diagonal entries are bounded below by 0, off-diagonal entries are free.  A penalized smooth is
+a term with a single "level" whose ``p`` columns share one variance: ``T_k = theta_k I``
+(``scalar=True``).
 
 This module imports nothing from scikit-learn; it works on plain arrays.
 """
@@ -44,6 +46,8 @@ class RandomTerm:
         Indices into X of the slope columns (the intercept is not listed).
     intercept : bool
         Whether the term has a random intercept (as its first coefficient).
+    scalar : bool
+        One parameter for all coefficients, ``T_k = theta_k I`` (penalized smooths).
     """
 
     name: str
@@ -54,10 +58,13 @@ class RandomTerm:
     correlated: bool = True
     slope_columns: list = field(default_factory=list)
     intercept: bool = True
+    scalar: bool = False
 
     def __post_init__(self):
         p = self.n_coef
-        if self.correlated:
+        if self.scalar:
+            rows = cols = [0]
+        elif self.correlated:
             rows, cols = [], []
             for j in range(p):  # column-major lower triangle, as lme4
                 for i in range(j, p):
@@ -92,6 +99,8 @@ class RandomTerm:
         return np.where(self.tri_rows == self.tri_cols, 1.0, 0.0)
 
     def theta_names(self) -> list:
+        if self.scalar:
+            return [f"{self.name}.(scale)"]
         out = []
         for i, j in zip(self.tri_rows, self.tri_cols):
             if i == j:
@@ -103,6 +112,8 @@ class RandomTerm:
     def template(self, theta_k: np.ndarray) -> np.ndarray:
         """The lower-triangular relative covariance factor ``T_k`` for this term's theta."""
         p = self.n_coef
+        if self.scalar:
+            return float(theta_k[0]) * np.eye(p)
         T = np.zeros((p, p))
         T[self.tri_rows, self.tri_cols] = theta_k
         return T

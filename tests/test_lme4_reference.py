@@ -7,7 +7,7 @@ import pytest
 
 from reference import MODELS, REFERENCE, problem
 from sklmm import MixedLinearRegressor
-from sklmm._pls import HAS_CHOLMOD, cross_products, make_factor, profiled_criterion
+from sklmm._pls import HAS_CHOLMOD, profiled_criterion
 
 SOLVERS = ["blocked"] + (["cholmod"] if HAS_CHOLMOD else [])
 
@@ -101,7 +101,7 @@ def test_objective_at_probe_theta_equals_lme4_devfun(key, solver):
     est = MixedLinearRegressor(solver=solver, **problem(key)[3])
     X, y, g, _, ref = problem(key)
     est.fit(X, y, groups=g)
-    factor = est._factor
+    factor = est._fit.factor
     cp = factor.cp
     val = profiled_criterion(factor.update(np.asarray(ref["theta_probe"])), cp.n, cp.p, est.reml)
     assert val == pytest.approx(ref["criterion_at_probe"], rel=1e-10)
@@ -139,7 +139,7 @@ def test_cross_products_are_the_only_pass_over_rows():
     """Doubling every row leaves the factor inputs exactly twice as large (sums over rows)."""
     X, y, g, kw, _ = problem("crossed_ml")
     m = MixedLinearRegressor(**kw).fit(X, y, groups=g)
-    terms = m._terms
-    cp = m._factor.cp
+    terms = m._fit.terms
+    cp = m._fit.cp
     assert all(t.codes is None for t in terms)  # row-level arrays are dropped after the pass
     assert cp.xyxy.shape == (3, 3) and cp.n == len(y)

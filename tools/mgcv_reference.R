@@ -24,8 +24,18 @@
 #                 which is a *negative restricted log-likelihood* (so it is on
 #                 the scale of -loglik, not -2*loglik).
 #   reml_profile: mgcv's REML score re-evaluated at fixed smoothing parameters
-#                 sp = factor * g$sp (all smooths scaled by the same factor);
-#                 the scale parameter is still estimated at each point.
+#                 sp = factor * g$sp (all smooths scaled by the same factor).
+#                 At fixed sp the score has the scale profiled out:
+#                   score = P/(2 phi) + (n-Mp)/2 log(2 pi phi)
+#                           + (log|X'X+S| - log|S|_+)/2,
+#                 P = ||y-Xb||^2 + b'Sb, phi = P/(n-Mp), Mp = p - rank(S)
+#                 (checked below to 1e-10 relative for every stored score).
+#                 "phi" is that profiled value; "scale" is what gam() reports,
+#                 RSS/(n - edf_total), which is a different number.
+#   scale, sig2 = g$scale = g$sig2 = RSS/(n - edf_total);  reml_phi = the
+#                 profiled phi P/(n-Mp) at the optimum (equal to scale up to
+#                 the optimizer's tolerance);  Mp = unpenalized dimension
+#                 (intercept + penalty null spaces).
 #   knots       = per smooth, a list of arrays (cr: g$smooth[[i]]$xp,
 #                 ps: g$smooth[[i]]$knots, i.e. the full B-spline knot vector
 #                 including the exterior knots).
@@ -109,6 +119,38 @@ stopifnot(identical(sim$y, y), identical(sim$x1, x1), identical(sim$x2, x2))
 ## --- GAM reference entries -------------------------------------------------------
 profile_factors <- c(0.01, 0.1, 0.5, 2, 10, 100)
 
+# Independent re-evaluation of the Gaussian REML score at a fitted gam, from the
+# published formula (Wood 2011, JRSS-B 73(1), eq. for the Laplace/REML
+# criterion with the scale profiled out):
+#   V = P/(2 phi) + (n - Mp)/2 * log(2 pi phi) + (log|X'X + S| - log|S|_+)/2,
+#   P = ||y - X b||^2 + b' S b,  phi = P/(n - Mp),  Mp = ncol(X) - rank(S),
+# with S = sum_j sp_j S_j (the penalties as stored in the fitted smooths;
+# for a fit with sp supplied, h$sp is empty and the values are in h$full.sp).
+# Used only as a check and to record phi and Mp alongside mgcv's numbers.
+reml_check <- function(h, y, sp) {
+  X <- predict(h, type = "lpmatrix")
+  p <- ncol(X)
+  S <- matrix(0, p, p)
+  j <- 0
+  for (s in h$smooth) {
+    idx <- s$first.para:s$last.para
+    for (Sk in s$S) {
+      j <- j + 1
+      S[idx, idx] <- S[idx, idx] + sp[j] * Sk
+    }
+  }
+  b <- coef(h)
+  P <- sum((y - drop(X %*% b))^2) + drop(crossprod(b, S %*% b))
+  ev <- eigen(S, symmetric = TRUE, only.values = TRUE)$values
+  ev <- ev[ev > max(ev) * 1e-10]
+  Mp <- p - length(ev)
+  n <- length(y)
+  phi <- P / (n - Mp)
+  V <- P / (2 * phi) + (n - Mp) / 2 * log(2 * pi * phi) +
+    (as.numeric(determinant(crossprod(X) + S)$modulus) - sum(log(ev))) / 2
+  list(V = V, phi = phi, Mp = Mp, P = P)
+}
+
 gam_entry <- function(key, form_str, data, data_name, grid_var = NULL) {
   form <- as.formula(form_str)
   g <- gam(form, data = data, method = "REML")
@@ -119,7 +161,7 @@ gam_entry <- function(key, form_str, data, data_name, grid_var = NULL) {
   sp <- unname(g$sp)
   sm <- g$smooth
   edf_smooth <- vapply(sm, function(s) sum(g$edf[s$first.para:s$last.para]), 0)
-  print(all.equal(edf_smooth, unname(summary(g)$edf), tolerance = 1e-12)); print(edf_smooth); print(summary(g)$edf)
+  stopifnot(isTRUE(all.equal(edf_smooth, as.numeric(summary(g)$edf), tolerance = 1e-12)))
   knots <- lapply(sm, function(s) {
     if (inherits(s, "cr.smooth")) s$xp
     else if (inherits(s, "pspline.smooth")) s$knots
@@ -141,10 +183,26 @@ gam_entry <- function(key, form_str, data, data_name, grid_var = NULL) {
          knots = arr(knots[[i]]))
   })
 
+  y <- data[[all.vars(form)[1]]]
+  # Reported scale (g$scale = g$sig2) is the Pearson-type RSS/(n - edf_total).
+  stopifnot(isTRUE(all.equal(g$scale, sum(residuals(g)^2) / (nrow(data) - sum(g$edf)),
+                             tolerance = 1e-10)))
+  # Identifiability constraints: smooth terms sum to zero over the data, so
+  # mean(fitted) = intercept; unpenalized intercept gives sum(fitted) = sum(y).
+  stopifnot(max(abs(colSums(predict(g, type = "terms")))) < 1e-8 * max(abs(y)) * nrow(data),
+            isTRUE(all.equal(mean(fitted(g)), unname(coef(g)[1]), tolerance = 1e-12)),
+            isTRUE(all.equal(sum(fitted(g)), sum(y), tolerance = 1e-12)))
+  chk <- reml_check(g, y, sp)
+  stopifnot(isTRUE(all.equal(chk$V, as.numeric(g$gcv.ubre), tolerance = 1e-10)))
+
   # REML score at fixed smoothing parameters (sp scaled jointly)
   prof <- lapply(profile_factors, function(f) {
     h <- gam(form, data = data, method = "REML", sp = sp * f)
-    list(factor = num(f), sp = arr(sp * f), score = num(h$gcv.ubre), scale = num(h$scale))
+    stopifnot(isTRUE(all.equal(unname(h$full.sp), sp * f, tolerance = 1e-14)))
+    hc <- reml_check(h, y, sp * f)
+    stopifnot(isTRUE(all.equal(hc$V, as.numeric(h$gcv.ubre), tolerance = 1e-10)))
+    list(factor = num(f), sp = arr(sp * f), score = num(h$gcv.ubre),
+         phi = num(hc$phi), scale = num(h$scale))
   })
   # sanity: re-evaluating at the optimum reproduces the minimized score
   h1 <- gam(form, data = data, method = "REML", sp = sp)
@@ -165,6 +223,8 @@ gam_entry <- function(key, form_str, data, data_name, grid_var = NULL) {
     S_scale = arr(vapply(sm, function(s) s$S.scale, 0)),
     sig2 = num(g$sig2),
     scale = num(g$scale),
+    reml_phi = num(chk$phi),
+    Mp = chk$Mp,
     edf_total = num(sum(g$edf)),
     edf_smooth = arr(edf_smooth),
     coef_intercept = num(coef(g)[1]),
@@ -212,8 +272,8 @@ theta <- getME(mer, "theta")
 sm4 <- m$gam$smooth[[1]]
 re_subj <- ranef(mer)$Subject
 stopifnot(identical(rownames(re_subj), levels(sleepstudy$Subject)))
-fit_pop <- fitted(m$gam)
-stopifnot(isTRUE(all.equal(unname(fit_pop), unname(as.numeric(predict(m$gam))), tolerance = 1e-10)))
+fit_pop <- as.numeric(fitted(m$gam))
+stopifnot(isTRUE(all.equal(fit_pop, as.numeric(predict(m$gam)), tolerance = 1e-10)))
 cat(sprintf("%-12s REMLcrit=%.10f sigma=%.8f theta=[%s]\n", "gamm4_sleep", reml_crit,
             sigma(mer), paste(sprintf("%.6g", theta), collapse = ", ")))
 
@@ -253,7 +313,8 @@ out <- list(
     generated_by = "tools/mgcv_reference.R",
     notes = paste(
       "reml_score: g$gcv.ubre (mgcv REML score = negative restricted log-likelihood, minimized);",
-      "reml_profile: gam(..., method='REML', sp=factor*g$sp)$gcv.ubre, scale re-estimated at each point;",
+      "reml_profile: gam(..., method='REML', sp=factor*g$sp)$gcv.ubre; score uses the profiled phi = (RSS + b'Sb)/(n - Mp),",
+      "stored as 'phi'; 'scale' is gam's reported RSS/(n - edf);",
       "edf_smooth: sum of g$edf over each smooth's coefficients (= summary(g)$edf);",
       "knots: cr -> smooth$xp, ps -> smooth$knots (full knot vector incl. exterior knots);",
       "gamm4_sleep: reml_criterion = REMLcrit(m$mer) = -2*logLik(m$mer);",

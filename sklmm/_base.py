@@ -1,0 +1,221 @@
+"""What every sklmm estimator shares: group-term building, parameter checks, the random part
+of predictions, and the fitted attributes of the mixed-model engine."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.validation import validate_data
+
+from ._groups import as_group_frame, encode, make_factors
+from ._terms import RandomTerm
+
+__all__ = ["GroupedMixin", "NoGroupsWarning"]
+
+
+class NoGroupsWarning(UserWarning):
+    """``fit`` was called without ``groups``: no random effects were fitted."""
+
+
+def _empty_frame_as_array(X):
+    """A DataFrame without columns as an (n, 0) float array (pandas gives it no dtype)."""
+    if isinstance(X, pd.DataFrame) and X.shape[1] == 0:
+        return np.empty((X.shape[0], 0))
+    return X
+
+
+class GroupedMixin:
+    """Random intercepts and slopes from ``groups``, shared by the estimators.
+
+    Expects the parameters ``random_slopes``, ``correlated_slopes``, ``nested``,
+    ``random_intercept``, ``unseen_groups``, ``solver`` and ``max_iter``.
+    """
+
+    __metadata_request__fit = {"groups": True}
+    __metadata_request__predict = {"groups": True}
+    __metadata_request__score = {"groups": True}
+
+    def _check_group_params(self):
+        if self.unseen_groups not in ("population", "error"):
+            raise ValueError(
+                f"unseen_groups must be 'population' or 'error'; got {self.unseen_groups!r}."
+            )
+        if self.solver not in ("auto", "blocked", "cholmod"):
+            raise ValueError(f"solver must be 'auto', 'blocked' or 'cholmod'; got {self.solver!r}.")
+        if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be a positive integer; got {self.max_iter!r}.")
+        if self.random_slopes is not None and not isinstance(self.random_slopes, (list, tuple, dict)):
+            raise ValueError(
+                "random_slopes must be None, a list of feature names / column indices, or a dict "
+                f"from grouping-factor name to such a list; got {type(self.random_slopes).__name__}."
+            )
+
+    def _validate_X(self, X, y=None, groups=None, reset=True):
+        """validate_data, allowing X without columns once groups are given (intercept-only)."""
+        X = _empty_frame_as_array(X)
+        if reset:
+            return validate_data(
+                self, X, y, y_numeric=True, dtype=np.float64,
+                ensure_min_features=0 if groups is not None else 1,
+            )
+        return validate_data(
+            self, X, reset=False, dtype=np.float64,
+            ensure_min_features=0 if self.n_features_in_ == 0 else 1,
+        )
+
+    def _feature_names(self):
+        if hasattr(self, "feature_names_in_"):
+            return [str(c) for c in self.feature_names_in_]
+        return [f"x{j}" for j in range(self.n_features_in_)]
+
+    @staticmethod
+    def _column_index(spec, names, what):
+        out = []
+        for s in spec:
+            if isinstance(s, (numbers.Integral, np.integer)) and not isinstance(s, bool):
+                if not 0 <= s < len(names):
+                    raise ValueError(f"{what} names column index {s}, but X has {len(names)} columns.")
+                out.append(int(s))
+            elif str(s) in names:
+                out.append(names.index(str(s)))
+            else:
+                raise ValueError(
+                    f"{what} names {s!r}, which is not a column of X (columns: {names[:20]}). Pass "
+                    "X as a DataFrame with that column (in a Pipeline, keep names with "
+                    "transformer.set_output(transform='pandas')) or give column indices instead."
+                )
+        return out
+
+    def _slopes_for(self, factors, frame_columns, names):
+        spec = self.random_slopes
+        if spec is None:
+            return {f.name: [] for f in factors}
+        if isinstance(spec, dict):
+            known = {f.name for f in factors} | set(frame_columns)
+            unknown = [k for k in spec if str(k) not in known]
+            if unknown:
+                raise ValueError(
+                    f"random_slopes has keys {unknown} that are not grouping factors; the factors "
+                    f"are {sorted(known)}."
+                )
+            out = {}
+            for f in factors:
+                inner = frame_columns[f.columns[-1]]
+                key = f.name if f.name in spec else (inner if inner in spec else None)
+                out[f.name] = (
+                    self._column_index(spec[key], names, f"random_slopes for {f.name!r}")
+                    if key is not None else []
+                )
+            return out
+        return {f.name: self._column_index(spec, names, f"random_slopes for {f.name!r}") for f in factors}
+
+    def _group_terms(self, X, groups):
+        """Random-effect terms for ``groups`` (lme4 order: decreasing number of levels)."""
+        n = X.shape[0]
+        frame = as_group_frame(groups, n)
+        names = self._feature_names()
+        factors = make_factors(frame, self.nested)
+        for f in factors:
+            if len(f.index) < 2:
+                raise ValueError(
+                    f"grouping factor {f.name!r} has a single level; a variance between groups "
+                    "cannot be estimated from one group. Drop it from groups."
+                )
+            if len(f.index) >= n:
+                raise ValueError(
+                    f"grouping factor {f.name!r} has {len(f.index)} levels for {n} observations; "
+                    "a random effect per observation is not identifiable with a residual. Use "
+                    "a coarser grouping."
+                )
+        slopes = self._slopes_for(factors, list(frame.columns), names)
+        terms = []
+        for f in factors:
+            cols = slopes[f.name]
+            if not self.random_intercept and not cols:
+                raise ValueError(
+                    f"random_intercept=False leaves grouping factor {f.name!r} with no random "
+                    "coefficient; give it random_slopes or set random_intercept=True."
+                )
+            parts = ([np.ones((n, 1))] if self.random_intercept else []) + [X[:, cols]]
+            colnames = (["(Intercept)"] if self.random_intercept else []) + [names[c] for c in cols]
+            terms.append(
+                RandomTerm(
+                    name=f.name, levels=f.index, codes=encode(f, frame), values=np.hstack(parts),
+                    column_names=colnames, correlated=bool(self.correlated_slopes),
+                    slope_columns=cols, intercept=bool(self.random_intercept),
+                )
+            )
+        order = sorted(range(len(terms)), key=lambda k: -terms[k].n_levels)
+        self._group_factors = [factors[k] for k in order]
+        self._group_columns = list(frame.columns)
+        return [terms[k] for k in order]
+
+    def _set_engine_attributes(self, fit):
+        """Fitted attributes common to the estimators, from a :class:`MixedFit`."""
+        self._fit = fit
+        self.theta_ = fit.theta.copy()
+        self.theta_names_ = fit.theta_names()
+        self.sigma_ = fit.sigma
+        self.criterion_ = fit.criterion
+        self.loglik_ = fit.loglik
+        self.aic_ = fit.aic
+        self.bic_ = fit.bic
+        self.converged_ = bool(fit.optimizer.converged)
+        self.n_iter_ = int(fit.optimizer.n_evals)
+        self.optimizer_ = fit.optimizer
+        self.solver_ = fit.factor.name
+        self.is_singular_ = fit.is_singular
+        self.n_obs_ = fit.n
+        self.variance_components_ = fit.variance_table()
+        group_terms = [(k, t) for k, t in enumerate(fit.terms) if not t.scalar]
+        self._group_terms_fitted = group_terms
+        self.random_effects_ = {
+            t.name: pd.DataFrame(fit.b[k], index=t.levels, columns=t.column_names) for k, t in group_terms
+        }
+        self.n_groups_ = {t.name: t.n_levels for _, t in group_terms}
+
+    def _random_part(self, X, groups):
+        """Sum over grouping factors of each row's random effects (0 for unseen levels)."""
+        frame = as_group_frame(groups, X.shape[0])
+        if frame.shape[1] != len(self._group_columns):
+            raise ValueError(
+                f"groups has {frame.shape[1]} column(s) but the model was fitted with "
+                f"{len(self._group_columns)} ({self._group_columns}); pass the same grouping columns."
+            )
+        out = np.zeros(X.shape[0])
+        for f, (k, t) in zip(self._group_factors, self._group_terms_fitted):
+            codes = encode(f, frame)
+            unseen = codes < 0
+            if unseen.any() and self.unseen_groups == "error":
+                levels = pd.unique(
+                    frame.iloc[unseen, list(f.columns)].astype(str).agg(":".join, axis=1).to_numpy()
+                )
+                raise ValueError(
+                    f"groups has {len(levels)} level(s) of {f.name!r} not seen in fit: "
+                    f"{list(levels[:10])}{' ...' if len(levels) > 10 else ''}. Set "
+                    "unseen_groups='population' to predict them at the population level."
+                )
+            seen = ~unseen
+            ones = np.ones((int(seen.sum()), 1 if t.intercept else 0))
+            vals = np.hstack([ones, X[seen][:, t.slope_columns]])
+            out[seen] += np.einsum("ij,ij->i", vals, self._fit.b[k][codes[seen]])
+        return out
+
+    def _variance_lines(self):
+        vc = self.variance_components_
+        lines = [f" {'Groups':<12}{'Name':<14}{'Variance':>12}{'Std.Dev.':>11}  Corr"]
+        for _, r in vc[vc["term2"].isna()].iterrows():
+            corr = vc[(vc["factor"] == r["factor"]) & (vc["term2"] == r["term"])]["correlation"]
+            ctext = " ".join(f"{c:6.3f}" for c in corr)
+            name = "" if pd.isna(r["term"]) else r["term"]
+            lines.append(f" {r['factor']:<12}{name:<14}{r['variance']:12.4f}{r['std_dev']:11.4f}  {ctext}")
+        grp = ", ".join(f"{k}, {v}" for k, v in self.n_groups_.items())
+        lines.append(f"Number of obs: {self.n_obs_}" + (f", groups:  {grp}" if grp else ""))
+        return lines
+
+    def _optimizer_line(self):
+        status = "converged" if self.converged_ else "NOT converged"
+        return (f"Optimizer: BOBYQA (nlopt), {self.n_iter_} evaluations, {status}"
+                + ("; boundary (singular) fit" if self.is_singular_ else ""))
