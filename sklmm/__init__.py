@@ -3,8 +3,9 @@ scikit-learn estimators, fitted by lme4's penalized least squares."""
 
 from ._base import NoGroupsWarning
 from ._model import SingularFitWarning
+from .gam import PenalizedSplineRegressor
 from .mixed import MixedLinearRegressor
 
 __version__ = "0.1.0"
 
-__all__ = ["MixedLinearRegressor", "NoGroupsWarning", "SingularFitWarning", "__version__"]
+__all__ = ["MixedLinearRegressor", "PenalizedSplineRegressor", "NoGroupsWarning", "SingularFitWarning", "__version__"]

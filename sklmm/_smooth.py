@@ -1,0 +1,257 @@
+"""Penalized regression spline bases and their mixed-model reparameterization.
+
+A smooth ``f(x) = B(x) beta`` with penalty ``lambda beta' S beta`` becomes a mixed-model term
+(Wood 2006, section 6.6; the seed's "additive model as a mixed model"):
+
+1. absorb the identifiability constraint ``sum_i f(x_i) = 0`` (``1' B beta = 0``) by a QR
+   decomposition of ``B' 1``: ``beta = Q_c beta_c`` with ``Q_c`` the last ``k - 1`` columns of Q;
+2. eigen-decompose the constrained penalty ``S_c = U D U'``;
+3. the null-space columns ``B Q_c U_0`` are unpenalized: they join the fixed effects;
+4. the range-space columns ``Z = B Q_c U_+ D_+^{-1/2}`` form a random-effect term whose
+   coefficients are iid ``N(0, sigma^2 / lambda)``: one variance, estimated by REML or ML like
+   every other variance component.
+
+Bases (``basis=``):
+
+``"cr"``
+    Cubic regression spline (natural cubic spline) parameterized by its values at ``k`` knots
+    placed at quantiles of the unique x values, with penalty ``int f''(x)^2 dx`` (Wood 2006,
+    section 4.1.2); linear beyond the boundary knots.
+``"ps"``
+    P-spline (Eilers and Marx 1996): ``k`` cubic B-splines on equally spaced knots (from
+    scikit-learn's ``SplineTransformer``) with a second-order difference penalty.
+``"rk"``
+    The cubic smoothing-spline basis on [0, 1] of Wood (2006), section 3.2, used in the seed:
+    ``[1, x, R(x, z_1), ..., R(x, z_{k-2})]`` with the reproducing kernel ``R`` and penalty
+    ``S_ij = R(z_i, z_j)`` on the kernel columns; x is scaled to [0, 1] by its training range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import qr
+from sklearn.preprocessing import SplineTransformer
+
+__all__ = ["SmoothTerm", "BASES", "cr_knots", "cr_basis", "cr_penalty", "rk"]
+
+BASES = ("cr", "ps", "rk")
+
+
+# ----------------------------------------------------------------------------- cubic regression
+
+
+def cr_knots(x, k):
+    """``k`` knots at evenly spaced quantiles of the unique values of x (ends included)."""
+    xu = np.unique(x)
+    if len(xu) < k:
+        raise ValueError(
+            f"a cubic regression spline with n_basis={k} needs at least {k} distinct values of "
+            f"the feature; it has {len(xu)}. Lower n_basis."
+        )
+    pos = np.linspace(0, len(xu) - 1, k)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(xu) - 1)
+    return xu[lo] + (pos - lo) * (xu[hi] - xu[lo])
+
+
+def _cr_matrices(knots):
+    """``F`` (second derivatives at the knots from the values) and the penalty ``D' B^{-1} D``."""
+    k = len(knots)
+    h = np.diff(knots)
+    D = np.zeros((k - 2, k))
+    Bm = np.zeros((k - 2, k - 2))
+    for i in range(k - 2):
+        D[i, i] = 1.0 / h[i]
+        D[i, i + 1] = -1.0 / h[i] - 1.0 / h[i + 1]
+        D[i, i + 2] = 1.0 / h[i + 1]
+        Bm[i, i] = (h[i] + h[i + 1]) / 3.0
+        if i + 1 < k - 2:
+            Bm[i, i + 1] = Bm[i + 1, i] = h[i + 1] / 6.0
+    BinvD = np.linalg.solve(Bm, D)
+    F = np.vstack([np.zeros(k), BinvD, np.zeros(k)])
+    return F, D.T @ BinvD
+
+
+def cr_penalty(knots):
+    """``int f''(x)^2 dx`` as a quadratic form in the values of f at the knots."""
+    return _cr_matrices(knots)[1]
+
+
+def cr_basis(x, knots):
+    """Natural cubic spline basis: column j is the spline with value 1 at knot j, 0 at the others."""
+    x = np.asarray(x, dtype=float)
+    k = len(knots)
+    F, _ = _cr_matrices(knots)
+    h = np.diff(knots)
+    X = np.zeros((len(x), k))
+    j = np.clip(np.searchsorted(knots, x, side="right") - 1, 0, k - 2)
+    inside = (x >= knots[0]) & (x <= knots[-1])
+    xi, ji = x[inside], j[inside]
+    hj = h[ji]
+    am = (knots[ji + 1] - xi) / hj
+    ap = (xi - knots[ji]) / hj
+    cm = ((knots[ji + 1] - xi) ** 3 / hj - hj * (knots[ji + 1] - xi)) / 6.0
+    cp = ((xi - knots[ji]) ** 3 / hj - hj * (xi - knots[ji])) / 6.0
+    rows = np.flatnonzero(inside)
+    X[rows, ji] += am
+    X[rows, ji + 1] += ap
+    X[rows] += cm[:, None] * F[ji] + cp[:, None] * F[ji + 1]
+    # linear continuation beyond the boundary knots (second derivative 0 there)
+    for side in ("left", "right"):
+        mask = x < knots[0] if side == "left" else x > knots[-1]
+        if not mask.any():
+            continue
+        if side == "left":
+            h0, a, b = h[0], 0, 1
+            value = np.eye(k)[0]
+            slope = (np.eye(k)[b] - np.eye(k)[a]) / h0 - h0 / 3.0 * F[a] - h0 / 6.0 * F[b]
+            dx = x[mask] - knots[0]
+        else:
+            h0, a, b = h[-1], k - 2, k - 1
+            value = np.eye(k)[-1]
+            slope = (np.eye(k)[b] - np.eye(k)[a]) / h0 + h0 / 6.0 * F[a] + h0 / 3.0 * F[b]
+            dx = x[mask] - knots[-1]
+        X[mask] = value[None, :] + dx[:, None] * slope[None, :]
+    return X
+
+
+# ----------------------------------------------------------------------------- seed's rk basis
+
+
+def rk(x, z):
+    """The reproducing kernel of the cubic smoothing spline on [0, 1] (Wood 2006, section 3.2)."""
+    x = np.asarray(x, dtype=float)[:, None]
+    z = np.asarray(z, dtype=float)[None, :]
+    d = np.abs(x - z)
+    return ((z - 0.5) ** 2 - 1 / 12) * ((x - 0.5) ** 2 - 1 / 12) / 4 - (
+        (d - 0.5) ** 4 - (d - 0.5) ** 2 / 2 + 7 / 240
+    ) / 24
+
+
+# ----------------------------------------------------------------------------- the term
+
+
+class SmoothTerm:
+    """One smooth of one feature: basis, penalty, constraint and mixed-model split.
+
+    Parameters
+    ----------
+    name : str
+        Display name, ``"s(feature)"``.
+    column : int
+        Column of X the smooth is a function of.
+    basis : {"cr", "ps", "rk"}
+    n_basis : int
+        Number of basis functions ``k`` before the identifiability constraint.
+    knots : array-like or None
+        Knots in the units of the feature (``cr``: the k knots; ``rk``: the k - 2 kernel knots;
+        ``ps``: the k - 2 equally spaced base knots). None places them from the data.
+    """
+
+    def __init__(self, name, column, basis, n_basis, knots=None):
+        if basis not in BASES:
+            raise ValueError(f"basis must be one of {BASES}; got {basis!r}.")
+        min_k = 4 if basis != "rk" else 3
+        if int(n_basis) < min_k:
+            raise ValueError(f"n_basis must be at least {min_k} for basis {basis!r}; got {n_basis}.")
+        self.name = name
+        self.column = column
+        self.basis = basis
+        self.n_basis = int(n_basis)
+        self.user_knots = None if knots is None else np.sort(np.asarray(knots, dtype=float))
+
+    # -- raw basis and penalty ------------------------------------------------------------
+    def _setup(self, x):
+        k = self.n_basis
+        if self.basis == "cr":
+            self.knots_ = cr_knots(x, k) if self.user_knots is None else self.user_knots
+            if len(self.knots_) != k:
+                raise ValueError(f"{self.name}: basis 'cr' needs n_basis={k} knots; got {len(self.knots_)}.")
+            self.S_raw_ = cr_penalty(self.knots_)
+        elif self.basis == "ps":
+            if self.user_knots is None:
+                lo, hi = float(np.min(x)), float(np.max(x))
+                pad = 0.001 * (hi - lo)
+                self.knots_ = np.linspace(lo - pad, hi + pad, k - 2)
+            else:
+                self.knots_ = self.user_knots
+            if len(self.knots_) != k - 2:
+                raise ValueError(f"{self.name}: basis 'ps' needs n_basis - 2 = {k - 2} knots.")
+            self._spline = SplineTransformer(knots=self.knots_[:, None], degree=3,
+                                             extrapolation="linear", include_bias=True)
+            self._spline.fit(self.knots_[:, None])
+            D = np.diff(np.eye(k), n=2, axis=0)
+            self.S_raw_ = D.T @ D
+        else:  # rk
+            self.x_min_, self.x_max_ = float(np.min(x)), float(np.max(x))
+            xs = self._scale(x)
+            if self.user_knots is None:
+                xu = np.unique(xs)
+                self.knots_ = np.quantile(xu, np.linspace(0, 1, k)[1:-1])
+            else:
+                self.knots_ = self._scale(self.user_knots)
+            if len(self.knots_) != k - 2:
+                raise ValueError(f"{self.name}: basis 'rk' needs n_basis - 2 = {k - 2} knots.")
+            S = np.zeros((k, k))
+            S[2:, 2:] = rk(self.knots_, self.knots_)
+            self.S_raw_ = S
+
+    def _scale(self, x):
+        span = self.x_max_ - self.x_min_
+        return (np.asarray(x, dtype=float) - self.x_min_) / (span if span > 0 else 1.0)
+
+    def raw_basis(self, x):
+        """The unconstrained basis ``B(x)``, shape (n, n_basis)."""
+        x = np.asarray(x, dtype=float)
+        if self.basis == "cr":
+            return cr_basis(x, self.knots_)
+        if self.basis == "ps":
+            return self._spline.transform(x[:, None])
+        xs = self._scale(x)
+        return np.column_stack([np.ones_like(xs), xs, rk(xs, self.knots_)])
+
+    # -- constraint and mixed-model split -------------------------------------------------
+    def fit(self, x):
+        """Place knots, absorb the sum-to-zero constraint, split into fixed and random parts."""
+        self.fit_design(x)
+        return self
+
+    def fit_design(self, x):
+        """:meth:`fit`, returning :meth:`design` at the training values (one basis evaluation)."""
+        x = np.asarray(x, dtype=float)
+        if len(np.unique(x)) < 3:
+            raise ValueError(
+                f"{self.name}: the feature has {len(np.unique(x))} distinct values; a smooth needs "
+                "at least 3 (enter it linearly instead)."
+            )
+        self._setup(x)
+        B = self.raw_basis(x)
+        Q, _ = qr(B.sum(axis=0)[:, None])  # full QR of B'1
+        self.Qc_ = Q[:, 1:]
+        Bc = B @ self.Qc_
+        Sc = self.Qc_.T @ self.S_raw_ @ self.Qc_
+        Sc = 0.5 * (Sc + Sc.T)
+        # rescale the penalty (as mgcv does) so that theta = 1 is a sensible start
+        self.penalty_scale_ = np.linalg.norm(Sc, 1) / np.linalg.norm(Bc, np.inf) ** 2
+        d, U = np.linalg.eigh(Sc / self.penalty_scale_)
+        pos = d > d.max() * 1e-10
+        self.U0_ = U[:, ~pos]
+        self.Uplus_ = U[:, pos] / np.sqrt(d[pos])
+        return Bc @ self.U0_, Bc @ self.Uplus_
+
+    @property
+    def n_fixed(self):
+        return self.U0_.shape[1]
+
+    @property
+    def n_random(self):
+        return self.Uplus_.shape[1]
+
+    def design(self, x):
+        """Fixed (null-space) and random (range-space) columns of the smooth at x."""
+        Bc = self.raw_basis(x) @ self.Qc_
+        return Bc @ self.U0_, Bc @ self.Uplus_
+
+    def lambda_from_theta(self, theta):
+        """Smoothing parameter ``lambda`` of ``||y - f||^2 + lambda beta' S beta`` (unscaled S)."""
+        return np.inf if theta == 0 else 1.0 / (theta**2 * self.penalty_scale_)

@@ -1,0 +1,420 @@
+"""PenalizedSplineRegressor: GAMs and GAMMs fitted as mixed models, smoothing by REML."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.metrics import r2_score
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import GroupedMixin
+from ._model import fit_mixed
+from ._smooth import BASES, SmoothTerm
+from ._terms import RandomTerm, theta_layout
+
+__all__ = ["PenalizedSplineRegressor"]
+
+
+class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
+    """Additive model of penalized regression splines, fitted as a mixed model (mgcv / gamm4).
+
+    Each smooth ``f_j(x_j)`` is a penalized spline whose smoothing parameter is a variance
+    ratio: after absorbing a sum-to-zero constraint and eigen-decomposing its penalty, the
+    unpenalized part of the basis becomes fixed effects and the penalized part a random-effect
+    term with iid ``N(0, sigma^2 / lambda_j)`` coefficients. The smoothing parameters are then
+    estimated by REML (or ML) with the same profiled criterion and optimizer as
+    :class:`MixedLinearRegressor`, together with any grouping-factor variances, so
+    ``PenalizedSplineRegressor(...).fit(X, y, groups=g)`` is gamm4's
+    ``y ~ s(x) + (1 | g)``.
+
+    Parameters
+    ----------
+    smooth_features : list of str or int, default=None
+        Columns of X that get a smooth (names when X has column names, or indices). None: all
+        columns. The other columns enter linearly.
+    n_basis : int or dict, default=10
+        Basis dimension ``k`` of each smooth (mgcv's ``k``), or a dict from feature to ``k``.
+        After the sum-to-zero constraint a smooth has ``k - 1`` coefficients.
+    basis : {"cr", "ps", "rk"} or dict, default="cr"
+        "cr": cubic regression spline with knots at quantiles (mgcv ``bs="cr"``); "ps":
+        P-spline, cubic B-splines with a second-order difference penalty (mgcv ``bs="ps"``);
+        "rk": the cubic smoothing-spline basis on [0, 1] of Wood (2006, section 3.2). A dict
+        chooses per feature.
+    knots : dict, default=None
+        Knots per feature, in the feature's units ("cr": ``k`` knots; "ps": ``k - 2`` equally
+        spaced base knots; "rk": ``k - 2`` kernel knots). Features not in the dict get knots
+        placed from the data.
+    random_slopes, correlated_slopes, nested, random_intercept, unseen_groups
+        Grouped random effects, exactly as in :class:`MixedLinearRegressor`.
+    reml : bool, default=True
+        REML (mgcv ``method="REML"``) or maximum likelihood (``method="ML"``).
+    solver : {"auto", "blocked", "cholmod"}, default="auto"
+        Cholesky factorization, as in :class:`MixedLinearRegressor`.
+    max_iter : int, default=10000
+        Maximum number of evaluations of the profiled criterion.
+
+    Attributes
+    ----------
+    smooths_ : list of SmoothTerm
+        The fitted smooths (knots, basis, reparameterization).
+    edf_ : Series
+        Effective degrees of freedom of each smooth (mgcv ``summary(gam)$edf``).
+    edf_total_ : float
+        Total effective degrees of freedom of the fitted values, intercept and linear terms
+        included (mgcv ``sum(gam$edf)``), counting grouping factors' random effects too.
+    smoothing_params_ : Series
+        ``lambda`` of each smooth in ``||y - f||^2 + lambda beta' S beta`` with the basis's
+        own, unscaled penalty ``S`` (for "cr": ``int f''^2``); mgcv reports ``sp = lambda *
+        S.scale``. ``inf`` for a smooth estimated as its null space (a straight line).
+    intercept_ : float
+    coef_ : ndarray of shape (n_linear_features,)
+        Coefficients of the features that enter linearly (in the order of ``linear_features_``).
+    linear_features_ : list of str
+    sigma_, theta_, theta_names_, criterion_, loglik_, aic_, bic_, converged_, n_iter_,
+    variance_components_, random_effects_, is_singular_, solver_
+        As in :class:`MixedLinearRegressor`. ``variance_components_`` lists each smooth as a
+        factor ``"s(x)"`` whose variance is ``sigma_**2 / lambda`` (the variance of its
+        penalized coefficients for the unscaled penalty); ``is_singular_`` concerns grouping
+        factors only (a smooth at variance 0 is a straight line, a legitimate estimate).
+
+    See Also
+    --------
+    MixedLinearRegressor : the linear mixed model on the same engine.
+
+    Notes
+    -----
+    The REML criterion is lme4's (as reported by gamm4's ``$mer``). mgcv's ``gam`` REML score
+    differs from half of it by a constant that depends on its penalty scaling; the fitted
+    values, EDF and variance components agree.
+
+    Examples
+    --------
+    >>> from sklmm import PenalizedSplineRegressor
+    >>> from sklmm.datasets import load_mcycle
+    >>> d = load_mcycle()
+    >>> gam = PenalizedSplineRegressor(n_basis=20).fit(d[["times"]], d["accel"])
+    >>> round(float(gam.edf_["s(times)"]), 1)
+    11.6
+    """
+
+    def __init__(
+        self,
+        smooth_features=None,
+        n_basis=10,
+        basis="cr",
+        knots=None,
+        random_slopes=None,
+        correlated_slopes=True,
+        nested=False,
+        reml=True,
+        unseen_groups="population",
+        random_intercept=True,
+        solver="auto",
+        max_iter=10000,
+    ):
+        self.smooth_features = smooth_features
+        self.n_basis = n_basis
+        self.basis = basis
+        self.knots = knots
+        self.random_slopes = random_slopes
+        self.correlated_slopes = correlated_slopes
+        self.nested = nested
+        self.reml = reml
+        self.unseen_groups = unseen_groups
+        self.random_intercept = random_intercept
+        self.solver = solver
+        self.max_iter = max_iter
+
+    # ------------------------------------------------------------------ design
+
+    @staticmethod
+    def _per_feature(value, name, j):
+        if isinstance(value, dict):
+            for key in (name, j):
+                if key in value:
+                    return value[key]
+            return None
+        return value
+
+    def _make_smooths(self, X):
+        names = self._feature_names()
+        cols = (
+            list(range(X.shape[1]))
+            if self.smooth_features is None
+            else self._column_index(self.smooth_features, names, "smooth_features")
+        )
+        smooths, designs = [], []
+        for j in cols:
+            nm = names[j]
+            k = self._per_feature(self.n_basis, nm, j)
+            k = 10 if k is None else k
+            if not isinstance(k, numbers.Integral) or isinstance(k, bool):
+                raise ValueError(f"n_basis must be an int or a dict of ints; got {k!r} for {nm!r}.")
+            b = self._per_feature(self.basis, nm, j) or "cr"
+            if b not in BASES:
+                raise ValueError(f"basis must be one of {BASES} (or a dict of them); got {b!r} for {nm!r}.")
+            knots = self._per_feature(self.knots or {}, nm, j)
+            sm = SmoothTerm(f"s({nm})", j, b, k, knots)
+            designs.append(sm.fit_design(X[:, j]))
+            smooths.append(sm)
+        linear = [j for j in range(X.shape[1]) if j not in cols]
+        return smooths, linear, designs
+
+    def _fixed_design(self, X, designs=None):
+        """``[1, linear features, null-space columns of each smooth]`` and the smooth Z blocks."""
+        if designs is None:
+            designs = [sm.design(X[:, sm.column]) for sm in self.smooths_]
+        fixed = [np.ones((X.shape[0], 1)), X[:, self._linear]] + [F for F, _ in designs]
+        return np.hstack(fixed), [Z for _, Z in designs]
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y, groups=None):
+        """Fit the additive (mixed) model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
+            Group labels for random effects (gamm4's ``random = ~ (1 | g)``). None: a GAM.
+
+        Returns
+        -------
+        self : PenalizedSplineRegressor
+        """
+        self._check_group_params()
+        X, y = self._validate_X(X, y, groups=None)
+        n = X.shape[0]
+        if n < 2:
+            raise ValueError(f"n_samples = {n}: fitting a model needs at least 2 observations.")
+        if self.knots is not None and not isinstance(self.knots, dict):
+            raise ValueError("knots must be None or a dict from feature (name or index) to knots.")
+        self.smooths_, self._linear, designs = self._make_smooths(X)
+        self._train_range = {sm.column: (float(X[:, sm.column].min()), float(X[:, sm.column].max()))
+                             for sm in self.smooths_}
+        self._rug = {sm.column: np.unique(np.quantile(X[:, sm.column], np.linspace(0, 1, 200)))
+                     for sm in self.smooths_}
+        names = self._feature_names()
+        self.linear_features_ = [names[j] for j in self._linear]
+        Xf, Zs = self._fixed_design(X, designs)
+        fe_names = ["(Intercept)"] + self.linear_features_
+        for sm in self.smooths_:
+            fe_names += [f"{sm.name}.fx{i}" for i in range(sm.n_fixed)]
+        if groups is not None:
+            terms = self._group_terms(X, groups)
+        else:
+            terms, self._group_factors, self._group_columns = [], [], None
+        n_group_terms = len(terms)
+        for sm, Z in zip(self.smooths_, Zs):
+            terms.append(
+                RandomTerm(
+                    name=sm.name, levels=pd.Index([sm.name]), codes=np.zeros(n, dtype=np.intp),
+                    values=Z, column_names=[f"{sm.name}.{i}" for i in range(Z.shape[1])],
+                    correlated=False, scalar=True,
+                )
+            )
+        fit = fit_mixed(terms, Xf, y, fe_names, reml=bool(self.reml), solver=self.solver,
+                        max_iter=self.max_iter)
+        self._set_engine_attributes(fit)
+        self.fixed_effects_names_ = fe_names
+        self.intercept_ = float(fit.beta[0])
+        self.coef_ = fit.beta[1 : 1 + len(self._linear)]
+        self._smooth_term_index = list(range(n_group_terms, len(terms)))
+        self._posterior()
+        # a smooth's variance on the scale of its own (unscaled) penalty: sigma^2 / lambda
+        vc = self.variance_components_
+        for nm, lam in self.smoothing_params_.items():
+            var = 0.0 if np.isinf(lam) else self.sigma_**2 / lam
+            vc.loc[vc["factor"] == nm, ["variance", "std_dev"]] = [var, np.sqrt(var)]
+        return self
+
+    def _posterior(self):
+        """Posterior covariance of (u, beta) and the effective degrees of freedom."""
+        fit = self._fit
+        Minv = np.linalg.inv(fit.posterior_precision())
+        self._Vp = fit.sigma**2 * Minv  # covariance of (u, kept beta)
+        slices, z_off = theta_layout(fit.terms)
+        q = z_off[-1]
+        per_u = 1.0 - np.diag(Minv)[:q]
+        edf, lam = {}, {}
+        for sm, k in zip(self.smooths_, self._smooth_term_index):
+            edf[sm.name] = sm.n_fixed + float(per_u[z_off[k] : z_off[k + 1]].sum())
+            lam[sm.name] = sm.lambda_from_theta(float(fit.theta[slices[k]][0]))
+        self.edf_ = pd.Series(edf, dtype=float)
+        self.smoothing_params_ = pd.Series(lam, dtype=float)
+        self.edf_total_ = float(len(fit.keep) + per_u.sum())
+
+    # ------------------------------------------------------------------ predict
+
+    def _rows(self, X, groups, include_groups):
+        """Design rows ``[Z Lambda (per term) | X_fixed (kept)]`` and their prediction."""
+        fit = self._fit
+        Xf, Zs = self._fixed_design(X)
+        slices, z_off = theta_layout(fit.terms)
+        A = np.zeros((X.shape[0], z_off[-1] + len(fit.keep)))
+        A[:, z_off[-1] :] = Xf[:, fit.keep]
+        for sm_k, Z in zip(self._smooth_term_index, Zs):
+            A[:, z_off[sm_k] : z_off[sm_k + 1]] = Z * fit.theta[slices[sm_k]][0]
+        mean = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in zip(self._smooth_term_index, Zs))
+        if include_groups and groups is not None and self._group_factors:
+            mean = mean + self._random_part(X, groups)
+        return A, mean
+
+    def predict(self, X, groups=None, return_std=False):
+        """Predict the response, optionally with the standard error of the fitted curve.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        groups : array-like, default=None
+            Group labels: with them the prediction adds each group's random effects (levels
+            unseen in fit get 0, or an error, per ``unseen_groups``); without, the population
+            curve (intercept, linear terms and smooths).
+        return_std : bool, default=False
+            Also return the standard error of the population curve: the posterior (Bayesian)
+            standard error of intercept + linear terms + smooths, as mgcv's
+            ``predict(se.fit = TRUE)``. It does not include the residual or group effects.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        y_std : ndarray of shape (n_samples,)
+            Only with ``return_std=True``.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        A, mean = self._rows(X, groups, include_groups=True)
+        if not return_std:
+            return mean
+        # only the smooth and fixed columns of A are nonzero (group columns stay 0)
+        var = np.einsum("ij,jk,ik->i", A, self._Vp, A)
+        return mean, np.sqrt(np.clip(var, 0, None))
+
+    def score(self, X, y, groups=None, sample_weight=None):
+        """R^2 of ``predict(X, groups)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        groups : array-like, default=None
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
+
+    # ------------------------------------------------------------------ smooth curves
+
+    def partial_dependence(self, feature=None, grid_resolution=100, level=0.95):
+        """Each smooth's centred curve with a pointwise confidence band.
+
+        Parameters
+        ----------
+        feature : str or int, default=None
+            The smooth's feature; None for all smooths.
+        grid_resolution : int, default=100
+            Points on an even grid over the training range of the feature.
+        level : float, default=0.95
+            Coverage of the pointwise band (Bayesian, as mgcv's ``plot.gam``).
+
+        Returns
+        -------
+        curves : DataFrame
+            Columns ``smooth``, ``x``, ``estimate``, ``std_error``, ``lower``, ``upper``.
+        """
+        check_is_fitted(self)
+        fit = self._fit
+        slices, z_off = theta_layout(fit.terms)
+        q = z_off[-1]
+        kept_pos = {j: i for i, j in enumerate(fit.keep)}
+        z = norm.ppf(0.5 + level / 2)
+        frames = []
+        fixed_start = 1 + len(self._linear)
+        for sm, k in zip(self.smooths_, self._smooth_term_index):
+            if feature is not None and feature not in (sm.name, sm.name[2:-1], sm.column):
+                fixed_start += sm.n_fixed
+                continue
+            x = np.linspace(*self._train_range[sm.column], grid_resolution)
+            F, Z = sm.design(x)
+            fixed_cols = list(range(fixed_start, fixed_start + sm.n_fixed))
+            fixed_start += sm.n_fixed
+            a = np.zeros((len(x), q + len(fit.keep)))
+            a[:, z_off[k] : z_off[k + 1]] = Z * fit.theta[slices[k]][0]
+            for c, col in enumerate(fixed_cols):
+                if col in kept_pos:
+                    a[:, q + kept_pos[col]] = F[:, c]
+            est = F @ fit.beta[fixed_cols] + Z @ fit.b[k][0]
+            se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", a, self._Vp, a), 0, None))
+            frames.append(pd.DataFrame({"smooth": sm.name, "x": x, "estimate": est, "std_error": se,
+                                        "lower": est - z * se, "upper": est + z * se}))
+        if not frames:
+            raise ValueError(f"{feature!r} is not a smooth feature; smooths: {[s.name for s in self.smooths_]}.")
+        return pd.concat(frames, ignore_index=True)
+
+    def plot_partial_dependence(self, feature=None, ax=None, level=0.95, rug=True):
+        """Draw each smooth with its pointwise confidence band (matplotlib).
+
+        Parameters
+        ----------
+        feature : str or int, default=None
+            One smooth, or all of them (one axes each).
+        ax : matplotlib Axes or array of Axes, default=None
+            Where to draw; None makes a new figure.
+        level : float, default=0.95
+        rug : bool, default=True
+            Mark the training values of the feature along the x axis.
+
+        Returns
+        -------
+        axes : list of matplotlib Axes
+        """
+        import matplotlib.pyplot as plt
+
+        curves = self.partial_dependence(feature, level=level)
+        names = list(dict.fromkeys(curves["smooth"]))
+        if ax is None:
+            _, ax = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+        axes = list(np.ravel(ax))
+        for a, nm in zip(axes, names):
+            c = curves[curves["smooth"] == nm]
+            a.fill_between(c["x"], c["lower"], c["upper"], alpha=0.25, lw=0)
+            a.plot(c["x"], c["estimate"], lw=2)
+            if rug:
+                sm = next(s for s in self.smooths_ if s.name == nm)
+                xs = self._rug[sm.column]
+                a.plot(xs, np.full(len(xs), c["lower"].min()), "|", color="k", alpha=0.4)
+            a.set_xlabel(nm[2:-1])
+            a.set_ylabel(f"{nm}, edf {self.edf_[nm]:.2f}")
+        return axes
+
+    def summary(self):
+        """A text summary: smooths (edf, lambda), linear terms, variance components, criterion.
+
+        Returns
+        -------
+        text : str
+        """
+        check_is_fitted(self)
+        how = "REML" if self.reml else "ML"
+        lines = [f"Penalized spline model fit by {how} (sklmm, solver={self.solver_})",
+                 f"{'REML criterion' if self.reml else 'deviance'}: {self.criterion_:.4f}   "
+                 f"sigma: {self.sigma_:.4f}   total edf: {self.edf_total_:.3f}", "",
+                 "Smooth terms:", f" {'term':<16}{'basis':>6}{'k':>5}{'edf':>10}{'lambda':>14}"]
+        for sm in self.smooths_:
+            lines.append(f" {sm.name:<16}{sm.basis:>6}{sm.n_basis:>5}{self.edf_[sm.name]:10.3f}"
+                         f"{self.smoothing_params_[sm.name]:14.5g}")
+        lines += ["", "Linear terms:", f" {'(Intercept)':<16}{self.intercept_:12.4f}"]
+        for nm, b in zip(self.linear_features_, self.coef_):
+            lines.append(f" {nm:<16}{b:12.4f}")
+        lines += ["", "Variance components:"] + self._variance_lines() + ["", self._optimizer_line()]
+        return "\n".join(lines)
+
+
