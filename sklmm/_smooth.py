@@ -231,13 +231,17 @@ class SmoothTerm:
         Bc = B @ self.Qc_
         Sc = self.Qc_.T @ self.S_raw_ @ self.Qc_
         Sc = 0.5 * (Sc + Sc.T)
-        # rescale the penalty (as mgcv does) so that theta = 1 is a sensible start
-        self.penalty_scale_ = np.linalg.norm(Sc, 1) / np.linalg.norm(Bc, np.inf) ** 2
-        d, U = np.linalg.eigh(Sc / self.penalty_scale_)
+        d, U = np.linalg.eigh(Sc)
         pos = d > d.max() * 1e-10
         self.U0_ = U[:, ~pos]
-        self.Uplus_ = U[:, pos] / np.sqrt(d[pos])
-        return Bc @ self.U0_, Bc @ self.Uplus_
+        Zraw = Bc @ (U[:, pos] / np.sqrt(d[pos]))
+        # rescale the penalty so that at theta = 1 the prior and the data weigh the penalized
+        # coefficients equally on average (mean diagonal of Z'Z = 1), as mgcv's initial
+        # smoothing parameters do: theta = 1 is then a start from which the optimizer finds
+        # the REML optimum rather than a boundary at either end
+        self.penalty_scale_ = 1.0 / np.mean(np.sum(Zraw**2, axis=0))
+        self.Uplus_ = U[:, pos] / np.sqrt(d[pos]) * np.sqrt(self.penalty_scale_)
+        return Bc @ self.U0_, Zraw * np.sqrt(self.penalty_scale_)
 
     @property
     def n_fixed(self):

@@ -38,7 +38,13 @@
 #                 (intercept + penalty null spaces).
 #   knots       = per smooth, a list of arrays (cr: g$smooth[[i]]$xp,
 #                 ps: g$smooth[[i]]$knots, i.e. the full B-spline knot vector
-#                 including the exterior knots).
+#                 including the exterior knots).  How mgcv placed them is
+#                 written up in tools/mgcv_knots_notes.md.
+#   gamm4_sleep : fitted with tightened nloptwrap tolerances (same model and
+#                 optimizer); the smooth's variance is on the boundary, so its
+#                 numbers can change in about the 8th significant digit from run
+#                 to run (lme4's deviance is not bit-reproducible across R
+#                 processes).  The mgcv entries are bit-reproducible.
 
 suppressPackageStartupMessages({
   library(mgcv)

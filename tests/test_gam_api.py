@@ -1,0 +1,151 @@
+"""PenalizedSplineRegressor: the seed's own basis in closed form, scikit-learn behaviour, errors."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GroupKFold, cross_validate
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklmm import PenalizedSplineRegressor
+from sklmm._smooth import SmoothTerm, cr_basis, cr_knots, cr_penalty, rk
+from sklmm.datasets import load_engine, load_mcycle, load_sleepstudy
+
+EXPECTED_FAILURES = {
+    # integer features with 3 distinct values cannot carry a 10-function spline basis; like
+    # mgcv we refuse (with a message saying to lower n_basis) rather than silently change k
+    "check_estimators_dtypes": "a feature with 3 distinct values cannot carry n_basis=10",
+}
+
+
+@parametrize_with_checks([PenalizedSplineRegressor()], expected_failed_checks=lambda e: EXPECTED_FAILURES)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def _seed_fit(lam):
+    """The seed's penalized regression spline on the engine data, by augmented least squares."""
+    d = load_engine()
+    x = (d["size"] - d["size"].min()) / (d["size"].max() - d["size"].min())
+    xk = np.arange(1, 8) / 8
+    X = np.column_stack([np.ones(len(x)), x, rk(x, xk)])
+    S = np.zeros((9, 9))
+    S[2:, 2:] = rk(xk, xk)
+    beta = np.linalg.solve(X.T @ X + lam * S, X.T @ d["wear"].to_numpy())
+    return X @ beta, X, S
+
+
+def test_rk_basis_reproduces_the_seed_penalized_fit():
+    d = load_engine()
+    lo, hi = d["size"].min(), d["size"].max()
+    knots = lo + np.arange(1, 8) / 8 * (hi - lo)  # the seed's knots 1:7/8 on the scaled axis
+    gam = PenalizedSplineRegressor(basis="rk", n_basis=9, knots={"size": knots}).fit(d[["size"]], d["wear"])
+    # at the REML optimum: the same fitted values as the seed's fit at gam's lambda
+    lam = float(gam.smoothing_params_["s(size)"])
+    want, X, S = _seed_fit(lam)
+    np.testing.assert_allclose(gam.predict(d[["size"]]), want, rtol=1e-8, atol=1e-10)
+    # and at the seed's lambda = 1e-4, set through theta
+    sm = gam.smooths_[0]
+    theta = np.sqrt(1.0 / (1e-4 * sm.penalty_scale_))
+    fz = gam._fit.factor.update(np.array([theta]))
+    beta, u = gam._fit.factor.solve()
+    F, Z = sm.design(d["size"].to_numpy())
+    fitted = beta[0] + F @ beta[1:] + Z @ (theta * u)
+    np.testing.assert_allclose(fitted, _seed_fit(1e-4)[0], rtol=1e-8)
+    assert fz is not None
+    # EDF is the trace of the hat matrix of the penalized fit
+    H = X @ np.linalg.solve(X.T @ X + lam * S, X.T)
+    assert gam.edf_total_ == pytest.approx(np.trace(H), rel=1e-7)
+
+
+def test_cr_penalty_is_the_integrated_squared_second_derivative():
+    x = np.linspace(0, 3, 200) ** 1.5
+    knots = cr_knots(x, 8)
+    S = cr_penalty(knots)
+    rng = np.random.default_rng(1)
+    beta = rng.normal(size=8)
+    # numeric integral of f''^2 from the basis (piecewise cubic: f'' is piecewise linear)
+    grid = np.linspace(knots[0], knots[-1], 200001)
+    f = cr_basis(grid, knots) @ beta
+    f2 = np.gradient(np.gradient(f, grid), grid)
+    integral = np.sum(f2[1:-1] ** 2) * (grid[1] - grid[0])
+    assert beta @ S @ beta == pytest.approx(integral, rel=1e-3)
+    # interpolating at the knots, linear beyond them
+    np.testing.assert_allclose(cr_basis(knots, knots), np.eye(8), atol=1e-12)
+    out = cr_basis(np.array([knots[-1] + 1, knots[-1] + 2]), knots) @ beta
+    edge = cr_basis(np.array([knots[-1]]), knots) @ beta
+    assert out[1] - out[0] == pytest.approx(out[0] - edge[0], rel=1e-8)
+
+
+@pytest.mark.parametrize("basis", ["cr", "ps", "rk"])
+def test_constraint_and_reparameterization(basis):
+    x = load_mcycle()["times"].to_numpy()
+    sm = SmoothTerm("s(times)", 0, basis, 12)
+    F, Z = sm.fit_design(x)
+    assert sm.n_fixed == 1 and sm.n_random == 10  # k - 1 constrained, one null (linear) direction
+    np.testing.assert_allclose(np.hstack([F, Z]).sum(axis=0), 0, atol=1e-8 * np.abs(Z).max() * len(x))
+    # the linear null-space column is linear in x
+    np.testing.assert_allclose(np.corrcoef(F[:, 0], x)[0, 1] ** 2, 1, rtol=1e-9)
+
+
+def test_predict_std_clone_pickle():
+    d = load_mcycle()
+    X, y = d[["times"]], d["accel"]
+    gam = PenalizedSplineRegressor(n_basis=20).fit(X, y)
+    mean, se = gam.predict(X, return_std=True)
+    np.testing.assert_allclose(mean, gam.predict(X))
+    assert np.all(se > 0) and se.max() < gam.sigma_
+    g2 = pickle.loads(pickle.dumps(gam))
+    np.testing.assert_array_equal(g2.predict(X, return_std=True)[1], se)
+    assert clone(gam).get_params() == gam.get_params()
+    pd_ = gam.partial_dependence()
+    assert list(pd_.columns) == ["smooth", "x", "estimate", "std_error", "lower", "upper"]
+    assert (pd_["lower"] < pd_["estimate"]).all() and (pd_["estimate"] < pd_["upper"]).all()
+    # the smooth's curve plus the intercept is the prediction (single smooth, no linear terms)
+    grid = pd_["x"].to_numpy()
+    np.testing.assert_allclose(pd_["estimate"] + gam.intercept_, gam.predict(pd.DataFrame({"times": grid})),
+                               rtol=1e-10, atol=1e-9)
+
+
+def test_plot_partial_dependence():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    d = load_mcycle()
+    gam = PenalizedSplineRegressor(n_basis=15, basis="ps").fit(d[["times"]], d["accel"])
+    axes = gam.plot_partial_dependence()
+    assert len(axes) == 1 and axes[0].get_xlabel() == "times"
+    assert len(axes[0].lines) == 2  # curve and rug
+
+
+def test_linear_and_smooth_features_and_gamm_in_cv():
+    s = load_sleepstudy()
+    rng = np.random.default_rng(0)
+    X = s[["Days"]].assign(noise=rng.normal(size=len(s)))
+    gamm = PenalizedSplineRegressor(smooth_features=["Days"], n_basis=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = cross_validate(gamm, X, s["Reaction"], groups=s["Subject"], cv=GroupKFold(3),
+                             params={"groups": s["Subject"]}, return_estimator=True)
+    e = res["estimator"][0]
+    assert e.linear_features_ == ["noise"] and e.coef_.shape == (1,)
+    assert set(e.random_effects_) == {"Subject"}
+    assert e.predict(X, groups=s["Subject"]).shape == (180,)
+
+
+def test_errors():
+    d = load_mcycle()
+    X, y = d[["times"]], d["accel"]
+    with pytest.raises(ValueError, match="basis must be one of"):
+        PenalizedSplineRegressor(basis="tp").fit(X, y)
+    with pytest.raises(ValueError, match="n_basis must be at least 4"):
+        PenalizedSplineRegressor(n_basis=2).fit(X, y)
+    with pytest.raises(ValueError, match="smooth_features names 'time'"):
+        PenalizedSplineRegressor(smooth_features=["time"]).fit(X, y)
+    with pytest.raises(ValueError, match="needs at least 200 distinct values"):
+        PenalizedSplineRegressor(n_basis=200).fit(X, y)
+    gam = PenalizedSplineRegressor().fit(X, y)
+    with pytest.raises(ValueError, match="not a smooth feature"):
+        gam.partial_dependence("accel")
