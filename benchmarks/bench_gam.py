@@ -142,9 +142,10 @@ def table(results, n):
             "peak memory (MB) [b]": fmt(r["peak_mb"], ".0f")})
     notes = [
         "[a] sklmm reports lme4's REML criterion, -2 x the restricted log-likelihood of the "
-        "mixed-model form; mgcv's `gcv.ubre` is its REML score, on the scale of -1 x a "
-        "restricted log-likelihood, and `bam`'s fREML score carries different constants again. "
-        "The comparable measures of agreement are total edf and sigma^2 (mgcv's `sig2`).",
+        "mixed-model form; mgcv's `gcv.ubre` is its REML score, -1 x a restricted "
+        "log-likelihood, so 2 x gam's score should equal sklmm's criterion (checked below); "
+        "`bam`'s fREML score carries different constants. Total edf and sigma^2 (mgcv's "
+        "`sig2`) compare across all three.",
         "[b] peak RSS of a fresh process that loads the data and fits: Python via "
         "`resource.getrusage(RUSAGE_SELF).ru_maxrss` (one fit), R via `/usr/bin/time -f %M` "
         "(all of its repeats); interpreter and data included.",
