@@ -132,8 +132,13 @@ class MixedFit:
         return M[:-1, :-1]
 
 
-def fit_mixed(terms, Xf, y, fe_names, *, reml, solver="auto", max_iter=10000, stacklevel=3):
-    """Fit the linear mixed model with these random-effect terms and fixed columns ``Xf``."""
+def fit_mixed(terms, Xf, y, fe_names, *, reml, solver="auto", max_iter=10000, theta_fixed=None,
+              stacklevel=3):
+    """Fit the linear mixed model with these random-effect terms and fixed columns ``Xf``.
+
+    ``theta_fixed`` maps positions of theta to values held fixed (e.g. a smooth with a given
+    smoothing parameter); the optimizer works on the others.
+    """
     n = Xf.shape[0]
     cp = cross_products(terms, Xf, y)
     keep = independent_columns(cp.xyxy[:-1, :-1])
@@ -158,10 +163,22 @@ def fit_mixed(terms, Xf, y, fe_names, *, reml, solver="auto", max_iter=10000, st
     lower = np.concatenate([t.theta_lower() for t in terms]) if terms else np.zeros(0)
     start = np.concatenate([t.theta_start() for t in terms]) if terms else np.zeros(0)
 
-    def objective(theta):
-        return profiled_criterion(factor.update(theta), n, p, reml, cp.sum_log_weights)
+    theta_fixed = theta_fixed or {}
+    free = np.array([i for i in range(len(start)) if i not in theta_fixed], dtype=np.intp)
+    full = start.copy()
+    for i, v in theta_fixed.items():
+        full[i] = v
 
-    summ = minimize_bobyqa(objective, start, lower, max_evals=max_iter)
+    def expand(x):
+        th = full.copy()
+        th[free] = x
+        return th
+
+    def objective(x):
+        return profiled_criterion(factor.update(expand(x)), n, p, reml, cp.sum_log_weights)
+
+    summ = minimize_bobyqa(objective, start[free], lower[free], max_evals=max_iter)
+    summ.final = expand(summ.final)
     theta = summ.final
     fz = factor.update(theta)
     if fz is None or not np.isfinite(summ.fmin):

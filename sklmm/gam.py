@@ -44,6 +44,10 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         P-spline, cubic B-splines with a second-order difference penalty (mgcv ``bs="ps"``);
         "rk": the cubic smoothing-spline basis on [0, 1] of Wood (2006, section 3.2). A dict
         chooses per feature.
+    smoothing_params : dict, default=None
+        Smoothing parameters held fixed instead of estimated (mgcv's ``sp``): a dict from
+        smooth feature to ``lambda`` on the scale of :attr:`smoothing_params_` (the basis's
+        unscaled penalty). Smooths not in the dict are estimated.
     knots : dict, default=None
         Knots per feature, in the feature's units ("cr": ``k`` knots; "ps": ``k - 2`` equally
         spaced base knots; "rk": ``k - 2`` kernel knots). Features not in the dict get knots
@@ -106,6 +110,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         smooth_features=None,
         n_basis=10,
         basis="cr",
+        smoothing_params=None,
         knots=None,
         random_slopes=None,
         correlated_slopes=True,
@@ -119,6 +124,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         self.smooth_features = smooth_features
         self.n_basis = n_basis
         self.basis = basis
+        self.smoothing_params = smoothing_params
         self.knots = knots
         self.random_slopes = random_slopes
         self.correlated_slopes = correlated_slopes
@@ -219,7 +225,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
                 )
             )
         fit = fit_mixed(terms, Xf, y, fe_names, reml=bool(self.reml), solver=self.solver,
-                        max_iter=self.max_iter)
+                        max_iter=self.max_iter, theta_fixed=self._fixed_theta(terms))
         self._set_engine_attributes(fit)
         self.fixed_effects_names_ = fe_names
         self.intercept_ = float(fit.beta[0])
@@ -232,6 +238,30 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             var = 0.0 if np.isinf(lam) else self.sigma_**2 / lam
             vc.loc[vc["factor"] == nm, ["variance", "std_dev"]] = [var, np.sqrt(var)]
         return self
+
+    def _fixed_theta(self, terms):
+        """Positions and values of theta for smooths with a given smoothing parameter."""
+        if self.smoothing_params is None:
+            return {}
+        if not isinstance(self.smoothing_params, dict):
+            raise ValueError("smoothing_params must be None or a dict from smooth feature to lambda.")
+        slices = theta_layout(terms)[0]
+        by_name = {t.name: s.start for t, s in zip(terms, slices)}
+        fixed = {}
+        known = []
+        for sm in self.smooths_:
+            names = self._feature_names()
+            lam = self._per_feature(self.smoothing_params, names[sm.column], sm.column)
+            known += [names[sm.column], sm.column]
+            if lam is None:
+                continue
+            if not lam > 0:
+                raise ValueError(f"smoothing_params for {sm.name} must be positive; got {lam!r}.")
+            fixed[by_name[sm.name]] = 1.0 / np.sqrt(lam * sm.penalty_scale_)
+        unknown = [k for k in self.smoothing_params if k not in known]
+        if unknown:
+            raise ValueError(f"smoothing_params has keys {unknown} that are not smooth features.")
+        return fixed
 
     def _posterior(self):
         """Posterior covariance of (u, beta) and the effective degrees of freedom."""

@@ -47,15 +47,11 @@ def test_rk_basis_reproduces_the_seed_penalized_fit():
     lam = float(gam.smoothing_params_["s(size)"])
     want, X, S = _seed_fit(lam)
     np.testing.assert_allclose(gam.predict(d[["size"]]), want, rtol=1e-8, atol=1e-10)
-    # and at the seed's lambda = 1e-4, set through theta
-    sm = gam.smooths_[0]
-    theta = np.sqrt(1.0 / (1e-4 * sm.penalty_scale_))
-    fz = gam._fit.factor.update(np.array([theta]))
-    beta, u = gam._fit.factor.solve()
-    F, Z = sm.design(d["size"].to_numpy())
-    fitted = beta[0] + F @ beta[1:] + Z @ (theta * u)
-    np.testing.assert_allclose(fitted, _seed_fit(1e-4)[0], rtol=1e-8)
-    assert fz is not None
+    # and at the seed's lambda = 1e-4, held fixed
+    seed = PenalizedSplineRegressor(basis="rk", n_basis=9, knots={"size": knots},
+                                    smoothing_params={"size": 1e-4}).fit(d[["size"]], d["wear"])
+    np.testing.assert_allclose(seed.predict(d[["size"]]), _seed_fit(1e-4)[0], rtol=1e-8)
+    assert seed.smoothing_params_["s(size)"] == pytest.approx(1e-4, rel=1e-12)
     # EDF is the trace of the hat matrix of the penalized fit
     H = X @ np.linalg.solve(X.T @ X + lam * S, X.T)
     assert gam.edf_total_ == pytest.approx(np.trace(H), rel=1e-7)
@@ -146,6 +142,10 @@ def test_errors():
         PenalizedSplineRegressor(smooth_features=["time"]).fit(X, y)
     with pytest.raises(ValueError, match="needs at least 200 distinct values"):
         PenalizedSplineRegressor(n_basis=200).fit(X, y)
+    with pytest.raises(ValueError, match="smoothing_params has keys \\['accel'\\]"):
+        PenalizedSplineRegressor(smoothing_params={"accel": 1.0}).fit(X, y)
+    with pytest.raises(ValueError, match="must be positive"):
+        PenalizedSplineRegressor(smoothing_params={"times": 0.0}).fit(X, y)
     gam = PenalizedSplineRegressor().fit(X, y)
     with pytest.raises(ValueError, match="not a smooth feature"):
         gam.partial_dependence("accel")
