@@ -1,0 +1,57 @@
+"""Solver choice: the numpy/scipy path without scikit-sparse, and CHOLMOD where it pays."""
+
+import numpy as np
+import pytest
+
+import sklmm._pls as pls
+from reference import problem
+from sklmm import MixedLinearRegressor
+
+
+def test_works_without_scikit_sparse(monkeypatch):
+    monkeypatch.setattr(pls, "_cholmod", None)
+    monkeypatch.setattr(pls, "HAS_CHOLMOD", False)
+    monkeypatch.setattr(pls, "DENSE_REST_LIMIT", 0)  # auto would pick CHOLMOD if it could
+    X, y, g, kw, ref = problem("pastes_reml")
+    m = MixedLinearRegressor(**kw).fit(X, y, groups=g)
+    assert m.solver_ == "blocked"
+    assert m.criterion_ == pytest.approx(ref["criterion"], rel=1e-6)
+    with pytest.raises(ImportError, match="scikit-sparse.*libsuitesparse-dev.*solver='blocked'"):
+        MixedLinearRegressor(solver="cholmod", **kw).fit(X, y, groups=g)
+
+
+@pytest.mark.skipif(not pls.HAS_CHOLMOD, reason="scikit-sparse not installed")
+def test_auto_takes_cholmod_when_the_other_factors_are_wide(monkeypatch):
+    X, y, g, kw, ref = problem("nested_reml")
+    assert MixedLinearRegressor(**kw).fit(X, y, groups=g).solver_ == "blocked"  # 8 outer levels
+    monkeypatch.setattr(pls, "DENSE_REST_LIMIT", 5)
+    m = MixedLinearRegressor(**kw).fit(X, y, groups=g)
+    assert m.solver_ == "cholmod"
+    assert m.criterion_ == pytest.approx(ref["criterion"], rel=1e-6)
+
+
+def test_solvers_agree_on_a_random_slopes_design_with_slopes_on_the_second_factor():
+    """Random slopes on a factor after the first exercise the Lambda scaling of the Schur block."""
+    rng = np.random.default_rng(5)
+    n = 600
+    a = rng.integers(0, 40, n)
+    b = rng.integers(0, 12, n)
+    x = rng.normal(size=n)
+    y = 1 + x + rng.normal(0, 1, 40)[a] + rng.normal(0, 1, 12)[b] + rng.normal(0, 0.7, 12)[b] * x
+    y = y + rng.normal(size=n)
+    groups = np.column_stack([a, b])
+    kw = dict(random_slopes={"group1": [0]}, reml=False)
+    fits = [MixedLinearRegressor(solver=s, **kw).fit(x[:, None], y, groups=groups)
+            for s in (["blocked", "cholmod"] if pls.HAS_CHOLMOD else ["blocked"])]
+    assert fits[0].theta_names_ == ["group0.(Intercept)", "group1.(Intercept)",
+                                    "group1.x0.(Intercept)", "group1.x0"]
+    for f in fits[1:]:
+        assert f.criterion_ == pytest.approx(fits[0].criterion_, rel=1e-9)
+        np.testing.assert_allclose(f.theta_, fits[0].theta_, atol=1e-4)
+        np.testing.assert_allclose(f.predict(x[:, None], groups=groups),
+                                   fits[0].predict(x[:, None], groups=groups), rtol=1e-6)
+    # the objective agrees between the two factorizations away from the optimum too
+    if len(fits) > 1:
+        theta = np.array([0.7, 1.3, 0.2, 0.4])
+        vals = [pls.profiled_criterion(f._fit.factor.update(theta), f._fit.n, f._fit.cp.p, False) for f in fits]
+        assert vals[0] == pytest.approx(vals[1], rel=1e-12)
