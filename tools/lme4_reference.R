@@ -17,30 +17,26 @@
 # Output: tests/data/lme4_reference.json.  Every double is written with the
 #         shortest decimal representation that reads back as the same IEEE
 #         double (jsonlite's own number formatting stops at 15 significant
-#         digits, so numbers are formatted here and passed verbatim).
+#         digits, so numbers are formatted as text by the helpers in
+#         tools/json_helpers.R, which this script sources, and passed verbatim).
 
 suppressPackageStartupMessages({
   library(lme4)
   library(jsonlite)
 })
 
+# Shared JSON-number and CSV helpers (fmt_num, jnum, jvec, jmat, jchr, read_data),
+# sourced from this script's own directory (Rscript passes the script as
+# --file=, spaces coded as "~+~"); "tools" when source()d from the repo root.
+script_file <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))
+script_dir <- if (length(script_file) == 1) dirname(gsub("~+~", " ", script_file, fixed = TRUE)) else "tools"
+source(file.path(script_dir, "json_helpers.R"))
+
 if (!dir.exists("sklmm/datasets/data") || !dir.exists("tests/data")) {
   stop("run this script from the repository root: Rscript tools/lme4_reference.R")
 }
 
 ## --- data ---------------------------------------------------------------------
-read_data <- function(path, factors) {
-  df <- read.csv(path, colClasses = "character", check.names = FALSE)
-  for (nm in names(df)) {
-    if (nm %in% factors) {
-      df[[nm]] <- factor(df[[nm]], levels = sort(unique(df[[nm]]), method = "radix"))
-    } else {
-      df[[nm]] <- as.numeric(df[[nm]])
-    }
-  }
-  df
-}
-
 dd <- "sklmm/datasets/data"
 datasets <- list(
   "sleepstudy.csv"  = read_data(file.path(dd, "sleepstudy.csv"), "Subject"),
@@ -60,34 +56,6 @@ stopifnot(
   identical(levels(datasets[["pastes.csv"]]$sample), levels(lme4::Pastes$sample)),
   identical(datasets[["dyestuff.csv"]]$Yield, lme4::Dyestuff$Yield)
 )
-
-## --- exact JSON number formatting ----------------------------------------------
-num_str <- function(x) {
-  x <- as.double(x)
-  if (any(!is.finite(x) & !is.na(x))) stop("non-finite number")
-  out <- rep("null", length(x))
-  ok <- !is.na(x)
-  v <- x[ok]
-  s <- sprintf("%.15g", v)
-  bad <- as.numeric(s) != v
-  s[bad] <- sprintf("%.16g", v[bad])
-  bad <- as.numeric(s) != v
-  s[bad] <- sprintf("%.17g", v[bad])
-  stopifnot(all(as.numeric(s) == v))
-  out[ok] <- s
-  out
-}
-json <- function(s) structure(s, class = "json")
-jnum <- function(x) {                       # scalar number
-  stopifnot(length(x) == 1)
-  json(num_str(x))
-}
-jvec <- function(x) json(paste0("[", paste(num_str(x), collapse = ","), "]"))
-jmat <- function(m) {                       # list of rows
-  m <- as.matrix(m)
-  json(paste0("[", paste(apply(m, 1, function(r) paste0("[", paste(num_str(r), collapse = ","), "]")),
-                         collapse = ","), "]"))
-}
 
 ## --- models ------------------------------------------------------------------
 models <- list(
@@ -109,8 +77,6 @@ models <- list(
   crossed_reml           = list("y ~ x + (x|subj) + (1|item)", "sim_crossed.csv", TRUE),
   nested_reml            = list("y ~ x + (1|outer/inner)", "sim_nested.csv", TRUE)
 )
-
-chr <- function(x) I(as.character(x))        # character vector kept as JSON array
 
 ref_entry <- function(key, spec) {
   form_str <- spec[[1]]; data_name <- spec[[2]]; reml <- spec[[3]]
@@ -142,7 +108,7 @@ ref_entry <- function(key, spec) {
   re <- ranef(fit)
   ranef_out <- lapply(names(re), function(g) {
     m <- as.matrix(re[[g]])
-    list(levels = chr(rownames(m)), columns = chr(colnames(m)), values = jmat(m))
+    list(levels = jchr(rownames(m)), columns = jchr(colnames(m)), values = jmat(m))
   })
   names(ranef_out) <- names(re)
 
@@ -162,17 +128,17 @@ ref_entry <- function(key, spec) {
     nobs = nobs(fit),
     sigma = jnum(sigma(fit)),
     theta = jvec(theta),
-    theta_names = chr(names(theta)),
+    theta_names = jchr(names(theta)),
     theta_lower = jvec(ifelse(is.finite(lower), lower, NA)),   # 0 = diagonal, null = off-diagonal (-Inf)
     beta = jvec(fixef(fit)),
-    beta_names = chr(names(fixef(fit))),
+    beta_names = jchr(names(fixef(fit))),
     varcorr = varcorr,
     ranef = ranef_out,
     fitted = jvec(fitted(fit)),
     is_singular = isSingular(fit),
     optimizer_evals = fit@optinfo$feval,
     optimizer = fit@optinfo$optimizer,
-    lme4_messages = chr(if (is.null(msgs)) character(0) else msgs),
+    lme4_messages = jchr(if (is.null(msgs)) character(0) else msgs),
     theta_probe = jvec(theta_probe),
     criterion_at_probe = jnum(criterion_at_probe)
   )
@@ -188,7 +154,7 @@ out[["sleep_lm"]] <- list(
   formula = "Reaction ~ Days",
   data = "sleepstudy.csv",
   beta = jvec(coef(lmfit)),
-  beta_names = chr(names(coef(lmfit))),
+  beta_names = jchr(names(coef(lmfit))),
   sigma = jnum(summary(lmfit)$sigma),
   loglik_ml = jnum(as.numeric(logLik(lmfit))),
   nobs = nobs(lmfit)

@@ -17,7 +17,9 @@
 #         here) and tests/data/mgcv_reference.json.  Every double is written
 #         with the shortest decimal representation that reads back as the
 #         same IEEE double (jsonlite's own formatting stops at 15 significant
-#         digits, so numbers are formatted here and passed through verbatim).
+#         digits, so numbers are formatted as text by the helpers in
+#         tools/json_helpers.R, which this script sources, and passed through
+#         verbatim).
 #
 # Conventions in the JSON:
 #   reml_score  = g$gcv.ubre for method = "REML": mgcv's minimized REML score,
@@ -54,53 +56,18 @@ suppressPackageStartupMessages({
   library(MASS)
 })
 
+# Shared JSON-number and CSV helpers (fmt_num, jnum, jvec, jchr, read_data),
+# sourced from this script's own directory (Rscript passes the script as
+# --file=, spaces coded as "~+~"); "tools" when source()d from the repo root.
+script_file <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))
+script_dir <- if (length(script_file) == 1) dirname(gsub("~+~", " ", script_file, fixed = TRUE)) else "tools"
+source(file.path(script_dir, "json_helpers.R"))
+
 if (!dir.exists("sklmm/datasets/data") || !dir.exists("tests/data")) {
   stop("run this script from the repository root: Rscript tools/mgcv_reference.R")
 }
 
-## --- exact JSON number formatting ----------------------------------------------
-# Shortest of 15, 16 or 17 significant digits that round-trips exactly.
-fmt_num <- function(x) {
-  x <- as.double(x)
-  if (any(is.infinite(x) | is.nan(x))) stop("non-finite number")
-  res <- rep("null", length(x))
-  keep <- !is.na(x)
-  vals <- x[keep]
-  txt <- character(length(vals))
-  todo <- rep(TRUE, length(vals))
-  for (digits in 15:17) {
-    cand <- sprintf(paste0("%.", digits, "g"), vals[todo])
-    hit <- as.numeric(cand) == vals[todo]
-    if (digits == 17) stopifnot(all(hit))
-    idx <- which(todo)
-    txt[idx[hit]] <- cand[hit]
-    todo[idx[hit]] <- FALSE
-    if (!any(todo)) break
-  }
-  res[keep] <- txt
-  res
-}
-as_json <- function(s) structure(s, class = "json")
-num <- function(x) {                      # JSON scalar number
-  stopifnot(length(x) == 1)
-  as_json(fmt_num(x))
-}
-arr <- function(x) as_json(paste0("[", paste(fmt_num(x), collapse = ","), "]"))
-strs <- function(x) I(as.character(x))   # character vector kept as a JSON array
-
 ## --- data ---------------------------------------------------------------------
-read_data <- function(path, factors = character(0)) {
-  df <- read.csv(path, colClasses = "character", check.names = FALSE)
-  for (nm in names(df)) {
-    if (nm %in% factors) {
-      df[[nm]] <- factor(df[[nm]], levels = sort(unique(df[[nm]]), method = "radix"))
-    } else {
-      df[[nm]] <- as.numeric(df[[nm]])
-    }
-  }
-  df
-}
-
 mcycle <- read_data("sklmm/datasets/data/mcycle.csv")
 sleepstudy <- read_data("sklmm/datasets/data/sleepstudy.csv", "Subject")
 stopifnot(
@@ -180,13 +147,13 @@ gam_entry <- function(key, form_str, data, data_name, grid_var = NULL) {
          term = s$term,
          bs = if (inherits(s, "cr.smooth")) "cr" else "ps",
          k = s$bs.dim,
-         m = if (inherits(s, "pspline.smooth")) arr(s$m) else NULL,
+         m = if (inherits(s, "pspline.smooth")) jvec(s$m) else NULL,
          first_para = s$first.para,     # 1-based index into coef(g)
          last_para = s$last.para,
-         sp = num(sp[i]),
-         S_scale = num(s$S.scale),
-         edf_smooth = num(edf_smooth[i]),
-         knots = arr(knots[[i]]))
+         sp = jnum(sp[i]),
+         S_scale = jnum(s$S.scale),
+         edf_smooth = jnum(edf_smooth[i]),
+         knots = jvec(knots[[i]]))
   })
 
   y <- data[[all.vars(form)[1]]]
@@ -207,8 +174,8 @@ gam_entry <- function(key, form_str, data, data_name, grid_var = NULL) {
     stopifnot(isTRUE(all.equal(unname(h$full.sp), sp * f, tolerance = 1e-14)))
     hc <- reml_check(h, y, sp * f)
     stopifnot(isTRUE(all.equal(hc$V, as.numeric(h$gcv.ubre), tolerance = 1e-10)))
-    list(factor = num(f), sp = arr(sp * f), score = num(h$gcv.ubre),
-         phi = num(hc$phi), scale = num(h$scale))
+    list(factor = jnum(f), sp = jvec(sp * f), score = jnum(h$gcv.ubre),
+         phi = jnum(hc$phi), scale = jnum(h$scale))
   })
   # sanity: re-evaluating at the optimum reproduces the minimized score
   h1 <- gam(form, data = data, method = "REML", sp = sp)
@@ -223,21 +190,21 @@ gam_entry <- function(key, form_str, data, data_name, grid_var = NULL) {
     data = data_name,
     method = "REML",
     nobs = nrow(data),
-    reml_score = num(g$gcv.ubre),
-    sp = arr(sp),
-    smooth_labels = strs(vapply(sm, function(s) s$label, "")),
-    S_scale = arr(vapply(sm, function(s) s$S.scale, 0)),
-    sig2 = num(g$sig2),
-    scale = num(g$scale),
-    reml_phi = num(chk$phi),
+    reml_score = jnum(g$gcv.ubre),
+    sp = jvec(sp),
+    smooth_labels = jchr(vapply(sm, function(s) s$label, "")),
+    S_scale = jvec(vapply(sm, function(s) s$S.scale, 0)),
+    sig2 = jnum(g$sig2),
+    scale = jnum(g$scale),
+    reml_phi = jnum(chk$phi),
     Mp = chk$Mp,
-    edf_total = num(sum(g$edf)),
-    edf_smooth = arr(edf_smooth),
-    coef_intercept = num(coef(g)[1]),
-    coef = arr(coef(g)),
-    coef_names = strs(names(coef(g))),
-    fitted = arr(fitted(g)),
-    knots = lapply(knots, arr),
+    edf_total = jnum(sum(g$edf)),
+    edf_smooth = jvec(edf_smooth),
+    coef_intercept = jnum(coef(g)[1]),
+    coef = jvec(coef(g)),
+    coef_names = jchr(names(coef(g))),
+    fitted = jvec(fitted(g)),
+    knots = lapply(knots, jvec),
     smooths = smooths,
     reml_profile = prof
   )
@@ -247,9 +214,9 @@ gam_entry <- function(key, form_str, data, data_name, grid_var = NULL) {
     nd <- data.frame(grid)
     names(nd) <- grid_var
     pr <- predict(g, newdata = nd, se.fit = TRUE)
-    out$grid <- arr(grid)
-    out$grid_fit <- arr(pr$fit)
-    out$grid_se <- arr(pr$se.fit)
+    out$grid <- jvec(grid)
+    out$grid_fit <- jvec(pr$fit)
+    out$grid_se <- jvec(pr$se.fit)
   }
   list(entry = out, fit = g)
 }
@@ -292,8 +259,8 @@ vc <- as.data.frame(VarCorr(mer))
 varcorr <- lapply(seq_len(nrow(vc)), function(i) list(
   grp = vc$grp[i],
   var1 = if (is.na(vc$var1[i])) NULL else vc$var1[i],
-  vcov = num(vc$vcov[i]),
-  sdcor = num(vc$sdcor[i])))
+  vcov = jnum(vc$vcov[i]),
+  sdcor = jnum(vc$sdcor[i])))
 theta <- getME(mer, "theta")
 sm4 <- m$gam$smooth[[1]]
 re_subj <- ranef(mer)$Subject
@@ -312,19 +279,19 @@ gamm4_sleep <- list(
   lmer_control = paste("nloptwrap (BOBYQA) with optCtrl xtol_abs=1e-12, ftol_abs=1e-14,",
                        "xtol_rel=1e-12, ftol_rel=1e-15, maxeval=1e5"),
   is_singular = isSingular(mer),
-  reml_criterion = num(reml_crit),
+  reml_criterion = jnum(reml_crit),
   varcorr = varcorr,
-  theta = arr(theta),
-  theta_names = strs(names(theta)),
-  sigma = num(sigma(mer)),
-  fitted_conditional = arr(fitted(mer)),
-  fitted_population = arr(fit_pop),
-  edf_smooth = num(sum(m$gam$edf[sm4$first.para:sm4$last.para])),
-  edf_total = num(sum(m$gam$edf)),
-  gam_coef = arr(coef(m$gam)),
-  gam_coef_names = strs(names(coef(m$gam))),
-  knots = arr(sm4$xp),
-  ranef_subject = list(levels = strs(rownames(re_subj)), values = arr(re_subj[, 1]))
+  theta = jvec(theta),
+  theta_names = jchr(names(theta)),
+  sigma = jnum(sigma(mer)),
+  fitted_conditional = jvec(fitted(mer)),
+  fitted_population = jvec(fit_pop),
+  edf_smooth = jnum(sum(m$gam$edf[sm4$first.para:sm4$last.para])),
+  edf_total = jnum(sum(m$gam$edf)),
+  gam_coef = jvec(coef(m$gam)),
+  gam_coef_names = jchr(names(coef(m$gam))),
+  knots = jvec(sm4$xp),
+  ranef_subject = list(levels = jchr(rownames(re_subj)), values = jvec(re_subj[, 1]))
 )
 
 ## --- write --------------------------------------------------------------------
