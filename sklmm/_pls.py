@@ -193,6 +193,79 @@ class Factorization:
     r2: float  # penalized residual sum of squares
 
 
+#: Largest number of stored products for which :class:`_SchurUpdate` is precomputed; above it the
+#: update is formed by a sparse matrix product per evaluation instead (less memory, more time).
+SCHUR_UPDATE_BUDGET = 20_000_000
+
+
+def _ragged_pairs(starts, lengths):
+    """All index pairs ``(s, t)``, ``s <= t``, within each segment ``[start, start + length)``."""
+    n = int(np.sum(lengths))
+    seg_end = np.repeat(starts + lengths, lengths)
+    first_idx = np.arange(n)
+    reps = seg_end - first_idx
+    s = np.repeat(first_idx, reps)
+    offs = np.arange(len(s)) - np.repeat(np.cumsum(reps) - reps, reps)
+    return s, s + offs
+
+
+class _SchurUpdate:
+    """``sum_j C_j W_j C_j'`` as one precomputed sparse matrix-vector product.
+
+    ``C_j`` is the block of ``C`` (the cross-products of everything else with the first term)
+    belonging to level j of the first term, and ``W_j = G_j G_j'`` a small symmetric matrix that
+    changes with theta. The update is linear in the entries of the ``W_j``, so its upper
+    triangle is ``K @ vec(W)`` with ``K`` built once; an evaluation is one sparse matvec, with no
+    allocation of a sparse product and no densification.
+    """
+
+    def __init__(self, rows, levels, values, n_levels, m):
+        p1 = values.shape[1]
+        order = np.lexsort((rows, levels))
+        rows, levels, values = rows[order], levels[order], values[order]
+        lengths = np.bincount(levels, minlength=n_levels)
+        starts = np.cumsum(lengths) - lengths
+        self.pairs_w = [(a, b) for a in range(p1) for b in range(a, p1)]
+        self.nnz = int(np.sum(lengths * (lengths + 1) // 2)) * len(self.pairs_w)
+        if self.nnz > SCHUR_UPDATE_BUDGET:
+            self.K = None
+            return
+        s, t = _ragged_pairs(starts, lengths)
+        key = rows[s].astype(np.int64) * m + rows[t]
+        uniq, inv = np.unique(key, return_inverse=True)
+        inv = inv.ravel()
+        nw = len(self.pairs_w)
+        coefs, cols, kr = [], [], []
+        for w, (a, b) in enumerate(self.pairs_w):
+            c = values[s, a] * values[t, b]
+            if a != b:
+                c = c + values[s, b] * values[t, a]
+            coefs.append(c)
+            cols.append(levels[s] * nw + w)
+            kr.append(inv)
+        self.K = sp.csr_matrix(
+            (np.concatenate(coefs), (np.concatenate(kr), np.concatenate(cols))),
+            shape=(len(uniq), n_levels * nw),
+        )
+        r, c = uniq // m, uniq % m
+        self.idx = r * m + c
+        off = r != c
+        self.idx_t = (c * m + r)[off]
+        self.off = off
+
+    def apply(self, M, G):
+        """In place: ``M -= sum_j C_j G_j G_j' C_j'`` (M dense, m x m)."""
+        if G.shape[1] == 1:
+            w = (G[:, 0, 0] ** 2)[:, None]
+        else:
+            W = np.einsum("jab,jcb->jac", G, G)
+            w = np.stack([W[:, a, b] for a, b in self.pairs_w], axis=1)
+        vals = self.K @ w.ravel()
+        flat = M.reshape(-1)
+        flat[self.idx] -= vals
+        flat[self.idx_t] -= vals[self.off]
+
+
 class BlockedFactor:
     """Blocked Cholesky: first term level by level, the rest as a dense Schur complement."""
 
@@ -225,10 +298,14 @@ class BlockedFactor:
                 RR[c, r] = blocks.ravel()
         RR[qr:, qr:] = cp.xyxy
         self.RR = RR
+        self.schur = None
         if first is not None:
             p1 = first.n_coef
+            n1 = first.n_levels
             self.D1 = cp.diag[0]
             self.Cxy = np.ascontiguousarray(cp.zxy[0].reshape(self.q1, cp.p + 1).T)
+            # entries of C = [Z_rest; X; y]' Z_1 as (row, level of term 1, p1 values)
+            e_rows, e_lev, e_val = [], [], []
             if qr:
                 rr, cc, vv = [], [], []
                 for i, t in enumerate(rest, start=1):
@@ -237,10 +314,20 @@ class BlockedFactor:
                     rr.append(r)
                     cc.append(c)
                     vv.append(blocks.ravel())
+                    o = self.rest_offsets[i - 1]
+                    e_rows.append((o + rows[:, None] * t.n_coef + np.arange(t.n_coef)).ravel())
+                    e_lev.append(np.repeat(cols, t.n_coef))
+                    e_val.append(blocks.reshape(-1, p1))
                 self.Cz = sp.csr_matrix(
                     (np.concatenate(vv), (np.concatenate(rr), np.concatenate(cc))), shape=(qr, self.q1)
                 )
                 self.Cz.sort_indices()
+            for i in range(cp.p + 1):
+                e_rows.append(np.full(n1, qr + i))
+                e_lev.append(np.arange(n1))
+                e_val.append(self.Cxy[i].reshape(n1, p1))
+            schur = _SchurUpdate(np.concatenate(e_rows), np.concatenate(e_lev), np.concatenate(e_val), n1, m)
+            self.schur = schur if schur.K is not None else None
         self._state = None
 
     def _scale_first(self, C, G):
@@ -255,7 +342,7 @@ class BlockedFactor:
         Ts = [t.template(theta[s]) for t, s in zip(terms, self.theta_slices)]
         M = self.RR.copy()
         logdet = 0.0
-        L11 = G = Sz = Sxy = None
+        L11 = G = None
         if terms:
             T1 = Ts[0]
             p1 = T1.shape[0]
@@ -271,20 +358,16 @@ class BlockedFactor:
                 L11 = np.linalg.cholesky(A)
                 logdet += 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
                 G = np.einsum("ab,jcb->jac", T1, np.linalg.inv(L11))  # T1 L_j^{-T}
-            Sxy = self._scale_first(self.Cxy, G)
-            M[qr:, qr:] -= Sxy @ Sxy.T
-            if qr:
-                if p1 == 1:
-                    Sz = self.Cz.copy()
-                    Sz.data *= G[Sz.indices, 0, 0]
-                else:
-                    n1 = G.shape[0]
-                    Gbd = sp.bsr_matrix((G, np.arange(n1), np.arange(n1 + 1)), shape=(self.q1, self.q1))
-                    Sz = (self.Cz @ Gbd).tocsr()
-                M[:qr, :qr] -= (Sz @ Sz.T).toarray()
-                Pzx = np.asarray(Sz @ Sxy.T)
-                M[:qr, qr:] -= Pzx
-                M[qr:, :qr] -= Pzx.T
+            if self.schur is not None:
+                self.schur.apply(M, G)
+            else:
+                Sz, Sxy = self._scaled_C(G)
+                M[qr:, qr:] -= Sxy @ Sxy.T
+                if qr:
+                    M[:qr, :qr] -= (Sz @ Sz.T).toarray()
+                    Pzx = np.asarray(Sz @ Sxy.T)
+                    M[:qr, qr:] -= Pzx
+                    M[qr:, :qr] -= Pzx.T
             # Lambda_R' M Lambda_R on the rest terms (X and y columns are not scaled)
             for i, t in enumerate(terms[1:], start=1):
                 o = self.rest_offsets[i - 1]
@@ -299,12 +382,27 @@ class BlockedFactor:
         diag = np.diagonal(Lm)
         logdet += 2.0 * float(np.sum(np.log(diag[:qr])))
         logdet_RX2 = 2.0 * float(np.sum(np.log(diag[qr : qr + p])))
-        self._state = (Ts, L11, G, Sz, Sxy, Lm)
+        self._state = (Ts, L11, G, Lm)
         return Factorization(logdet, logdet_RX2, float(diag[-1] ** 2))
+
+    def _scaled_C(self, G):
+        """``C_z G`` (sparse) and ``C_xy G`` (dense): the first term's columns scaled by G."""
+        Sxy = self._scale_first(self.Cxy, G)
+        Sz = None
+        if self.qr:
+            if G.shape[1] == 1:
+                Sz = self.Cz.copy()
+                Sz.data *= G[Sz.indices, 0, 0]
+            else:
+                n1 = G.shape[0]
+                Gbd = sp.bsr_matrix((G, np.arange(n1), np.arange(n1 + 1)), shape=(self.q1, self.q1))
+                Sz = (self.Cz @ Gbd).tocsr()
+        return Sz, Sxy
 
     def solve(self):
         """Conditional beta and spherical modes u at the last updated theta."""
-        Ts, L11, G, Sz, Sxy, Lm = self._state
+        Ts, L11, G, Lm = self._state
+        Sz, Sxy = self._scaled_C(G) if self.terms else (None, None)
         qr, p = self.qr, self.p
         top = Lm[:-1, :-1]
         x_rest = solve_triangular(top, Lm[-1, :-1], lower=True, trans="T") if top.size else np.zeros(0)
