@@ -152,6 +152,13 @@ class GroupedMixin:
         self._group_columns = list(frame.columns)
         return [terms[k] for k in order]
 
+    def _warm_theta(self, terms):
+        """The previous fit's theta when warm_start is on and the structure is unchanged."""
+        if not self.warm_start or not hasattr(self, "theta_"):
+            return None
+        names = [nm for t in terms for nm in t.theta_names()]
+        return self.theta_ if names == list(self.theta_names_) else None
+
     def _set_engine_attributes(self, fit):
         """Fitted attributes common to the estimators, from a :class:`MixedFit`."""
         self._fit = fit

@@ -132,12 +132,28 @@ class MixedFit:
         return M[:-1, :-1]
 
 
+def _progress_printer(verbose, n_theta, solver):
+    """Print every evaluation (verbose >= 2) or every 10th and each new best (verbose == 1)."""
+    best = [np.inf]
+    print(f"[sklmm] optimizing {n_theta} covariance parameter(s) with BOBYQA ({solver} Cholesky)")
+
+    def callback(k, x, f):
+        improved = f < best[0]
+        best[0] = min(best[0], f)
+        if verbose >= 2 or k % 10 == 0 or (improved and k <= 5):
+            th = np.array2string(np.asarray(x), precision=5, max_line_width=120)
+            print(f"[sklmm] eval {k:5d}  criterion {f:.10g}  best {best[0]:.10g}  theta {th}")
+
+    return callback
+
+
 def fit_mixed(terms, Xf, y, fe_names, *, reml, solver="auto", max_iter=10000, theta_fixed=None,
-              stacklevel=3):
+              theta_start=None, verbose=0, stacklevel=3):
     """Fit the linear mixed model with these random-effect terms and fixed columns ``Xf``.
 
     ``theta_fixed`` maps positions of theta to values held fixed (e.g. a smooth with a given
-    smoothing parameter); the optimizer works on the others.
+    smoothing parameter); the optimizer works on the others. ``theta_start`` replaces lme4's
+    start (warm start). ``verbose > 0`` prints the optimizer's progress.
     """
     n = Xf.shape[0]
     cp = cross_products(terms, Xf, y)
@@ -162,6 +178,10 @@ def fit_mixed(terms, Xf, y, fe_names, *, reml, solver="auto", max_iter=10000, th
     factor = make_factor(cp, terms, solver)
     lower = np.concatenate([t.theta_lower() for t in terms]) if terms else np.zeros(0)
     start = np.concatenate([t.theta_start() for t in terms]) if terms else np.zeros(0)
+    step = None
+    if theta_start is not None and len(theta_start) == len(start):
+        start = np.maximum(np.asarray(theta_start, dtype=float), lower)
+        step = np.maximum(0.05 * np.abs(start), 0.01)
 
     theta_fixed = theta_fixed or {}
     free = np.array([i for i in range(len(start)) if i not in theta_fixed], dtype=np.intp)
@@ -177,7 +197,11 @@ def fit_mixed(terms, Xf, y, fe_names, *, reml, solver="auto", max_iter=10000, th
     def objective(x):
         return profiled_criterion(factor.update(expand(x)), n, p, reml, cp.sum_log_weights)
 
-    summ = minimize_bobyqa(objective, start[free], lower[free], max_evals=max_iter)
+    callback = _progress_printer(verbose, len(free), factor.name) if verbose else None
+    summ = minimize_bobyqa(objective, start[free], lower[free], max_evals=max_iter, callback=callback,
+                           initial_step=None if step is None else step[free])
+    if verbose:
+        print(f"[sklmm] {summ.return_code} after {summ.n_evals} evaluations: criterion {summ.fmin:.10g}")
     summ.final = expand(summ.final)
     theta = summ.final
     fz = factor.update(theta)

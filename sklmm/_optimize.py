@@ -52,9 +52,10 @@ class OptSummary:
 
 
 def minimize_bobyqa(fun, x0, lower, *, max_evals=10000, ftol_rel=1e-12, ftol_abs=1e-8,
-                    xtol_abs=1e-10, callback=None) -> OptSummary:
+                    xtol_abs=1e-10, initial_step=None, callback=None) -> OptSummary:
     """Minimize ``fun`` over ``x >= lower`` with nlopt's BOBYQA, keeping the best point seen.
 
+    ``initial_step`` is the first trust-region radius per parameter (default: MixedModels.jl's).
     A one-dimensional problem is solved with the same algorithm (nlopt handles it).  The best
     point evaluated is returned even when nlopt stops with an error such as a round-off limit;
     ``converged`` is True only for nlopt's tolerance-based stops.
@@ -85,8 +86,11 @@ def minimize_bobyqa(fun, x0, lower, *, max_evals=10000, ftol_rel=1e-12, ftol_abs
     opt.set_ftol_abs(ftol_abs)
     opt.set_xtol_abs(xtol_abs)
     opt.set_maxeval(int(max_evals))
-    # initial steps as MixedModels.jl: 0.75 for bounded (diagonal) parameters, 1 otherwise
-    opt.set_initial_step(np.where(np.isfinite(lower), 0.75, 1.0))
+    # initial steps as MixedModels.jl: 0.75 for bounded (diagonal) parameters, 1 otherwise;
+    # a warm start near the optimum asks for a smaller first trust region
+    if initial_step is None:
+        initial_step = np.where(np.isfinite(lower), 0.75, 1.0)
+    opt.set_initial_step(initial_step)
     try:
         opt.optimize(x0)
         code = opt.last_optimize_result()

@@ -60,6 +60,15 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         Cholesky factorization, as in :class:`MixedLinearRegressor`.
     max_iter : int, default=10000
         Maximum number of evaluations of the profiled criterion.
+    warm_start : bool, default=False
+        Start the optimizer from the ``theta_`` of the previous fit of this estimator when the
+        random-effect structure is unchanged (same theta names), instead of lme4's start. Useful
+        when refitting after ``set_params`` or on new data in a loop; note that scikit-learn's
+        ``GridSearchCV`` and ``cross_validate`` clone the estimator for every fit, which
+        discards the previous fit.
+    verbose : int, default=0
+        0: silent. 1: print the optimizer's progress every 10 evaluations and when it
+        finishes. 2: every evaluation.
 
     Attributes
     ----------
@@ -120,6 +129,8 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         random_intercept=True,
         solver="auto",
         max_iter=10000,
+        warm_start=False,
+        verbose=0,
     ):
         self.smooth_features = smooth_features
         self.n_basis = n_basis
@@ -134,6 +145,8 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         self.random_intercept = random_intercept
         self.solver = solver
         self.max_iter = max_iter
+        self.warm_start = warm_start
+        self.verbose = verbose
 
     # ------------------------------------------------------------------ design
 
@@ -225,7 +238,8 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
                 )
             )
         fit = fit_mixed(terms, Xf, y, fe_names, reml=bool(self.reml), solver=self.solver,
-                        max_iter=self.max_iter, theta_fixed=self._fixed_theta(terms))
+                        max_iter=self.max_iter, theta_start=self._warm_theta(terms),
+                        verbose=self.verbose, theta_fixed=self._fixed_theta(terms))
         self._set_engine_attributes(fit)
         self.fixed_effects_names_ = fe_names
         self.intercept_ = float(fit.beta[0])

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import sklearn
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -159,3 +160,28 @@ def test_recipe_routing_on(sleep):
         res = cross_validate(off, X, y, cv=KFold(3), params={"groups": g}, return_estimator=True)
         tr, te = next(KFold(3).split(X))
         assert res["test_score"][0] == pytest.approx(res["estimator"][0].score(X.iloc[te], y.iloc[te]))
+
+
+def test_warm_start_reuses_theta_and_reaches_the_same_optimum(sleep):
+    X, y, g = sleep
+    idx = np.random.default_rng(0).choice(len(y), 150, replace=False)
+    cold = MixedLinearRegressor(random_slopes=["Days"]).fit(X.iloc[idx], y.iloc[idx], groups=g.iloc[idx])
+    warm = MixedLinearRegressor(random_slopes=["Days"], warm_start=True).fit(X, y, groups=g)
+    warm.fit(X.iloc[idx], y.iloc[idx], groups=g.iloc[idx])
+    assert warm.criterion_ == pytest.approx(cold.criterion_, rel=1e-10)
+    assert warm.n_iter_ < cold.n_iter_
+    # a changed random-effect structure starts from lme4's start again
+    warm.set_params(random_slopes=None).fit(X, y, groups=g)
+    assert warm.criterion_ == pytest.approx(MixedLinearRegressor().fit(X, y, groups=g).criterion_, rel=1e-10)
+
+
+def test_verbose_prints_progress(sleep, capsys):
+    X, y, g = sleep
+    MixedLinearRegressor(verbose=1).fit(X, y, groups=g)
+    out = capsys.readouterr().out
+    assert "optimizing 1 covariance parameter(s)" in out and "FTOL_REACHED" in out
+    with pytest.warns(ConvergenceWarning):
+        MixedLinearRegressor(verbose=2, max_iter=3).fit(X, y, groups=g)
+    assert capsys.readouterr().out.count("[sklmm] eval") == 3
+    MixedLinearRegressor().fit(X, y, groups=g)
+    assert capsys.readouterr().out == ""
