@@ -352,6 +352,21 @@ class BlockedFactor:
                 logdet += float(np.sum(np.log(a)))
                 L11 = ell[:, None, None]
                 G = (T1[0, 0] / ell)[:, None, None]
+            elif p1 == 2:  # closed forms for the common intercept-and-slope case
+                (t0, _), (t1, t2) = T1
+                d00, d01, d11 = self.D1[:, 0, 0], self.D1[:, 0, 1], self.D1[:, 1, 1]
+                l00 = np.sqrt(t0 * t0 * d00 + 2.0 * t0 * t1 * d01 + t1 * t1 * d11 + 1.0)
+                l10 = (t0 * t2 * d01 + t1 * t2 * d11) / l00
+                l11 = np.sqrt(t2 * t2 * d11 + 1.0 - l10 * l10)
+                logdet += 2.0 * float(np.sum(np.log(l00)) + np.sum(np.log(l11)))
+                L11 = np.zeros((len(l00), 2, 2))
+                L11[:, 0, 0], L11[:, 1, 0], L11[:, 1, 1] = l00, l10, l11
+                c = -l10 / (l00 * l11)  # (L^{-T})_{01}
+                G = np.empty_like(L11)
+                G[:, 0, 0] = t0 / l00
+                G[:, 0, 1] = t0 * c
+                G[:, 1, 0] = t1 / l00
+                G[:, 1, 1] = t1 * c + t2 / l11
             else:
                 A = np.einsum("ba,jbc,cd->jad", T1, self.D1, T1)
                 A += np.eye(p1)
