@@ -330,3 +330,28 @@ def machine_info(r_packages=("mgcv",), python_packages=()):
             info["R"] = vals[0]
             info.update(zip(r_packages, vals[1:]))
     return info
+
+
+def report(table_text, info, output=None, commit=None):
+    """Print a benchmark's table with the commit and machine it was measured on; optionally save it.
+
+    Parameters
+    ----------
+    table_text : str
+        The markdown table.
+    info : dict
+        :func:`machine_info` output.
+    output : str, optional
+        Markdown file to write the same text to.
+    commit : str, optional
+        The sklmm commit measured (noted under the table).
+    """
+    text = table_text
+    if commit is not None:
+        text += "\n\nsklmm commit: " + commit
+    text += "\n\nMachine: " + ", ".join(f"{k} {v}" for k, v in info.items())
+    print(text)
+    if output:
+        with open(output, "w") as f:
+            f.write(text + "\n")
+    return text

@@ -16,7 +16,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import (machine_info, markdown_table, median_time,  # noqa: E402
-                      python_peak_memory_mb, r_available, run_r)
+                      python_peak_memory_mb, r_available, report, run_r)
 
 SEED = 0
 FORMULA = 'y ~ s(x1, bs = "cr", k = 20) + s(x2, bs = "cr", k = 20)'
@@ -172,12 +172,7 @@ def main(argv=None):
         n, results = 20_000, run(20_000, repeats_sklmm=1, repeats_bam=1)
     else:
         n, results = args.n, run(args.n)
-    info = machine_info()
-    text = table(results, n) + "\nMachine: " + ", ".join(f"{k} {v}" for k, v in info.items())
-    print(text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
+    report(table(results, n), machine_info(), args.output)
 
 
 if __name__ == "__main__":

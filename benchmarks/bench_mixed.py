@@ -28,7 +28,7 @@ import pandas as pd
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _harness import (emit_result, git_commit, machine_info, markdown_table,  # noqa: E402
-                      median_time, r_available, run_python, run_r)
+                      median_time, r_available, report, run_python, run_r)
 
 SEED = 1
 TIMEOUT = 600  # seconds, for every lme4 and GPBoost run
@@ -482,13 +482,8 @@ def main(argv=None):
         rows += run_workload(name, args.quick, have_r,
                              log=lambda m: print(m, file=sys.stderr, flush=True))
     info = machine_info(r_packages=("lme4", "Matrix"), python_packages=("statsmodels", "gpboost"))
-    text = (table(rows) + "\n\nsklmm commit: " + commit + ("" if commit == git_commit() else
-            f" (HEAD moved to {git_commit()} during the run)")
-            + "\n\nMachine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    print(text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
+    moved = "" if commit == git_commit() else f" (HEAD moved to {git_commit()} during the run)"
+    report(table(rows), info, args.output, commit=commit + moved)
 
 
 if __name__ == "__main__":

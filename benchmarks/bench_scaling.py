@@ -17,7 +17,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _harness import (git_commit, machine_info, markdown_table, r_available,  # noqa: E402
-                      run_python)
+                      report, run_python)
 from bench_mixed import (TIMEOUT, _failure, r_messages, run_lme4,  # noqa: E402
                          simulate_slopes, write_binary_columns)
 
@@ -138,12 +138,7 @@ def main(argv=None):
     if plot_path:
         plot(rows, plot_path)
     info = machine_info(r_packages=("lme4", "Matrix"))
-    text = (table(rows) + "\n\nsklmm commit: " + commit
-            + "\n\nMachine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    print(text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
+    report(table(rows), info, args.output, commit=commit)
 
 
 if __name__ == "__main__":

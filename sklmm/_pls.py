@@ -338,7 +338,7 @@ class BlockedFactor:
         return np.einsum("mja,jab->mjb", C.reshape(C.shape[0], n1, p1), G).reshape(C.shape)
 
     def update(self, theta):
-        terms, cp, qr, p = self.terms, self.cp, self.qr, self.p
+        terms, qr, p = self.terms, self.qr, self.p
         Ts = [t.template(theta[s]) for t, s in zip(terms, self.theta_slices)]
         M = self.RR.copy()
         logdet = 0.0
@@ -418,7 +418,7 @@ class BlockedFactor:
         """Conditional beta and spherical modes u at the last updated theta."""
         Ts, L11, G, Lm = self._state
         Sz, Sxy = self._scaled_C(G) if self.terms else (None, None)
-        qr, p = self.qr, self.p
+        qr = self.qr
         top = Lm[:-1, :-1]
         x_rest = solve_triangular(top, Lm[-1, :-1], lower=True, trans="T") if top.size else np.zeros(0)
         beta = x_rest[qr:]
