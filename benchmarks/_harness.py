@@ -60,11 +60,7 @@ def python_peak_memory_mb(code, timeout=None):
         Peak resident set size of the subprocess in MB (``ru_maxrss`` of ``RUSAGE_SELF``,
         read by the subprocess itself at exit).
     """
-    code += ("\nimport resource, sys\n"
-             "sys.stdout.write('\\n%d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=timeout).stdout
-    return int(out.strip().splitlines()[-1]) / 1024  # Linux reports kB
+    return run_python(code, timeout=timeout)["peak_mb"]
 
 
 def r_available(packages=()):

@@ -7,6 +7,7 @@ import numbers
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import r2_score
 from sklearn.utils.validation import validate_data
 
 from ._groups import as_group_frame, encode, make_factors
@@ -209,6 +210,24 @@ class GroupedMixin:
             vals = np.hstack([ones, X[seen][:, t.slope_columns]])
             out[seen] += np.einsum("ij,ij->i", vals, self._fit.b[k][codes[seen]])
         return out
+
+    def score(self, X, y, groups=None, sample_weight=None):
+        """R^2 of ``predict(X, groups)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        groups : array-like, default=None
+            Group labels, as in ``predict``. Without them the score is of the
+            population-level prediction.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
 
     def _variance_lines(self):
         vc = self.variance_components_

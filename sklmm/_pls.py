@@ -171,6 +171,12 @@ def _lambda_t_rows(M, T, offset, n_levels):
         block[...] = np.einsum("ba,nbm->nam", T, shaped).reshape(block.shape)
 
 
+def _lambda_sandwich(M, T, offset, n_levels):
+    """In place: ``M <- Lambda' M Lambda`` on one term's rows and columns (M symmetric)."""
+    _lambda_t_rows(M, T, offset, n_levels)
+    _lambda_t_rows(M.T, T, offset, n_levels)
+
+
 def _tail_cholesky(M):
     """Lower Cholesky factor of a dense symmetric matrix, or None when it is not positive definite."""
     if M.shape[0] == 0:
@@ -386,8 +392,7 @@ class BlockedFactor:
             # Lambda_R' M Lambda_R on the rest terms (X and y columns are not scaled)
             for i, t in enumerate(terms[1:], start=1):
                 o = self.rest_offsets[i - 1]
-                _lambda_t_rows(M, Ts[i], o, t.n_levels)
-                _lambda_t_rows(M.T, Ts[i], o, t.n_levels)
+                _lambda_sandwich(M, Ts[i], o, t.n_levels)
             idx = np.arange(qr)
             M[idx, idx] += 1.0
         Lm = _tail_cholesky(M)
@@ -572,8 +577,7 @@ def dense_system(cp: CrossProducts, terms, theta):
     M[q:, q:] = cp.xyxy
     for k, t in enumerate(terms):
         T = t.template(theta[slices[k]])
-        _lambda_t_rows(M, T, z_off[k], t.n_levels)
-        _lambda_t_rows(M.T, T, z_off[k], t.n_levels)
+        _lambda_sandwich(M, T, z_off[k], t.n_levels)
     idx = np.arange(q)
     M[idx, idx] += 1.0
     return M

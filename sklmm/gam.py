@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import GroupedMixin
@@ -295,19 +294,28 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ predict
 
-    def _rows(self, X, groups, include_groups):
-        """Design rows ``[Z Lambda (per term) | X_fixed (kept)]`` and their prediction."""
+    def _posterior_se(self, fixed, smooths):
+        """Posterior standard error of ``sum(fixed columns) + sum(smooth terms)`` at some rows.
+
+        ``fixed`` maps fixed-effect column index to its values at the rows, ``smooths`` lists
+        ``(term index, Z at the rows)``. Only the covariance of the columns involved is used, so
+        grouping factors with many levels cost nothing here.
+        """
         fit = self._fit
-        Xf, Zs = self._fixed_design(X)
         slices, z_off = theta_layout(fit.terms)
-        A = np.zeros((X.shape[0], z_off[-1] + len(fit.keep)))
-        A[:, z_off[-1] :] = Xf[:, fit.keep]
-        for sm_k, Z in zip(self._smooth_term_index, Zs):
-            A[:, z_off[sm_k] : z_off[sm_k + 1]] = Z * fit.theta[slices[sm_k]][0]
-        mean = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in zip(self._smooth_term_index, Zs))
-        if include_groups and groups is not None and self._group_factors:
-            mean = mean + self._random_part(X, groups)
-        return A, mean
+        kept_pos = {j: i for i, j in enumerate(fit.keep)}
+        cols, parts = [], []
+        for k, Z in smooths:
+            cols.append(np.arange(z_off[k], z_off[k + 1]))
+            parts.append(Z * fit.theta[slices[k]][0])
+        for col, values in fixed.items():
+            if col in kept_pos:  # aliased columns were dropped from the fit
+                cols.append([z_off[-1] + kept_pos[col]])
+                parts.append(np.asarray(values)[:, None])
+        idx = np.concatenate(cols)
+        a = np.hstack(parts)
+        var = np.einsum("ij,jk,ik->i", a, self._Vp[np.ix_(idx, idx)], a)
+        return np.sqrt(np.clip(var, 0, None))
 
     def predict(self, X, groups=None, return_std=False):
         """Predict the response, optionally with the standard error of the fitted curve.
@@ -332,28 +340,15 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        A, mean = self._rows(X, groups, include_groups=True)
+        fit = self._fit
+        Xf, Zs = self._fixed_design(X)
+        smooths = list(zip(self._smooth_term_index, Zs))
+        mean = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in smooths)
+        if groups is not None and self._group_factors:
+            mean = mean + self._random_part(X, groups)
         if not return_std:
             return mean
-        # only the smooth and fixed columns of A are nonzero (group columns stay 0)
-        var = np.einsum("ij,jk,ik->i", A, self._Vp, A)
-        return mean, np.sqrt(np.clip(var, 0, None))
-
-    def score(self, X, y, groups=None, sample_weight=None):
-        """R^2 of ``predict(X, groups)``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        groups : array-like, default=None
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        score : float
-        """
-        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
+        return mean, self._posterior_se(dict(enumerate(Xf.T)), smooths)
 
     # ------------------------------------------------------------------ smooth curves
 
@@ -376,9 +371,6 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         fit = self._fit
-        slices, z_off = theta_layout(fit.terms)
-        q = z_off[-1]
-        kept_pos = {j: i for i, j in enumerate(fit.keep)}
         z = norm.ppf(0.5 + level / 2)
         frames = []
         fixed_start = 1 + len(self._linear)
@@ -390,13 +382,8 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             F, Z = sm.design(x)
             fixed_cols = list(range(fixed_start, fixed_start + sm.n_fixed))
             fixed_start += sm.n_fixed
-            a = np.zeros((len(x), q + len(fit.keep)))
-            a[:, z_off[k] : z_off[k + 1]] = Z * fit.theta[slices[k]][0]
-            for c, col in enumerate(fixed_cols):
-                if col in kept_pos:
-                    a[:, q + kept_pos[col]] = F[:, c]
             est = F @ fit.beta[fixed_cols] + Z @ fit.b[k][0]
-            se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", a, self._Vp, a), 0, None))
+            se = self._posterior_se(dict(zip(fixed_cols, F.T)), [(k, Z)])
             frames.append(pd.DataFrame({"smooth": sm.name, "x": x, "estimate": est, "std_error": se,
                                         "lower": est - z * se, "upper": est + z * se}))
         if not frames:

@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import GroupedMixin, NoGroupsWarning
@@ -246,24 +245,6 @@ class MixedLinearRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         if groups is not None and self._fit.terms:
             pred = pred + self._random_part(X, groups)
         return pred
-
-    def score(self, X, y, groups=None, sample_weight=None):
-        """R^2 of ``predict(X, groups)``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        groups : array-like, default=None
-            Group labels, as in :meth:`predict`. Without them the score is of the
-            population-level prediction.
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        score : float
-        """
-        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
 
     def summary(self):
         """An lme4-like text summary: criterion, variance components, fixed effects.
