@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,7 +48,6 @@ class OptSummary:
     ftol_abs: float = 1e-8
     xtol_abs: float = 1e-10
     max_evals: int = 10000
-    history: list = field(default_factory=list, repr=False)
 
 
 def minimize_bobyqa(fun, x0, lower, *, max_evals=10000, ftol_rel=1e-12, ftol_abs=1e-8,
