@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklmm import MixedLinearRegressor, NoGroupsWarning
-from sklmm.datasets import load_penicillin, load_sleepstudy
+from sklmm.datasets import load_penicillin
 
 
 @parametrize_with_checks([MixedLinearRegressor()])
@@ -24,12 +24,6 @@ def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoGroupsWarning)  # the checks call fit without groups
         check(estimator)
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    df = load_sleepstudy()
-    return df[["Days"]], df["Reaction"], df["Subject"]
 
 
 def test_clone_and_pickle_roundtrip(sleep):

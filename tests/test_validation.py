@@ -5,13 +5,6 @@ import pandas as pd
 import pytest
 
 from sklmm import MixedLinearRegressor
-from sklmm.datasets import load_sleepstudy
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    df = load_sleepstudy()
-    return df[["Days"]], df["Reaction"], df["Subject"]
 
 
 def test_groups_length_mismatch(sleep):
