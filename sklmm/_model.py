@@ -17,7 +17,7 @@ from ._optimize import OptSummary, minimize_bobyqa
 from ._pls import cross_products, dense_system, make_factor, profiled_criterion
 from ._terms import templates, theta_layout
 
-__all__ = ["MixedFit", "fit_mixed", "SingularFitWarning", "SINGULAR_TOL", "RANK_TOL"]
+__all__ = ["MixedFit", "fit_mixed", "fit_cross_products", "SingularFitWarning", "SINGULAR_TOL", "RANK_TOL"]
 
 #: lme4's default tolerance for ``isSingular``
 SINGULAR_TOL = 1e-4
@@ -147,19 +147,32 @@ def _progress_printer(verbose, n_theta, solver):
     return callback
 
 
-def fit_mixed(terms, Xf, y, fe_names, *, reml, solver="auto", max_iter=10000, theta_fixed=None,
-              theta_start=None, verbose=0, stacklevel=3):
+def fit_mixed(terms, Xf, y, fe_names, *, sample_weight=None, **options):
     """Fit the linear mixed model with these random-effect terms and fixed columns ``Xf``.
 
-    ``theta_fixed`` maps positions of theta to values held fixed (e.g. a smooth with a given
-    smoothing parameter); the optimizer works on the others. ``theta_start`` replaces lme4's
-    start (warm start). ``verbose > 0`` prints the optimizer's progress.
+    ``sample_weight`` are prior (precision) weights, as lme4's ``weights``. The other keyword
+    arguments are those of :func:`fit_cross_products`.
     """
-    n = Xf.shape[0]
-    cp = cross_products(terms, Xf, y)
+    cp = cross_products(terms, Xf, y, sample_weight=sample_weight)
+    options.setdefault("stacklevel", 4)
+    return fit_cross_products(terms, cp, fe_names, **options)
+
+
+def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=10000,
+                       theta_fixed=None, theta_start=None, verbose=0, stacklevel=3):
+    """Fit the model from its cross-products ``cp`` (see :func:`sklmm._pls.cross_products`).
+
+    The cross-products are sums over rows, so they may come from one array or be summed over
+    chunks of a larger data set; nothing below touches the rows. ``theta_fixed`` maps positions
+    of theta to values held fixed (e.g. a smooth with a given smoothing parameter); the optimizer
+    works on the others. ``theta_start`` replaces lme4's start (warm start). ``verbose > 0``
+    prints the optimizer's progress.
+    """
+    n = cp.n
+    n_fixed = cp.p
     keep = independent_columns(cp.xyxy[:-1, :-1])
-    if len(keep) < Xf.shape[1]:
-        dropped = [fe_names[j] for j in range(Xf.shape[1]) if j not in keep]
+    if len(keep) < n_fixed:
+        dropped = [fe_names[j] for j in range(n_fixed) if j not in keep]
         warnings.warn(
             f"fixed-effect model matrix is rank deficient, so dropping {len(dropped)} "
             f"column(s): {dropped} (as lme4 does); their coefficients are reported as 0.",
@@ -211,7 +224,7 @@ def fit_mixed(terms, Xf, y, fe_names, *, reml, solver="auto", max_iter=10000, th
             "response is fitted exactly by the fixed effects, or the data are degenerate."
         )
     beta_kept, u = factor.solve()
-    beta = np.zeros(Xf.shape[1])
+    beta = np.zeros(n_fixed)
     beta[keep] = beta_kept
     _, z_off = theta_layout(terms)
     b = [
