@@ -1,6 +1,6 @@
 PY ?= python3
 
-.PHONY: install example test
+.PHONY: install example test docs
 
 .install-stamp: pyproject.toml tools/install.sh
 	PYTHON=$(PY) bash tools/install.sh
@@ -15,3 +15,7 @@ example: .install-stamp
 ## run the test suite
 test: .install-stamp
 	$(PY) -m pytest -q
+
+## build the documentation (Sphinx; warnings are errors) into docs/_build/html
+docs: .install-stamp
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -11,8 +11,8 @@ if [ ! -e /usr/include/suitesparse/cholmod.h ] && command -v apt-get >/dev/null 
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsuitesparse-dev >/dev/null
 fi
 "$PY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-if ! "$PY" -m pip install -q -e ".[cholmod,test,plot]"; then
+if ! "$PY" -m pip install -q -e ".[cholmod,test,plot,docs]"; then
   echo "scikit-sparse could not be built; installing sklmm without CHOLMOD (numpy/scipy solver)." >&2
-  "$PY" -m pip install -q -e ".[test,plot]"
+  "$PY" -m pip install -q -e ".[test,plot,docs]"
 fi
 "$PY" -c "import sklmm, sklmm._pls as p; print('sklmm', sklmm.__version__, 'installed; CHOLMOD:', p.HAS_CHOLMOD)"
