@@ -1,0 +1,332 @@
+"""The inference methods and attributes of MixedLinearRegressor (standard errors, degrees of
+freedom, intervals, conditional variances, prediction intervals, simulation, bootstrap)."""
+
+from __future__ import annotations
+
+import hashlib
+import numbers
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from . import _inference as inf
+from ._formula import formula_inputs
+
+__all__ = ["InferenceMixin", "likelihood_ratio_test"]
+
+
+def _fingerprint(y, sample_weight):
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.ascontiguousarray(y, dtype=float).tobytes())
+    if sample_weight is not None:
+        h.update(np.ascontiguousarray(sample_weight, dtype=float).tobytes())
+    return (len(y), h.hexdigest())
+
+
+def _check_level(level):
+    if not isinstance(level, numbers.Real) or not 0 < level < 1:
+        raise ValueError(f"level must be a number strictly between 0 and 1 (e.g. 0.95); got {level!r}.")
+    return float(level)
+
+
+class InferenceMixin:
+    """What an lme4 user expects after the fit. Needs ``self._fit`` (a MixedFit), ``self._design``
+    (a TrainingDesign or None) and ``fixed_effects_names_``."""
+
+    def _remember_training(self, Xf, terms, y, sample_weight):
+        """Called by fit before the engine strips the per-row arrays of the terms."""
+        self._design = inf.TrainingDesign.from_terms(Xf, terms, sample_weight)
+        self._data_fingerprint = _fingerprint(y, sample_weight)
+        self._inference_cache = {}
+
+    @staticmethod
+    def _check_weights(sample_weight, X):
+        """Prior weights: None, or positive finite numbers, one per row."""
+        if sample_weight is None:
+            return None
+        w = np.asarray(sample_weight)
+        if w.ndim != 1 or w.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"sample_weight has shape {w.shape} but X has {X.shape[0]} rows; pass one weight per row."
+            )
+        try:
+            w = w.astype(float)
+        except (TypeError, ValueError):
+            raise ValueError("sample_weight must be numeric (prior weights, one per row).") from None
+        if not np.all(np.isfinite(w)) or np.any(w <= 0):
+            raise ValueError(
+                "sample_weight must be positive and finite (they are prior weights: residual "
+                "variance sigma^2 / weight); a weight of zero is not allowed: drop those rows instead."
+            )
+        return w
+
+    def _cached(self, key, compute):
+        check_is_fitted(self)
+        cache = self.__dict__.setdefault("_inference_cache", {})
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
+
+    # ------------------------------------------------------------------ fixed effects
+
+    def _fixed_tables(self):
+        return self._cached("fixed", lambda: inf.fixed_effects_table(self._fit, self.fixed_effects_names_))
+
+    @property
+    def fixed_effects_(self):
+        """DataFrame of the fixed effects (lmerTest's ``summary`` table).
+
+        Indexed by term name (``"(Intercept)"`` first), with columns ``estimate``, ``std_error``,
+        ``df`` (Satterthwaite), ``t_value`` and ``p_value`` (two-sided, t with ``df``).
+        Aliased columns that the fit dropped are NaN. Computed on first access.
+        """
+        return self._fixed_tables()[0].copy()
+
+    @property
+    def fixed_effects_cov_(self):
+        """DataFrame: covariance matrix of the fixed effects (lme4 ``vcov``), by term name."""
+        return self._fixed_tables()[1].copy()
+
+    # ------------------------------------------------------------------ random effects
+
+    def _condvar(self):
+        return self._cached("condvar", lambda: inf.conditional_covariances(self._fit))
+
+    @property
+    def random_effects_std_(self):
+        """Conditional standard deviations of the random effects (lme4 ``ranef(condVar = TRUE)``).
+
+        A dict with the keys, index and columns of ``random_effects_``: the square roots of the
+        diagonals of the conditional covariance of each level's random effects given the data
+        (at the estimated variance parameters and fixed effects). Computed on first access.
+        """
+        covs = self._condvar()
+        return {
+            t.name: pd.DataFrame(
+                np.sqrt(np.clip(np.diagonal(covs[k], axis1=1, axis2=2), 0, None)),
+                index=t.levels, columns=t.column_names,
+            )
+            for k, t in self._group_terms_fitted
+        }
+
+    def random_effects_cov(self, factor):
+        """Conditional covariance matrices of one factor's random effects.
+
+        Parameters
+        ----------
+        factor : str
+            A key of ``random_effects_``.
+
+        Returns
+        -------
+        cov : ndarray of shape (n_levels, n_coef, n_coef)
+            lme4's ``attr(ranef(fit, condVar = TRUE)[[factor]], "postVar")``, levels first.
+        """
+        check_is_fitted(self)
+        for k, t in self._group_terms_fitted:
+            if t.name == factor:
+                return self._condvar()[k].copy()
+        raise ValueError(f"no grouping factor {factor!r}; the factors are {list(self.random_effects_)}.")
+
+    # ------------------------------------------------------------------ predictions
+
+    def _prediction_variance(self, X, groups):
+        """Variance of the predicted mean: the joint posterior covariance of the fixed effects
+        and the seen levels' random effects, plus the prior covariance of unseen levels'."""
+        fit = self._fit
+        Xf = np.hstack([np.ones((X.shape[0], 1)), X]) if self.fit_intercept else X
+        seen_rows, extra = [], np.zeros(X.shape[0])
+        if groups is not None and fit.terms:
+            prior = [fit.sigma**2 * (T @ T.T) for T in inf.templates(fit.terms, fit.theta)]
+            for k, t, codes, seen, vals in self._group_rows(X, groups):
+                idx = np.flatnonzero(seen)
+                seen_rows.append((k, idx, codes[seen], vals))
+                unseen = ~seen
+                if unseen.any():
+                    ones = np.ones((int(unseen.sum()), 1 if t.intercept else 0))
+                    v = np.hstack([ones, X[unseen][:, t.slope_columns]])
+                    extra[unseen] += np.einsum("ij,jk,ik->i", v, prior[k], v)
+        return inf.conditional_mean_variance(fit, Xf[:, fit.keep], seen_rows) + extra
+
+    def _new_group_variance(self, X):
+        """Prior variance of all random effects at these rows (an observation of a new group)."""
+        fit = self._fit
+        var = np.zeros(X.shape[0])
+        for t, T in zip(fit.terms, inf.templates(fit.terms, fit.theta)):
+            v = np.hstack([np.ones((X.shape[0], 1 if t.intercept else 0)), X[:, t.slope_columns]])
+            var += np.einsum("ij,jk,ik->i", v, fit.sigma**2 * (T @ T.T), v)
+        return var
+
+    def predict_interval(self, X, groups=None, level=0.95):
+        """Prediction intervals for new observations.
+
+        The variance of a new observation is the variance of the predicted mean (see
+        ``predict(return_std=True)``) plus the residual variance ``sigma_**2``. Without
+        ``groups`` the observation is taken to come from a new group, so the prior variance of
+        every random effect is added too. Intervals are normal: ``mean +- z sd``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        groups : array-like, default=None
+            Group labels, as in ``predict``.
+        level : float, default=0.95
+            Coverage of the intervals.
+
+        Returns
+        -------
+        intervals : DataFrame
+            Columns ``prediction``, ``lower``, ``upper`` (one row per sample).
+        """
+        level = _check_level(level)
+        check_is_fitted(self)
+        mean, se = self.predict(X, groups=groups, return_std=True)
+        Xv = self._validate_X(formula_inputs(self, X, groups)[0], reset=False)
+        var = se**2 + self.sigma_**2
+        if groups is None and self._fit.terms:
+            var = var + self._new_group_variance(Xv)
+        z = stats.norm.ppf(0.5 + level / 2.0)
+        sd = np.sqrt(var)
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        return pd.DataFrame({"prediction": mean, "lower": mean - z * sd, "upper": mean + z * sd}, index=index)
+
+    # ------------------------------------------------------------------ simulation and intervals
+
+    def _require_design(self, what):
+        if getattr(self, "_design", None) is None:
+            raise ValueError(
+                f"{what} needs the training rows, which this fit does not keep (fits from Dask "
+                "collections keep only cross-products); refit on in-memory data."
+            )
+        return self._design
+
+    def simulate(self, n_draws=1, random_state=None):
+        """Responses simulated from the fitted model at the training rows (lme4 ``simulate``).
+
+        Each draw takes new random effects from their fitted distribution and new residuals
+        (with variance ``sigma_**2 / sample_weight`` for weighted fits), around the fitted fixed
+        effects.
+
+        Parameters
+        ----------
+        n_draws : int, default=1
+            Number of simulated response vectors.
+        random_state : int, RandomState instance or None, default=None
+            Seed for reproducible draws.
+
+        Returns
+        -------
+        y_sim : ndarray of shape (n_samples, n_draws)
+        """
+        check_is_fitted(self)
+        if not isinstance(n_draws, numbers.Integral) or n_draws < 1:
+            raise ValueError(f"n_draws must be a positive integer; got {n_draws!r}.")
+        design = self._require_design("simulate")
+        rng = np.random.default_rng(check_random_state(random_state).randint(0, 2**31 - 1))
+        return inf.simulate_responses(self._fit, design, int(n_draws), rng)
+
+    def bootstrap(self, n_boot=1000, random_state=None, n_jobs=None, progress=None):
+        """Parametric bootstrap (lme4 ``bootMer``, MixedModels.jl ``parametricbootstrap``).
+
+        Simulates ``n_boot`` responses from the fitted model and refits each, reusing the fit's
+        cross-products of Z and X (only the response's are recomputed) and starting at the
+        fitted theta.
+
+        Parameters
+        ----------
+        n_boot : int, default=1000
+            Number of bootstrap replicates.
+        random_state : int, RandomState instance or None, default=None
+            Seed; the same seed gives the same replicates for any ``n_jobs``.
+        n_jobs : int, default=None
+            Parallel jobs (joblib; -1 for all cores).
+        progress : bool, default=None
+            Show a progress bar (tqdm); None shows it when ``n_boot >= 200`` on a terminal.
+
+        Returns
+        -------
+        replicates : DataFrame of shape (n_boot, n_parameters)
+            One row per replicate: the standard deviations, correlations and sigma (named as
+            in :meth:`confidence_intervals`), then the fixed effects. A replicate whose refit
+            failed is a row of NaN.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_boot, numbers.Integral) or n_boot < 1:
+            raise ValueError(f"n_boot must be a positive integer; got {n_boot!r}.")
+        design = self._require_design("bootstrap")
+        if progress is None:
+            progress = None if n_boot >= 200 else False
+        return inf.bootstrap_replicates(self._fit, design, self.fixed_effects_names_, int(n_boot),
+                                        random_state, n_jobs, progress)
+
+    def confidence_intervals(self, method="wald", level=0.95, *, n_boot=1000, random_state=None,
+                             n_jobs=None, progress=None):
+        """Confidence intervals for the model's parameters (lme4 ``confint``).
+
+        Parameters
+        ----------
+        method : {"wald", "profile", "bootstrap"}, default="wald"
+            "wald": ``estimate +- z std_error`` for the fixed effects only (lme4 gives none for
+            variance parameters). "profile": profile-likelihood intervals for the standard
+            deviations, correlations, sigma and fixed effects, on the fit's criterion (REML or
+            ML), as lme4's ``confint(method = "profile")``. "bootstrap": percentile intervals of
+            a parametric bootstrap (see :meth:`bootstrap`).
+        level : float, default=0.95
+            Coverage.
+        n_boot, random_state, n_jobs, progress
+            For ``method="bootstrap"``; see :meth:`bootstrap`.
+
+        Returns
+        -------
+        intervals : DataFrame
+            Indexed by parameter: ``sd_<coef>|<factor>``, ``cor_<coef1>.<coef2>|<factor>``,
+            ``sigma`` (lme4's ``oldNames = FALSE`` names), then the fixed effects; columns
+            ``estimate``, ``lower``, ``upper``.
+        """
+        check_is_fitted(self)
+        level = _check_level(level)
+        if method == "wald":
+            return inf.wald_intervals(self.fixed_effects_.dropna(subset=["std_error"]), level)
+        fit = self._fit
+        if method == "profile":
+            return inf.profile_intervals(fit, self.fixed_effects_names_, level)
+        if method == "bootstrap":
+            reps = self.bootstrap(n_boot, random_state=random_state, n_jobs=n_jobs, progress=progress)
+            est = pd.Series(
+                np.concatenate([inf.sdcor_from_theta(fit.terms, fit.theta, fit.sigma), fit.beta[fit.keep]]),
+                index=reps.columns,
+            )
+            return inf.percentile_intervals(reps, est, level)
+        raise ValueError(f"method must be 'wald', 'profile' or 'bootstrap'; got {method!r}.")
+
+
+def likelihood_ratio_test(smaller, larger, refit=True):
+    """Likelihood-ratio test between two nested mixed models (lme4 ``anova(smaller, larger)``).
+
+    Parameters
+    ----------
+    smaller, larger : MixedLinearRegressor
+        Fitted to the same rows and response; every fixed effect and every random-effect term
+        of ``smaller`` must be in ``larger``, which has more parameters.
+    refit : bool, default=True
+        Refit REML fits by maximum likelihood first (lme4's default): REML likelihoods are not
+        comparable between models with different fixed effects. With ``refit=False`` two REML
+        fits with the same fixed effects are compared on their REML criteria.
+
+    Returns
+    -------
+    result : LikelihoodRatioTestResult
+        ``statistic`` (twice the log-likelihood difference), ``df`` (difference in the number
+        of parameters), ``p_value`` (chi-squared), ``refitted`` and ``table`` (lme4's anova
+        table). It unpacks as ``statistic, df, p_value = likelihood_ratio_test(m0, m1)``.
+
+    Notes
+    -----
+    As lme4, the p-value uses the chi-squared distribution even when the smaller model puts a
+    variance on the boundary of its space (0), where it is conservative; a parametric
+    bootstrap of the statistic is the remedy.
+    """
+    return inf.likelihood_ratio_test(smaller, larger, refit=refit)
