@@ -454,6 +454,10 @@ def profile_intervals(fit, fe_names, level):
 # ----------------------------------------------------------------------------- conditional variances
 
 
+#: Largest number of random-effect columns beyond the first factor for conditional variances
+CONDVAR_DENSE_LIMIT = 12_000
+
+
 def conditional_covariances(fit, chunk_entries=4_000_000):
     """lme4's ``ranef(condVar = TRUE)``: per term, the (n_levels, p, p) conditional covariances.
 
@@ -466,6 +470,14 @@ def conditional_covariances(fit, chunk_entries=4_000_000):
     terms = fit.terms
     if not terms:
         return []
+    if not isinstance(fit.factor, BlockedFactor):
+        rest = sum(t.q for t in terms[1:])
+        if rest > CONDVAR_DENSE_LIMIT:
+            raise ValueError(
+                f"conditional variances need a dense factor of the {rest} random-effect columns of "
+                f"the grouping factors after the first (limit {CONDVAR_DENSE_LIMIT}); this model is "
+                "too large for them. Predictions and their standard errors do not need them."
+            )
     bf = fit.factor if isinstance(fit.factor, BlockedFactor) else BlockedFactor(fit.cp, terms)
     try:
         bf.update(fit.theta)
