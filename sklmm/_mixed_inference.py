@@ -131,6 +131,58 @@ class InferenceMixin:
                 return self._condvar()[k].copy()
         raise ValueError(f"no grouping factor {factor!r}; the factors are {list(self.random_effects_)}.")
 
+    def plot_random_effects(self, factor=None, level=0.95, ax=None, max_levels=200):
+        """Caterpillar plot: each level's conditional mode with its conditional interval.
+
+        lme4's ``dotplot(ranef(fit, condVar = TRUE))``: one panel per coefficient, levels sorted
+        by their mode, with ``mode +- z * conditional sd`` bars.
+
+        Parameters
+        ----------
+        factor : str, default=None
+            A key of ``random_effects_``; None for the first (largest) factor.
+        level : float, default=0.95
+            Coverage of the bars.
+        ax : matplotlib Axes or array of Axes, default=None
+            One per coefficient; None makes a new figure.
+        max_levels : int, default=200
+            Above this many levels the labels are left out (the bars are all drawn).
+
+        Returns
+        -------
+        axes : list of matplotlib Axes
+        """
+        import matplotlib.pyplot as plt
+
+        check_is_fitted(self)
+        level = _check_level(level)
+        if not self.random_effects_:
+            raise ValueError("the model has no random effects to plot (it was fitted without groups).")
+        factor = next(iter(self.random_effects_)) if factor is None else factor
+        if factor not in self.random_effects_:
+            raise ValueError(f"no grouping factor {factor!r}; the factors are {list(self.random_effects_)}.")
+        modes, sds = self.random_effects_[factor], self.random_effects_std_[factor]
+        z = stats.norm.ppf(0.5 + level / 2.0)
+        cols = list(modes.columns)
+        if ax is None:
+            height = max(3.0, min(12.0, 0.12 * len(modes) + 1.0))
+            _, ax = plt.subplots(1, len(cols), figsize=(3.5 * len(cols), height), squeeze=False, sharey=False)
+        axes = list(np.ravel(ax))
+        labels = [":".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in modes.index]
+        for a, col in zip(axes, cols):
+            order = np.argsort(modes[col].to_numpy(), kind="stable")
+            y = np.arange(len(order))
+            a.errorbar(modes[col].to_numpy()[order], y, xerr=z * sds[col].to_numpy()[order], fmt="o",
+                       ms=3, lw=1, capsize=0)
+            a.axvline(0.0, color="grey", lw=0.8, ls="--")
+            a.set_title(f"{col} | {factor}")
+            if len(order) <= max_levels:
+                a.set_yticks(y)
+                a.set_yticklabels([labels[i] for i in order], fontsize=7)
+            else:
+                a.set_yticks([])
+        return axes
+
     # ------------------------------------------------------------------ predictions
 
     def _prediction_variance(self, X, groups):

@@ -317,3 +317,22 @@ def test_summary_shows_the_coefficient_table():
 def test_public_names():
     assert sklmm.likelihood_ratio_test is likelihood_ratio_test
     assert "LikelihoodRatioTestResult" in sklmm.__all__
+
+
+def test_caterpillar_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    m = fitted("sleep_slope_reml")
+    axes = m.plot_random_effects(level=0.9)
+    assert len(axes) == 2
+    bars = axes[1].containers[0]
+    x = bars.lines[0].get_xdata()
+    np.testing.assert_allclose(np.sort(m.random_effects_["Subject"]["Days"].to_numpy()), x)
+    segs = bars.lines[2][0].get_segments()
+    widths = np.array([s[1][0] - s[0][0] for s in segs])
+    order = np.argsort(m.random_effects_["Subject"]["Days"].to_numpy(), kind="stable")
+    expected = 2 * stats.norm.ppf(0.95) * m.random_effects_std_["Subject"]["Days"].to_numpy()[order]
+    np.testing.assert_allclose(widths, expected)
+    with pytest.raises(ValueError, match="no grouping factor"):
+        m.plot_random_effects("Nope")
