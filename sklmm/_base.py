@@ -4,13 +4,16 @@ of predictions, and the fitted attributes of the mixed-model engine."""
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import validate_data
 
+from . import _dask
 from ._groups import as_group_frame, encode, make_factors
+from ._model import independent_columns
 from ._terms import RandomTerm
 
 __all__ = ["GroupedMixin", "NoGroupsWarning"]
@@ -25,6 +28,142 @@ def _empty_frame_as_array(X):
     if isinstance(X, pd.DataFrame) and X.shape[1] == 0:
         return np.empty((X.shape[0], 0))
     return X
+
+
+#: scikit-learn validation messages and the fix sklmm appends to them
+_VALIDATION_HINTS = [
+    ("could not convert string to float",
+     "X and y must be numeric: encode categorical features first (OneHotEncoder in a "
+     "ColumnTransformer, or pandas.get_dummies), and pass group labels as groups=, not as a "
+     "column of X."),
+    ("inconsistent numbers of samples",
+     "X, y (and groups) need one row per observation, in the same order."),
+    ("0 sample(s)", "Pass at least 2 observations to fit (and 1 row to predict)."),
+    ("0 feature(s)",
+     "Give X at least one column, or pass groups= to fit an intercept-only mixed model."),
+    ("Input y contains NaN",
+     "Drop the rows with a missing response (as lme4's na.omit does) before fitting."),
+    ("contains infinity", "Fix or drop the rows with infinite values."),
+    ("y should be a 1d array", "sklmm models one response: pass y as a 1-D array or Series."),
+    ("feature names should match", "Pass X with the columns used in fit, in the same order."),
+]
+
+#: magnitudes whose squares, summed over the rows, stay far inside the float range
+_MAX_MAGNITUDE = 1e100
+_MIN_MAGNITUDE = 1e-100
+
+
+def _reject_categorical_columns(X):
+    """pandas categorical columns of X are labels, not numbers: refuse them with the fix."""
+    if isinstance(X, pd.DataFrame):
+        cat = [str(c) for c, dt in X.dtypes.items() if isinstance(dt, pd.CategoricalDtype)]
+        if cat:
+            raise ValueError(
+                f"X has categorical column(s) {cat[:10]}: features must be numeric. Encode them "
+                "first (OneHotEncoder in a ColumnTransformer, or pandas.get_dummies); if they are "
+                "grouping factors, pass them as groups= instead of in X."
+            )
+
+
+def _check_magnitude(A, what, names):
+    """Refuse columns whose values would over- or underflow the cross-products (squares)."""
+    if A.size == 0:
+        return
+    top = np.abs(A).max(axis=0)
+    for j in np.flatnonzero((top > _MAX_MAGNITUDE) | ((top > 0) & (top < _MIN_MAGNITUDE))):
+        col = what if what == "y" else f"X column {names[j]!r}"
+        raise ValueError(
+            f"{col} has values of magnitude {top[j]:.3g}: sklmm needs magnitudes between "
+            f"{_MIN_MAGNITUDE:g} and {_MAX_MAGNITUDE:g}, because the fit is built from sums of "
+            "squares that would overflow or underflow. Rescale it (multiply by a power of 10); "
+            "the fit is equivariant to the scale of y and of each feature."
+        )
+
+
+def _check_identifiable(terms, factors, columns, nested, n, gram=None, n_pairs=None):
+    """Random-effect structures whose variances cannot be estimated, refused before the fit.
+
+    lme4's ``check.nobs.vs.nRE`` (as many random effects as observations), and two checks
+    lme4 leaves to a failed or singular fit: collinear coefficients within a term (a constant,
+    zero or repeated slope column), and two factors that group the rows identically with a
+    coefficient in common (the same factor twice, or ``nested=True`` with a column that does not
+    subdivide the one before it, as when the columns are given inner to outer).
+
+    ``gram(k)`` (the Gram matrix ``values' values`` of term k's rows) and ``n_pairs(a, b)`` (how
+    many pairs of levels of terms a and b share a row) are computed from the terms' rows unless
+    given (a fit from cross-products has only those).
+    """
+    gram = gram or (lambda k: terms[k].values.T @ terms[k].values)
+    n_pairs = n_pairs or (lambda a, b: np.unique(
+        terms[a].codes.astype(np.int64) * terms[b].n_levels + terms[b].codes).size)
+    for k, t in enumerate(terms):
+        if t.q >= n:
+            raise ValueError(
+                f"grouping factor {t.name!r} has {t.n_levels} levels x {t.n_coef} random "
+                f"coefficient(s) = {t.q} random effects for {n} observations; with at least as "
+                "many random effects as observations the variances and the residual are not "
+                "identifiable (lme4 stops here too). Use fewer random slopes or a coarser grouping."
+            )
+        keep = independent_columns(gram(k))
+        if len(keep) < t.n_coef:
+            bad = [t.column_names[j] for j in range(t.n_coef) if j not in keep]
+            raise ValueError(
+                f"the random coefficients of {t.name!r} are (nearly) collinear: {bad} is zero, "
+                f"constant or a linear combination of {[t.column_names[j] for j in keep]} over the "
+                "data (a constant slope column duplicates the random intercept), so their "
+                "variances are not identifiable. Drop it from random_slopes, or center it if it "
+                "has a large constant offset."
+            )
+        _warn_uncentred_slopes(t, gram(k))
+    for b in range(len(terms)):
+        for a in range(b):
+            ta, tb = terms[a], terms[b]
+            shared = (ta.intercept and tb.intercept) or set(ta.slope_columns) & set(tb.slope_columns)
+            if ta.n_levels != tb.n_levels or not shared:
+                continue
+            pairs = n_pairs(a, b)
+            if pairs != ta.n_levels:
+                continue
+            if nested:
+                inner = columns[factors[b].columns[-1]]
+                raise ValueError(
+                    f"with nested=True the columns of groups go from outer to inner and each must "
+                    f"subdivide the one before it, but every level of {ta.name!r} holds a single "
+                    f"level of {inner!r}: {tb.name!r} groups the rows exactly as {ta.name!r} does, "
+                    "so their variances are not separately identifiable. If the columns are "
+                    f"inner to outer, reorder them outermost first (groups=df[{columns[::-1]}]); "
+                    f"otherwise drop {inner!r} from groups."
+                )
+            raise ValueError(
+                f"grouping factors {ta.name!r} and {tb.name!r} group the rows identically (the "
+                "same partition under two names), so their variances are not separately "
+                "identifiable. Drop one of them from groups."
+            )
+
+
+#: above this |mean| / sd a random slope's column makes intercept and slope nearly collinear
+UNCENTRED_SLOPE_RATIO = 30.0
+
+
+def _warn_uncentred_slopes(t, G):
+    """Warn about random slopes on columns far from centred (``G``: the term's Gram matrix)."""
+    if not t.intercept or t.n_coef < 2 or G[0, 0] <= 0:
+        return
+    mean = G[0, 1:] / G[0, 0]
+    sd = np.sqrt(np.clip(np.diag(G)[1:] / G[0, 0] - mean**2, 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(sd > 0, np.abs(mean) / sd, np.inf)
+    for j in np.flatnonzero(ratio > UNCENTRED_SLOPE_RATIO):
+        name = t.column_names[j + 1]
+        warnings.warn(
+            f"the random slope column {name!r} of {t.name!r} is far from centred (|mean| / sd = "
+            f"{ratio[j]:.0f}): the random intercept (at {name} = 0) and slope are then nearly "
+            "collinear and the criterion badly conditioned, so the optimizer may stop at a wrong, "
+            "often singular, optimum (lme4 says 'Rescale variables?'). Center the column (x - "
+            "mean); with correlated_slopes=True that is the same model.",
+            UserWarning,
+            stacklevel=5,
+        )
 
 
 class GroupedMixin:
@@ -54,17 +193,31 @@ class GroupedMixin:
             )
 
     def _validate_X(self, X, y=None, groups=None, reset=True):
-        """validate_data, allowing X without columns once groups are given (intercept-only)."""
+        """validate_data, allowing X without columns once groups are given (intercept-only).
+
+        scikit-learn's messages get the fix appended; at fit, values whose squares over- or
+        underflow the cross-products are refused.
+        """
         X = _empty_frame_as_array(X)
-        if reset:
-            return validate_data(
+        _reject_categorical_columns(X)
+        try:
+            if not reset:
+                return validate_data(
+                    self, X, reset=False, dtype=np.float64,
+                    ensure_min_features=0 if self.n_features_in_ == 0 else 1,
+                )
+            X, y = validate_data(
                 self, X, y, y_numeric=True, dtype=np.float64,
                 ensure_min_features=0 if groups is not None else 1,
             )
-        return validate_data(
-            self, X, reset=False, dtype=np.float64,
-            ensure_min_features=0 if self.n_features_in_ == 0 else 1,
-        )
+        except ValueError as e:
+            hint = next((h for pattern, h in _VALIDATION_HINTS if pattern in str(e)), None)
+            if hint is None:
+                raise
+            raise ValueError(f"{e} {hint}") from e
+        _check_magnitude(X, "X", self._feature_names())
+        _check_magnitude(y[:, None], "y", ["y"])
+        return X, y
 
     def _feature_names(self):
         if hasattr(self, "feature_names_in_"):
@@ -85,7 +238,8 @@ class GroupedMixin:
                 raise ValueError(
                     f"{what} names {s!r}, which is not a column of X (columns: {names[:20]}). Pass "
                     "X as a DataFrame with that column (in a Pipeline, keep names with "
-                    "transformer.set_output(transform='pandas')) or give column indices instead."
+                    "transformer.set_output(transform='pandas')) or give column indices instead "
+                    "(see the pitfalls in docs/model_selection.md)."
                 )
         return out
 
@@ -148,6 +302,7 @@ class GroupedMixin:
                     slope_columns=cols, intercept=bool(self.random_intercept),
                 )
             )
+        _check_identifiable(terms, factors, list(frame.columns), bool(self.nested), n)
         order = sorted(range(len(terms)), key=lambda k: -terms[k].n_levels)
         self._group_factors = [factors[k] for k in order]
         self._group_columns = list(frame.columns)
@@ -186,13 +341,20 @@ class GroupedMixin:
 
     def _random_part(self, X, groups):
         """Sum over grouping factors of each row's random effects (0 for unseen levels)."""
+        out = np.zeros(X.shape[0])
+        for k, _, codes, seen, vals in self._group_rows(X, groups):
+            out[seen] += np.einsum("ij,ij->i", vals, self._fit.b[k][codes[seen]])
+        return out
+
+    def _group_rows(self, X, groups):
+        """Per fitted grouping factor: ``(term index, term, codes, seen mask, model-matrix rows
+        of the seen rows)``; unseen levels (code -1) raise when ``unseen_groups="error"``."""
         frame = as_group_frame(groups, X.shape[0])
         if frame.shape[1] != len(self._group_columns):
             raise ValueError(
                 f"groups has {frame.shape[1]} column(s) but the model was fitted with "
                 f"{len(self._group_columns)} ({self._group_columns}); pass the same grouping columns."
             )
-        out = np.zeros(X.shape[0])
         for f, (k, t) in zip(self._group_factors, self._group_terms_fitted):
             codes = encode(f, frame)
             unseen = codes < 0
@@ -203,13 +365,13 @@ class GroupedMixin:
                 raise ValueError(
                     f"groups has {len(levels)} level(s) of {f.name!r} not seen in fit: "
                     f"{list(levels[:10])}{' ...' if len(levels) > 10 else ''}. Set "
-                    "unseen_groups='population' to predict them at the population level."
+                    "unseen_groups='population' to predict them at the population level (see "
+                    "'Unseen levels' in the user guide, docs/user_guide.md)."
                 )
             seen = ~unseen
             ones = np.ones((int(seen.sum()), 1 if t.intercept else 0))
             vals = np.hstack([ones, X[seen][:, t.slope_columns]])
-            out[seen] += np.einsum("ij,ij->i", vals, self._fit.b[k][codes[seen]])
-        return out
+            yield k, t, codes, seen, vals
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of ``predict(X, groups)``.
@@ -227,6 +389,8 @@ class GroupedMixin:
         -------
         score : float
         """
+        if _dask.is_dask_collection(X, y, groups, sample_weight):  # sums reduced, rows not gathered
+            return _dask.score(self, X, y, groups, sample_weight)
         return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
 
     def _variance_lines(self):

@@ -29,6 +29,11 @@ def as_group_frame(groups, n_samples=None, what="groups"):
 
     Accepts a 1-D array-like (one factor), a pandas Series, a 2-D array or a DataFrame.
     """
+    if isinstance(groups, (str, bytes)):
+        raise ValueError(
+            f"{what} must hold one label per row, not a column name ({groups!r}); pass the "
+            f"column itself, e.g. {what}=df[{groups!r}]."
+        )
     if isinstance(groups, pd.DataFrame):
         frame = groups.reset_index(drop=True)
         frame.columns = [str(c) for c in frame.columns]
@@ -61,7 +66,27 @@ def as_group_frame(groups, n_samples=None, what="groups"):
                 f"{what} column {col!r} has {int(missing.sum())} missing labels (NaN/None), e.g. at "
                 f"rows {rows}; drop those rows or give them a label of their own."
             )
+        infinite = _infinite_labels(frame[col])
+        if infinite.any():
+            rows = np.flatnonzero(infinite)[:5].tolist()
+            raise ValueError(
+                f"{what} column {col!r} has {int(infinite.sum())} infinite labels (inf/-inf), e.g. "
+                f"at rows {rows}; an infinite number is almost always a failed computation, not "
+                "a group: fix or drop those rows, or give them a label of their own."
+            )
     return frame
+
+
+def _infinite_labels(s):
+    """Where a label column holds +-inf (float columns, or floats among object labels)."""
+    values = s.to_numpy()
+    if values.dtype.kind == "f":
+        return np.isinf(values)
+    if values.dtype.kind == "O" and pd.api.types.infer_dtype(values, skipna=True) not in (
+        "string", "bytes", "integer", "boolean", "empty"
+    ):  # floats among the labels: elementwise ==, other labels compare False
+        return np.asarray((values == np.inf) | (values == -np.inf), dtype=bool)
+    return np.zeros(len(values), dtype=bool)
 
 
 def _observed_index(frame, cols):

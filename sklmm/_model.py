@@ -56,6 +56,128 @@ def _keep_fixed(cp, keep):
     return cp
 
 
+#: below this ratio of the least-squares residual sum of squares to ``y'y`` the residual is lost
+#: in the rounding of the cross-products: y is fitted exactly by the fixed effects
+EXACT_FIT_RATIO = 1e-12
+#: below this ratio the criterion is resolved to fewer than ~10 digits: a warning
+IMPRECISE_FIT_RATIO = 1e-6
+#: lme4's ``checkConv``: tolerance on the (scaled) gradient and finite-difference step on theta
+GRAD_TOL = 2e-3
+GRAD_DELTA = 1e-4
+
+
+def residual_ratio(cp):
+    """Least-squares residual sum of squares of y on the fixed columns, over ``y'y``.
+
+    The last pivot of the Cholesky factor of the column-normalized ``[X y]'[X y]``; 0 when y is
+    in the span of X to rounding (the factorization then fails or the pivot vanishes).
+    """
+    d = np.sqrt(np.diag(cp.xyxy))
+    if d[-1] == 0:
+        return 0.0
+    d = np.where(d > 0, d, 1.0)
+    try:
+        L = np.linalg.cholesky(cp.xyxy / np.outer(d, d))
+    except np.linalg.LinAlgError:
+        return 0.0
+    return float(L[-1, -1] ** 2)
+
+
+def _check_response(cp, grouped, stacklevel):
+    """Refuse a response the fixed effects fit exactly; warn when rounding limits the fit.
+
+    Without grouping factors (smooths only) an exact fit is only warned about: the fitted
+    values are exact whatever the smoothing parameters, which are then undetermined.
+    """
+    ratio = residual_ratio(cp)
+    if ratio < EXACT_FIT_RATIO and not grouped:
+        warnings.warn(
+            "y is fitted exactly by the unpenalized part of the model (least-squares residual "
+            f"sum of squares / sum(y^2) = {ratio:.1e}): the fitted values are exact, but the "
+            "residual variance is 0 and the smoothing parameters are not determined.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+        return
+    if ratio < EXACT_FIT_RATIO:
+        raise ValueError(
+            "y is fitted exactly by the fixed effects (least-squares residual sum of squares / "
+            f"sum(y^2) = {ratio:.1e}, at the rounding error of the cross-products), so the "
+            "residual variance is 0 and no variance component can be estimated. Check that y "
+            "is not a feature or a linear combination of features; if y has a huge constant "
+            "offset, subtract it (the fit is equivariant)."
+        )
+    if ratio < IMPRECISE_FIT_RATIO:
+        warnings.warn(
+            "the residual variation of y is tiny relative to y itself (least-squares residual "
+            f"sum of squares / sum(y^2) = {ratio:.1e}); sklmm's cross-products then resolve the "
+            f"criterion to only about {max(int(np.log10(ratio / np.finfo(float).eps)), 0)} "
+            "digits and the variance components may be inaccurate. If y has a large constant "
+            "offset, subtract it (e.g. y - y.mean(); the fit is equivariant).",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def optimum_problem(objective, x, lower, fx, tol=GRAD_TOL, delta=GRAD_DELTA, scale=None):
+    """lme4's ``checkConv`` at the optimizer's answer ``x``: None if it passes, else why not.
+
+    Central differences of the criterion with step ``delta``. A parameter within ``delta`` of
+    its lower bound is checked one-sided: it passes when stepping into the interior does not
+    lower the criterion faster than ``tol`` (lme4 instead skips the whole check for singular
+    fits). The others pass as in lme4 when ``min(|g|, |R^{-1} g|) <= tol``, with ``H = R'R``
+    the finite-difference Hessian, which is computed only when the raw gradient fails.
+    ``scale`` (see :func:`theta_scale`) runs the check in each parameter's natural unit.
+    """
+    x = np.asarray(x, dtype=float)
+    if scale is not None:
+        unscaled = objective
+
+        def objective(z):
+            return unscaled(z * scale)
+
+        x, lower = x / scale, lower / scale
+    k = x.size
+    at_bound = x - lower < delta
+    fp, fm = np.empty(k), np.full(k, np.nan)
+    for j in range(k):
+        e = np.zeros(k)
+        e[j] = delta
+        fp[j] = objective(x + e)
+        if not at_bound[j]:
+            fm[j] = objective(x - e)
+    if not (np.all(np.isfinite(fp)) and np.all(np.isfinite(fm[~at_bound]))):
+        return "the criterion is not finite next to the optimum"
+    grad = np.where(at_bound, (fp - fx) / delta, (fp - np.where(at_bound, 0.0, fm)) / (2 * delta))
+    off_bound = np.flatnonzero(at_bound & (grad < -tol))
+    if off_bound.size:
+        j = int(off_bound[0])
+        return f"moving theta[{j}] off its bound lowers the criterion (slope {grad[j]:.3g})"
+    idx = np.flatnonzero(~at_bound)
+    if np.all(np.abs(grad[idx]) <= tol):
+        return None
+    H = np.empty((idx.size, idx.size))
+    for a, i in enumerate(idx):
+        H[a, a] = (fp[i] - 2 * fx + fm[i]) / delta**2
+        for c, j in enumerate(idx[:a]):
+            def f(si, sj):
+                z = x.copy()
+                z[i] += si * delta
+                z[j] += sj * delta
+                return objective(z)
+            H[a, c] = H[c, a] = (f(1, 1) - f(1, -1) - f(-1, 1) + f(-1, -1)) / (4 * delta**2)
+    try:
+        scaled = np.linalg.solve(np.linalg.cholesky(H).T, grad[idx])  # lme4: solve(chol(H), g)
+    except np.linalg.LinAlgError:
+        return ("the criterion's Hessian is not positive definite there (a flat or "
+                f"non-identifiable direction), with max|gradient| = {np.abs(grad[idx]).max():.3g}")
+    worst = np.minimum(np.abs(scaled), np.abs(grad[idx]))
+    if np.all(worst <= tol):
+        return None
+    a = int(np.argmax(worst))
+    return f"max|scaled gradient| = {worst[a]:.3g} > {tol:g} (theta[{int(idx[a])}])"
+
+
 @dataclass
 class MixedFit:
     """The fitted state of one model: what the estimators expose, and what inference needs."""
@@ -73,6 +195,23 @@ class MixedFit:
     cp: object
     factor: object
     optimizer: OptSummary
+
+    def __getstate__(self):
+        # the factorization is rebuilt from the cross-products when needed: CHOLMOD factors do
+        # not pickle, and the blocked factor's precomputed update can be large
+        state = dict(self.__dict__)
+        factor = state.pop("factor", None)
+        state["_solver_name"] = getattr(factor, "name", None) or state.get("_solver_name", "blocked")
+        return state
+
+    def __getattr__(self, name):
+        if name != "factor" or "_solver_name" not in self.__dict__:
+            raise AttributeError(name)
+        factor = make_factor(self.cp, self.terms, self._solver_name)
+        if self.terms:
+            factor.update(self.theta)
+        self.factor = factor
+        return factor
 
     @property
     def n_params(self):
@@ -147,6 +286,172 @@ def _progress_printer(verbose, n_theta, solver):
     return callback
 
 
+def theta_scale(terms, cp):
+    """The natural unit of each entry of theta: 1 / (root mean square of its row's column).
+
+    Intercepts and smooths get 1 (lme4's unit), and so do slope columns whose RMS ``s`` lies in
+    ``[0.1, 10]``, so that ordinary data start exactly where lme4 starts. A slope column
+    outside that range gets ``1 / s``: the optimizer's start (lme4's start times this unit), its
+    first steps and the convergence check then follow a rescaling ``x -> c x`` (``theta``'s slope
+    rows divided by ``c``) instead of starting orders of magnitude away from the optimum.
+    """
+    out = []
+    for t, D in zip(terms, cp.diag):
+        unit = np.ones(t.n_coef)
+        if not t.scalar:
+            rms = np.sqrt(np.einsum("jaa->a", D) / cp.n)
+            ok = (rms > 0) & np.isfinite(rms) & ((rms < 0.1) | (rms > 10.0))
+            unit[ok] = 1.0 / rms[ok]
+            if t.intercept:
+                unit[0] = 1.0
+        out.append(unit[t.tri_rows] if not t.scalar else np.ones(t.n_theta))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def column_mirrors(terms, free):
+    """For each free diagonal entry of theta, the free positions of the entries below it in its
+    column of ``T_k``: negating them leaves ``T_k T_k'`` (the model) unchanged."""
+    slices, _ = theta_layout(terms)
+    pos = {int(i): a for a, i in enumerate(free)}
+    out = {}
+    for t, sl in zip(terms, slices):
+        if t.scalar:
+            continue
+        for d in np.flatnonzero(t.tri_rows == t.tri_cols):
+            below = np.flatnonzero((t.tri_cols == t.tri_cols[d]) & (t.tri_rows > t.tri_rows[d]))
+            idx = [sl.start + int(b) for b in below]
+            if idx and sl.start + int(d) in pos and all(i in pos for i in idx):
+                out[pos[sl.start + int(d)]] = [pos[i] for i in idx]
+    return out
+
+
+def mirrored_descent(objective, x, fx, mirrors, scale, tol=GRAD_TOL, delta=GRAD_DELTA):
+    """A point with the same criterion as ``x`` from which the optimizer can still descend.
+
+    A diagonal entry of ``T_k`` at its bound 0 leaves the sign of the entries below it free (the
+    model depends on ``T_k T_k'`` only), and the criterion may rise into the interior on one side
+    and fall on the other: a boundary point that is a local optimum of theta only. lme4 stops
+    there; here the mirrored side is probed and, if it descends faster than ``tol``, returned.
+    """
+    for j, below in mirrors.items():
+        if x[j] >= delta * scale[j]:
+            continue
+        flipped = x.copy()
+        flipped[below] = -flipped[below]
+        step = flipped.copy()
+        step[j] += delta * scale[j]
+        if (objective(step) - fx) / delta < -tol:
+            return flipped
+    return None
+
+
+def singular_terms(terms, free, scale):
+    """``(term, free positions of its theta, unit of each coefficient)`` for the grouping terms
+    whose theta is entirely free (the candidates of :func:`boundary_probe`)."""
+    slices, _ = theta_layout(terms)
+    pos = {int(i): a for a, i in enumerate(free)}
+    out = []
+    for t, sl in zip(terms, slices):
+        idx = list(range(sl.start, sl.stop))
+        if t.scalar or not all(i in pos for i in idx):
+            continue
+        at = np.array([pos[i] for i in idx])
+        diag = t.tri_rows == t.tri_cols
+        unit = np.empty(t.n_coef)
+        unit[t.tri_rows[diag]] = scale[at[diag]]
+        out.append((t, at, unit))
+    return out
+
+
+def boundary_probe(objective, x, fx, candidates, min_gain=1e-6, eps=1e-6):
+    """A better point than a singular ``x``, or None: the criterion's derivative with respect to
+    a term's covariance ``S = T T'`` (each coefficient in its unit) on the null space of ``S``.
+
+    At a singular fit the criterion is flat to first order in theta along the null space (the
+    covariance grows quadratically in theta), so neither BOBYQA's stopping rule nor a gradient
+    check can tell a boundary minimum from a point the optimum lies beyond. In covariance terms
+    it is a first-order condition: ``G = dcriterion/dS`` restricted to the null space must be
+    positive semi-definite. ``G`` is found from the directional derivatives along ``v v'`` (one
+    evaluation each for the null vectors and their pairwise sums); if it has a negative
+    eigenvalue, the covariance is grown along its eigenvector at a few sizes and the best point
+    returned when it lowers the criterion by more than ``min_gain``.
+    """
+    best, best_f = None, fx - min_gain
+
+    def at(t, at_, unit, S):
+        if t.correlated:
+            T = np.linalg.cholesky(S + 1e-13 * max(1.0, np.trace(S)) * np.eye(t.n_coef))
+        else:
+            T = np.diag(np.sqrt(np.clip(np.diag(S), 0, None)))
+        z = x.copy()
+        z[at_] = (unit[:, None] * T)[t.tri_rows, t.tri_cols]
+        return z
+
+    for t, at_, unit, in candidates:
+        Tn = t.template(x[at_]) / unit[:, None]
+        S = Tn @ Tn.T
+        w, V = np.linalg.eigh(S)
+        null = V[:, w <= 1e-8 * max(1.0, w.max())]
+        if not t.correlated:  # the covariance stays diagonal: coordinate directions only
+            null = np.eye(t.n_coef)[:, np.diag(S) <= 1e-8 * max(1.0, w.max())]
+        m = null.shape[1]
+        if m == 0:
+            continue
+
+        def q(v):
+            return (objective(at(t, at_, unit, S + eps * np.outer(v, v))) - fx) / eps
+
+        G = np.diag([q(null[:, i]) for i in range(m)])
+        if t.correlated:
+            for i in range(m):
+                for j in range(i):
+                    G[i, j] = G[j, i] = q(null[:, i] + null[:, j]) - (G[i, i] + G[j, j]) / 2
+        lam, U = np.linalg.eigh(G)
+        if lam[0] >= 0:
+            continue
+        v = null @ U[:, 0] if t.correlated else null[:, int(np.argmin(np.diag(G)))]
+        for size in (1e-4, 1e-3, 1e-2, 1e-1, 1.0):
+            z = at(t, at_, unit, S + size * np.outer(v, v))
+            f = objective(z)
+            if f < best_f:
+                best, best_f = z, f
+    return best
+
+
+def _verified(objective, summ, lower, max_iter, scale, mirrors=None, candidates=()):
+    """The optimizer's answer after lme4's convergence check and the probes of boundary points
+    (:func:`mirrored_descent`, :func:`boundary_probe`), with one restart when any fails: from
+    the point the probe found, or from the answer itself."""
+    boundary = ("it stopped at a boundary (singular) point beyond which the criterion still "
+                "decreases")
+
+    def check(x, fx):
+        problem = optimum_problem(objective, x, lower, fx, scale=scale)
+        if problem is not None:
+            return problem, x
+        better = mirrored_descent(objective, x, fx, mirrors or {}, scale)
+        if better is None:
+            better = boundary_probe(objective, x, fx, candidates)
+        return (None, None) if better is None else (boundary, better)
+
+    problem, restart = check(summ.final, summ.fmin)
+    budget = max_iter - summ.n_evals
+    if problem is None or budget < 1:
+        if problem is not None:
+            summ.converged = False
+        return summ, problem
+    again = minimize_bobyqa(objective, restart, lower, max_evals=budget, xtol_abs=1e-10 * scale,
+                            initial_step=np.maximum(0.05 * np.abs(restart), 0.01 * scale))
+    n_evals = summ.n_evals + again.n_evals
+    if again.converged and again.fmin <= summ.fmin:
+        summ = again
+    summ.n_evals = n_evals
+    problem, _ = check(summ.final, summ.fmin)
+    if problem is not None:
+        summ.converged = False
+    return summ, problem
+
+
 def fit_mixed(terms, Xf, y, fe_names, *, sample_weight=None, **options):
     """Fit the linear mixed model with these random-effect terms and fixed columns ``Xf``.
 
@@ -159,14 +464,18 @@ def fit_mixed(terms, Xf, y, fe_names, *, sample_weight=None, **options):
 
 
 def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=10000,
-                       theta_fixed=None, theta_start=None, verbose=0, stacklevel=3):
+                       theta_fixed=None, theta_start=None, verbose=0, stacklevel=3,
+                       check_convergence=True):
     """Fit the model from its cross-products ``cp`` (see :func:`sklmm._pls.cross_products`).
 
     The cross-products are sums over rows, so they may come from one array or be summed over
     chunks of a larger data set; nothing below touches the rows. ``theta_fixed`` maps positions
     of theta to values held fixed (e.g. a smooth with a given smoothing parameter); the optimizer
     works on the others. ``theta_start`` replaces lme4's start (warm start). ``verbose > 0``
-    prints the optimizer's progress.
+    prints the optimizer's progress. ``check_convergence`` runs lme4's gradient check at the
+    optimum (:func:`optimum_problem`, ``2 len(theta)`` more evaluations when it passes at once);
+    on a failure the optimizer restarts once from there, and a second failure sets
+    ``converged`` to False with a ConvergenceWarning.
     """
     n = cp.n
     n_fixed = cp.p
@@ -188,13 +497,17 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
             f"REML needs more observations (n_samples = {n}) than fixed effects ({p}); use "
             "reml=False or fewer features."
         )
+    grouped = any(not t.scalar for t in terms)
+    if terms:
+        _check_response(cp, grouped, stacklevel)
     factor = make_factor(cp, terms, solver)
     lower = np.concatenate([t.theta_lower() for t in terms]) if terms else np.zeros(0)
-    start = np.concatenate([t.theta_start() for t in terms]) if terms else np.zeros(0)
-    step = None
+    scale = theta_scale(terms, cp)
+    start = np.concatenate([t.theta_start() for t in terms]) * scale if terms else np.zeros(0)
+    step = np.where(np.isfinite(lower), 0.75, 1.0) * scale  # MixedModels.jl's, in theta's units
     if theta_start is not None and len(theta_start) == len(start):
         start = np.maximum(np.asarray(theta_start, dtype=float), lower)
-        step = np.maximum(0.05 * np.abs(start), 0.01)
+        step = np.maximum(0.05 * np.abs(start), 0.01 * scale)
 
     theta_fixed = theta_fixed or {}
     free = np.array([i for i in range(len(start)) if i not in theta_fixed], dtype=np.intp)
@@ -212,16 +525,30 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
 
     callback = _progress_printer(verbose, len(free), factor.name) if verbose else None
     summ = minimize_bobyqa(objective, start[free], lower[free], max_evals=max_iter, callback=callback,
-                           initial_step=None if step is None else step[free])
+                           initial_step=step[free], xtol_abs=1e-10 * scale[free])
     if verbose:
         print(f"[sklmm] {summ.return_code} after {summ.n_evals} evaluations: criterion {summ.fmin:.10g}")
+    problem = None
+    if check_convergence and summ.converged and len(free) and np.isfinite(summ.fmin):
+        summ, problem = _verified(objective, summ, lower[free], max_iter, scale[free],
+                                  column_mirrors(terms, free), singular_terms(terms, free, scale[free]))
     summ.final = expand(summ.final)
     theta = summ.final
     fz = factor.update(theta)
     if fz is None or not np.isfinite(summ.fmin):
         raise ValueError(
-            "the penalized least-squares system could not be factored at any theta: the "
-            "response is fitted exactly by the fixed effects, or the data are degenerate."
+            "the penalized least-squares system could not be factored at any theta: y is fitted "
+            "exactly by the model (its fixed effects, or fixed and random effects), leaving no "
+            "residual, or the data are degenerate. Check that y is not computed from the "
+            "features and group labels."
+        )
+    if grouped and fz.r2 < EXACT_FIT_RATIO * cp.xyxy[-1, -1]:
+        raise ValueError(
+            "y is fitted exactly by the fixed and random effects (the residual sum of squares "
+            f"is {fz.r2 / cp.xyxy[-1, -1]:.1e} of sum(y^2) at theta = {np.round(theta, 4)}): the "
+            "residual variance is 0, so the variance components are not estimable. Check that y "
+            "is not computed from the features and group labels (e.g. a group mean); if y has a "
+            "huge constant offset, subtract it (the fit is equivariant)."
         )
     beta_kept, u = factor.solve()
     beta = np.zeros(n_fixed)
@@ -237,10 +564,21 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
         criterion=float(profiled_criterion(fz, n, p, reml, cp.sum_log_weights)),
         reml=reml, n=n, cp=cp, factor=factor, optimizer=summ,
     )
-    if not summ.converged:
+    if problem is not None:
+        warnings.warn(
+            f"the optimizer stopped ({summ.return_code} after {summ.n_evals} evaluations) at a "
+            f"point that fails lme4's convergence check: {problem}; converged_ is False and the "
+            "estimates may be off. The criterion is badly scaled or flat there: center and scale "
+            "the random-slope columns, or simplify the random-effect structure (see "
+            "'Convergence' in the user guide, docs/user_guide.md).",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
+    elif not summ.converged:
         warnings.warn(
             f"the optimizer stopped without converging ({summ.return_code} after "
-            f"{summ.n_evals} evaluations); raise max_iter or check the model.",
+            f"{summ.n_evals} evaluations); raise max_iter or check the model (see "
+            "'Convergence' in the user guide, docs/user_guide.md).",
             ConvergenceWarning,
             stacklevel=stacklevel,
         )
@@ -248,7 +586,8 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
         warnings.warn(
             "boundary (singular) fit: a random-effect variance is estimated as (near) zero or "
             "a correlation as +-1; see variance_components_. This is a legitimate estimate, "
-            "often a sign the random-effect structure is richer than the data support.",
+            "often a sign the random-effect structure is richer than the data support (see "
+            "'Singular fits' in the user guide, docs/user_guide.md).",
             SingularFitWarning,
             stacklevel=stacklevel,
         )

@@ -51,8 +51,8 @@ class OptSummary:
 
 
 def minimize_bobyqa(fun, x0, lower, *, max_evals=10000, ftol_rel=1e-12, ftol_abs=1e-8,
-                    xtol_abs=1e-10, initial_step=None, callback=None) -> OptSummary:
-    """Minimize ``fun`` over ``x >= lower`` with nlopt's BOBYQA, keeping the best point seen.
+                    xtol_abs=1e-10, initial_step=None, callback=None, upper=None) -> OptSummary:
+    """Minimize ``fun`` over ``lower <= x (<= upper)`` with nlopt's BOBYQA, keeping the best point seen.
 
     ``initial_step`` is the first trust-region radius per parameter (default: MixedModels.jl's).
     A one-dimensional problem is solved with the same algorithm (nlopt handles it).  The best
@@ -81,6 +81,8 @@ def minimize_bobyqa(fun, x0, lower, *, max_evals=10000, ftol_rel=1e-12, ftol_abs
     opt = nlopt.opt(nlopt.LN_BOBYQA, x0.size)
     opt.set_min_objective(wrapped)
     opt.set_lower_bounds(lower)
+    if upper is not None:
+        opt.set_upper_bounds(np.asarray(upper, dtype=float))
     opt.set_ftol_rel(ftol_rel)
     opt.set_ftol_abs(ftol_abs)
     opt.set_xtol_abs(xtol_abs)

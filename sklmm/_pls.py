@@ -56,6 +56,7 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "CrossProducts",
     "cross_products",
+    "sum_cross_products",
     "make_factor",
     "profiled_criterion",
     "HAS_CHOLMOD",
@@ -148,6 +149,70 @@ def cross_products(terms, X, y, sample_weight=None) -> CrossProducts:
         sum_log_weights=sum_log_w,
     )
 
+
+
+def _aggregate_blocks(rows, cols, blocks, n_cols):
+    """Sum the blocks that share a ``(row, col)`` position; positions sorted as in :func:`cross_products`."""
+    key = rows.astype(np.int64) * n_cols + cols
+    uniq, inv = np.unique(key, return_inverse=True)
+    out = np.zeros((len(uniq),) + blocks.shape[1:])
+    np.add.at(out, inv.ravel(), blocks)
+    return uniq // n_cols, uniq % n_cols, out
+
+
+def sum_cross_products(parts, level_maps=None, n_levels=None) -> CrossProducts:
+    """The cross-products of the union of disjoint chunks of rows, from each chunk's.
+
+    Every part must come from the same terms (same coefficients per term, same fixed columns).
+    Without ``level_maps`` the parts share their levels. With them, ``level_maps[i][k]`` maps
+    level j of term k in part i to level ``level_maps[i][k][j]`` of the sum (an injective int
+    array; None maps level j to level j) and ``n_levels[k]`` is the number of levels of term k in the sum;
+    levels of the sum that no part maps to get zero blocks. Diagonal blocks, ``Z'[X y]`` and
+    ``[X y]'[X y]`` add; the off-diagonal block triplets are concatenated and re-aggregated by
+    ``(row, col)``.
+    """
+    parts = list(parts)
+    if not parts:
+        raise ValueError("sum_cross_products needs at least one part.")
+    first = parts[0]
+    n_terms = len(first.diag)
+    for c in parts[1:]:
+        if c.p != first.p or len(c.diag) != n_terms or any(
+            a.shape[1:] != b.shape[1:] for a, b in zip(c.diag, first.diag)
+        ):
+            raise ValueError("the parts were formed from different terms or fixed columns.")
+    if level_maps is None:
+        level_maps = [[None] * n_terms for _ in parts]
+        n_levels = [d.shape[0] for d in first.diag]
+    diag = [np.zeros((n_levels[k],) + first.diag[k].shape[1:]) for k in range(n_terms)]
+    zxy = [np.zeros((n_levels[k],) + first.zxy[k].shape[1:]) for k in range(n_terms)]
+    for c, maps in zip(parts, level_maps):
+        for k in range(n_terms):
+            m = maps[k]
+            if m is None:
+                nk = c.diag[k].shape[0]
+                diag[k][:nk] += c.diag[k]
+                zxy[k][:nk] += c.zxy[k]
+            else:  # m is injective: no repeated index in the fancy-indexed update
+                diag[k][m] += c.diag[k]
+                zxy[k][m] += c.zxy[k]
+    off = {}
+    for l, k in first.off:
+        rows, cols, blocks = [], [], []
+        for c, maps in zip(parts, level_maps):
+            r, cc, b = c.off[(l, k)]
+            rows.append(r if maps[l] is None else maps[l][r])
+            cols.append(cc if maps[k] is None else maps[k][cc])
+            blocks.append(b)
+        off[(l, k)] = _aggregate_blocks(np.concatenate(rows), np.concatenate(cols),
+                                        np.concatenate(blocks), n_levels[k])
+    xyxy = first.xyxy.copy()
+    for c in parts[1:]:
+        xyxy += c.xyxy
+    return CrossProducts(
+        n=sum(c.n for c in parts), p=first.p, diag=diag, off=off, zxy=zxy, xyxy=xyxy,
+        sum_log_weights=float(sum(c.sum_log_weights for c in parts)),
+    )
 
 def _block_entries(rows, cols, pr, pc, row_off=0, col_off=0):
     """Row and column indices of the entries of ``(pr x pc)`` blocks at block positions."""
@@ -405,6 +470,49 @@ class BlockedFactor:
         self._state = (Ts, L11, G, Lm)
         return Factorization(logdet, logdet_RX2, float(diag[-1] ** 2))
 
+    def fixed_part(self):
+        """``(L_X, l_y)`` at the last updated theta: the lower Cholesky factor of the fixed-effect
+        block (``R_X'``) and the row below it, so that ``beta = L_X^{-T} l_y``."""
+        Lm, qr, p = self._state[-1], self.qr, self.p
+        return Lm[qr : qr + p, qr : qr + p], Lm[-1, qr : qr + p]
+
+    def whitened_norms(self, Az, Ax):
+        """``|L^{-1} a|^2`` for the columns ``a = [Az; Ax]`` (Az sparse over the random-effect
+        columns, already scaled by Lambda'; Ax over the kept fixed columns), L the Cholesky factor
+        of the full penalized least-squares matrix at the last updated theta."""
+        Ts, L11, G, Lm = self._state
+        qr, p, m = self.qr, self.p, Ax.shape[1]
+        tail = np.zeros((qr + p, m))
+        tail[qr:] = Ax
+        total = np.zeros(m)
+        if self.terms:
+            n1, p1, _ = L11.shape
+            A1 = sp.coo_matrix(Az[: self.q1])
+            tail[:qr] = Az[self.q1 :].toarray()
+            # w1 = L_1^{-1} a_1, level block by level block (a row has at most one level)
+            rows_c, first, inv = np.unique(A1.col, return_index=True, return_inverse=True)
+            levels = A1.row[first] // p1
+            a1 = np.zeros((len(rows_c), p1))
+            a1[inv.ravel(), A1.row % p1] = A1.data
+            if len(rows_c):
+                w1 = np.linalg.solve(L11[levels], a1[..., None])[..., 0]
+                total[rows_c] += np.einsum("ij,ij->i", w1, w1)
+                Sz, Sxy = self._scaled_C(G)
+                cols = (levels[:, None] * p1 + np.arange(p1)).ravel()
+                # E_j = [Lambda_r' Sz; Sxy_X] at the rows' level blocks, times w1
+                Ex = Sxy[:p][:, cols].reshape(p, len(rows_c), p1)
+                np.subtract.at(tail[qr:].T, rows_c, np.einsum("rjb,jb->jr", Ex, w1))
+                if qr:
+                    Ez = Sz.tocsc()[:, cols].toarray()
+                    for i, t in enumerate(self.terms[1:], start=1):
+                        _lambda_t_rows(Ez, Ts[i], self.rest_offsets[i - 1], t.n_levels)
+                    Ez = Ez.reshape(qr, len(rows_c), p1)
+                    np.subtract.at(tail[:qr].T, rows_c, np.einsum("rjb,jb->jr", Ez, w1))
+        if qr + p:
+            w = solve_triangular(Lm[:-1, :-1], tail, lower=True)
+            total += np.einsum("ij,ij->j", w, w)
+        return total
+
     def _scaled_C(self, G):
         """``C_z G`` (sparse) and ``C_xy G`` (dense): the first term's columns scaled by G."""
         Sxy = self._scale_first(self.Cxy, G)
@@ -517,6 +625,27 @@ class CholmodFactor:
         return Factorization(
             float(self.factor.logdet()), 2.0 * float(np.sum(np.log(diag[:-1]))), float(diag[-1] ** 2)
         )
+
+    def fixed_part(self):
+        """``(L_X, l_y)`` at the last updated theta (see :meth:`BlockedFactor.fixed_part`)."""
+        Lm, p = self._state[-1], self.p
+        return Lm[:p, :p], Lm[-1, :p]
+
+    def whitened_norms(self, Az, Ax):
+        """``|L^{-1} a|^2`` for ``a = [Az; Ax]`` (see :meth:`BlockedFactor.whitened_norms`)."""
+        Ts, b, sol, Lm = self._state
+        p = self.p
+        total = np.zeros(Ax.shape[1])
+        if self.q:
+            wz = self.factor.solve_L(self.factor.apply_P(Az), use_LDLt_decomposition=False)
+            wz = wz.toarray() if sp.issparse(wz) else np.asarray(wz)
+            total += np.einsum("ij,ij->j", wz, wz)
+            W = self.factor.solve_L(self.factor.apply_P(b[:, :p]), use_LDLt_decomposition=False)
+            Ax = Ax - np.asarray(W).T @ wz
+        if p:
+            wx = solve_triangular(Lm[:p, :p], Ax, lower=True)
+            total += np.einsum("ij,ij->j", wx, wx)
+        return total
 
     def solve(self):
         Ts, b, sol, Lm = self._state

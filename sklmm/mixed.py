@@ -8,13 +8,16 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from . import _dask
 from ._base import GroupedMixin, NoGroupsWarning
+from ._formula import formula_inputs
+from ._mixed_inference import InferenceMixin
 from ._model import SingularFitWarning, fit_mixed
 
 __all__ = ["MixedLinearRegressor", "SingularFitWarning", "NoGroupsWarning"]
 
 
-class MixedLinearRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
+class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEstimator):
     """Linear mixed-effects model fitted by lme4's penalized least squares.
 
     The model is ``y = X beta + Z b + e`` with random effects ``b ~ N(0, Sigma_theta)`` for the
@@ -174,19 +177,98 @@ class MixedLinearRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
 
-    def fit(self, X, y, groups=None):
+    @classmethod
+    def from_formula(cls, formula, data, **params):
+        """Fit an lme4 formula: ``lmer(formula, data, REML = ...)`` in one line.
+
+        The fixed part of the formula is turned into a model matrix by formulaic (so
+        ``C(f)``, interactions, ``np.log(x)`` and ``0 +`` / ``- 1`` work as in formulaic);
+        the random-effect terms set the estimator's parameters. Supported: ``(1 | g)``,
+        ``(x | g)``, ``(x || g)``, ``(0 + x | g)``, crossed ``(1 | a) + (1 | b)``, nested
+        ``(1 | a/b)``, interactions ``(1 | a:b)`` and ``(x | subj) + (1 | item)``. Rows with a
+        missing value in any variable of the model are dropped, as lme4's ``na.omit`` does.
+
+        Parameters
+        ----------
+        formula : str
+            An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+        data : pandas.DataFrame
+            The data; the formula's variables are its columns.
+        **params
+            Other constructor parameters (``reml``, ``solver``, ``unseen_groups``,
+            ``max_iter``, ...). ``REML=False`` is accepted as an alias of ``reml=False``.
+            ``random_slopes``, ``correlated_slopes``, ``nested``, ``random_intercept`` and
+            ``fit_intercept`` come from the formula and cannot be given.
+
+        Returns
+        -------
+        model : MixedLinearRegressor
+            The fitted estimator. Its parameters are those the formula maps to (see
+            ``get_params()``), so ``clone(model)`` fits the same model on the design below.
+            Two more fitted attributes: ``formula_`` (the formula string) and
+            ``formula_design_``, whose ``design(data)`` returns ``(X, groups)``: the
+            fixed-effects model matrix (without its intercept column) and the grouping
+            columns, for cross-validation with the plain estimator. ``predict`` and
+            ``score`` also accept data frames directly: ``predict(newdata)`` is the
+            population-level prediction (lme4 ``re.form = NA``) and
+            ``predict(newdata, groups=newdata)`` the conditional one (lme4's default).
+
+        Raises
+        ------
+        ValueError
+            For a formula the estimator cannot express: a random slope that is not also a
+            fixed effect, random intercepts on some factors but not others, ``|`` and ``||``
+            with slopes in one formula, or a factor in two terms that are not the
+            single-coefficient form ``(1 | g) + (0 + x | g)`` (which is ``(x || g)``).
+
+        Examples
+        --------
+        >>> from sklmm import MixedLinearRegressor
+        >>> from sklmm.datasets import load_sleepstudy
+        >>> df = load_sleepstudy()
+        >>> m = MixedLinearRegressor.from_formula("Reaction ~ Days + (Days | Subject)", df)
+        >>> m.get_params()["random_slopes"], round(m.criterion_, 2)
+        (['Days'], 1743.63)
+        >>> m.predict(df.head(2), groups=df.head(2)).round(1)
+        array([253.7, 273.3])
+        """
+        from ._formula import FORMULA_PARAMS, parse_formula
+
+        params = dict(params)
+        if "REML" in params:
+            reml = params.pop("REML")
+            if "reml" in params and bool(params["reml"]) != bool(reml):
+                raise ValueError(f"REML={reml!r} and reml={params['reml']!r} disagree; give one of them.")
+            params["reml"] = bool(reml)
+        given = [p for p in FORMULA_PARAMS if p in params]
+        if given:
+            raise ValueError(f"{given} are set by the formula; remove them from the arguments of from_formula.")
+        spec = parse_formula(formula)
+        X, y, groups, formula_params = spec.fit_design(data)
+        model = cls(**formula_params, **params).fit(X, y, groups=groups)
+        model.formula_ = formula
+        model.formula_design_ = spec
+        return model
+
+    def fit(self, X, y, groups=None, sample_weight=None):
         """Fit the mixed model.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Fixed-effect features (and the source of random-slope columns). With ``groups``, X
-            may have no columns (an intercept-only model).
+            may have no columns (an intercept-only model). X, y, groups and sample_weight may
+            also all be Dask collections partitioned alike: the partitions are reduced to
+            cross-products in parallel and no row reaches this process (see the Dask page).
         y : array-like of shape (n_samples,)
             Response.
         groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
             Group labels: one column per grouping factor (ints, strings or categoricals).
             Without groups only the fixed effects are fitted, with a warning.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Prior (precision) weights, as lme4's ``weights``: row i has residual variance
+            ``sigma^2 / sample_weight[i]``. Must be positive and finite. They are not
+            frequency weights: a weight of 2 is not the same as a duplicated row.
 
         Returns
         -------
@@ -194,16 +276,21 @@ class MixedLinearRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             The fitted estimator.
         """
         self._check_group_params()
+        for attr in ("formula_", "formula_design_"):  # a refit on a design forgets the formula
+            self.__dict__.pop(attr, None)
+        if _dask.is_dask_collection(X, y, groups, sample_weight):  # partitions reduced in parallel
+            return _dask.fit(self, X, y, groups, sample_weight)
         X, y = self._validate_X(X, y, groups=groups)
         n = X.shape[0]
         if n < 2:
             raise ValueError(f"n_samples = {n}: fitting a mixed model needs at least 2 observations.")
+        sample_weight = self._check_weights(sample_weight, X)
         if groups is None:
             warnings.warn(
                 "fit was called without groups, so no random effects are fitted: this is an "
                 "ordinary least-squares fit of the fixed effects. Pass groups=<labels> to fit "
-                "random effects (in a Pipeline or cross-validation see the README's "
-                "'groups and metadata routing' section).",
+                "random effects (in a Pipeline or cross-validation see 'Groups, pipelines and "
+                "model selection' in the sklmm docs, docs/model_selection.md).",
                 NoGroupsWarning,
                 stacklevel=2,
             )
@@ -213,41 +300,62 @@ class MixedLinearRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         names = self._feature_names()
         Xf = np.hstack([np.ones((n, 1)), X]) if self.fit_intercept else X
         fe_names = (["(Intercept)"] if self.fit_intercept else []) + names
-        fit = fit_mixed(terms, Xf, y, fe_names, reml=bool(self.reml), solver=self.solver,
-                        max_iter=self.max_iter, theta_start=self._warm_theta(terms),
-                        verbose=self.verbose)
+        self._remember_training(Xf, terms, y, sample_weight)
+        fit = fit_mixed(terms, Xf, y, fe_names, sample_weight=sample_weight, reml=bool(self.reml),
+                        solver=self.solver, max_iter=self.max_iter,
+                        theta_start=self._warm_theta(terms), verbose=self.verbose)
         self._set_engine_attributes(fit)
         self.fixed_effects_names_ = fe_names
         self.intercept_ = float(fit.beta[0]) if self.fit_intercept else 0.0
         self.coef_ = fit.beta[1:] if self.fit_intercept else fit.beta
         return self
 
-    def predict(self, X, groups=None):
-        """Predict the response.
+    def predict(self, X, groups=None, return_std=False):
+        """Predict the response, optionally with the standard error of the prediction.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Features.
+            Features. With a Dask DataFrame or array (and groups partitioned alike), the
+            prediction is a lazy Dask array computed partition by partition.
         groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
             Group labels. With groups, the prediction is conditional: fixed effects plus each
             group's conditional mode (levels not seen in fit get 0, or an error, per
             ``unseen_groups``). Without groups, the population-level prediction (fixed effects
-            only, lme4 ``predict(fit, re.form = NA)``).
+            only, lme4 ``predict(fit, re.form = NA)``). For a model fitted by
+            :meth:`from_formula`, X and groups may be data frames holding the formula's
+            variables (``predict(newdata, groups=newdata)``).
+        return_std : bool, default=False
+            Also return the standard error of the predicted mean. For levels seen in fit it
+            is the standard deviation of ``x' beta_hat + z' b_hat - (x' beta + z' b)`` under
+            the joint conditional covariance of the fixed effects and the random effects
+            given the data (at the estimated variance parameters), which includes their
+            covariances; levels not seen in fit add their prior variance ``z' Sigma z``.
+            Without groups it is the standard error of the population-level prediction
+            (``sqrt(x' vcov x)``). The residual is not included: see
+            :meth:`predict_interval`.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
+        y_std : ndarray of shape (n_samples,)
+            Only with ``return_std=True``.
         """
         check_is_fitted(self)
+        if _dask.is_dask_collection(X, groups):  # a lazy Dask array, partition by partition
+            return _dask.predict(self, X, groups, return_std=return_std)
+        X, groups = formula_inputs(self, X, groups)
         X = self._validate_X(X, reset=False)
         pred = X @ self.coef_ + self.intercept_
         if groups is not None and self._fit.terms:
             pred = pred + self._random_part(X, groups)
+        if return_std:
+            return pred, np.sqrt(np.clip(self._prediction_variance(X, groups), 0, None))
         return pred
 
     def summary(self):
-        """An lme4-like text summary: criterion, variance components, fixed effects.
+        """An lme4 / lmerTest-like text summary: criterion, variance components, fixed effects
+        with standard errors, Satterthwaite df, t values and p-values.
 
         Returns
         -------
@@ -264,8 +372,15 @@ class MixedLinearRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
                 f"{self.aic_:9.2f} {self.bic_:9.2f} {self.loglik_:9.2f} {self.criterion_:9.2f}"
             )
         lines += ["", "Random effects:"] + self._variance_lines() + ["", "Fixed effects:"]
-        beta = ([self.intercept_] if self.fit_intercept else []) + list(self.coef_)
-        for nm, b in zip(self.fixed_effects_names_, beta):
-            lines.append(f" {nm:<14}{b:12.4f}")
+        fe = self.fixed_effects_
+        lines.append(f" {'':<14}{'Estimate':>12}{'Std. Error':>12}{'df':>10}{'t value':>10}{'Pr(>|t|)':>11}")
+        for nm, r in fe.iterrows():
+            if np.isnan(r["estimate"]):
+                lines.append(f" {nm:<14}{'(dropped: aliased)':>30}")
+                continue
+            lines.append(
+                f" {nm:<14}{r['estimate']:12.4f}{r['std_error']:12.4f}{r['df']:10.2f}"
+                f"{r['t_value']:10.3f}{r['p_value']:11.3g}"
+            )
         lines += ["", self._optimizer_line()]
         return "\n".join(lines)

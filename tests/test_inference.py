@@ -336,3 +336,23 @@ def test_caterpillar_plot():
     np.testing.assert_allclose(widths, expected)
     with pytest.raises(ValueError, match="no grouping factor"):
         m.plot_random_effects("Nope")
+
+
+@pytest.mark.parametrize("solver", ["blocked", "cholmod"])
+def test_pickled_fits_keep_their_inference(solver):
+    """The factorization is not pickled (CHOLMOD's does not pickle) but rebuilt on demand."""
+    import pickle
+
+    if solver == "cholmod":
+        pytest.importorskip("sksparse")
+    df = load_penicillin()
+    X, g = pd.DataFrame(index=df.index), df[["plate", "sample"]]
+    m = MixedLinearRegressor(solver=solver).fit(X, df["diameter"], groups=g)
+    m2 = pickle.loads(pickle.dumps(m))
+    assert m2.solver_ == solver
+    np.testing.assert_array_equal(m2.predict(X, groups=g), m.predict(X, groups=g))
+    np.testing.assert_allclose(m2.predict(X, groups=g, return_std=True)[1],
+                               m.predict(X, groups=g, return_std=True)[1], rtol=1e-12)
+    pd.testing.assert_frame_equal(m2.fixed_effects_, m.fixed_effects_)
+    m3 = pickle.loads(pickle.dumps(m2))  # and again, after the factor was rebuilt
+    np.testing.assert_allclose(m3.random_effects_std_["plate"], m.random_effects_std_["plate"])

@@ -19,7 +19,18 @@ from sklmm import MixedLinearRegressor, NoGroupsWarning
 from sklmm.datasets import load_penicillin
 
 
-@parametrize_with_checks([MixedLinearRegressor()])
+EXPECTED_FAILURES = {
+    # the checks' y is an exact linear function of X: with zero residual variance the
+    # likelihood is unbounded, and sklmm refuses the fit with a ValueError saying so
+    "check_sample_weights_shape": "y is fitted exactly by X (zero residual variance)",
+    "check_sample_weights_not_overwritten": "y is fitted exactly by X (zero residual variance)",
+    # sample_weight are prior (precision) weights, as lme4's: a weight of 2 is not a duplicated
+    # row (n, and so sigma and the variance components, differ)
+    "check_sample_weight_equivalence_on_dense_data": "precision weights are not frequency weights",
+}
+
+
+@parametrize_with_checks([MixedLinearRegressor()], expected_failed_checks=lambda e: EXPECTED_FAILURES)
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoGroupsWarning)  # the checks call fit without groups
