@@ -182,8 +182,10 @@ class GroupedMixin:
             raise ValueError(
                 f"unseen_groups must be 'population' or 'error'; got {self.unseen_groups!r}."
             )
-        if self.solver not in ("auto", "blocked", "cholmod"):
-            raise ValueError(f"solver must be 'auto', 'blocked' or 'cholmod'; got {self.solver!r}.")
+        if self.solver not in ("auto", "blocked", "cholmod", "dense"):
+            raise ValueError(
+                f"solver must be 'auto', 'blocked', 'cholmod' or 'dense'; got {self.solver!r}."
+            )
         if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer; got {self.max_iter!r}.")
         if self.random_slopes is not None and not isinstance(self.random_slopes, (list, tuple, dict)):

@@ -655,20 +655,93 @@ class CholmodFactor:
         return beta, u
 
 
+class DenseFactor:
+    """One dense Cholesky of the whole augmented system: for small models, where a handful of
+    BLAS calls on a matrix of side ``q + p + 1`` cost less than the blocked path's bookkeeping."""
+
+    name = "dense"
+
+    def __init__(self, cp: CrossProducts, terms):
+        self.cp = cp
+        self.terms = terms
+        self.p = cp.p
+        self.theta_slices, z_off = theta_layout(terms)
+        self.q = q = int(z_off[-1])
+        start = np.concatenate([t.theta_start() for t in terms]) if terms else np.zeros(0)
+        A = dense_system(cp, terms, start)  # Lambda = I at lme4's start
+        A[np.arange(q), np.arange(q)] -= 1.0
+        self.A = A
+        m = A.shape[0]
+        # where each term's T_k lands in the block-diagonal Lambda (all levels at once)
+        self._blocks = []
+        for k, t in enumerate(terms):
+            lv = np.arange(t.n_levels)
+            r, c = _block_entries(lv, lv, t.n_coef, t.n_coef, z_off[k], z_off[k])
+            self._blocks.append((r, c, t.n_levels))
+        self._lam = np.eye(m)
+        self._zdiag = np.arange(q)
+        self._state = None
+
+    def update(self, theta):
+        lam = self._lam
+        for (r, c, n_levels), t, s in zip(self._blocks, self.terms, self.theta_slices):
+            lam[r, c] = np.tile(t.template(theta[s]).ravel(), n_levels)
+        M = lam.T @ self.A @ lam
+        M[self._zdiag, self._zdiag] += 1.0
+        L = _tail_cholesky(M)
+        if L is None:
+            self._state = None
+            return None
+        self._state = L
+        diag = np.diagonal(L)
+        q, p = self.q, self.p
+        return Factorization(
+            2.0 * float(np.sum(np.log(diag[:q]))), 2.0 * float(np.sum(np.log(diag[q : q + p]))),
+            float(diag[-1] ** 2),
+        )
+
+    def fixed_part(self):
+        """``(L_X, l_y)`` at the last updated theta (see :meth:`BlockedFactor.fixed_part`)."""
+        L, q, p = self._state, self.q, self.p
+        return L[q : q + p, q : q + p], L[-1, q : q + p]
+
+    def whitened_norms(self, Az, Ax):
+        """``|L^{-1} a|^2`` for ``a = [Az; Ax]`` (see :meth:`BlockedFactor.whitened_norms`)."""
+        a = np.vstack([Az.toarray(), Ax])
+        w = solve_triangular(self._state[:-1, :-1], a, lower=True)
+        return np.einsum("ij,ij->j", w, w)
+
+    def solve(self):
+        """Conditional beta and spherical modes u at the last updated theta."""
+        L = self._state
+        x = solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans="T")
+        return x[self.q :], x[: self.q]
+
+
+#: ``"auto"`` uses :class:`DenseFactor` when the augmented system has at most this many columns
+DENSE_SYSTEM_LIMIT = 120
+
+
 def make_factor(cp, terms, solver="auto"):
     """Choose and build the factorization for these terms.
 
-    ``"auto"`` takes the blocked Cholesky when the terms after the first have at most
+    ``"auto"`` takes the dense Cholesky for small systems (at most :data:`DENSE_SYSTEM_LIMIT`
+    columns), the blocked Cholesky when the terms after the first have at most
     :data:`DENSE_REST_LIMIT` columns (or CHOLMOD is not installed), CHOLMOD otherwise.
     """
     if solver == "auto":
         rest = sum(t.q for t in terms[1:])
-        solver = "cholmod" if (HAS_CHOLMOD and rest > DENSE_REST_LIMIT) else "blocked"
+        if sum(t.q for t in terms) + cp.p + 1 <= DENSE_SYSTEM_LIMIT:
+            solver = "dense"
+        else:
+            solver = "cholmod" if (HAS_CHOLMOD and rest > DENSE_REST_LIMIT) else "blocked"
     if solver == "blocked":
         return BlockedFactor(cp, terms)
     if solver == "cholmod":
         return CholmodFactor(cp, terms)
-    raise ValueError(f"solver must be 'auto', 'blocked' or 'cholmod'; got {solver!r}.")
+    if solver == "dense":
+        return DenseFactor(cp, terms)
+    raise ValueError(f"solver must be 'auto', 'blocked', 'cholmod' or 'dense'; got {solver!r}.")
 
 
 def profiled_criterion(fz: Factorization | None, n, p, reml, sum_log_weights=0.0):

@@ -55,7 +55,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         Grouped random effects, exactly as in :class:`MixedLinearRegressor`.
     reml : bool, default=True
         REML (mgcv ``method="REML"``) or maximum likelihood (``method="ML"``).
-    solver : {"auto", "blocked", "cholmod"}, default="auto"
+    solver : {"auto", "blocked", "cholmod", "dense"}, default="auto"
         Cholesky factorization, as in :class:`MixedLinearRegressor`.
     max_iter : int, default=10000
         Maximum number of evaluations of the profiled criterion.

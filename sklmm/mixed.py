@@ -53,13 +53,15 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
     random_intercept : bool, default=True
         Whether each grouping factor has a random intercept. False with ``random_slopes`` is
         lme4 ``(0 + x | g)``.
-    solver : {"auto", "blocked", "cholmod"}, default="auto"
+    solver : {"auto", "blocked", "cholmod", "dense"}, default="auto"
         The Cholesky factorization. "blocked" (numpy/scipy only): the largest factor level by
         level and the rest as a dense Schur complement, the fastest when the other factors are
         small. "cholmod": a sparse Cholesky by CHOLMOD (scikit-sparse), analysed once and
-        refactored per theta. "auto" takes "blocked" unless the factors after the first have
-        more than 3000 random-effect columns and scikit-sparse is installed. The choice is
-        recorded in ``solver_``.
+        refactored per theta. "dense": one dense Cholesky of the whole system, for small
+        models. "auto" takes "dense" when the random-effect columns plus the fixed effects
+        number at most 119, otherwise "blocked" unless the factors after the first have more
+        than 3000 random-effect columns and scikit-sparse is installed. The choice is recorded
+        in ``solver_``.
     max_iter : int, default=10000
         Maximum number of evaluations of the profiled criterion.
     warm_start : bool, default=False
@@ -110,7 +112,7 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
     is_singular_ : bool
         lme4's ``isSingular``: a diagonal element of a relative covariance factor is below 1e-4.
     solver_ : str
-        The factorization used: ``"blocked"`` or ``"cholmod"``.
+        The factorization used: ``"blocked"``, ``"cholmod"`` or ``"dense"``.
     n_groups_ : dict of str to int
         Number of levels of each grouping factor.
     optimizer_ : OptSummary

@@ -9,7 +9,7 @@ from reference import MODELS, REFERENCE, problem
 from sklmm import MixedLinearRegressor
 from sklmm._pls import HAS_CHOLMOD, profiled_criterion
 
-SOLVERS = ["blocked"] + (["cholmod"] if HAS_CHOLMOD else [])
+SOLVERS = ["blocked", "dense"] + (["cholmod"] if HAS_CHOLMOD else [])
 
 
 def _fit(key, solver):

@@ -12,6 +12,7 @@ def test_works_without_scikit_sparse(monkeypatch):
     monkeypatch.setattr(pls, "_cholmod", None)
     monkeypatch.setattr(pls, "HAS_CHOLMOD", False)
     monkeypatch.setattr(pls, "DENSE_REST_LIMIT", 0)  # auto would pick CHOLMOD if it could
+    monkeypatch.setattr(pls, "DENSE_SYSTEM_LIMIT", 0)
     X, y, g, kw, ref = problem("pastes_reml")
     m = MixedLinearRegressor(**kw).fit(X, y, groups=g)
     assert m.solver_ == "blocked"
@@ -23,6 +24,7 @@ def test_works_without_scikit_sparse(monkeypatch):
 @pytest.mark.skipif(not pls.HAS_CHOLMOD, reason="scikit-sparse not installed")
 def test_auto_takes_cholmod_when_the_other_factors_are_wide(monkeypatch):
     X, y, g, kw, ref = problem("nested_reml")
+    monkeypatch.setattr(pls, "DENSE_SYSTEM_LIMIT", 0)
     assert MixedLinearRegressor(**kw).fit(X, y, groups=g).solver_ == "blocked"  # 8 outer levels
     monkeypatch.setattr(pls, "DENSE_REST_LIMIT", 5)
     m = MixedLinearRegressor(**kw).fit(X, y, groups=g)
@@ -42,7 +44,7 @@ def test_solvers_agree_on_a_random_slopes_design_with_slopes_on_the_second_facto
     groups = np.column_stack([a, b])
     kw = dict(random_slopes={"group1": [0]}, reml=False)
     fits = [MixedLinearRegressor(solver=s, **kw).fit(x[:, None], y, groups=groups)
-            for s in (["blocked", "cholmod"] if pls.HAS_CHOLMOD else ["blocked"])]
+            for s in (["blocked", "dense", "cholmod"] if pls.HAS_CHOLMOD else ["blocked", "dense"])]
     assert fits[0].theta_names_ == ["group0.(Intercept)", "group1.(Intercept)",
                                     "group1.x0.(Intercept)", "group1.x0"]
     for f in fits[1:]:
@@ -54,4 +56,12 @@ def test_solvers_agree_on_a_random_slopes_design_with_slopes_on_the_second_facto
     if len(fits) > 1:
         theta = np.array([0.7, 1.3, 0.2, 0.4])
         vals = [pls.profiled_criterion(f._fit.factor.update(theta), f._fit.n, f._fit.cp.p, False) for f in fits]
-        assert vals[0] == pytest.approx(vals[1], rel=1e-12)
+        for v in vals[1:]:
+            assert v == pytest.approx(vals[0], rel=1e-12)
+
+
+def test_auto_takes_the_dense_factor_for_small_systems(monkeypatch):
+    X, y, g, kw, ref = problem("sleep_slope_reml")  # 36 random-effect columns
+    assert MixedLinearRegressor(**kw).fit(X, y, groups=g).solver_ == "dense"
+    monkeypatch.setattr(pls, "DENSE_SYSTEM_LIMIT", 10)
+    assert MixedLinearRegressor(**kw).fit(X, y, groups=g).solver_ == "blocked"

@@ -68,7 +68,7 @@ def test_bad_parameters(sleep):
     with pytest.raises(ValueError, match="unseen_groups must be 'population' or 'error'"):
         MixedLinearRegressor(unseen_groups="zero").fit(X, y, groups=g)
     with pytest.raises(ValueError, match="solver must be"):
-        MixedLinearRegressor(solver="dense").fit(X, y, groups=g)
+        MixedLinearRegressor(solver="sparse").fit(X, y, groups=g)
     with pytest.raises(ValueError, match="random_slopes must be None, a list"):
         MixedLinearRegressor(random_slopes="Days").fit(X, y, groups=g)
     with pytest.raises(ValueError, match="random_intercept=False leaves"):
