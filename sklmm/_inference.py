@@ -631,18 +631,16 @@ def bootstrap_replicates(fit, design, fe_names, n_boot, random_state, n_jobs, pr
     recomputed) and starts the optimizer at the fitted theta. Replicates run in parallel with
     joblib in chunks; ``progress`` shows a tqdm bar over chunks.
     """
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed, effective_n_jobs
+    from sklearn.utils import check_random_state
     from tqdm.auto import tqdm
 
-    from sklearn.utils import check_random_state
-
     rng = check_random_state(random_state)
-    seeds = rng.randint(0, 2**31 - 1, size=n_boot)
-    n_chunks = min(n_boot, max(1, 4 * (abs(n_jobs) if n_jobs else 1), n_boot // 25))
+    seeds = rng.randint(0, 2**31 - 1, size=n_boot)  # one seed per replicate: same draws for any n_jobs
+    n_chunks = min(n_boot, max(4 * effective_n_jobs(n_jobs), n_boot // 25))
     chunks = [c for c in np.array_split(seeds, n_chunks) if len(c)]
-    kept_fit = fit
     gen = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_bootstrap_chunk)(kept_fit, design, fe_names, fit.factor.name, c) for c in chunks
+        delayed(_bootstrap_chunk)(fit, design, fe_names, fit.factor.name, c) for c in chunks
     )
     rows = []
     with tqdm(total=n_boot, disable=not progress, desc="bootstrap", unit="fit") as bar:
