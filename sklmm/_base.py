@@ -290,6 +290,12 @@ class GroupedMixin:
         terms = []
         for f in factors:
             cols = slopes[f.name]
+            repeated = sorted({names[c] for c in cols if cols.count(c) > 1})
+            if repeated:
+                raise ValueError(
+                    f"random_slopes for {f.name!r} lists {repeated} more than once; give each "
+                    "slope once (a repeated slope is not identifiable)."
+                )
             if not self.random_intercept and not cols:
                 raise ValueError(
                     f"random_intercept=False leaves grouping factor {f.name!r} with no random "

@@ -64,6 +64,12 @@ IMPRECISE_FIT_RATIO = 1e-6
 #: lme4's ``checkConv``: tolerance on the (scaled) gradient and finite-difference step on theta
 GRAD_TOL = 2e-3
 GRAD_DELTA = 1e-4
+#: a diagonal entry of T below this (in its unit) is probed as on its bound by mirrored_descent
+NEAR_SINGULAR = 1e-2
+#: after the last restart, a probe must lower the criterion by more than this to be reported
+REPORT_GAIN = 1e-4
+#: restarts of the optimizer when a check or a probe fails
+RESTARTS = 2
 
 
 def residual_ratio(cp):
@@ -195,6 +201,7 @@ class MixedFit:
     cp: object
     factor: object
     optimizer: OptSummary
+    theta_unit: np.ndarray = None  # theta_scale(): singularity is judged in these units
 
     def __getstate__(self):
         # the factorization is rebuilt from the cross-products when needed: CHOLMOD factors do
@@ -232,10 +239,12 @@ class MixedFit:
     @property
     def is_singular(self):
         # grouping-factor terms only: a smooth whose variance is 0 is a straight line, not a
-        # boundary fit in lme4's sense
+        # boundary fit in lme4's sense. theta in its natural units (lme4's, unless a slope
+        # column's scale is far from 1), so that rescaling a column does not make a fit singular
+        theta = self.theta if self.theta_unit is None else self.theta / self.theta_unit
         slices, _ = theta_layout(self.terms)
         for t, s in zip(self.terms, slices):
-            if not t.scalar and np.any(self.theta[s][t.theta_lower() == 0] < SINGULAR_TOL):
+            if not t.scalar and np.any(theta[s][t.theta_lower() == 0] < SINGULAR_TOL):
                 return True
         return False
 
@@ -309,8 +318,10 @@ def theta_scale(terms, cp):
 
 
 def column_mirrors(terms, free):
-    """For each free diagonal entry of theta, the free positions of the entries below it in its
-    column of ``T_k``: negating them leaves ``T_k T_k'`` (the model) unchanged."""
+    """For each free diagonal entry ``T_jj`` of theta, ``(below, rest)``: the free positions of
+    the entries below it in its column of ``T_k`` and, when a single row ``i`` lies below, of
+    the rest of that row (``T_i,j+1..i``). While ``T_jj = 0`` the model (``T_k T_k'``) does not
+    change when ``below`` is negated, nor when row ``i``'s part from column j on is rotated."""
     slices, _ = theta_layout(terms)
     pos = {int(i): a for a, i in enumerate(free)}
     out = {}
@@ -318,36 +329,54 @@ def column_mirrors(terms, free):
         if t.scalar:
             continue
         for d in np.flatnonzero(t.tri_rows == t.tri_cols):
-            below = np.flatnonzero((t.tri_cols == t.tri_cols[d]) & (t.tri_rows > t.tri_rows[d]))
+            j = t.tri_cols[d]
+            below = np.flatnonzero((t.tri_cols == j) & (t.tri_rows > j))
             idx = [sl.start + int(b) for b in below]
-            if idx and sl.start + int(d) in pos and all(i in pos for i in idx):
-                out[pos[sl.start + int(d)]] = [pos[i] for i in idx]
+            if not idx or sl.start + int(d) not in pos or not all(i in pos for i in idx):
+                continue
+            rest = []
+            if len(below) == 1:
+                i = t.tri_rows[below[0]]
+                rest = [sl.start + int(r) for r in np.flatnonzero((t.tri_rows == i) & (t.tri_cols > j))]
+            out[pos[sl.start + int(d)]] = ([pos[i] for i in idx], [pos[r] for r in rest if r in pos])
     return out
 
 
-def mirrored_descent(objective, x, fx, mirrors, scale, tol=GRAD_TOL, delta=GRAD_DELTA):
+def mirrored_descent(objective, x, fx, mirrors, scale, tol=GRAD_TOL, delta=GRAD_DELTA, min_gain=0.0):
     """A point with the same criterion as ``x`` from which the optimizer can still descend.
 
-    A diagonal entry of ``T_k`` at its bound 0 leaves the sign of the entries below it free (the
-    model depends on ``T_k T_k'`` only), and the criterion may rise into the interior on one side
-    and fall on the other: a boundary point that is a local optimum of theta only. lme4 stops
-    there; here the mirrored side is probed and, if it descends faster than ``tol``, returned.
+    A diagonal entry of ``T_k`` at its bound 0 leaves free the sign of the entries below it
+    and, with one row below, how that row's length is split between column j and the later
+    columns (the correlation the variance would have if it grew): the model depends on
+    ``T_k T_k'`` only. The criterion may rise into the interior for the split the optimizer
+    happened to end with and fall for another: a boundary point that is a local optimum of
+    theta only. lme4 stops there; here the other sign and the fully correlated splits are
+    probed and, when one descends faster than ``tol`` (and by more than ``min_gain``), returned.
     """
-    for j, below in mirrors.items():
-        if x[j] >= delta * scale[j]:
+    for j, (below, rest) in mirrors.items():
+        if x[j] >= NEAR_SINGULAR * scale[j]:  # at or near the bound: the split barely matters
             continue
+        candidates = []
         flipped = x.copy()
         flipped[below] = -flipped[below]
-        step = flipped.copy()
-        step[j] += delta * scale[j]
-        if (objective(step) - fx) / delta < -tol:
-            return flipped
+        candidates.append(flipped)
+        if rest:
+            r = np.sqrt(np.sum(x[below] ** 2) + np.sum(x[rest] ** 2))
+            for sign in (1.0, -1.0):
+                z = x.copy()
+                z[below], z[rest] = sign * r, 0.0
+                candidates.append(z)
+        for z in candidates:
+            step = z.copy()
+            step[j] += delta * scale[j]
+            if objective(step) < fx - max(tol * delta, min_gain):
+                return z
     return None
 
 
-def singular_terms(terms, free, scale):
+def covariance_terms(terms, free, scale):
     """``(term, free positions of its theta, unit of each coefficient)`` for the grouping terms
-    whose theta is entirely free (the candidates of :func:`boundary_probe`)."""
+    whose theta is entirely free (those :func:`covariance_probe` examines)."""
     slices, _ = theta_layout(terms)
     pos = {int(i): a for a, i in enumerate(free)}
     out = []
@@ -363,18 +392,20 @@ def singular_terms(terms, free, scale):
     return out
 
 
-def boundary_probe(objective, x, fx, candidates, min_gain=1e-6, eps=1e-6):
-    """A better point than a singular ``x``, or None: the criterion's derivative with respect to
-    a term's covariance ``S = T T'`` (each coefficient in its unit) on the null space of ``S``.
+def covariance_probe(objective, x, fx, candidates, min_gain=1e-6, eps=1e-6, tol=1e-3):
+    """A point better than ``x`` found in covariance space, or None.
 
-    At a singular fit the criterion is flat to first order in theta along the null space (the
-    covariance grows quadratically in theta), so neither BOBYQA's stopping rule nor a gradient
-    check can tell a boundary minimum from a point the optimum lies beyond. In covariance terms
-    it is a first-order condition: ``G = dcriterion/dS`` restricted to the null space must be
-    positive semi-definite. ``G`` is found from the directional derivatives along ``v v'`` (one
-    evaluation each for the null vectors and their pairwise sums); if it has a negative
-    eigenvalue, the covariance is grown along its eigenvector at a few sizes and the best point
-    returned when it lowers the criterion by more than ``min_gain``.
+    The model depends on each term's relative covariance ``S = T T'`` (here in each
+    coefficient's unit); at its optimum the derivative ``G = dcriterion/dS`` must be positive
+    semi-definite (and vanish on the range of ``S``): the first-order condition on the cone of
+    covariance matrices. Near a singular fit theta is a poor coordinate system for it: the
+    covariance grows quadratically in theta along the null space of ``S``, and a correlation
+    barely moves the criterion through theta when a variance is near 0, so neither BOBYQA's
+    stopping rule nor lme4's gradient check can tell such a point from the optimum. ``G`` is
+    found from directional derivatives along ``v v'`` (basis vectors and their pairwise sums:
+    ``p(p+1)/2`` evaluations per term); if it has an eigenvalue below ``-tol``, the covariance is
+    grown along that eigenvector at a few sizes and the best point returned when it lowers the
+    criterion by more than ``min_gain``.
     """
     best, best_f = None, fx - min_gain
 
@@ -390,28 +421,23 @@ def boundary_probe(objective, x, fx, candidates, min_gain=1e-6, eps=1e-6):
     for t, at_, unit, in candidates:
         Tn = t.template(x[at_]) / unit[:, None]
         S = Tn @ Tn.T
-        w, V = np.linalg.eigh(S)
-        null = V[:, w <= 1e-8 * max(1.0, w.max())]
-        if not t.correlated:  # the covariance stays diagonal: coordinate directions only
-            null = np.eye(t.n_coef)[:, np.diag(S) <= 1e-8 * max(1.0, w.max())]
-        m = null.shape[1]
-        if m == 0:
-            continue
+        p = t.n_coef
+        E = np.eye(p)
 
         def q(v):
             return (objective(at(t, at_, unit, S + eps * np.outer(v, v))) - fx) / eps
 
-        G = np.diag([q(null[:, i]) for i in range(m)])
-        if t.correlated:
-            for i in range(m):
+        G = np.diag([q(E[i]) for i in range(p)])
+        if t.correlated:  # a diagonal covariance has no off-diagonal directions
+            for i in range(p):
                 for j in range(i):
-                    G[i, j] = G[j, i] = q(null[:, i] + null[:, j]) - (G[i, i] + G[j, j]) / 2
+                    G[i, j] = G[j, i] = q(E[i] + E[j]) - (G[i, i] + G[j, j]) / 2
         lam, U = np.linalg.eigh(G)
-        if lam[0] >= 0:
+        if lam[0] >= -tol:
             continue
-        v = null @ U[:, 0] if t.correlated else null[:, int(np.argmin(np.diag(G)))]
+        v = U[:, 0] if t.correlated else E[int(np.argmin(np.diag(G)))]
         for size in (1e-4, 1e-3, 1e-2, 1e-1, 1.0):
-            z = at(t, at_, unit, S + size * np.outer(v, v))
+            z = at(t, at_, unit, S + size * max(1.0, np.trace(S)) * np.outer(v, v))
             f = objective(z)
             if f < best_f:
                 best, best_f = z, f
@@ -419,34 +445,36 @@ def boundary_probe(objective, x, fx, candidates, min_gain=1e-6, eps=1e-6):
 
 
 def _verified(objective, summ, lower, max_iter, scale, mirrors=None, candidates=()):
-    """The optimizer's answer after lme4's convergence check and the probes of boundary points
-    (:func:`mirrored_descent`, :func:`boundary_probe`), with one restart when any fails: from
-    the point the probe found, or from the answer itself."""
-    boundary = ("it stopped at a boundary (singular) point beyond which the criterion still "
-                "decreases")
+    """The optimizer's answer after lme4's convergence check and the probes in covariance space
+    (:func:`mirrored_descent`, :func:`covariance_probe`), with up to :data:`RESTARTS` restarts
+    when any fails: from the better point a probe found, or from the answer itself."""
+    boundary = ("it stopped where the criterion still decreases along a direction of a random-"
+                "effect covariance (a singular or nearly singular point)")
 
-    def check(x, fx):
+    def check(x, fx, min_gain):
         problem = optimum_problem(objective, x, lower, fx, scale=scale)
         if problem is not None:
             return problem, x
-        better = mirrored_descent(objective, x, fx, mirrors or {}, scale)
+        better = mirrored_descent(objective, x, fx, mirrors or {}, scale, min_gain=min_gain)
         if better is None:
-            better = boundary_probe(objective, x, fx, candidates)
+            better = covariance_probe(objective, x, fx, candidates, min_gain=max(min_gain, 1e-6))
         return (None, None) if better is None else (boundary, better)
 
-    problem, restart = check(summ.final, summ.fmin)
-    budget = max_iter - summ.n_evals
-    if problem is None or budget < 1:
-        if problem is not None:
-            summ.converged = False
-        return summ, problem
-    again = minimize_bobyqa(objective, restart, lower, max_evals=budget, xtol_abs=1e-10 * scale,
-                            initial_step=np.maximum(0.05 * np.abs(restart), 0.01 * scale))
-    n_evals = summ.n_evals + again.n_evals
-    if again.converged and again.fmin <= summ.fmin:
-        summ = again
+    # any gain is worth a restart; after the last one, only a gain above the optimizer's
+    # accuracy where the criterion is flat (REPORT_GAIN) is reported as a failure to converge
+    problem, restart = check(summ.final, summ.fmin, 0.0)
+    n_evals = summ.n_evals
+    for attempt in range(RESTARTS):
+        if problem is None or n_evals >= max_iter:
+            break
+        again = minimize_bobyqa(objective, restart, lower, max_evals=max_iter - n_evals,
+                                xtol_abs=1e-10 * scale,
+                                initial_step=np.maximum(0.05 * np.abs(restart), 0.01 * scale))
+        n_evals += again.n_evals
+        if again.converged and again.fmin <= summ.fmin:
+            summ = again
+        problem, restart = check(summ.final, summ.fmin, REPORT_GAIN if attempt == RESTARTS - 1 else 0.0)
     summ.n_evals = n_evals
-    problem, _ = check(summ.final, summ.fmin)
     if problem is not None:
         summ.converged = False
     return summ, problem
@@ -473,9 +501,12 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
     of theta to values held fixed (e.g. a smooth with a given smoothing parameter); the optimizer
     works on the others. ``theta_start`` replaces lme4's start (warm start). ``verbose > 0``
     prints the optimizer's progress. ``check_convergence`` runs lme4's gradient check at the
-    optimum (:func:`optimum_problem`, ``2 len(theta)`` more evaluations when it passes at once);
-    on a failure the optimizer restarts once from there, and a second failure sets
-    ``converged`` to False with a ConvergenceWarning.
+    optimum (:func:`optimum_problem`, ``2 len(theta)`` more evaluations when it passes at once)
+    and probes singular and nearly singular covariances (:func:`mirrored_descent`,
+    :func:`covariance_probe`, ``p(p+1)/2`` evaluations per term of ``p`` coefficients); on a
+    failure the optimizer restarts (at most :data:`RESTARTS` times), and a failure after the
+    last restart sets ``converged`` to False with a ConvergenceWarning. Turn it off for many
+    refits of one model (a bootstrap) when speed matters more.
     """
     n = cp.n
     n_fixed = cp.p
@@ -531,7 +562,7 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
     problem = None
     if check_convergence and summ.converged and len(free) and np.isfinite(summ.fmin):
         summ, problem = _verified(objective, summ, lower[free], max_iter, scale[free],
-                                  column_mirrors(terms, free), singular_terms(terms, free, scale[free]))
+                                  column_mirrors(terms, free), covariance_terms(terms, free, scale[free]))
     summ.final = expand(summ.final)
     theta = summ.final
     fz = factor.update(theta)
@@ -562,7 +593,7 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
         terms=terms, theta=theta, beta=beta, keep=keep, u=u, b=b,
         sigma=float(np.sqrt(fz.r2 / (n - p if reml else n))),
         criterion=float(profiled_criterion(fz, n, p, reml, cp.sum_log_weights)),
-        reml=reml, n=n, cp=cp, factor=factor, optimizer=summ,
+        reml=reml, n=n, cp=cp, factor=factor, optimizer=summ, theta_unit=scale,
     )
     if problem is not None:
         warnings.warn(

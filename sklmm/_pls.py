@@ -669,7 +669,10 @@ class DenseFactor:
         self.q = q = int(z_off[-1])
         start = np.concatenate([t.theta_start() for t in terms]) if terms else np.zeros(0)
         A = dense_system(cp, terms, start)  # Lambda = I at lme4's start
-        A[np.arange(q), np.arange(q)] -= 1.0
+        for k, t in enumerate(terms):  # Z'Z exactly: "+ I - I" would cancel the digits of small ones
+            lv = np.arange(t.n_levels)
+            r, c = _block_entries(lv, lv, t.n_coef, t.n_coef, z_off[k], z_off[k])
+            A[r, c] = cp.diag[k].ravel()
         self.A = A
         m = A.shape[0]
         # where each term's T_k lands in the block-diagonal Lambda (all levels at once)

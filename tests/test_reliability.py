@@ -1,0 +1,543 @@
+"""Reliability: bad input fails early with an error naming problem and fix; hard but legal fits
+give the right answer with an honest flag; fitted estimators survive pickling, cloning and
+parallel model selection. docs/reliability.md lists every case as a table.
+
+Reference numbers come from independent sources only: closed forms, numpy least squares, a
+direct generalized-least-squares implementation of the profiled criteria written here, and
+lme4's fits in tests/data (via tests/reference.py).
+"""
+
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import minimize_scalar
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import sklmm.gam
+import sklmm.mixed
+from reference import MODELS, problem
+from sklmm import MixedLinearRegressor, PenalizedSplineRegressor, SingularFitWarning
+from sklmm._model import RESTARTS, optimum_problem
+from sklmm.datasets import load_mcycle, load_pastes, load_sleepstudy
+
+
+@pytest.fixture(scope="module")
+def sleep_df():
+    return load_sleepstudy()
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return fn(*args, **kwargs)
+
+
+# =============================================================================================
+# bad input: an error that names the problem and the fix, before the engine is reached
+# =============================================================================================
+
+
+@pytest.fixture
+def no_engine(monkeypatch):
+    """Fail the test if the mixed-model engine (cross-products, factorization) is reached."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("bad input reached the linear algebra")
+
+    monkeypatch.setattr(sklmm.mixed, "fit_mixed", refuse)
+    monkeypatch.setattr(sklmm.gam, "fit_mixed", refuse)
+
+
+ESTIMATORS = {
+    "mixed": lambda **kw: MixedLinearRegressor(**kw),
+    "gam": lambda **kw: PenalizedSplineRegressor(n_basis=5, **kw),
+}
+
+
+def _bad_inputs(df):
+    """(case, X, y, groups, estimator kwargs, message regex) for both estimators."""
+    X, y, g = df[["Days"]], df["Reaction"], df["Subject"]
+    n = len(y)
+    codes = g.cat.codes.to_numpy()
+    g_nan = codes.astype(float)
+    g_nan[[4, 9]] = np.nan
+    g_inf = codes.astype(float)
+    g_inf[7] = -np.inf
+    X_nan = X.copy()
+    X_nan.iloc[3, 0] = np.nan
+    X_inf = X.to_numpy().copy()
+    X_inf[5, 0] = np.inf
+    y_nan = y.to_numpy().copy()
+    y_nan[2] = np.nan
+    y_inf = y.to_numpy().copy()
+    y_inf[2] = np.inf
+    half = (df["Days"] > 4).astype(int)
+    return [
+        ("y shorter than X", X, y.iloc[:-1], g, {}, r"inconsistent numbers of samples.*one row per observation"),
+        ("groups shorter than X", X, y, g.iloc[:-2], {}, r"groups has 178 rows but X has 180.*one group label per row"),
+        ("NaN in X", X_nan, y, g, {}, r"(?s)Input X contains NaN.*imput"),
+        ("inf in X", X_inf, y, g, {}, r"Input X contains infinity.*Fix or drop"),
+        ("NaN in y", X, y_nan, g, {}, r"Input y contains NaN.*Drop the rows"),
+        ("inf in y", X, y_inf, g, {}, r"Input y contains infinity.*Fix or drop"),
+        ("NaN in groups", X, y, g_nan, {}, r"2 missing labels \(NaN/None\), e.g. at rows \[4, 9\]; drop those rows"),
+        ("inf in groups", X, y, g_inf, {}, r"1 infinite labels \(inf/-inf\), e.g. at rows \[7\].*fix or drop"),
+        ("a single level", X, y, np.zeros(n), {}, r"'group' has a single level.*Drop it from groups"),
+        ("a level per row", X, y, np.arange(n), {}, r"180 levels for 180 observations.*coarser grouping"),
+        ("random effects >= rows", X, y, np.arange(n) // 2, {"random_slopes": ["Days"]},
+         r"90 levels x 2 random coefficient\(s\) = 180 random effects for 180 observations"),
+        ("empty input", X.iloc[:0], y.iloc[:0], g.iloc[:0], {}, r"0 sample\(s\).*at least 2 observations"),
+        ("strings in X", X.assign(Days=np.where(X["Days"] > 4, "late", "early")), y, g, {},
+         r"could not convert string to float.*OneHotEncoder"),
+        ("categorical column in X", X.assign(Days=X["Days"].astype("category")), y, g, {},
+         r"categorical column\(s\) \['Days'\].*OneHotEncoder.*groups="),
+        ("groups given as a column name", X, y, "Subject", {}, r"not a column name.*groups=df\['Subject'\]"),
+        ("slope naming no column", X, y, g, {"random_slopes": ["Hours"]},
+         r"names 'Hours', which is not a column of X.*set_output"),
+        ("slope by an index out of range", X, y, g, {"random_slopes": [2]}, r"column index 2, but X has 1 columns"),
+        ("constant slope column", X.assign(one=1.0), y, g, {"random_slopes": ["one"]},
+         r"\['one'\] is zero, constant or a linear combination of \['\(Intercept\)'\].*Drop it"),
+        ("slope listed twice", X, y, g, {"random_slopes": ["Days", 0]},
+         r"random_slopes for 'Subject' lists \['Days'\] more than once"),
+        ("slopes collinear with each other", X.assign(D2=2 * X["Days"] + 1), y, g, {"random_slopes": ["Days", "D2"]},
+         r"random coefficients of 'Subject' are \(nearly\) collinear: \['D2'\]"),
+        ("a factor given twice", X, y, pd.DataFrame({"a": g, "b": g.astype(str)}), {},
+         r"'a' and 'b' group the rows identically.*Drop one"),
+        ("nested columns inner to outer", X, y,
+         pd.DataFrame({"half": g.astype(str) + half.astype(str), "Subject": g}), {"nested": True},
+         r"must subdivide the one before it.*groups=df\[\['Subject', 'half'\]\]"),
+        ("huge values in y", X, y * 1e120, g, {}, r"y has values of magnitude 4.66e\+122.*Rescale"),
+        ("tiny values in X", X * 1e-120, y, g, {}, r"X column 'Days' has values of magnitude 9e-120.*Rescale"),
+        ("a 2-D y", X, np.column_stack([y, y]), g, {}, r"1d array.*one response"),
+    ]
+
+
+@pytest.mark.parametrize("kind", ["mixed", "gam"])
+def test_bad_input_is_refused_before_the_fit(sleep_df, kind, no_engine):
+    for case, X, y, g, kw, pattern in _bad_inputs(sleep_df):
+        if kind == "gam" and "one" in getattr(X, "columns", []):
+            kw = {**kw, "smooth_features": ["Days"]}  # a constant column cannot be smoothed
+        with pytest.raises(ValueError, match=pattern):
+            ESTIMATORS[kind](**kw).fit(X, y, groups=g)
+
+
+def test_unseen_levels_with_unseen_groups_error(sleep_df):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"].astype(str)
+    new = pd.Series(["999", "308", "998", "999"])
+    for est in (MixedLinearRegressor(unseen_groups="error"),
+                PenalizedSplineRegressor(n_basis=5, unseen_groups="error")):
+        est.fit(X, y, groups=g)
+        with pytest.raises(ValueError, match=r"2 level\(s\) of 'Subject' not seen in fit: \['999', '998'\]."
+                                             r" Set unseen_groups='population'"):
+            est.predict(X.iloc[:4], groups=new)
+        assert np.all(np.isfinite(est.predict(X.iloc[:4])))  # population level needs no labels
+
+
+def test_unseen_nested_combinations_are_named():
+    df = load_pastes()
+    X = np.empty((len(df), 0))
+    m = MixedLinearRegressor(nested=True, unseen_groups="error").fit(X, df["strength"], groups=df[["batch", "cask"]])
+    new = pd.DataFrame({"batch": ["A", "Z"], "cask": ["a", "a"]})
+    with pytest.raises(ValueError, match=r"of 'cask:batch' not seen in fit: \['Z:a'\]"):
+        m.predict(np.empty((2, 0)), groups=new)
+
+
+def test_predict_input_errors(sleep_df):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    with pytest.raises(NotFittedError):
+        MixedLinearRegressor().predict(X, groups=g)
+    m = MixedLinearRegressor().fit(X, y, groups=g)
+    with pytest.raises(ValueError, match=r"X has 2 features, but MixedLinearRegressor is expecting 1"):
+        m.predict(np.c_[X, X], groups=g)
+    with pytest.raises(ValueError, match=r"groups has 2 column\(s\) but the model was fitted with 1"):
+        m.predict(X, groups=pd.DataFrame({"a": g, "b": g}))
+    with pytest.raises(ValueError, match=r"missing labels"):
+        m.predict(X, groups=g.astype(object).where(np.arange(len(g)) > 0))
+    with pytest.raises(ValueError, match=r"Input X contains NaN"):
+        m.predict(X.assign(Days=np.nan), groups=g)
+    with pytest.raises(ValueError, match=r"(?s)feature names should match.*same order"):
+        m.predict(X.rename(columns={"Days": "days"}), groups=g)
+
+
+# =============================================================================================
+# a direct (GLS) implementation of lme4's profiled criteria for random intercepts
+# =============================================================================================
+
+
+def _gls_criterion(y, X, codes, theta, reml):
+    """lme4's profiled deviance / REML criterion of ``y = X b + Z u + e`` by generalized least
+    squares: ``V = I + theta^2 ZZ'`` is block diagonal, ``V_g^{-1} = I - w_g 11'`` with
+    ``w_g = theta^2 / (1 + n_g theta^2)`` and ``log|V| = sum_g log(1 + n_g theta^2)``."""
+    n, p = X.shape
+    n_g = np.bincount(codes)
+    w = theta**2 / (1 + n_g * theta**2)
+
+    def vinv(M):  # V^{-1} M, column by column
+        M = M.reshape(n, -1)
+        sums = np.stack([np.bincount(codes, M[:, j], minlength=len(n_g)) for j in range(M.shape[1])], 1)
+        return M - (w[:, None] * sums)[codes]
+
+    A = X.T @ vinv(X)
+    beta = np.linalg.solve(A, X.T @ vinv(y)[:, 0])
+    r = y - X @ beta
+    q = float(r @ vinv(r)[:, 0])
+    ld = float(np.sum(np.log1p(n_g * theta**2)))
+    if reml:
+        crit = ld + np.linalg.slogdet(A)[1] + (n - p) * (1 + np.log(2 * np.pi * q / (n - p)))
+        sigma2 = q / (n - p)
+    else:
+        crit = ld + n * (1 + np.log(2 * np.pi * q / n))
+        sigma2 = q / n
+    blup = theta**2 * np.bincount(codes, vinv(r)[:, 0], minlength=len(n_g))  # b = theta^2 Z'V^{-1} r
+    return crit, beta, np.sqrt(sigma2), blup
+
+
+def _gls_fit(y, X, codes, reml):
+    """theta minimizing the criterion (grid, then bounded Brent around the best point)."""
+    grid = np.r_[0.0, np.geomspace(1e-3, 30, 80)]
+    vals = [_gls_criterion(y, X, codes, t, reml)[0] for t in grid]
+    k = int(np.argmin(vals))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    res = minimize_scalar(lambda t: _gls_criterion(y, X, codes, t, reml)[0], bounds=(lo, hi),
+                          method="bounded", options={"xatol": 1e-10})
+    theta = res.x if res.fun < vals[k] else grid[k]
+    return (theta,) + _gls_criterion(y, X, codes, theta, reml)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("sizes", [
+    [1, 1, 1, 1, 5, 6, 7, 8],            # groups with one observation
+    [150, 1, 1, 2, 1, 3, 1, 2, 1],       # very unbalanced
+    [2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],   # pairs
+])
+def test_one_observation_and_unbalanced_groups_match_the_gls_criterion(sizes, reml):
+    rng = np.random.default_rng(len(sizes) + 7)
+    codes = np.repeat(np.arange(len(sizes)), sizes)
+    n = len(codes)
+    x = rng.normal(size=n)
+    y = 2 + 0.5 * x + rng.normal(0, 1.0, len(sizes))[codes] + rng.normal(0, 0.7, n)
+    X = np.column_stack([np.ones(n), x])
+    theta, crit, beta, sigma, blup = _gls_fit(y, X, codes, reml)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularFitWarning)
+        m = MixedLinearRegressor(reml=reml).fit(x[:, None], y, groups=codes)
+    assert m.converged_
+    assert m.criterion_ <= crit + 1e-9 * abs(crit)  # at least as good as the reference optimum
+    assert m.criterion_ == pytest.approx(crit, rel=1e-9, abs=1e-8)
+    assert m.theta_[0] == pytest.approx(theta, rel=1e-3, abs=1e-4)
+    # beta, sigma and the conditional modes at sklmm's theta, from the GLS formulas
+    _, beta, sigma, blup = _gls_criterion(y, X, codes, m.theta_[0], reml)
+    np.testing.assert_allclose([m.intercept_, m.coef_[0]], beta, rtol=1e-8, atol=1e-10)
+    assert m.sigma_ == pytest.approx(sigma, rel=1e-8)
+    np.testing.assert_allclose(m.random_effects_["group"]["(Intercept)"].to_numpy(), blup, rtol=1e-6, atol=1e-9)
+
+
+# =============================================================================================
+# singular fits, rank deficiency, scales
+# =============================================================================================
+
+
+def test_zero_variance_component_is_a_singular_fit_at_the_ols_answer():
+    rng = np.random.default_rng(11)
+    codes = np.repeat(np.arange(12), 6)
+    n = len(codes)
+
+    def centre(v):  # no between-group variation at all
+        return v - (np.bincount(codes, v) / np.bincount(codes))[codes]
+
+    x = centre(rng.normal(size=n))
+    y = 3 - x + centre(rng.normal(size=n))
+    for est in (MixedLinearRegressor(reml=False), PenalizedSplineRegressor(smooth_features=[], reml=False)):
+        with pytest.warns(SingularFitWarning, match="boundary \\(singular\\) fit"):
+            est.fit(x[:, None], y, groups=codes)
+        assert est.is_singular_ and est.converged_  # singular is a result, not a failure
+        assert est.theta_[0] == pytest.approx(0, abs=1e-4)
+        ols, rss = np.linalg.lstsq(np.column_stack([np.ones(n), x]), y, rcond=None)[:2]
+        np.testing.assert_allclose([est.intercept_, est.coef_[0]], ols, rtol=1e-7)
+        assert est.sigma_ == pytest.approx(np.sqrt(rss[0] / n), rel=1e-7)
+        assert "singular" in est.summary()
+
+
+def test_perfectly_correlated_random_effects_are_flagged_singular():
+    """Intercepts and slopes along one direction: lme4 reports a singular fit (correlation 1)."""
+    rng = np.random.default_rng(5)
+    a, m = 40, 8
+    codes = np.repeat(np.arange(a), m)
+    x = np.tile(np.linspace(-1, 1, m), a)
+    b = rng.normal(0, 2.0, a)
+    y = 1 + 2 * x + b[codes] * (1 + 0.5 * x) + rng.normal(0, 0.3, a * m)
+    with pytest.warns(SingularFitWarning):
+        full = MixedLinearRegressor(random_slopes=[0], reml=False).fit(x[:, None], y, groups=codes)
+    assert full.is_singular_ and full.converged_
+    vc = full.variance_components_
+    assert abs(vc["correlation"].dropna().iloc[0]) == pytest.approx(1, abs=1e-3)
+    # the rank-one structure b_i (1 + 0.5 x) is inside the full model: its optimum cannot be worse
+    z = (1 + 0.5 * x)[:, None]
+    X2 = np.column_stack([x, z[:, 0]])
+    sub = _quiet(MixedLinearRegressor(random_slopes=[1], random_intercept=False, reml=False).fit, X2, y, groups=codes)
+    assert full.criterion_ <= sub.criterion_ + 1e-7
+
+
+def test_rank_deficient_fixed_effects_match_lme4_with_names_straight():
+    X, y, g, kw, ref = problem("sleep_ri_reml")
+    # the first of two aliased columns is kept, as lme4's pivoting QR keeps it
+    X2 = pd.DataFrame({"Hours": 24 * X["Days"], "noise_free": 0.5 * X["Days"] - 3, "Days": X["Days"]})
+    with pytest.warns(UserWarning, match=r"dropping 2 column\(s\): \['noise_free', 'Days'\]"):
+        m = MixedLinearRegressor(**kw).fit(X2, y, groups=g)
+    assert m.fixed_effects_names_ == ["(Intercept)", "Hours", "noise_free", "Days"]
+    np.testing.assert_allclose(m.coef_, [ref["beta"][1] / 24, 0, 0], rtol=1e-5)
+    assert m.intercept_ == pytest.approx(ref["beta"][0], rel=1e-6)
+    # REML's log|R_X|^2 sees the kept column at 24 times the scale of lme4's Days
+    assert m.criterion_ == pytest.approx(ref["criterion"] + 2 * np.log(24), rel=1e-9)
+    # a constant column is aliased with the intercept
+    with pytest.warns(UserWarning, match=r"\['c'\]"):
+        mc = MixedLinearRegressor(**kw).fit(X.assign(c=7.0), y, groups=g)
+    np.testing.assert_allclose(mc.coef_, [ref["beta"][1], 0], rtol=1e-5)
+
+
+def test_rank_deficient_linear_term_in_a_gam_is_dropped():
+    d = load_mcycle()
+    X = d[["times"]].assign(t2=2 * d["times"] + 1)
+    # the linear feature comes first in the fixed effects, so the smooth's linear part is dropped
+    with pytest.warns(UserWarning, match=r"dropping 1 column\(s\): \['s\(times\)\.fx0'\]"):
+        gam = PenalizedSplineRegressor(smooth_features=["times"], n_basis=20).fit(X, d["accel"])
+    ref = PenalizedSplineRegressor(n_basis=20).fit(d[["times"]], d["accel"])
+    assert gam.linear_features_ == ["t2"] and gam.fixed_effects_names_[-1] == "s(times).fx0"
+    np.testing.assert_allclose(gam.predict(X), ref.predict(d[["times"]]), rtol=1e-5, atol=1e-5)
+    assert gam.edf_total_ == pytest.approx(ref.edf_total_, rel=1e-6)
+
+
+@pytest.mark.parametrize("c", [1e-8, 1e8, -3.0])
+def test_response_scale_is_exactly_equivariant(sleep_df, c):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    a = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
+    b = MixedLinearRegressor(random_slopes=["Days"]).fit(X, c * y, groups=g)
+    np.testing.assert_allclose(b.theta_, a.theta_, rtol=1e-6, atol=1e-8)
+    assert b.intercept_ == pytest.approx(c * a.intercept_, rel=1e-7)
+    np.testing.assert_allclose(b.coef_, c * a.coef_, rtol=1e-6)
+    assert b.sigma_ == pytest.approx(abs(c) * a.sigma_, rel=1e-7)
+    np.testing.assert_allclose(b.random_effects_["Subject"], c * a.random_effects_["Subject"],
+                               rtol=1e-5, atol=1e-6 * abs(c))
+    n, p = len(y), 2
+    assert b.criterion_ == pytest.approx(a.criterion_ + 2 * (n - p) * np.log(abs(c)), rel=1e-10)
+    gam_a = PenalizedSplineRegressor(n_basis=8).fit(X, y, groups=g)
+    gam_b = PenalizedSplineRegressor(n_basis=8).fit(X, c * y, groups=g)
+    np.testing.assert_allclose(gam_b.predict(X, groups=g), c * gam_a.predict(X, groups=g), rtol=1e-6)
+    np.testing.assert_allclose(gam_b.edf_, gam_a.edf_, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("c", [1e-8, 1e8])
+def test_feature_scale_is_exactly_equivariant(sleep_df, c):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    a = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
+    b = MixedLinearRegressor(random_slopes=["Days"]).fit(c * X, y, groups=g)
+    # T' = diag(1, 1/c) T: the slope rows of theta scale by 1/c
+    assert b.converged_ and b.is_singular_ == a.is_singular_  # lme4's isSingular is not scale-free
+    np.testing.assert_allclose(b.theta_, a.theta_ * np.array([1, 1 / c, 1 / c]), rtol=1e-4)
+    np.testing.assert_allclose(b.coef_ * c, a.coef_, rtol=1e-6)
+    np.testing.assert_allclose(b.predict(c * X, groups=g), a.predict(X, groups=g), rtol=1e-6)
+    # REML's log|R_X|^2 gains 2 log|c| from the rescaled column
+    assert b.criterion_ == pytest.approx(a.criterion_ + 2 * np.log(c), abs=1e-7)
+
+
+# =============================================================================================
+# non-convergence, degenerate responses, lost precision: flagged, never silent
+# =============================================================================================
+
+
+def test_iteration_limit_is_reported(sleep_df):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    for est in (MixedLinearRegressor(random_slopes=["Days"], max_iter=5),
+                PenalizedSplineRegressor(n_basis=6, max_iter=2)):
+        with pytest.warns(ConvergenceWarning, match=r"MAXEVAL_REACHED after \d+ evaluations.*raise max_iter"):
+            est.fit(X, y, groups=g)
+        assert est.converged_ is False and est.n_iter_ <= est.max_iter
+        assert "NOT converged" in est.summary()
+
+
+@pytest.mark.parametrize("solver", ["dense", "blocked"])
+@pytest.mark.parametrize("offset", [300, 1000, 3000])
+def test_random_slopes_on_an_uncentred_column_are_right_or_flagged(sleep_df, solver, offset):
+    """A slope covariate far from 0 (a calendar year, say) makes intercept and slope nearly
+    collinear: lme4 stops at a wrong, singular optimum with a warning. sklmm warns before the
+    fit, and the fit is then either the centred model's optimum or reported as not converged."""
+    X, y, g = sleep_df[["Days"]] + offset, sleep_df["Reaction"], sleep_df["Subject"]
+    centred = MixedLinearRegressor(random_slopes=["Days"]).fit(X - X.mean(), y, groups=g)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = MixedLinearRegressor(random_slopes=["Days"], solver=solver).fit(X, y, groups=g)
+    messages = [str(w.message) for w in caught]
+    assert any("'Days' of 'Subject' is far from centred" in msg and "Center the column" in msg for msg in messages)
+    if m.converged_:
+        assert m.criterion_ == pytest.approx(centred.criterion_, abs=1e-3)
+    else:
+        assert any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    # a moderate offset converges to the same optimum without any warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        near = MixedLinearRegressor(random_slopes=["Days"], solver=solver).fit(X - offset + 10, y, groups=g)
+    assert near.criterion_ == pytest.approx(centred.criterion_, abs=1e-6)
+
+
+@pytest.fixture
+def premature_optimizer(monkeypatch):
+    """Make the optimizer's first n_bad runs stop after 3 evaluations but claim convergence."""
+    import sklmm._model as engine
+
+    real = engine.minimize_bobyqa
+    state = {"bad": 0}
+
+    def stops_early(*args, **kwargs):
+        if state["bad"] > 0:
+            state["bad"] -= 1
+            summ = real(*args, **{**kwargs, "max_evals": 3})
+            summ.converged, summ.return_code = True, "FTOL_REACHED"
+            return summ
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "minimize_bobyqa", stops_early)
+    return state
+
+
+def test_a_premature_stop_is_restarted_or_reported(sleep_df, premature_optimizer):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    _, _, _, kw, ref = problem("sleep_slope_reml")
+    # a false "converged" is caught by the gradient check and the restart reaches lme4's optimum
+    premature_optimizer["bad"] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = MixedLinearRegressor(**kw).fit(X, y, groups=g)
+    assert m.converged_ and m.criterion_ == pytest.approx(ref["criterion"], rel=1e-9)
+    # when every restart stops early too, the fit is reported as not converged
+    premature_optimizer["bad"] = 1 + RESTARTS
+    with pytest.warns(ConvergenceWarning, match=r"fails lme4's convergence check: .*converged_ is False"):
+        m = MixedLinearRegressor(**kw).fit(X, y, groups=g)
+    assert m.converged_ is False and "NOT converged" in m.summary()
+
+
+def test_the_convergence_check_on_known_functions():
+    lower = np.array([0.0, -np.inf])
+    quad = lambda x: (x[0] - 1) ** 2 + 10 * (x[1] + 2) ** 2 + 5 * (x[0] - 1) * (x[1] + 2)  # noqa: E731
+    assert optimum_problem(quad, np.array([1.0, -2.0]), lower, quad([1.0, -2.0])) is None
+    assert "scaled gradient" in optimum_problem(quad, np.array([1.1, -2.0]), lower, quad([1.1, -2.0]))
+    # at the bound with the criterion rising into the interior: a legitimate (singular) optimum
+    up = lambda x: (x[0] + 1) ** 2 + x[1] ** 2  # noqa: E731
+    assert optimum_problem(up, np.array([0.0, 0.0]), lower, up([0.0, 0.0])) is None
+    down = lambda x: (x[0] - 1) ** 2 + x[1] ** 2  # noqa: E731
+    assert "off its bound" in optimum_problem(down, np.array([0.0, 0.0]), lower, down([0.0, 0.0]))
+    # a saddle: the Hessian is not positive definite
+    saddle = lambda x: (x[0] - 1) ** 2 - x[1] ** 2 + 0.01 * x[1]  # noqa: E731
+    x = np.array([1.0, 0.0])
+    assert "not positive definite" in optimum_problem(saddle, x, lower, saddle(x))
+    # natural units: the same check on a parameter measured in units of 1e-8
+    tiny = lambda x: quad(x * [1, 1e8])  # noqa: E731
+    assert optimum_problem(tiny, np.array([1.0, -2e-8]), lower, quad([1, -2]), scale=np.array([1, 1e-8])) is None
+
+
+def test_no_false_alarms_on_the_lme4_and_mgcv_reference_fits():
+    for key in MODELS:
+        X, y, g, kw, ref = problem(key)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            m = MixedLinearRegressor(**kw).fit(X, y, groups=g)
+        assert m.converged_ and m.is_singular_ == ref["is_singular"], key
+    d = load_mcycle()
+    for basis in ("cr", "ps", "rk"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            gam = PenalizedSplineRegressor(n_basis=20, basis=basis).fit(d[["times"]], d["accel"])
+        assert gam.converged_  # (the fits themselves are compared with mgcv in test_mgcv_reference.py)
+
+
+def test_response_fitted_exactly_is_an_error_not_a_zero_variance(sleep_df):
+    X, g = sleep_df[["Days"]], sleep_df["Subject"]
+    for y in (np.full(len(g), 3.0), 2 * X["Days"] - 1):
+        with pytest.raises(ValueError, match=r"y is fitted exactly by the fixed effects.*not a feature"):
+            MixedLinearRegressor().fit(X, y, groups=g)
+    y = 2 * X["Days"] + g.cat.codes  # a copy of the group means: no residual at all
+    with pytest.raises(ValueError, match=r"y is fitted exactly by the (fixed and random effects|model)"):
+        MixedLinearRegressor().fit(X, y, groups=g)
+    # a GAM without grouping factors: the fitted values are exact whatever lambda, so a warning;
+    # with no residual at all (integer data) the criterion is log(0) everywhere: an error
+    line = 2 * X["Days"] - 1
+    with pytest.warns(UserWarning, match=r"fitted exactly by the unpenalized part"):
+        with pytest.raises(ValueError, match=r"y is fitted exactly by the model"):
+            PenalizedSplineRegressor(n_basis=5).fit(X, line)
+    wiggle = line + 1e-9 * np.sin(np.arange(len(line)))  # below rounding of the cross-products
+    with pytest.warns(UserWarning, match=r"fitted exactly by the unpenalized part"):
+        gam = PenalizedSplineRegressor(n_basis=5).fit(X, wiggle)  # (and a ConvergenceWarning)
+    np.testing.assert_allclose(gam.predict(X), line, atol=1e-8)
+
+
+def test_response_offset_that_swamps_its_variation_is_flagged(sleep_df):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    with pytest.warns(UserWarning, match=r"residual variation of y is tiny.*subtract it"):
+        MixedLinearRegressor().fit(X, y + 1e6, groups=g)
+    with pytest.raises(ValueError, match=r"fitted exactly by the fixed effects.*huge constant offset"):
+        MixedLinearRegressor().fit(X, y + 1e9, groups=g)
+    # moderate offsets are harmless
+    a = MixedLinearRegressor().fit(X, y, groups=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        b = MixedLinearRegressor().fit(X, y + 1e3, groups=g)
+    np.testing.assert_allclose(b.theta_, a.theta_, rtol=1e-5)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known limitation: the engine forms [X y]'[X y] without centring, so an offset of ~1e3 sd "
+    "in y costs ~7 digits of the criterion (lme4 is exact here); fixed by shifting y by its "
+    "least-squares fit before the cross-products (see docs/reliability.md)"))
+def test_large_response_offset_is_exactly_equivariant(sleep_df):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    a = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
+    b = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y + 1e5, groups=g)
+    np.testing.assert_allclose(b.theta_, a.theta_, rtol=1e-6)
+
+
+# =============================================================================================
+# pickle, clone, joblib processes
+# =============================================================================================
+
+
+def test_pickle_roundtrip_gives_identical_predictions(sleep_df):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    new_g = pd.Series(list(g.iloc[:6]) + ["unseen"] * 4, dtype=object)
+    fits = [
+        MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g),
+        PenalizedSplineRegressor(n_basis=6).fit(X, y, groups=g),
+    ]
+    for est in fits:
+        back = pickle.loads(pickle.dumps(est))
+        for Xs, groups in ((X, None), (X, g), (X.iloc[:10], new_g.to_numpy())):
+            np.testing.assert_array_equal(back.predict(Xs, groups=groups), est.predict(Xs, groups=groups))
+        assert back.get_params() == est.get_params()
+        c = clone(est)
+        assert c.get_params() == est.get_params() and not hasattr(c, "theta_")
+        np.testing.assert_array_equal(c.fit(X, y, groups=g).predict(X, groups=g), est.predict(X, groups=g))
+
+
+@pytest.mark.parametrize("kind", ["mixed", "gam"])
+def test_cross_validate_and_grid_search_in_joblib_processes(sleep_df, kind):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    est = ESTIMATORS[kind]()
+    cv = GroupKFold(3)
+    with joblib.parallel_config(backend="loky"):
+        serial = cross_validate(est, X, y, groups=g, cv=cv, params={"groups": g}, n_jobs=1)
+        parallel = cross_validate(est, X, y, groups=g, cv=cv, params={"groups": g}, n_jobs=2,
+                                  return_estimator=True)
+        np.testing.assert_array_equal(parallel["test_score"], serial["test_score"])
+        assert all(e.n_groups_ == {"Subject": 12} for e in parallel["estimator"])
+        pipe = make_pipeline(StandardScaler().set_output(transform="pandas"), est)
+        step = pipe.steps[-1][0]
+        grid = {f"{step}__reml": [True, False]}
+        gs1 = GridSearchCV(pipe, grid, cv=cv, n_jobs=1).fit(X, y, groups=g, **{f"{step}__groups": g})
+        gs2 = GridSearchCV(pipe, grid, cv=cv, n_jobs=2).fit(X, y, groups=g, **{f"{step}__groups": g})
+    np.testing.assert_array_equal(gs2.cv_results_["mean_test_score"], gs1.cv_results_["mean_test_score"])
+    np.testing.assert_array_equal(gs2.best_estimator_.predict(X, groups=g), gs1.best_estimator_.predict(X, groups=g))
