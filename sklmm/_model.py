@@ -63,6 +63,10 @@ EXACT_FIT_RATIO = 1e-12
 IMPRECISE_FIT_RATIO = 1e-6
 #: lme4's ``checkConv``: tolerance on the (scaled) gradient and finite-difference step on theta
 GRAD_TOL = 2e-3
+#: relative rounding of the criterion assumed by the convergence check: a gradient below
+#: ``CRITERION_RESOLUTION * |criterion| / step`` cannot be told from rounding noise (it matters
+#: from about 10^7 rows, where the deviance is ~10^7 and lme4's absolute 2e-3 is below the noise)
+CRITERION_RESOLUTION = 1e-14
 GRAD_DELTA = 1e-4
 #: a diagonal entry of T below this (in its unit) is probed as on its bound by mirrored_descent
 NEAR_SINGULAR = 1e-2
@@ -134,8 +138,11 @@ def optimum_problem(objective, x, lower, fx, tol=GRAD_TOL, delta=GRAD_DELTA, sca
     fits). The others pass as in lme4 when ``min(|g|, |R^{-1} g|) <= tol``, with ``H = R'R``
     the finite-difference Hessian, which is computed only when the raw gradient fails.
     ``scale`` (see :func:`theta_scale`) runs the check in each parameter's natural unit.
+    ``tol`` is raised to the gradient the differences can resolve, ``CRITERION_RESOLUTION *
+    |fx| / delta``, so that very large data sets are not flagged for rounding noise.
     """
     x = np.asarray(x, dtype=float)
+    tol = max(tol, CRITERION_RESOLUTION * abs(fx) / delta)
     if scale is not None:
         unscaled = objective
 

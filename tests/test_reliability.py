@@ -541,3 +541,19 @@ def test_cross_validate_and_grid_search_in_joblib_processes(sleep_df, kind):
         gs2 = GridSearchCV(pipe, grid, cv=cv, n_jobs=2).fit(X, y, groups=g, **{f"{step}__groups": g})
     np.testing.assert_array_equal(gs2.cv_results_["mean_test_score"], gs1.cv_results_["mean_test_score"])
     np.testing.assert_array_equal(gs2.best_estimator_.predict(X, groups=g), gs1.best_estimator_.predict(X, groups=g))
+
+
+def test_the_convergence_check_does_not_flag_rounding_noise_of_huge_criteria():
+    """A deviance of 3e9 (10^9 rows) is resolved to ~1e-6; lme4's absolute 2e-3 on the gradient
+    is below what central differences with step 1e-4 can see there, so the tolerance is raised
+    to the resolution, while a real slope is still caught."""
+    lower = np.array([0.0, -np.inf])
+    C = 3e9
+
+    def noisy(x):  # a quadratic at (1, -2) plus rounding-size noise of relative size 1e-15
+        return C + (x[0] - 1) ** 2 + (x[1] + 2) ** 2 + 1e-15 * C * np.sign(np.sin(1e6 * x[0] + 3e6 * x[1]))
+
+    x = np.array([1.0, -2.0])
+    assert optimum_problem(noisy, x, lower, noisy(x)) is None
+    far = np.array([1.5, -2.0])  # gradient 1.0, well above the resolution 0.3
+    assert optimum_problem(noisy, far, lower, noisy(far)) is not None
