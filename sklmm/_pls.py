@@ -730,8 +730,7 @@ def make_factor(cp, terms, solver="auto"):
 
     ``"auto"`` takes the dense Cholesky for small systems (at most :data:`DENSE_SYSTEM_LIMIT`
     columns), the blocked Cholesky when the terms after the first have at most
-    :data:`DENSE_REST_LIMIT` columns and its Schur update fits :data:`SCHUR_UPDATE_BUDGET` (or
-    CHOLMOD is not installed), CHOLMOD otherwise.
+    :data:`DENSE_REST_LIMIT` columns (or CHOLMOD is not installed), CHOLMOD otherwise.
     """
     if solver == "auto":
         rest = sum(t.q for t in terms[1:])
@@ -740,13 +739,7 @@ def make_factor(cp, terms, solver="auto"):
         elif HAS_CHOLMOD and rest > DENSE_REST_LIMIT:
             solver = "cholmod"
         else:
-            blocked = BlockedFactor(cp, terms)
-            # without its precomputed Schur update (a first factor with many levels crossed
-            # with the others, e.g. subjects with slopes x items) CHOLMOD's supernodal
-            # factorization does the same update faster
-            if HAS_CHOLMOD and rest and blocked.schur is None:
-                return CholmodFactor(cp, terms)
-            return blocked
+            solver = "blocked"
     if solver == "blocked":
         return BlockedFactor(cp, terms)
     if solver == "cholmod":

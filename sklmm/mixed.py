@@ -59,10 +59,9 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         small. "cholmod": a sparse Cholesky by CHOLMOD (scikit-sparse), analysed once and
         refactored per theta. "dense": one dense Cholesky of the whole system, for small
         models. "auto" takes "dense" when the random-effect columns plus the fixed effects
-        number at most 119, otherwise "blocked" unless scikit-sparse is installed and the
-        factors after the first have more than 3000 random-effect columns or the blocked
-        path's precomputed update would be too large (see the solvers page). The choice is
-        recorded in ``solver_``.
+        number at most 119, otherwise "blocked" unless the factors after the first have more
+        than 3000 random-effect columns and scikit-sparse is installed. The choice is recorded
+        in ``solver_``.
     max_iter : int, default=10000
         Maximum number of evaluations of the profiled criterion.
     warm_start : bool, default=False

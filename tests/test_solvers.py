@@ -66,12 +66,3 @@ def test_auto_takes_the_dense_factor_for_small_systems(monkeypatch):
     monkeypatch.setattr(pls, "DENSE_SYSTEM_LIMIT", 10)
     assert MixedLinearRegressor(**kw).fit(X, y, groups=g).solver_ == "blocked"
 
-
-@pytest.mark.skipif(not pls.HAS_CHOLMOD, reason="scikit-sparse not installed")
-def test_auto_takes_cholmod_when_the_schur_update_is_over_budget(monkeypatch):
-    X, y, g, kw, ref = problem("crossed_reml")
-    assert MixedLinearRegressor(**kw).fit(X, y, groups=g).solver_ == "blocked"
-    monkeypatch.setattr(pls, "SCHUR_UPDATE_BUDGET", 10)
-    m = MixedLinearRegressor(**kw).fit(X, y, groups=g)
-    assert m.solver_ == "cholmod"
-    assert m.criterion_ == pytest.approx(ref["criterion"], rel=1e-6)
