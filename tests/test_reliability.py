@@ -557,3 +557,18 @@ def test_the_convergence_check_does_not_flag_rounding_noise_of_huge_criteria():
     assert optimum_problem(noisy, x, lower, noisy(x)) is None
     far = np.array([1.5, -2.0])  # gradient 1.0, well above the resolution 0.3
     assert optimum_problem(noisy, far, lower, noisy(far)) is not None
+
+
+def test_the_scaled_gradient_test_allows_the_optimizers_relative_accuracy():
+    """With n large the Hessian is large: a point whose predicted further decrease is below
+    1e-11 of the criterion passes (lme4's fixed 2e-3 flags such fits), a real gap does not."""
+    lower = np.array([-np.inf])
+    C, h = 3e6, 1e6
+
+    def f(x):
+        return C + 0.5 * h * (x[0] - 1.0) ** 2
+
+    close = np.array([1.0 + 3e-6])  # scaled gradient 3e-3, predicted decrease 4.5e-6
+    assert optimum_problem(f, close, lower, f(close)) is None
+    far = np.array([1.0 + 3e-5])  # scaled gradient 3e-2, predicted decrease 4.5e-4
+    assert "scaled gradient" in optimum_problem(f, far, lower, f(far))
