@@ -36,9 +36,14 @@ class InferenceMixin:
     """What an lme4 user expects after the fit. Needs ``self._fit`` (a MixedFit), ``self._design``
     (a TrainingDesign or None) and ``fixed_effects_names_``."""
 
-    def _remember_training(self, Xf, terms, y, sample_weight):
-        """Called by fit before the engine strips the per-row arrays of the terms."""
-        self._design = inf.TrainingDesign.from_terms(Xf, terms, sample_weight)
+    @staticmethod
+    def _training_design(Xf, terms, sample_weight):
+        """The rows simulate and bootstrap need; taken before the engine strips the terms."""
+        return inf.TrainingDesign.from_terms(Xf, terms, sample_weight)
+
+    def _remember_training(self, design, y, sample_weight):
+        """Called by a successful fit: the design, a fingerprint of the data, an empty cache."""
+        self._design = design
         self._data_fingerprint = _fingerprint(y, sample_weight)
         self._inference_cache = {}
 

@@ -302,10 +302,11 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         names = self._feature_names()
         Xf = np.hstack([np.ones((n, 1)), X]) if self.fit_intercept else X
         fe_names = (["(Intercept)"] if self.fit_intercept else []) + names
-        self._remember_training(Xf, terms, y, sample_weight)
+        design = self._training_design(Xf, terms, sample_weight)  # before the engine strips the rows
         fit = fit_mixed(terms, Xf, y, fe_names, sample_weight=sample_weight, reml=bool(self.reml),
                         solver=self.solver, max_iter=self.max_iter,
                         theta_start=self._warm_theta(terms), verbose=self.verbose)
+        self._remember_training(design, y, sample_weight)
         self._set_engine_attributes(fit)
         self.fixed_effects_names_ = fe_names
         self.intercept_ = float(fit.beta[0]) if self.fit_intercept else 0.0
