@@ -166,6 +166,11 @@ def _warn_uncentred_slopes(t, G):
         )
 
 
+def term_rows(term, X):
+    """A random-effect term's model-matrix rows at X: 1 for its intercept, then its slope columns."""
+    return np.hstack([np.ones((X.shape[0], 1 if term.intercept else 0)), X[:, term.slope_columns]])
+
+
 class GroupedMixin:
     """Random intercepts and slopes from ``groups``, shared by the estimators.
 
@@ -377,9 +382,7 @@ class GroupedMixin:
                     "'Unseen levels' in the user guide, docs/user_guide.md)."
                 )
             seen = ~unseen
-            ones = np.ones((int(seen.sum()), 1 if t.intercept else 0))
-            vals = np.hstack([ones, X[seen][:, t.slope_columns]])
-            yield k, t, codes, seen, vals
+            yield k, t, codes, seen, term_rows(t, X[seen])
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of ``predict(X, groups)``.

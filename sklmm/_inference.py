@@ -22,7 +22,7 @@ from scipy.linalg import solve_triangular
 from scipy.optimize import brentq
 
 from ._optimize import minimize_bobyqa
-from ._pls import _LOG_2PI, BlockedFactor, _by_level, _lambda_t_rows
+from ._pls import _LOG_2PI, BlockedFactor, Factorization, _by_level, _lambda_t_rows, profiled_criterion
 from ._terms import templates, theta_layout
 
 __all__ = [
@@ -96,7 +96,7 @@ def deviance_theta_sigma(fit, theta, sigma):
 
 
 def _fixed_cov_unscaled(factor):
-    """``(X' V^{-1} X)^{-1} sigma^2`` at the factor's last theta: ``L_X^{-T} L_X^{-1}``."""
+    """``(R_X' R_X)^{-1} = L_X^{-T} L_X^{-1}`` at the factor's last theta (vcov / sigma^2)."""
     LX, _ = factor.fixed_part()
     if LX.shape[0] == 0:
         return np.zeros((0, 0))
@@ -179,7 +179,7 @@ def satterthwaite_df(fit, cov):
         return deviance_theta_sigma(fit, x[:-1], x[-1] * s0)
 
     def var_beta(x):
-        if deviance_theta_sigma(fit, x[:-1], 1.0) == np.inf:
+        if fit.factor.update(x[:-1]) is None:
             return np.full(p, np.nan)
         return (x[-1] * s0) ** 2 * np.diag(_fixed_cov_unscaled(fit.factor))
 
@@ -388,7 +388,6 @@ def _profile_beta(fit, jk, cutoff):
     profile is one optimization over theta on the fitted factorization.
     """
     n, p, reml = fit.n, fit.cp.p, fit.reml
-    n_eff = n - (p - 1) if reml else n
     lower = np.concatenate([t.theta_lower() for t in fit.terms]) if fit.terms else np.zeros(0)
     warm = {"x": fit.theta.copy()}
 
@@ -402,11 +401,9 @@ def _profile_beta(fit, jk, cutoff):
         e[jk] = 1.0
         w = solve_triangular(LX, e, lower=True)
         c = float(w @ w)
-        r2 = fz.r2 + (b - beta[jk]) ** 2 / c
-        val = fz.logdet_L2 + n_eff * (1.0 + _LOG_2PI + np.log(r2 / n_eff)) - fit.cp.sum_log_weights
-        if reml:
-            val += fz.logdet_RX2 + np.log(c)
-        return val
+        # the profiled criterion of the model with p - 1 fixed columns and the offset b x_j
+        reduced = Factorization(fz.logdet_L2, fz.logdet_RX2 + np.log(c), fz.r2 + (b - beta[jk]) ** 2 / c)
+        return profiled_criterion(reduced, n, p - 1, reml, fit.cp.sum_log_weights)
 
     dev_min = crit(fit.theta, fit.beta[fit.keep[jk]])
 
@@ -529,37 +526,39 @@ def conditional_mean_variance(fit, A, seen_rows, chunk=2048):
     m = A.shape[0]
     out = np.empty(m)
     factor, terms = fit.factor, fit.terms
-    factor.update(fit.theta)
+    factor.update(fit.theta)  # whitened_norms reads the factor's state, and does not change it
     Ts = templates(terms, fit.theta)
     _, z_off = theta_layout(terms)
     q = int(z_off[-1])
-    try:
-        for a in range(0, m, chunk):
-            b = min(m, a + chunk)
-            rows, cols, vals = [], [], []
-            for k, idx, codes, v in seen_rows:
-                sel = (idx >= a) & (idx < b)
-                if not sel.any():
-                    continue
-                t = terms[k]
-                av = v[sel] @ Ts[k]  # (Lambda' z)_level = T' v, as rows
-                base = z_off[k] + codes[sel].astype(np.int64) * t.n_coef
-                rows.append((base[:, None] + np.arange(t.n_coef)).ravel())
-                cols.append(np.repeat(idx[sel] - a, t.n_coef))
-                vals.append(av.ravel())
-            Az = sp.csc_matrix(
-                (np.concatenate(vals) if vals else np.zeros(0),
-                 (np.concatenate(rows) if rows else np.zeros(0, np.intp),
-                  np.concatenate(cols) if cols else np.zeros(0, np.intp))),
-                shape=(q, b - a),
-            )
-            out[a:b] = factor.whitened_norms(Az, A[a:b].T)
-    finally:
-        _restore(fit)
+    for a in range(0, m, chunk):
+        b = min(m, a + chunk)
+        rows, cols, vals = [], [], []
+        for k, idx, codes, v in seen_rows:
+            sel = (idx >= a) & (idx < b)
+            if not sel.any():
+                continue
+            t = terms[k]
+            av = v[sel] @ Ts[k]  # (Lambda' z)_level = T' v, as rows
+            base = z_off[k] + codes[sel].astype(np.int64) * t.n_coef
+            rows.append((base[:, None] + np.arange(t.n_coef)).ravel())
+            cols.append(np.repeat(idx[sel] - a, t.n_coef))
+            vals.append(av.ravel())
+        Az = sp.csc_matrix(
+            (np.concatenate(vals) if vals else np.zeros(0),
+             (np.concatenate(rows) if rows else np.zeros(0, np.intp),
+              np.concatenate(cols) if cols else np.zeros(0, np.intp))),
+            shape=(q, b - a),
+        )
+        out[a:b] = factor.whitened_norms(Az, A[a:b].T)
     return fit.sigma**2 * out
 
 
 # ----------------------------------------------------------------------------- simulation, bootstrap
+
+
+def prior_covariances(fit):
+    """Each term's covariance of one level's random effects, ``sigma^2 T_k T_k'``."""
+    return [fit.sigma**2 * (T @ T.T) for T in templates(fit.terms, fit.theta)]
 
 
 def _draw_random_effects(fit, rng):

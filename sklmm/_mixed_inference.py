@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import _inference as inf
+from ._base import term_rows
 from ._formula import formula_inputs
 
 __all__ = ["InferenceMixin", "likelihood_ratio_test"]
@@ -197,14 +198,12 @@ class InferenceMixin:
         Xf = np.hstack([np.ones((X.shape[0], 1)), X]) if self.fit_intercept else X
         seen_rows, extra = [], np.zeros(X.shape[0])
         if groups is not None and fit.terms:
-            prior = [fit.sigma**2 * (T @ T.T) for T in inf.templates(fit.terms, fit.theta)]
+            prior = inf.prior_covariances(fit)
             for k, t, codes, seen, vals in self._group_rows(X, groups):
-                idx = np.flatnonzero(seen)
-                seen_rows.append((k, idx, codes[seen], vals))
+                seen_rows.append((k, np.flatnonzero(seen), codes[seen], vals))
                 unseen = ~seen
                 if unseen.any():
-                    ones = np.ones((int(unseen.sum()), 1 if t.intercept else 0))
-                    v = np.hstack([ones, X[unseen][:, t.slope_columns]])
+                    v = term_rows(t, X[unseen])
                     extra[unseen] += np.einsum("ij,jk,ik->i", v, prior[k], v)
         return inf.conditional_mean_variance(fit, Xf[:, fit.keep], seen_rows) + extra
 
@@ -212,9 +211,9 @@ class InferenceMixin:
         """Prior variance of all random effects at these rows (an observation of a new group)."""
         fit = self._fit
         var = np.zeros(X.shape[0])
-        for t, T in zip(fit.terms, inf.templates(fit.terms, fit.theta)):
-            v = np.hstack([np.ones((X.shape[0], 1 if t.intercept else 0)), X[:, t.slope_columns]])
-            var += np.einsum("ij,jk,ik->i", v, fit.sigma**2 * (T @ T.T), v)
+        for t, S in zip(fit.terms, inf.prior_covariances(fit)):
+            v = term_rows(t, X)
+            var += np.einsum("ij,jk,ik->i", v, S, v)
         return var
 
     def predict_interval(self, X, groups=None, level=0.95):
