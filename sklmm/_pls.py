@@ -667,13 +667,7 @@ class DenseFactor:
         self.p = cp.p
         self.theta_slices, z_off = theta_layout(terms)
         self.q = q = int(z_off[-1])
-        start = np.concatenate([t.theta_start() for t in terms]) if terms else np.zeros(0)
-        A = dense_system(cp, terms, start)  # Lambda = I at lme4's start
-        for k, t in enumerate(terms):  # Z'Z exactly: "+ I - I" would cancel the digits of small ones
-            lv = np.arange(t.n_levels)
-            r, c = _block_entries(lv, lv, t.n_coef, t.n_coef, z_off[k], z_off[k])
-            A[r, c] = cp.diag[k].ravel()
-        self.A = A
+        self.A = A = dense_system(cp, terms)  # [Z X y]'[Z X y], unscaled
         m = A.shape[0]
         # where each term's T_k lands in the block-diagonal Lambda (all levels at once)
         self._blocks = []
@@ -759,12 +753,13 @@ def profiled_criterion(fz: Factorization | None, n, p, reml, sum_log_weights=0.0
     return fz.logdet_L2 + n * (1.0 + _LOG_2PI + np.log(fz.r2 / n)) - sum_log_weights
 
 
-def dense_system(cp: CrossProducts, terms, theta):
+def dense_system(cp: CrossProducts, terms, theta=None):
     """The augmented PLS matrix at theta as a dense array (random-effect columns, X, y).
 
     ``[[Lambda'Z'Z Lambda + I, Lambda'Z'X, Lambda'Z'y], [., X'X, X'y], [., ., y'y]]``. Its size is
     ``q + p + 1``: meant for models with few random-effect columns (penalized smooths) and for
     quantities needed once per fit (effective degrees of freedom, posterior covariances).
+    ``theta=None`` gives the unscaled cross-products ``[Z X y]'[Z X y]`` (no Lambda, no I).
     """
     slices, z_off = theta_layout(terms)
     q = int(z_off[-1])
@@ -782,6 +777,8 @@ def dense_system(cp: CrossProducts, terms, theta):
         M[r, c] = blocks.ravel()
         M[c, r] = blocks.ravel()
     M[q:, q:] = cp.xyxy
+    if theta is None:
+        return M
     for k, t in enumerate(terms):
         T = t.template(theta[slices[k]])
         _lambda_sandwich(M, T, z_off[k], t.n_levels)
