@@ -55,3 +55,18 @@ read_data <- function(path, factors = character(0)) {
   }
   df
 }
+
+# The data sets the lme4 reference scripts fit, keyed by file name as in the
+# Python tests (tests/reference.py), with their grouping columns as factors.
+reference_datasets <- function() {
+  dd <- "sklmm/datasets/data"
+  list(
+    "sleepstudy.csv"  = read_data(file.path(dd, "sleepstudy.csv"), "Subject"),
+    "dyestuff.csv"    = read_data(file.path(dd, "dyestuff.csv"), "Batch"),
+    "penicillin.csv"  = read_data(file.path(dd, "penicillin.csv"), c("plate", "sample")),
+    "pastes.csv"      = read_data(file.path(dd, "pastes.csv"), c("batch", "cask", "sample")),
+    "schools.csv"     = read_data(file.path(dd, "schools.csv"), "school"),
+    "sim_crossed.csv" = read_data("tests/data/sim_crossed.csv", c("subj", "item")),
+    "sim_nested.csv"  = read_data("tests/data/sim_nested.csv", c("outer", "inner"))
+  )
+}

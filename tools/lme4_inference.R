@@ -63,15 +63,7 @@ PB_NSIM <- 500L
 PB_TIME_LIMIT <- 60      # seconds; the parametric-bootstrap LRT is skipped beyond this
 
 ## --- data ---------------------------------------------------------------------
-dd <- "sklmm/datasets/data"
-datasets <- list(
-  "sleepstudy.csv"  = read_data(file.path(dd, "sleepstudy.csv"), "Subject"),
-  "dyestuff.csv"    = read_data(file.path(dd, "dyestuff.csv"), "Batch"),
-  "penicillin.csv"  = read_data(file.path(dd, "penicillin.csv"), c("plate", "sample")),
-  "pastes.csv"      = read_data(file.path(dd, "pastes.csv"), c("batch", "cask", "sample")),
-  "sim_crossed.csv" = read_data("tests/data/sim_crossed.csv", c("subj", "item")),
-  "sim_nested.csv"  = read_data("tests/data/sim_nested.csv", c("outer", "inner"))
-)
+datasets <- reference_datasets()
 
 ## --- helpers ------------------------------------------------------------------
 # A log of the warnings, errors and messages raised while computing one entry.

@@ -37,16 +37,7 @@ if (!dir.exists("sklmm/datasets/data") || !dir.exists("tests/data")) {
 }
 
 ## --- data ---------------------------------------------------------------------
-dd <- "sklmm/datasets/data"
-datasets <- list(
-  "sleepstudy.csv"  = read_data(file.path(dd, "sleepstudy.csv"), "Subject"),
-  "dyestuff.csv"    = read_data(file.path(dd, "dyestuff.csv"), "Batch"),
-  "penicillin.csv"  = read_data(file.path(dd, "penicillin.csv"), c("plate", "sample")),
-  "pastes.csv"      = read_data(file.path(dd, "pastes.csv"), c("batch", "cask", "sample")),
-  "schools.csv"     = read_data(file.path(dd, "schools.csv"), "school"),
-  "sim_crossed.csv" = read_data("tests/data/sim_crossed.csv", c("subj", "item")),
-  "sim_nested.csv"  = read_data("tests/data/sim_nested.csv", c("outer", "inner"))
-)
+datasets <- reference_datasets()
 # The bundled lme4 data must come back unchanged (same numbers, same levels).
 stopifnot(
   isTRUE(all.equal(datasets[["sleepstudy.csv"]], lme4::sleepstudy[, c("Reaction", "Days", "Subject")],
