@@ -242,11 +242,16 @@ def _lambda_sandwich(M, T, offset, n_levels):
     _lambda_t_rows(M.T, T, offset, n_levels)
 
 
-def _tail_cholesky(M):
-    """Lower Cholesky factor of a dense symmetric matrix, or None when it is not positive definite."""
+def _tail_cholesky(M, overwrite=False):
+    """Lower Cholesky factor of a symmetric matrix, or None when it is not positive definite.
+
+    Only the upper triangle of a C-ordered ``M`` is read (it is the lower triangle of the
+    Fortran-ordered ``M.T``, which LAPACK factors without a copy when ``overwrite`` is True;
+    ``M`` is then destroyed). The factor is returned in Fortran order.
+    """
     if M.shape[0] == 0:
         return M
-    L, info = lapack.dpotrf(M, lower=1, clean=1, overwrite_a=0)
+    L, info = lapack.dpotrf(M.T, lower=1, clean=1, overwrite_a=int(overwrite))
     if info != 0:
         return None
     return L
@@ -302,9 +307,14 @@ class _SchurUpdate:
             self.K = None
             return
         s, t = _ragged_pairs(starts, lengths)
-        key = rows[s].astype(np.int64) * m + rows[t]
-        uniq, inv = np.unique(key, return_inverse=True)
-        inv = inv.ravel()
+        key = rows[s].astype(np.int64) * m + rows[t]  # upper triangle: rows sorted per level
+        # distinct positions through a dense m x m lookup (cheaper than sorting the keys)
+        present = np.zeros(m * m, dtype=bool)
+        present[key] = True
+        self.idx = np.flatnonzero(present)
+        slot = np.cumsum(present, dtype=np.int64) - 1
+        inv = slot[key]
+        del present, slot
         nw = len(self.pairs_w)
         coefs, cols, kr = [], [], []
         for w, (a, b) in enumerate(self.pairs_w):
@@ -316,16 +326,16 @@ class _SchurUpdate:
             kr.append(inv)
         self.K = sp.csr_matrix(
             (np.concatenate(coefs), (np.concatenate(kr), np.concatenate(cols))),
-            shape=(len(uniq), n_levels * nw),
+            shape=(len(self.idx), n_levels * nw),
         )
-        r, c = uniq // m, uniq % m
-        self.idx = r * m + c
+        r, c = self.idx // m, self.idx % m
         off = r != c
         self.idx_t = (c * m + r)[off]
         self.off = off
 
-    def apply(self, M, G):
-        """In place: ``M -= sum_j C_j G_j G_j' C_j'`` (M dense, m x m)."""
+    def apply(self, M, G, mirror=True):
+        """In place: ``M -= sum_j C_j G_j G_j' C_j'`` (M dense, m x m), on the upper triangle
+        only unless ``mirror``."""
         if G.shape[1] == 1:
             w = (G[:, 0, 0] ** 2)[:, None]
         else:
@@ -334,7 +344,8 @@ class _SchurUpdate:
         vals = self.K @ w.ravel()
         flat = M.reshape(-1)
         flat[self.idx] -= vals
-        flat[self.idx_t] -= vals[self.off]
+        if mirror:
+            flat[self.idx_t] -= vals[self.off]
 
 
 class BlockedFactor:
@@ -370,6 +381,7 @@ class BlockedFactor:
         RR[qr:, qr:] = cp.xyxy
         self.RR = RR
         self.schur = None
+        self._scalar_rest = all(t.n_coef == 1 for t in rest)
         if first is not None:
             p1 = first.n_coef
             n1 = first.n_levels
@@ -445,7 +457,7 @@ class BlockedFactor:
                 logdet += 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
                 G = np.einsum("ab,jcb->jac", T1, np.linalg.inv(L11))  # T1 L_j^{-T}
             if self.schur is not None:
-                self.schur.apply(M, G)
+                self.schur.apply(M, G, mirror=not self._scalar_rest)
             else:
                 Sz, Sxy = self._scaled_C(G)
                 M[qr:, qr:] -= Sxy @ Sxy.T
@@ -455,12 +467,19 @@ class BlockedFactor:
                     M[:qr, qr:] -= Pzx
                     M[qr:, :qr] -= Pzx.T
             # Lambda_R' M Lambda_R on the rest terms (X and y columns are not scaled)
-            for i, t in enumerate(terms[1:], start=1):
-                o = self.rest_offsets[i - 1]
-                _lambda_sandwich(M, Ts[i], o, t.n_levels)
-            idx = np.arange(qr)
-            M[idx, idx] += 1.0
-        Lm = _tail_cholesky(M)
+            if self._scalar_rest:  # a diagonal Lambda_R: two broadcast products
+                scale = np.ones(M.shape[0])
+                for i, t in enumerate(terms[1:], start=1):
+                    o = self.rest_offsets[i - 1]
+                    scale[o : o + t.q] = Ts[i][0, 0]
+                M *= scale
+                M *= scale[:, None]
+            else:
+                for i, t in enumerate(terms[1:], start=1):
+                    o = self.rest_offsets[i - 1]
+                    _lambda_sandwich(M, Ts[i], o, t.n_levels)
+            M.reshape(-1)[:: M.shape[0] + 1][:qr] += 1.0
+        Lm = _tail_cholesky(M, overwrite=True)
         if Lm is None:
             self._state = None
             return None
@@ -685,7 +704,8 @@ class DenseFactor:
             lam[r, c] = np.tile(t.template(theta[s]).ravel(), n_levels)
         M = lam.T @ self.A @ lam
         M[self._zdiag, self._zdiag] += 1.0
-        L = _tail_cholesky(M)
+        # M is symmetric only to rounding: factor its lower triangle (the upper one of M.T)
+        L = _tail_cholesky(M.T)
         if L is None:
             self._state = None
             return None

@@ -91,7 +91,9 @@ def test_conditional_modes(fitted):
 def test_conditional_fitted_values(fitted):
     m, X, g, ref = fitted
     want = np.asarray(ref["fitted"])
-    np.testing.assert_allclose(m.predict(X, groups=g), want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    # two optimizers stopping within 1e-8 of the same optimum (test_criterion_reaches_lme4_optimum)
+    # can differ by ~1e-5 of the scale in fitted values near 0 (crossed_reml: 8e-6)
+    np.testing.assert_allclose(m.predict(X, groups=g), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
