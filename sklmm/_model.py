@@ -73,6 +73,10 @@ SCALED_RESOLUTION = 1e-11
 GRAD_DELTA = 1e-4
 #: a diagonal entry of T below this (in its unit) is probed as on its bound by mirrored_descent
 NEAR_SINGULAR = 1e-2
+#: covariance_probe examines a term only when the smallest singular value of its T_k (in its
+#: coefficients' units) is below this: elsewhere theta maps smoothly onto the covariance, and
+#: the Hessian-scaled gradient check is the sharper test
+PROBE_BELOW = 0.01
 #: a passing check still tries a Newton step when it predicts a decrease above this
 POLISH_GAIN = 1e-9
 #: after the last restart, a probe must lower the criterion by more than this to be reported
@@ -531,6 +535,8 @@ def covariance_probe(objective, x, fx, candidates, min_gain=1e-6, eps=1e-6, tol=
 
     for t, at_, unit, in candidates:
         Tn = t.template(x[at_]) / unit[:, None]
+        if np.linalg.svd(Tn, compute_uv=False).min() >= PROBE_BELOW:
+            continue  # theta is a good chart here: the gradient check has covered the term
         S = Tn @ Tn.T
         p = t.n_coef
         E = np.eye(p)

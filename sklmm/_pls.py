@@ -242,16 +242,17 @@ def _lambda_sandwich(M, T, offset, n_levels):
     _lambda_t_rows(M.T, T, offset, n_levels)
 
 
-def _tail_cholesky(M, overwrite=False):
+def _tail_cholesky(M, overwrite=False, clean=True):
     """Lower Cholesky factor of a symmetric matrix, or None when it is not positive definite.
 
     Only the upper triangle of a C-ordered ``M`` is read (it is the lower triangle of the
     Fortran-ordered ``M.T``, which LAPACK factors without a copy when ``overwrite`` is True;
-    ``M`` is then destroyed). The factor is returned in Fortran order.
+    ``M`` is then destroyed). The factor is returned in Fortran order; without ``clean`` its
+    strict upper triangle is left as it was (for callers that only read the lower one).
     """
     if M.shape[0] == 0:
         return M
-    L, info = lapack.dpotrf(M.T, lower=1, clean=1, overwrite_a=int(overwrite))
+    L, info = lapack.dpotrf(M.T, lower=1, clean=int(clean), overwrite_a=int(overwrite))
     if info != 0:
         return None
     return L
@@ -295,8 +296,13 @@ class _SchurUpdate:
     allocation of a sparse product and no densification.
     """
 
-    def __init__(self, rows, levels, values, n_levels, m):
+    def __init__(self, rows, levels, values, n_levels, m, D):
         p1 = values.shape[1]
+        # levels with the same block D_j = Z_j'Z_j have the same W_j at every theta: one column
+        # of K serves them all (InstEval: 2,972 students, 86 distinct counts; half the entries)
+        _, self.rep, klass = np.unique(D.reshape(n_levels, -1), axis=0, return_index=True,
+                                       return_inverse=True)
+        klass = klass.ravel()
         order = np.lexsort((rows, levels))
         rows, levels, values = rows[order], levels[order], values[order]
         lengths = np.bincount(levels, minlength=n_levels)
@@ -322,11 +328,11 @@ class _SchurUpdate:
             if a != b:
                 c = c + values[s, b] * values[t, a]
             coefs.append(c)
-            cols.append(levels[s] * nw + w)
+            cols.append(klass[levels[s]] * nw + w)
             kr.append(inv)
-        self.K = sp.csr_matrix(
+        self.K = sp.csr_matrix(  # duplicate (position, class) entries are summed
             (np.concatenate(coefs), (np.concatenate(kr), np.concatenate(cols))),
-            shape=(len(self.idx), n_levels * nw),
+            shape=(len(self.idx), len(self.rep) * nw),
         )
         r, c = self.idx // m, self.idx % m
         off = r != c
@@ -336,6 +342,7 @@ class _SchurUpdate:
     def apply(self, M, G, mirror=True):
         """In place: ``M -= sum_j C_j G_j G_j' C_j'`` (M dense, m x m), on the upper triangle
         only unless ``mirror``."""
+        G = G[self.rep]
         if G.shape[1] == 1:
             w = (G[:, 0, 0] ** 2)[:, None]
         else:
@@ -409,7 +416,7 @@ class BlockedFactor:
                 e_rows.append(np.full(n1, qr + i))
                 e_lev.append(np.arange(n1))
                 e_val.append(self.Cxy[i].reshape(n1, p1))
-            schur = _SchurUpdate(np.concatenate(e_rows), np.concatenate(e_lev), np.concatenate(e_val), n1, m)
+            schur = _SchurUpdate(np.concatenate(e_rows), np.concatenate(e_lev), np.concatenate(e_val), n1, m, self.D1)
             self.schur = schur if schur.K is not None else None
         self._state = None
 
@@ -479,7 +486,7 @@ class BlockedFactor:
                     o = self.rest_offsets[i - 1]
                     _lambda_sandwich(M, Ts[i], o, t.n_levels)
             M.reshape(-1)[:: M.shape[0] + 1][:qr] += 1.0
-        Lm = _tail_cholesky(M, overwrite=True)
+        Lm = _tail_cholesky(M, overwrite=True, clean=False)  # every use reads the lower triangle
         if Lm is None:
             self._state = None
             return None
@@ -493,7 +500,7 @@ class BlockedFactor:
         """``(L_X, l_y)`` at the last updated theta: the lower Cholesky factor of the fixed-effect
         block (``R_X'``) and the row below it, so that ``beta = L_X^{-T} l_y``."""
         Lm, qr, p = self._state[-1], self.qr, self.p
-        return Lm[qr : qr + p, qr : qr + p], Lm[-1, qr : qr + p]
+        return np.tril(Lm[qr : qr + p, qr : qr + p]), Lm[-1, qr : qr + p]
 
     def whitened_norms(self, Az, Ax):
         """``|L^{-1} a|^2`` for the columns ``a = [Az; Ax]`` (Az sparse over the random-effect
