@@ -354,6 +354,10 @@ def theta_scale(terms, cp):
 #: (in each coefficient's unit, see :func:`theta_scale`)
 MOMENT_FLOOR = 0.02
 MOMENT_CEILING = 50.0
+#: first steps from the moment start, relative to each coefficient's estimated standard deviation
+#: (0.1 to 0.3 did about equally well on the lme4 reference models, InstEval and the crossed
+#: benchmark; 0.75, MixedModels.jl's step from its start at 1, took up to twice as many steps)
+MOMENT_STEP = 0.2
 
 
 def _moment_covariance(t, D, zr, sigma2_total, n, p):
@@ -388,9 +392,10 @@ def moment_start(terms, cp, scale):
     lme4 starts every term at ``T_k = I``. Here each grouping term starts at the Cholesky
     factor of its one-way method-of-moments covariance (:func:`_moment_covariance`), with
     diagonal entries kept within [:data:`MOMENT_FLOOR`, :data:`MOMENT_CEILING`] units, and the
-    first steps are 0.75 of each row's standard deviation (MixedModels.jl's 0.75 from its start
-    at 1): the optimizer then works in units of the expected answer, which saves evaluations
-    when the variances differ by orders of magnitude (lme4's InstEval: 0.28, 0.44 and 0.07). Smooth terms, and terms whose estimate fails (a level
+    first steps are :data:`MOMENT_STEP` times each row's standard deviation: the optimizer then
+    works in units of the expected answer, which saves evaluations when the variances differ by
+    orders of magnitude (lme4's InstEval: 0.28, 0.44 and 0.07), and its first trust region is
+    small because the start is already close (BOBYQA's region still grows when it is not). Smooth terms, and terms whose estimate fails (a level
     count too small, singular blocks), keep lme4's start and MixedModels.jl's steps.
 
     Returns
@@ -428,7 +433,7 @@ def moment_start(terms, cp, scale):
         else:
             T = np.diag(sd)
         start[sl] = T[t.tri_rows, t.tri_cols]
-        step[sl] = 0.75 * sd[t.tri_rows]  # MixedModels.jl's 0.75, relative to the start
+        step[sl] = MOMENT_STEP * sd[t.tri_rows]
     return start, step
 
 

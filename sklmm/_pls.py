@@ -271,8 +271,11 @@ class Factorization:
 
 
 #: Largest number of stored products for which :class:`_SchurUpdate` is precomputed; above it the
-#: update is formed by a sparse matrix product per evaluation instead (less memory, more time).
+#: update is formed by :class:`_SchurScatter` (within :data:`SCHUR_SCATTER_BYTES`) or by a sparse
+#: matrix product per evaluation (less memory, more time).
 SCHUR_UPDATE_BUDGET = 20_000_000
+#: Memory allowed for the products stored by :class:`_SchurScatter`.
+SCHUR_SCATTER_BYTES = 1_500_000_000
 
 
 def _ragged_pairs(starts, lengths):
@@ -308,10 +311,6 @@ class _SchurUpdate:
         lengths = np.bincount(levels, minlength=n_levels)
         starts = np.cumsum(lengths) - lengths
         self.pairs_w = [(a, b) for a in range(p1) for b in range(a, p1)]
-        self.nnz = int(np.sum(lengths * (lengths + 1) // 2)) * len(self.pairs_w)
-        if self.nnz > SCHUR_UPDATE_BUDGET:
-            self.K = None
-            return
         s, t = _ragged_pairs(starts, lengths)
         key = rows[s].astype(np.int64) * m + rows[t]  # upper triangle: rows sorted per level
         # distinct positions through a dense m x m lookup (cheaper than sorting the keys)
@@ -353,6 +352,106 @@ class _SchurUpdate:
         flat[self.idx] -= vals
         if mirror:
             flat[self.idx_t] -= vals[self.off]
+
+
+class _SchurScatter:
+    """``sum_j C_j W_j C_j'`` for many products: the same linear map as :class:`_SchurUpdate`,
+    stored level by level (one sparse column per level and entry of W, with the flat position
+    in M of each product), so that it is built without sorting and applied as a scatter into a
+    dense vector of ``m^2`` positions (scipy's CSC matrix-vector product, which releases the
+    GIL: the levels are split into two halves applied by two threads).
+
+    Used where the first term has many levels with many products each (crossed designs:
+    20,000 subjects with slopes times 50 items each), where :class:`_SchurUpdate` would need a
+    sort of tens of millions of entries.
+    """
+
+    def __init__(self, rows, levels, values, n_levels, m, pair_counts):
+        p1 = values.shape[1]
+        order = np.lexsort((rows, levels))
+        rows, levels, values = rows[order], levels[order], values[order]
+        lengths = np.bincount(levels, minlength=n_levels)
+        starts = np.cumsum(lengths) - lengths
+        self.pairs_w = [(a, b) for a in range(p1) for b in range(a, p1)]
+        self.m = m
+        # levels grouped by their number of rows L: each group's products are one (levels x
+        # L(L+1)/2) array, formed with the same upper-triangle pattern; the columns of the
+        # stored map follow that order (self.perm)
+        self.perm = np.argsort(lengths, kind="stable")
+        counts = pair_counts[self.perm]
+        indptr = np.zeros(n_levels + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        total = int(indptr[-1])
+        index_type = np.int32 if m * m < 2**31 and total < 2**31 else np.int64
+        # two halves of about equal size, one per thread, each in arrays of its own (a CSC
+        # matrix on a slice of a larger array would be copied by scipy)
+        cut = int(np.searchsorted(indptr, total // 2))
+        spans = [(0, cut), (cut, n_levels)]
+        pos = [np.empty(int(indptr[hi] - indptr[lo]), dtype=index_type) for lo, hi in spans]
+        data = [[np.empty(len(ph)) for _ in self.pairs_w] for ph in pos]
+        sorted_lengths = lengths[self.perm]
+        bounds = np.flatnonzero(np.diff(sorted_lengths)) + 1
+        rows = rows.astype(index_type)
+        columns = [np.ascontiguousarray(values[:, a]) for a in range(p1)]
+        for g0, g1 in zip(np.r_[0, bounds], np.r_[bounds, n_levels]):
+            L = int(sorted_lengths[g0])
+            if L == 0:
+                continue
+            at = starts[self.perm[g0:g1]][:, None] + np.arange(L)  # (levels, L) rows of C
+            iu, ju = np.triu_indices(L)
+            R = rows[at]
+            group = [np.take(R, iu, axis=1) * m + np.take(R, ju, axis=1)]
+            V = [col[at] for col in columns]  # per coefficient, (levels, L)
+            for a_, b_ in self.pairs_w:
+                c = np.take(V[a_], iu, axis=1) * np.take(V[b_], ju, axis=1)
+                if a_ != b_:
+                    c += np.take(V[b_], iu, axis=1) * np.take(V[a_], ju, axis=1)
+                group.append(c)
+            for h, (lo, hi) in enumerate(spans):
+                l0, l1 = max(g0, lo), min(g1, hi)
+                if l0 >= l1:
+                    continue
+                dst = slice(int(indptr[l0] - indptr[lo]), int(indptr[l1] - indptr[lo]))
+                for target, src in zip([pos[h]] + data[h], group):
+                    target[dst] = src[l0 - g0 : l1 - g0].ravel()
+        self.halves = []
+        for h, (lo, hi) in enumerate(spans):
+            ip = (indptr[lo : hi + 1] - indptr[lo]).astype(index_type)
+            mats = [sp.csc_matrix((d, pos[h], ip), shape=(m * m, hi - lo), copy=False) for d in data[h]]
+            self.halves.append((lo, hi, mats))
+        self._pool = None
+
+    def _half(self, k, w):
+        lo, hi, mats = self.halves[k]
+        y = np.zeros(self.m * self.m)
+        for c, A in enumerate(mats):
+            y += A @ w[lo:hi, c]
+        return y
+
+    def apply(self, M, G, mirror=True):
+        """In place: ``M -= sum_j C_j G_j G_j' C_j'`` (see :meth:`_SchurUpdate.apply`)."""
+        if G.shape[1] == 1:
+            w = (G[:, 0, 0] ** 2)[:, None]
+        else:
+            W = np.einsum("jab,jcb->jac", G, G)
+            w = np.stack([W[:, a, b] for a, b in self.pairs_w], axis=1)
+        w = w[self.perm]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=2)
+        other = self._pool.submit(self._half, 1, w)
+        y = self._half(0, w)
+        y += other.result()
+        Y = y.reshape(self.m, self.m)
+        M -= Y
+        if mirror:
+            M -= np.triu(Y, 1).T
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_pool"] = None
+        return state
 
 
 class BlockedFactor:
@@ -416,8 +515,14 @@ class BlockedFactor:
                 e_rows.append(np.full(n1, qr + i))
                 e_lev.append(np.arange(n1))
                 e_val.append(self.Cxy[i].reshape(n1, p1))
-            schur = _SchurUpdate(np.concatenate(e_rows), np.concatenate(e_lev), np.concatenate(e_val), n1, m, self.D1)
-            self.schur = schur if schur.K is not None else None
+            e_rows, e_lev, e_val = np.concatenate(e_rows), np.concatenate(e_lev), np.concatenate(e_val)
+            lengths = np.bincount(e_lev, minlength=n1)
+            pair_counts = lengths * (lengths + 1) // 2
+            n_w = p1 * (p1 + 1) // 2
+            if int(pair_counts.sum()) * n_w <= SCHUR_UPDATE_BUDGET:
+                self.schur = _SchurUpdate(e_rows, e_lev, e_val, n1, m, self.D1)
+            elif int(pair_counts.sum()) * (8 * n_w + 4) <= SCHUR_SCATTER_BYTES:
+                self.schur = _SchurScatter(e_rows, e_lev, e_val, n1, m, pair_counts)
         self._state = None
 
     def _scale_first(self, C, G):

@@ -61,7 +61,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         Maximum number of evaluations of the profiled criterion.
     warm_start : bool, default=False
         Start the optimizer from the ``theta_`` of the previous fit of this estimator when the
-        random-effect structure is unchanged (same theta names), instead of lme4's start. Useful
+        random-effect structure is unchanged (same theta names), instead of the moment start. Useful
         when refitting after ``set_params`` or on new data in a loop; note that scikit-learn's
         ``GridSearchCV`` and ``cross_validate`` clone the estimator for every fit, which
         discards the previous fit.

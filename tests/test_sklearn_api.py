@@ -169,15 +169,24 @@ def test_recipe_routing_on(sleep):
 
 def test_warm_start_reuses_theta_and_reaches_the_same_optimum(sleep):
     X, y, g = sleep
+    # cross-validation folds of a crossed design: each warm fit starts at the previous theta
+    rng = np.random.default_rng(0)
+    n = 4000
+    a, b, x = rng.integers(0, 200, n), rng.integers(0, 40, n), rng.normal(size=n)
+    yc = (1 + x + rng.normal(0, 0.6, 200)[a] + rng.normal(0, 0.3, 40)[b]
+          + rng.normal(0, 0.1, 40)[b] * x + rng.normal(size=n))
+    G = np.column_stack([a, b])
+    kw = dict(random_slopes={"group1": [0]})
+    warm = MixedLinearRegressor(warm_start=True, **kw)
     n_cold = n_warm = 0
-    for seed in range(8):  # subsamples, as cross-validation folds
-        idx = np.random.default_rng(seed).choice(len(y), 150, replace=False)
-        cold = MixedLinearRegressor(random_slopes=["Days"]).fit(X.iloc[idx], y.iloc[idx], groups=g.iloc[idx])
-        warm = MixedLinearRegressor(random_slopes=["Days"], warm_start=True).fit(X, y, groups=g)
-        warm.fit(X.iloc[idx], y.iloc[idx], groups=g.iloc[idx])
+    for k, (tr, _) in enumerate(KFold(4, shuffle=True, random_state=0).split(x)):
+        previous = getattr(warm, "theta_", None)
+        cold = MixedLinearRegressor(**kw).fit(x[tr, None], yc[tr], groups=G[tr])
+        warm.fit(x[tr, None], yc[tr], groups=G[tr])
         assert warm.criterion_ == pytest.approx(cold.criterion_, rel=1e-10)
-        n_cold, n_warm = n_cold + cold.n_iter_, n_warm + warm.n_iter_
-    # the cold start is already a moment estimate: the warm start saves evaluations on the whole
+        if k:
+            np.testing.assert_array_equal(warm.optimizer_.initial, previous)
+            n_cold, n_warm = n_cold + cold.n_iter_, n_warm + warm.n_iter_
     assert n_warm < n_cold
     # a changed random-effect structure starts from lme4's start again
     warm.set_params(random_slopes=None).fit(X, y, groups=g)
