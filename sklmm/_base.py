@@ -344,13 +344,33 @@ class GroupedMixin:
         self.solver_ = fit.factor.name
         self.is_singular_ = fit.is_singular
         self.n_obs_ = fit.n
-        self.variance_components_ = fit.variance_table()
         group_terms = [(k, t) for k, t in enumerate(fit.terms) if not t.scalar]
         self._group_terms_fitted = group_terms
-        self.random_effects_ = {
-            t.name: pd.DataFrame(fit.b[k], index=t.levels, columns=t.column_names) for k, t in group_terms
-        }
         self.n_groups_ = {t.name: t.n_levels for _, t in group_terms}
+
+    # the two tables are built on first access (a pandas frame costs as much as a small fit) and
+    # kept with the fit they describe, so a refit replaces them
+
+    @property
+    def variance_components_(self):
+        fit = self.__dict__.get("_fit")
+        if fit is None:
+            raise AttributeError("variance_components_ (the estimator is not fitted)")
+        if "variance_components" not in fit.tables:
+            fit.tables["variance_components"] = fit.variance_table()
+        return fit.tables["variance_components"]
+
+    @property
+    def random_effects_(self):
+        fit = self.__dict__.get("_fit")
+        if fit is None:
+            raise AttributeError("random_effects_ (the estimator is not fitted)")
+        if "random_effects" not in fit.tables:
+            fit.tables["random_effects"] = {
+                t.name: pd.DataFrame(fit.b[k], index=t.levels, columns=t.column_names)
+                for k, t in self._group_terms_fitted
+            }
+        return fit.tables["random_effects"]
 
     def _random_part(self, X, groups):
         """Sum over grouping factors of each row's random effects (0 for unseen levels)."""

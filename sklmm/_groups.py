@@ -38,7 +38,10 @@ def as_group_frame(groups, n_samples=None, what="groups"):
         frame = groups.reset_index(drop=True)
         frame.columns = [str(c) for c in frame.columns]
     elif isinstance(groups, pd.Series):
-        frame = pd.DataFrame({str(groups.name) if groups.name is not None else "group": groups.to_numpy()})
+        name = str(groups.name) if groups.name is not None else "group"
+        # a categorical stays categorical (its codes are the cheap way to the levels)
+        values = groups.array if isinstance(groups.dtype, pd.CategoricalDtype) else groups.to_numpy()
+        frame = pd.DataFrame({name: values})
     else:
         arr = np.asarray(groups, dtype=object) if not hasattr(groups, "dtype") else np.asarray(groups)
         if arr.ndim == 1:
@@ -129,7 +132,8 @@ def encode(factor: GroupingFactor, frame):
     cols = list(factor.columns)
     if len(cols) == 1:
         values = frame.iloc[:, cols[0]]
-        if isinstance(values.dtype, pd.CategoricalDtype):
-            values = values.astype(object)
+        if isinstance(values.dtype, pd.CategoricalDtype):  # each category's level, by code
+            at = factor.index.get_indexer(pd.Index(values.cat.categories.to_numpy()))
+            return np.append(at, -1)[values.cat.codes.to_numpy()]
         return factor.index.get_indexer(pd.Index(values.to_numpy()))
     return factor.index.get_indexer(pd.MultiIndex.from_frame(frame.iloc[:, cols]))

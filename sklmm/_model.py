@@ -7,7 +7,7 @@ the optimizer loop over the profiled criterion, then the solution at the optimum
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -235,6 +235,7 @@ class MixedFit:
     factor: object
     optimizer: OptSummary
     theta_unit: np.ndarray = None  # theta_scale(): singularity is judged in these units
+    tables: dict = field(default_factory=dict)  # the estimators' tables, built on first access
 
     def __getstate__(self):
         # the factorization is rebuilt from the cross-products when needed: CHOLMOD factors do

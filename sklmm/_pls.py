@@ -800,22 +800,26 @@ class DenseFactor:
         self.q = q = int(z_off[-1])
         self.A = A = dense_system(cp, terms)  # [Z X y]'[Z X y], unscaled
         m = A.shape[0]
-        # where each term's T_k lands in the block-diagonal Lambda (all levels at once)
-        self._blocks = []
-        for k, t in enumerate(terms):
-            lv = np.arange(t.n_levels)
-            r, c = _block_entries(lv, lv, t.n_coef, t.n_coef, z_off[k], z_off[k])
-            self._blocks.append((r, c, t.n_levels))
         self._lam = np.eye(m)
-        self._zdiag = np.arange(q)
+        # each term's diagonal blocks of Lambda as one writable (n_levels, p, p) strided view
+        self._blocks = []
+        flat, step = self._lam.reshape(-1), self._lam.strides[1]
+        for k, t in enumerate(terms):
+            start = int(z_off[k]) * (m + 1)
+            view = np.lib.stride_tricks.as_strided(
+                flat[start:], shape=(t.n_levels, t.n_coef, t.n_coef),
+                strides=(t.n_coef * (m + 1) * step, m * step, step), writeable=True,
+            )
+            self._blocks.append(view)
         self._state = None
 
     def update(self, theta):
+        for view, t, s in zip(self._blocks, self.terms, self.theta_slices):
+            view[...] = t.template(theta[s])
         lam = self._lam
-        for (r, c, n_levels), t, s in zip(self._blocks, self.terms, self.theta_slices):
-            lam[r, c] = np.tile(t.template(theta[s]).ravel(), n_levels)
         M = lam.T @ self.A @ lam
-        M[self._zdiag, self._zdiag] += 1.0
+        q, p = self.q, self.p
+        M.reshape(-1)[:: M.shape[0] + 1][:q] += 1.0
         # M is symmetric only to rounding: factor its lower triangle (the upper one of M.T)
         L = _tail_cholesky(M.T)
         if L is None:
@@ -823,11 +827,8 @@ class DenseFactor:
             return None
         self._state = L
         diag = np.diagonal(L)
-        q, p = self.q, self.p
-        return Factorization(
-            2.0 * float(np.sum(np.log(diag[:q]))), 2.0 * float(np.sum(np.log(diag[q : q + p]))),
-            float(diag[-1] ** 2),
-        )
+        logs = np.log(diag[:-1])
+        return Factorization(2.0 * float(logs[:q].sum()), 2.0 * float(logs[q:].sum()), float(diag[-1] ** 2))
 
     def fixed_part(self):
         """``(L_X, l_y)`` at the last updated theta (see :meth:`BlockedFactor.fixed_part`)."""
