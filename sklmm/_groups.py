@@ -82,6 +82,10 @@ def as_group_frame(groups, n_samples=None, what="groups"):
 
 def _infinite_labels(s):
     """Where a label column holds +-inf (float columns, or floats among object labels)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):  # only a category can be infinite
+        cat = s.array
+        bad = _infinite_labels(pd.Series(cat.categories))
+        return np.append(bad, False)[cat.codes]
     values = s.to_numpy()
     if values.dtype.kind == "f":
         return np.isinf(values)
@@ -95,9 +99,10 @@ def _infinite_labels(s):
 def _observed_index(frame, cols):
     if len(cols) == 1:
         s = frame.iloc[:, cols[0]]
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            cats = s.cat.categories
-            return pd.Index(cats[np.isin(cats, s.unique())], name=s.name)
+        if isinstance(s.dtype, pd.CategoricalDtype):  # the categories present, in their order
+            cat = s.array
+            used = np.flatnonzero(np.bincount(cat.codes[cat.codes >= 0], minlength=len(cat.categories)))
+            return pd.Index(cat.categories.take(used), name=s.name)
         uniq = pd.unique(s.to_numpy())
         try:
             uniq = np.sort(uniq)
@@ -133,7 +138,8 @@ def encode(factor: GroupingFactor, frame):
     if len(cols) == 1:
         values = frame.iloc[:, cols[0]]
         if isinstance(values.dtype, pd.CategoricalDtype):  # each category's level, by code
-            at = factor.index.get_indexer(pd.Index(values.cat.categories.to_numpy()))
-            return np.append(at, -1)[values.cat.codes.to_numpy()]
+            cat = values.array
+            at = factor.index.get_indexer(pd.Index(cat.categories.to_numpy()))
+            return np.append(at, -1)[cat.codes]
         return factor.index.get_indexer(pd.Index(values.to_numpy()))
     return factor.index.get_indexer(pd.MultiIndex.from_frame(frame.iloc[:, cols]))

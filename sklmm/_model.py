@@ -672,6 +672,8 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
         full[i] = v
 
     def expand(x):
+        if not theta_fixed:
+            return x
         th = full.copy()
         th[free] = x
         return th

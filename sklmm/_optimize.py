@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,7 +73,7 @@ def minimize_bobyqa(fun, x0, lower, *, max_evals=10000, ftol_rel=1e-12, ftol_abs
             best["x"], best["f"] = x.copy(), f
         if callback is not None:
             callback(summ.n_evals, x, f)
-        return f if np.isfinite(f) else 1e300
+        return f if math.isfinite(f) else 1e300
 
     if x0.size == 0:
         summ.final, summ.fmin, summ.return_code, summ.converged = x0, float(fun(x0)), "NO_PARAMETERS", True
