@@ -397,23 +397,24 @@ class _SchurScatter:
             L = int(sorted_lengths[g0])
             if L == 0:
                 continue
-            at = starts[self.perm[g0:g1]][:, None] + np.arange(L)  # (levels, L) rows of C
             iu, ju = np.triu_indices(L)
-            R = rows[at]
-            group = [np.take(R, iu, axis=1) * m + np.take(R, ju, axis=1)]
-            V = [col[at] for col in columns]  # per coefficient, (levels, L)
-            for a_, b_ in self.pairs_w:
-                c = np.take(V[a_], iu, axis=1) * np.take(V[b_], ju, axis=1)
-                if a_ != b_:
-                    c += np.take(V[b_], iu, axis=1) * np.take(V[a_], ju, axis=1)
-                group.append(c)
-            for h, (lo, hi) in enumerate(spans):
+            for h, (lo, hi) in enumerate(spans):  # the group's levels in each half
                 l0, l1 = max(g0, lo), min(g1, hi)
                 if l0 >= l1:
                     continue
+                shape = (l1 - l0, len(iu))
                 dst = slice(int(indptr[l0] - indptr[lo]), int(indptr[l1] - indptr[lo]))
-                for target, src in zip([pos[h]] + data[h], group):
-                    target[dst] = src[l0 - g0 : l1 - g0].ravel()
+                at = starts[self.perm[l0:l1]][:, None] + np.arange(L)  # (levels, L) rows of C
+                R = rows[at]
+                out = pos[h][dst].reshape(shape)
+                np.multiply(np.take(R, iu, axis=1), m, out=out)
+                out += np.take(R, ju, axis=1)
+                V = [col[at] for col in columns]  # per coefficient, (levels, L)
+                for d, (a_, b_) in zip(data[h], self.pairs_w):
+                    out = d[dst].reshape(shape)
+                    np.multiply(np.take(V[a_], iu, axis=1), np.take(V[b_], ju, axis=1), out=out)
+                    if a_ != b_:
+                        out += np.take(V[b_], iu, axis=1) * np.take(V[a_], ju, axis=1)
         self.halves = []
         for h, (lo, hi) in enumerate(spans):
             ip = (indptr[lo : hi + 1] - indptr[lo]).astype(index_type)
