@@ -270,6 +270,8 @@ def markdown_table(rows):
     -------
     str
     """
+    if not rows:
+        return "(no rows: every workload was skipped)"
     cols = list(rows[0])
     cells = [["n/a" if r.get(c) is None else str(r[c]) for c in cols] for r in rows]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
