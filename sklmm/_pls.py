@@ -278,15 +278,67 @@ SCHUR_UPDATE_BUDGET = 20_000_000
 SCHUR_SCATTER_BYTES = 1_500_000_000
 
 
-def _ragged_pairs(starts, lengths):
-    """All index pairs ``(s, t)``, ``s <= t``, within each segment ``[start, start + length)``."""
-    n = int(np.sum(lengths))
-    seg_end = np.repeat(starts + lengths, lengths)
-    first_idx = np.arange(n)
-    reps = seg_end - first_idx
-    s = np.repeat(first_idx, reps)
-    offs = np.arange(len(s)) - np.repeat(np.cumsum(reps) - reps, reps)
-    return s, s + offs
+class _LevelPairs:
+    """The entries of C (everything else against the first term) arranged for its Schur update.
+
+    ``sum_j C_j W_j C_j'`` is linear in the entries of the ``W_j``: its upper triangle is a sum
+    over levels j, over pairs of rows ``s <= t`` of ``C_j`` (rows sorted), of ``W_j[a, b]`` times
+    ``C_j[s, a] C_j[t, b]`` (plus ``C_j[s, b] C_j[t, a]`` for ``a != b``) at the position
+    ``(row_s, row_t)`` of the dense block. This class sorts the entries by level, orders the
+    levels by their number of rows L (``perm``) and forms those products group by group: all
+    levels of a group share the upper-triangle pattern of an ``L x L`` block, so each product is
+    one vectorized ``take`` and multiply.
+    """
+
+    def __init__(self, rows, levels, values, n_levels, m):
+        order = np.lexsort((rows, levels))
+        self.m = m
+        self.p1 = values.shape[1]
+        self.pairs_w = [(a, b) for a in range(self.p1) for b in range(a, self.p1)]
+        self.lengths = np.bincount(levels, minlength=n_levels)
+        self.starts = np.cumsum(self.lengths) - self.lengths
+        self.perm = np.argsort(self.lengths, kind="stable")
+        self.counts = (self.lengths * (self.lengths + 1) // 2)[self.perm]  # pairs per level
+        self.indptr = np.zeros(n_levels + 1, dtype=np.int64)
+        np.cumsum(self.counts, out=self.indptr[1:])
+        self.total = int(self.indptr[-1])
+        self.index_type = np.int32 if m * m < 2**31 and self.total < 2**31 else np.int64
+        self.rows = rows[order].astype(self.index_type)
+        self.columns = [np.ascontiguousarray(values[order, a]) for a in range(self.p1)]
+
+    def groups(self):
+        """``(g0, g1, L)``: positions ``g0:g1`` of ``perm`` hold the levels with L rows (L > 0)."""
+        sorted_lengths = self.lengths[self.perm]
+        bounds = np.flatnonzero(np.diff(sorted_lengths)) + 1
+        for g0, g1 in zip(np.r_[0, bounds], np.r_[bounds, len(self.perm)]):
+            if sorted_lengths[g0] > 0:
+                yield int(g0), int(g1), int(sorted_lengths[g0])
+
+    def products(self, l0, l1, L, pos_out=None, data_out=None):
+        """Positions and products of the levels at ``perm[l0:l1]`` (all with L rows), as
+        ``(levels, L(L+1)/2)`` arrays, written into ``pos_out`` and ``data_out`` when given."""
+        iu, ju = np.triu_indices(L)
+        at = self.starts[self.perm[l0:l1]][:, None] + np.arange(L)  # (levels, L) entries of C
+        R = self.rows[at]
+        pos = np.multiply(np.take(R, iu, axis=1), self.m, out=pos_out)
+        pos += np.take(R, ju, axis=1)
+        V = [col[at] for col in self.columns]  # per coefficient, (levels, L)
+        data = []
+        for k, (a, b) in enumerate(self.pairs_w):
+            out = data_out[k] if data_out is not None else None
+            c = np.multiply(np.take(V[a], iu, axis=1), np.take(V[b], ju, axis=1), out=out)
+            if a != b:
+                c += np.take(V[b], iu, axis=1) * np.take(V[a], ju, axis=1)
+            data.append(c)
+        return pos, data
+
+
+def _schur_weights(G, pairs_w):
+    """The entries ``W_j[a, b]`` (a <= b) of ``W_j = G_j G_j'``, one column per pair."""
+    if G.shape[1] == 1:
+        return (G[:, 0, 0] ** 2)[:, None]
+    W = np.einsum("jab,jcb->jac", G, G)
+    return np.stack([W[:, a, b] for a, b in pairs_w], axis=1)
 
 
 class _SchurUpdate:
@@ -295,42 +347,37 @@ class _SchurUpdate:
     ``C_j`` is the block of ``C`` (the cross-products of everything else with the first term)
     belonging to level j of the first term, and ``W_j = G_j G_j'`` a small symmetric matrix that
     changes with theta. The update is linear in the entries of the ``W_j``, so its upper
-    triangle is ``K @ vec(W)`` with ``K`` built once; an evaluation is one sparse matvec, with no
-    allocation of a sparse product and no densification.
+    triangle is ``K @ vec(W)`` with ``K`` (distinct positions x levels) built once from
+    :class:`_LevelPairs`; an evaluation is one sparse matvec, with no allocation of a sparse
+    product and no densification.
     """
 
-    def __init__(self, rows, levels, values, n_levels, m, D):
-        p1 = values.shape[1]
+    def __init__(self, pairs: _LevelPairs, D):
+        n_levels, m, nw = len(pairs.perm), pairs.m, len(pairs.pairs_w)
+        self.pairs_w = pairs.pairs_w
         # levels with the same block D_j = Z_j'Z_j have the same W_j at every theta: one column
         # of K serves them all (InstEval: 2,972 students, 86 distinct counts; half the entries)
         _, self.rep, klass = np.unique(D.reshape(n_levels, -1), axis=0, return_index=True,
                                        return_inverse=True)
-        klass = klass.ravel()
-        order = np.lexsort((rows, levels))
-        rows, levels, values = rows[order], levels[order], values[order]
-        lengths = np.bincount(levels, minlength=n_levels)
-        starts = np.cumsum(lengths) - lengths
-        self.pairs_w = [(a, b) for a in range(p1) for b in range(a, p1)]
-        s, t = _ragged_pairs(starts, lengths)
-        key = rows[s].astype(np.int64) * m + rows[t]  # upper triangle: rows sorted per level
+        klass = klass.ravel()[pairs.perm]
+        key = np.empty(pairs.total, dtype=np.int64)
+        data = [np.empty(pairs.total) for _ in self.pairs_w]
+        cls = np.empty(pairs.total, dtype=np.int64)
+        for g0, g1, L in pairs.groups():
+            sl = slice(int(pairs.indptr[g0]), int(pairs.indptr[g1]))
+            shape = (g1 - g0, L * (L + 1) // 2)
+            out = key[sl].reshape(shape)
+            pairs.products(g0, g1, L, pos_out=out, data_out=[d[sl].reshape(shape) for d in data])
+            cls[sl] = np.repeat(klass[g0:g1], shape[1])
         # distinct positions through a dense m x m lookup (cheaper than sorting the keys)
         present = np.zeros(m * m, dtype=bool)
         present[key] = True
         self.idx = np.flatnonzero(present)
         slot = np.cumsum(present, dtype=np.int64) - 1
         inv = slot[key]
-        del present, slot
-        nw = len(self.pairs_w)
-        coefs, cols, kr = [], [], []
-        for w, (a, b) in enumerate(self.pairs_w):
-            c = values[s, a] * values[t, b]
-            if a != b:
-                c = c + values[s, b] * values[t, a]
-            coefs.append(c)
-            cols.append(klass[levels[s]] * nw + w)
-            kr.append(inv)
+        del present, slot, key
         self.K = sp.csr_matrix(  # duplicate (position, class) entries are summed
-            (np.concatenate(coefs), (np.concatenate(kr), np.concatenate(cols))),
+            (np.concatenate(data), (np.tile(inv, nw), np.concatenate([cls * nw + w for w in range(nw)]))),
             shape=(len(self.idx), len(self.rep) * nw),
         )
         r, c = self.idx // m, self.idx % m
@@ -341,13 +388,7 @@ class _SchurUpdate:
     def apply(self, M, G, mirror=True):
         """In place: ``M -= sum_j C_j G_j G_j' C_j'`` (M dense, m x m), on the upper triangle
         only unless ``mirror``."""
-        G = G[self.rep]
-        if G.shape[1] == 1:
-            w = (G[:, 0, 0] ** 2)[:, None]
-        else:
-            W = np.einsum("jab,jcb->jac", G, G)
-            w = np.stack([W[:, a, b] for a, b in self.pairs_w], axis=1)
-        vals = self.K @ w.ravel()
+        vals = self.K @ _schur_weights(G[self.rep], self.pairs_w).ravel()
         flat = M.reshape(-1)
         flat[self.idx] -= vals
         if mirror:
@@ -366,58 +407,27 @@ class _SchurScatter:
     sort of tens of millions of entries.
     """
 
-    def __init__(self, rows, levels, values, n_levels, m, pair_counts):
-        p1 = values.shape[1]
-        order = np.lexsort((rows, levels))
-        rows, levels, values = rows[order], levels[order], values[order]
-        lengths = np.bincount(levels, minlength=n_levels)
-        starts = np.cumsum(lengths) - lengths
-        self.pairs_w = [(a, b) for a in range(p1) for b in range(a, p1)]
-        self.m = m
-        # levels grouped by their number of rows L: each group's products are one (levels x
-        # L(L+1)/2) array, formed with the same upper-triangle pattern; the columns of the
-        # stored map follow that order (self.perm)
-        self.perm = np.argsort(lengths, kind="stable")
-        counts = pair_counts[self.perm]
-        indptr = np.zeros(n_levels + 1, dtype=np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        total = int(indptr[-1])
-        index_type = np.int32 if m * m < 2**31 and total < 2**31 else np.int64
+    def __init__(self, pairs: _LevelPairs):
+        n_levels, m, indptr = len(pairs.perm), pairs.m, pairs.indptr
+        self.pairs_w, self.perm, self.m = pairs.pairs_w, pairs.perm, m
         # two halves of about equal size, one per thread, each in arrays of its own (a CSC
         # matrix on a slice of a larger array would be copied by scipy)
-        cut = int(np.searchsorted(indptr, total // 2))
+        cut = int(np.searchsorted(indptr, pairs.total // 2))
         spans = [(0, cut), (cut, n_levels)]
-        pos = [np.empty(int(indptr[hi] - indptr[lo]), dtype=index_type) for lo, hi in spans]
+        pos = [np.empty(int(indptr[hi] - indptr[lo]), dtype=pairs.index_type) for lo, hi in spans]
         data = [[np.empty(len(ph)) for _ in self.pairs_w] for ph in pos]
-        sorted_lengths = lengths[self.perm]
-        bounds = np.flatnonzero(np.diff(sorted_lengths)) + 1
-        rows = rows.astype(index_type)
-        columns = [np.ascontiguousarray(values[:, a]) for a in range(p1)]
-        for g0, g1 in zip(np.r_[0, bounds], np.r_[bounds, n_levels]):
-            L = int(sorted_lengths[g0])
-            if L == 0:
-                continue
-            iu, ju = np.triu_indices(L)
+        for g0, g1, L in pairs.groups():
             for h, (lo, hi) in enumerate(spans):  # the group's levels in each half
                 l0, l1 = max(g0, lo), min(g1, hi)
                 if l0 >= l1:
                     continue
-                shape = (l1 - l0, len(iu))
+                shape = (l1 - l0, L * (L + 1) // 2)
                 dst = slice(int(indptr[l0] - indptr[lo]), int(indptr[l1] - indptr[lo]))
-                at = starts[self.perm[l0:l1]][:, None] + np.arange(L)  # (levels, L) rows of C
-                R = rows[at]
-                out = pos[h][dst].reshape(shape)
-                np.multiply(np.take(R, iu, axis=1), m, out=out)
-                out += np.take(R, ju, axis=1)
-                V = [col[at] for col in columns]  # per coefficient, (levels, L)
-                for d, (a_, b_) in zip(data[h], self.pairs_w):
-                    out = d[dst].reshape(shape)
-                    np.multiply(np.take(V[a_], iu, axis=1), np.take(V[b_], ju, axis=1), out=out)
-                    if a_ != b_:
-                        out += np.take(V[b_], iu, axis=1) * np.take(V[a_], ju, axis=1)
+                pairs.products(l0, l1, L, pos_out=pos[h][dst].reshape(shape),
+                               data_out=[d[dst].reshape(shape) for d in data[h]])
         self.halves = []
         for h, (lo, hi) in enumerate(spans):
-            ip = (indptr[lo : hi + 1] - indptr[lo]).astype(index_type)
+            ip = (indptr[lo : hi + 1] - indptr[lo]).astype(pairs.index_type)
             mats = [sp.csc_matrix((d, pos[h], ip), shape=(m * m, hi - lo), copy=False) for d in data[h]]
             self.halves.append((lo, hi, mats))
         self._pool = None
@@ -431,12 +441,7 @@ class _SchurScatter:
 
     def apply(self, M, G, mirror=True):
         """In place: ``M -= sum_j C_j G_j G_j' C_j'`` (see :meth:`_SchurUpdate.apply`)."""
-        if G.shape[1] == 1:
-            w = (G[:, 0, 0] ** 2)[:, None]
-        else:
-            W = np.einsum("jab,jcb->jac", G, G)
-            w = np.stack([W[:, a, b] for a, b in self.pairs_w], axis=1)
-        w = w[self.perm]
+        w = _schur_weights(G, self.pairs_w)[self.perm]
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -521,9 +526,9 @@ class BlockedFactor:
             pair_counts = lengths * (lengths + 1) // 2
             n_w = p1 * (p1 + 1) // 2
             if int(pair_counts.sum()) * n_w <= SCHUR_UPDATE_BUDGET:
-                self.schur = _SchurUpdate(e_rows, e_lev, e_val, n1, m, self.D1)
+                self.schur = _SchurUpdate(_LevelPairs(e_rows, e_lev, e_val, n1, m), self.D1)
             elif int(pair_counts.sum()) * (8 * n_w + 4) <= SCHUR_SCATTER_BYTES:
-                self.schur = _SchurScatter(e_rows, e_lev, e_val, n1, m, pair_counts)
+                self.schur = _SchurScatter(_LevelPairs(e_rows, e_lev, e_val, n1, m))
         self._state = None
 
     def _scale_first(self, C, G):
