@@ -86,6 +86,8 @@ def _infinite_labels(s):
         cat = s.array
         bad = _infinite_labels(pd.Series(cat.categories))
         return np.append(bad, False)[cat.codes]
+    if isinstance(s.dtype, pd.StringDtype):  # strings are never infinite
+        return np.zeros(len(s), dtype=bool)
     values = s.to_numpy()
     if values.dtype.kind == "f":
         return np.isinf(values)
@@ -103,7 +105,8 @@ def _observed_index(frame, cols):
             cat = s.array
             used = np.flatnonzero(np.bincount(cat.codes[cat.codes >= 0], minlength=len(cat.categories)))
             return pd.Index(cat.categories.take(used), name=s.name)
-        uniq = pd.unique(s.to_numpy())
+        uniq = pd.unique(s)  # hashed in the column's own dtype, then as numpy
+        uniq = np.asarray(uniq.to_numpy() if hasattr(uniq, "to_numpy") else uniq)
         try:
             uniq = np.sort(uniq)
         except TypeError:  # mixed label types: keep order of appearance
@@ -141,5 +144,8 @@ def encode(factor: GroupingFactor, frame):
             cat = values.array
             at = factor.index.get_indexer(pd.Index(cat.categories.to_numpy()))
             return np.append(at, -1)[cat.codes]
-        return factor.index.get_indexer(pd.Index(values.to_numpy()))
+        # hash the rows once, then look up only the distinct labels
+        codes, uniques = pd.factorize(values)
+        at = factor.index.get_indexer(pd.Index(np.asarray(uniques.to_numpy())))
+        return np.append(at, -1)[codes]
     return factor.index.get_indexer(pd.MultiIndex.from_frame(frame.iloc[:, cols]))
