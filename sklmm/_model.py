@@ -358,24 +358,28 @@ MOMENT_CEILING = 50.0
 MOMENT_STEP = 0.2
 
 
-def _moment_covariance(t, D, zr, sigma2_total, n, p):
+def _moment_covariance(D, zr, rss, n, p):
     """One-way method-of-moments estimate of a grouping term's relative covariance, or None.
 
     Each level's least-squares coefficients ``b_j = D_j^{-1} Z_j'r`` on the fixed-effect
-    residuals ``r`` vary with covariance ``Sigma + sigma^2 E[D_j^{-1}]``; ``sigma^2`` comes
-    from the residual sum of squares within levels. Other terms are ignored, so this is a
-    starting point only.
+    residuals ``r`` (``rss = r'r``) vary with covariance ``Sigma + sigma^2 E[D_j^{-1}]``;
+    ``sigma^2`` comes from the residual sum of squares within levels. For a balanced one-way
+    layout this is the classical ANOVA estimator ``(MSB - MSW) / (n_per_level MSW)``. Other
+    terms are ignored, so in general it is a starting point only. Levels whose block ``D_j``
+    is singular (a slope with one distinct value in the level) are left out.
     """
     J, pk, _ = D.shape
     ev = np.linalg.eigvalsh(D)
     ok = ev[:, 0] > 1e-8 * np.maximum(ev[:, -1], np.finfo(float).tiny)
     n_ok = int(np.sum(ok))
-    df_within = n - p - pk * n_ok
+    # the term's columns are columns of X (an intercept, slopes), so [X, Z_j] has rank
+    # p + pk (n_ok - 1): the classical within-groups degrees of freedom when X = the term
+    df_within = n - pk * n_ok - max(p - pk, 0)
     if n_ok < 2 or df_within <= 0:
         return None
     Dinv = np.linalg.inv(D[ok])
     b = np.einsum("jab,jb->ja", Dinv, zr[ok])
-    ss_within = sigma2_total - float(np.einsum("ja,ja->", zr[ok], b))
+    ss_within = rss - float(np.einsum("ja,ja->", zr[ok], b))
     if not ss_within > 0:
         return None
     sigma2 = ss_within / df_within
@@ -413,7 +417,7 @@ def moment_start(terms, cp, scale):
         if t.scalar:
             continue
         zr = zxy[..., -1] - zxy[..., :-1] @ beta
-        S = _moment_covariance(t, D, zr, rss, cp.n, cp.p)
+        S = _moment_covariance(D, zr, rss, cp.n, cp.p)
         if S is None:
             continue
         unit = np.empty(t.n_coef)

@@ -1,5 +1,7 @@
 """Closed forms: balanced one-way random-intercept data (students in schools, the REML seed)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,28 @@ def test_variance_zero_when_groups_do_not_differ_gives_ols_and_is_flagged():
     assert fit.is_singular_ and fit.theta_[0] < 1e-4
     ols = np.linalg.lstsq(np.column_stack([np.ones(50), x]), y, rcond=None)[0]
     np.testing.assert_allclose([fit.intercept_, fit.coef_[0]], ols, rtol=1e-6)
+
+
+def test_the_optimizer_starts_at_the_anova_estimate():
+    """The moment start of a random intercept is the classical ANOVA estimate on balanced data:
+    theta = sqrt((MSB - MSW) / (m MSW)), the REML optimum itself (the schools seed)."""
+    df = load_schools()
+    y, g = df["score"].to_numpy(), df["school"].astype(str).to_numpy()
+    a, m, msb, msw = _anova(y, g)
+    fit = MixedLinearRegressor(reml=True).fit(np.empty((len(y), 0)), y, groups=g)
+    want = np.sqrt((msb - msw) / (m * msw))
+    np.testing.assert_allclose(fit.optimizer_.initial, [want], rtol=1e-10)
+    assert fit.theta_[0] == pytest.approx(want, rel=1e-5)  # REML's optimum is the ANOVA estimate
+
+
+def test_the_start_falls_back_to_lme4s_when_no_level_has_a_slope():
+    """Each group sees one value of the slope covariate: no level's block is invertible, so the
+    term starts where lme4 starts (T = I)."""
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(30), 4)
+    x = np.repeat(rng.normal(size=30), 4)
+    y = 1 + x + rng.normal(0, 1, 30)[g] + rng.normal(size=120)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the slope variance is not identified: singular, or flagged
+        fit = MixedLinearRegressor(random_slopes=[0], max_iter=1).fit(x[:, None], y, groups=g)
+    np.testing.assert_array_equal(fit.optimizer_.initial, [1.0, 0.0, 1.0])

@@ -572,3 +572,34 @@ def test_the_scaled_gradient_test_allows_the_optimizers_relative_accuracy():
     assert optimum_problem(f, close, lower, f(close)) is None
     far = np.array([1.0 + 3e-5])  # scaled gradient 3e-2, predicted decrease 4.5e-4
     assert "scaled gradient" in optimum_problem(f, far, lower, f(far))
+
+
+def test_covariance_probe_finds_the_descent_that_theta_hides():
+    """At a singular T_k the criterion is flat to first order in theta along the null space of
+    S = T T', so the gradient check passes; the probe's first-order condition in S catches a
+    descent there. At a regular point theta is a good chart: the probe leaves it to the gradient
+    check, which sees the same descent."""
+    from sklmm._model import covariance_probe, optimum_problem
+    from sklmm._terms import RandomTerm
+
+    term = RandomTerm(name="g", levels=np.arange(3), codes=None, values=np.zeros((0, 2)),
+                      column_names=["(Intercept)", "x"], correlated=True)
+    v = np.array([0.0, 1.0])
+
+    S0 = np.diag([1.0, 0.0])
+
+    def objective(theta):  # |S - S0|^2, falling along v v' (the null direction of S0)
+        T = term.template(theta)
+        S = T @ T.T
+        return float(np.sum((S - S0) ** 2) - 0.5 * v @ S @ v)
+
+    candidates = [(term, np.arange(3), np.ones(2))]
+    singular = np.array([1.0, 0.0, 0.0])  # T = diag(1, 0)
+    f0 = objective(singular)
+    assert optimum_problem(objective, singular, np.array([0.0, -np.inf, 0.0]), f0) is None
+    better = covariance_probe(objective, singular, f0, candidates)
+    assert better is not None and objective(better) < f0 - 1e-3
+    regular = np.array([1.0, 0.0, 0.1])  # T = diag(1, 0.1): the same descent, visible in theta
+    f1 = objective(regular)
+    assert covariance_probe(objective, regular, f1, candidates) is None
+    assert "gradient" in optimum_problem(objective, regular, np.array([0.0, -np.inf, 0.0]), f1)
