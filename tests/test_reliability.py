@@ -319,7 +319,8 @@ def test_response_scale_is_exactly_equivariant(sleep_df, c):
     X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
     a = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
     b = MixedLinearRegressor(random_slopes=["Days"]).fit(X, c * y, groups=g)
-    np.testing.assert_allclose(b.theta_, a.theta_, rtol=1e-6, atol=1e-8)
+    # the same start and steps; rounding may end the optimizer a few 1e-8 apart in theta
+    np.testing.assert_allclose(b.theta_, a.theta_, rtol=1e-6, atol=1e-7)
     assert b.intercept_ == pytest.approx(c * a.intercept_, rel=1e-7)
     np.testing.assert_allclose(b.coef_, c * a.coef_, rtol=1e-6)
     assert b.sigma_ == pytest.approx(abs(c) * a.sigma_, rel=1e-7)
@@ -406,9 +407,10 @@ def premature_optimizer(monkeypatch):
     return state
 
 
-def test_a_premature_stop_is_restarted_or_reported(sleep_df, premature_optimizer):
-    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
-    _, _, _, kw, ref = problem("sleep_slope_reml")
+def test_a_premature_stop_is_restarted_or_reported(premature_optimizer):
+    # ML: on this balanced design the moment start is REML's optimum already (3 evaluations
+    # from it are not premature), but not ML's
+    X, y, g, kw, ref = problem("sleep_slope_ml")
     # a false "converged" is caught by the gradient check and the restart reaches lme4's optimum
     premature_optimizer["bad"] = 1
     with warnings.catch_warnings():
