@@ -104,7 +104,8 @@ def _check_identifiable(terms, factors, columns, nested, n, gram=None, n_pairs=N
                 "many random effects as observations the variances and the residual are not "
                 "identifiable (lme4 stops here too). Use fewer random slopes or a coarser grouping."
             )
-        keep = independent_columns(gram(k))
+        G = gram(k)
+        keep = independent_columns(G)
         if len(keep) < t.n_coef:
             bad = [t.column_names[j] for j in range(t.n_coef) if j not in keep]
             raise ValueError(
@@ -114,7 +115,7 @@ def _check_identifiable(terms, factors, columns, nested, n, gram=None, n_pairs=N
                 "variances are not identifiable. Drop it from random_slopes, or center it if it "
                 "has a large constant offset."
             )
-        _warn_uncentred_slopes(t, gram(k))
+        _warn_uncentred_slopes(t, G)
     for b in range(len(terms)):
         for a in range(b):
             ta, tb = terms[a], terms[b]

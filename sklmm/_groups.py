@@ -62,14 +62,15 @@ def as_group_frame(groups, n_samples=None, what="groups"):
             "row of X (in the same order)."
         )
     for col in frame.columns:
-        missing = frame[col].isna().to_numpy()
+        s = frame[col]
+        missing = s.array.codes < 0 if isinstance(s.dtype, pd.CategoricalDtype) else s.isna().to_numpy()
         if missing.any():
             rows = np.flatnonzero(missing)[:5].tolist()
             raise ValueError(
                 f"{what} column {col!r} has {int(missing.sum())} missing labels (NaN/None), e.g. at "
                 f"rows {rows}; drop those rows or give them a label of their own."
             )
-        infinite = _infinite_labels(frame[col])
+        infinite = _infinite_labels(s)
         if infinite.any():
             rows = np.flatnonzero(infinite)[:5].tolist()
             raise ValueError(
@@ -142,7 +143,7 @@ def encode(factor: GroupingFactor, frame):
         values = frame.iloc[:, cols[0]]
         if isinstance(values.dtype, pd.CategoricalDtype):  # each category's level, by code
             cat = values.array
-            at = factor.index.get_indexer(pd.Index(cat.categories.to_numpy()))
+            at = factor.index.get_indexer(cat.categories)
             return np.append(at, -1)[cat.codes]
         # hash the rows once, then look up only the distinct labels
         codes, uniques = pd.factorize(values)
