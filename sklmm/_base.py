@@ -208,6 +208,8 @@ class GroupedMixin:
         """
         X = _empty_frame_as_array(X)
         _reject_categorical_columns(X)
+        if isinstance(y, pd.Series) and isinstance(y.dtype, np.dtype) and y.dtype.kind in "fiu":
+            y = y.to_numpy()  # a plain numeric Series: scikit-learn's pandas path costs 0.1 ms
         try:
             if not reset:
                 return validate_data(

@@ -397,8 +397,9 @@ def moment_start(terms, cp, scale):
     first steps are :data:`MOMENT_STEP` times each row's standard deviation: the optimizer then
     works in units of the expected answer, which saves evaluations when the variances differ by
     orders of magnitude (lme4's InstEval: 0.28, 0.44 and 0.07), and its first trust region is
-    small because the start is already close (BOBYQA's region still grows when it is not). Smooth terms, and terms whose estimate fails (a level
-    count too small, singular blocks), keep lme4's start and MixedModels.jl's steps.
+    small because the start is already close (BOBYQA's region still grows when it is not).
+    Smooth terms, and terms whose estimate fails (a level count too small, singular blocks),
+    keep lme4's start and MixedModels.jl's steps.
 
     Returns
     -------
@@ -408,7 +409,10 @@ def moment_start(terms, cp, scale):
     step = np.where(np.isfinite(np.concatenate([t.theta_lower() for t in terms])), 0.75, 1.0) * scale \
         if terms else np.zeros(0)
     XtX, Xty, yty = cp.xyxy[:-1, :-1], cp.xyxy[:-1, -1], cp.xyxy[-1, -1]
-    beta = np.linalg.lstsq(XtX, Xty, rcond=None)[0] if cp.p else np.zeros(0)
+    try:  # the fixed columns are linearly independent (aliased ones were dropped)
+        beta = np.linalg.solve(XtX, Xty) if cp.p else np.zeros(0)
+    except np.linalg.LinAlgError:
+        beta = np.linalg.lstsq(XtX, Xty, rcond=None)[0]
     rss = float(yty - beta @ Xty)
     if not rss > 0:
         return start, step
