@@ -319,14 +319,17 @@ class _LevelPairs:
         ``(levels, L(L+1)/2)`` arrays, written into ``pos_out`` and ``data_out`` when given."""
         iu, ju = np.triu_indices(L)
         at = self.starts[self.perm[l0:l1]][:, None] + np.arange(L)  # (levels, L) entries of C
+        shape = (l1 - l0, len(iu))
         R = self.rows[at]
-        pos = np.multiply(np.take(R, iu, axis=1), self.m, out=pos_out)
+        pos = pos_out if pos_out is not None else np.empty(shape, dtype=self.index_type)
+        # np.take along the columns: several times faster than fancy indexing here
+        np.multiply(np.take(R, iu, axis=1), self.m, out=pos)
         pos += np.take(R, ju, axis=1)
         V = [col[at] for col in self.columns]  # per coefficient, (levels, L)
         data = []
         for k, (a, b) in enumerate(self.pairs_w):
-            out = data_out[k] if data_out is not None else None
-            c = np.multiply(np.take(V[a], iu, axis=1), np.take(V[b], ju, axis=1), out=out)
+            c = data_out[k] if data_out is not None else np.empty(shape)
+            np.multiply(np.take(V[a], iu, axis=1), np.take(V[b], ju, axis=1), out=c)
             if a != b:
                 c += np.take(V[b], iu, axis=1) * np.take(V[a], ju, axis=1)
             data.append(c)
