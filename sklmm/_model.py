@@ -147,7 +147,8 @@ def optimum_problem(objective, x, lower, fx, tol=GRAD_TOL, delta=GRAD_DELTA, sca
     its lower bound is checked one-sided: it passes when stepping into the interior does not
     lower the criterion faster than ``tol`` (lme4 instead skips the whole check for singular
     fits). The others pass as in lme4 when ``min(|g|, |R^{-1} g|) <= tol``, with ``H = R'R``
-    the finite-difference Hessian, which is computed only when the raw gradient fails.
+    the finite-difference Hessian, which is computed only when the raw gradient fails (its
+    off-diagonal entries by one forward difference per pair, where lme4 takes four).
     ``scale`` (see :func:`theta_scale`) runs the check in each parameter's natural unit.
     ``tol`` is raised to the gradient the differences can resolve, ``CRITERION_RESOLUTION *
     |fx| / delta``, so that very large data sets are not flagged for rounding noise.
