@@ -43,6 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from scipy.linalg import lapack, solve_triangular
 
@@ -352,8 +353,23 @@ def _schur_weights(G, pairs_w):
     """The entries ``W_j[a, b]`` (a <= b) of ``W_j = G_j G_j'``, one column per pair."""
     if G.shape[1] == 1:
         return (G[:, 0, 0] ** 2)[:, None]
-    W = np.einsum("jab,jcb->jac", G, G)
+    if G.shape[1] == 2:  # written out: 30 times faster than a batched einsum at 10^5 levels
+        g00, g01, g10, g11 = G[:, 0, 0], G[:, 0, 1], G[:, 1, 0], G[:, 1, 1]
+        return np.stack([g00 * g00 + g01 * g01, g00 * g10 + g01 * g11, g10 * g10 + g11 * g11], axis=1)
+    W = G @ G.transpose(0, 2, 1)
     return np.stack([W[:, a, b] for a, b in pairs_w], axis=1)
+
+
+def _equal_blocks(D):
+    """Class of each level's block ``D_j`` (levels with bit-identical blocks share one), and the
+    first level of each class; by hashing, in O(n_levels)."""
+    n = D.shape[0]
+    rows = np.ascontiguousarray(D.reshape(n, -1))
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    klass, uniques = pd.factorize(keys)
+    rep = np.empty(len(uniques), dtype=np.intp)
+    rep[klass[::-1]] = np.arange(n)[::-1]  # the last write wins: the first level of each class
+    return klass, rep
 
 
 class _SchurUpdate:
@@ -372,9 +388,8 @@ class _SchurUpdate:
         self.pairs_w = pairs.pairs_w
         # levels with the same block D_j = Z_j'Z_j have the same W_j at every theta: one column
         # of K serves them all (InstEval: 2,972 students, 86 distinct counts; half the entries)
-        _, self.rep, klass = np.unique(D.reshape(n_levels, -1), axis=0, return_index=True,
-                                       return_inverse=True)
-        klass = klass.ravel()[pairs.perm]
+        klass, self.rep = _equal_blocks(D)
+        klass = klass[pairs.perm]
         key = np.empty(pairs.total, dtype=np.int64)
         data = [np.empty(pairs.total) for _ in self.pairs_w]
         cls = np.empty(pairs.total, dtype=np.int64)
@@ -584,11 +599,11 @@ class BlockedFactor:
                 G[:, 1, 0] = t1 / l00
                 G[:, 1, 1] = t1 * c + t2 / l11
             else:
-                A = np.einsum("ba,jbc,cd->jad", T1, self.D1, T1)
+                A = T1.T @ self.D1 @ T1  # batched matmul (a batched einsum is several times slower)
                 A += np.eye(p1)
                 L11 = np.linalg.cholesky(A)
                 logdet += 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
-                G = np.einsum("ab,jcb->jac", T1, np.linalg.inv(L11))  # T1 L_j^{-T}
+                G = T1 @ np.linalg.inv(L11).transpose(0, 2, 1)  # T1 L_j^{-T}
             if self.schur is not None:
                 self.schur.apply(M, G, mirror=not self._scalar_rest)
             else:
