@@ -378,7 +378,7 @@ class _SchurUpdate:
     ``C_j`` is the block of ``C`` (the cross-products of everything else with the first term)
     belonging to level j of the first term, and ``W_j = G_j G_j'`` a small symmetric matrix that
     changes with theta. The update is linear in the entries of the ``W_j``, so its upper
-    triangle is ``K @ vec(W)`` with ``K`` (distinct positions x levels) built once from
+    triangle is ``K @ vec(W)`` with ``K`` (distinct positions x classes of levels) built once from
     :class:`_LevelPairs`; an evaluation is one sparse matvec, with no allocation of a sparse
     product and no densification.
     """
@@ -630,7 +630,7 @@ class BlockedFactor:
         if isinstance(self.schur, _SchurScatter):
             # the scatter's two threads would compete with OpenBLAS's, which keep spinning for a
             # while after each call: the small dense block is factored on one thread (1M-row
-            # crossed benchmark: 57 instead of 88 ms per evaluation)
+            # crossed benchmark: about 50 instead of 88 ms per evaluation)
             with _single_threaded_blas():
                 Lm = _tail_cholesky(M, overwrite=True, clean=False)
         else:
