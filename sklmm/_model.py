@@ -359,7 +359,7 @@ MOMENT_CEILING = 50.0
 MOMENT_STEP = 0.2
 
 
-def _moment_covariance(D, zr, rss, n, p):
+def _moment_covariance(D, zr, rss, n, p, sigma2=None):
     """One-way method-of-moments estimate of a grouping term's relative covariance, or None.
 
     Each level's least-squares coefficients ``b_j = D_j^{-1} Z_j'r`` on the fixed-effect
@@ -367,7 +367,8 @@ def _moment_covariance(D, zr, rss, n, p):
     ``sigma^2`` comes from the residual sum of squares within levels. For a balanced one-way
     layout this is the classical ANOVA estimator ``(MSB - MSW) / (n_per_level MSW)``. Other
     terms are ignored, so in general it is a starting point only. Levels whose block ``D_j``
-    is singular (a slope with one distinct value in the level) are left out.
+    is singular (a slope with one distinct value in the level) are left out. A ``sigma2`` given
+    (from all factors at once, see :func:`moment_start`) replaces the within-level estimate.
     """
     J, pk, _ = D.shape
     ev = np.linalg.eigvalsh(D)
@@ -380,16 +381,33 @@ def _moment_covariance(D, zr, rss, n, p):
         return None
     Dinv = np.linalg.inv(D[ok])
     b = np.einsum("jab,jb->ja", Dinv, zr[ok])
-    ss_within = rss - float(np.einsum("ja,ja->", zr[ok], b))
-    if not ss_within > 0:
-        return None
-    sigma2 = ss_within / df_within
+    if sigma2 is None:
+        ss_within = rss - float(np.einsum("ja,ja->", zr[ok], b))
+        if not ss_within > 0:
+            return None
+        sigma2 = ss_within / df_within
     bc = b - b.mean(axis=0)
     S = (bc.T @ bc / (n_ok - 1) - sigma2 * Dinv.mean(axis=0)) / sigma2
     return 0.5 * (S + S.T) if np.all(np.isfinite(S)) else None
 
 
-def moment_start(terms, cp, scale):
+def _residual_variance_all_fixed(terms, cp, scale, factor):
+    """sigma^2 with every grouping factor's coefficients as fixed effects, or None.
+
+    One evaluation of the factorization at ``T_k = 1000 I`` (in each coefficient's unit): the
+    penalty on the random effects is then negligible and ``r^2`` is the residual sum of squares
+    of y on ``[X, Z]``, whose rank is ``p + sum_k (q_k - p_k)`` (each term's columns repeat
+    columns of X, summed over its levels).
+    """
+    big = np.concatenate([t.theta_start() for t in terms]) * scale * 1e3
+    df = cp.n - cp.p - sum(t.q - t.n_coef for t in terms)
+    fz = factor.update(big)
+    if fz is None or df <= 0 or not fz.r2 > 0:
+        return None
+    return fz.r2 / df
+
+
+def moment_start(terms, cp, scale, factor=None):
     """A start for theta, and the optimizer's first steps, from one-way moment estimates.
 
     lme4 starts every term at ``T_k = I``. Here each grouping term starts at the Cholesky
@@ -400,7 +418,11 @@ def moment_start(terms, cp, scale):
     orders of magnitude (lme4's InstEval: 0.28, 0.44 and 0.07), and its first trust region is
     small because the start is already close (BOBYQA's region still grows when it is not).
     Smooth terms, and terms whose estimate fails (a level count too small, singular blocks),
-    keep lme4's start and MixedModels.jl's steps.
+    keep lme4's start and MixedModels.jl's steps. With two or more grouping factors (and no
+    smooths) and a ``factor`` given, the residual variance comes from all factors at once
+    (:func:`_residual_variance_all_fixed`, one evaluation): each factor's own within-level
+    variance would include the others' variances (crossed subjects and items, InstEval's
+    students and lecturers) and start every factor too low.
 
     Returns
     -------
@@ -417,12 +439,15 @@ def moment_start(terms, cp, scale):
     rss = float(yty - beta @ Xty)
     if not rss > 0:
         return start, step
+    sigma2 = None
+    if factor is not None and len(terms) > 1 and not any(t.scalar for t in terms):
+        sigma2 = _residual_variance_all_fixed(terms, cp, scale, factor)
     slices, _ = theta_layout(terms)
     for t, sl, D, zxy in zip(terms, slices, cp.diag, cp.zxy):
         if t.scalar:
             continue
         zr = zxy[..., -1] - zxy[..., :-1] @ beta
-        S = _moment_covariance(D, zr, rss, cp.n, cp.p)
+        S = _moment_covariance(D, zr, rss, cp.n, cp.p, sigma2)
         if S is None:
             continue
         unit = np.empty(t.n_coef)
@@ -669,10 +694,11 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
     factor = make_factor(cp, terms, solver)
     lower = np.concatenate([t.theta_lower() for t in terms]) if terms else np.zeros(0)
     scale = theta_scale(terms, cp)
-    start, step = moment_start(terms, cp, scale)
-    if theta_start is not None and len(theta_start) == len(start):
+    if theta_start is not None and len(theta_start) == len(lower):
         start = np.maximum(np.asarray(theta_start, dtype=float), lower)
         step = np.maximum(WARM_STEP * np.abs(start), 0.01 * scale)
+    else:
+        start, step = moment_start(terms, cp, scale, factor)
 
     theta_fixed = theta_fixed or {}
     free = np.array([i for i in range(len(start)) if i not in theta_fixed], dtype=np.intp)
