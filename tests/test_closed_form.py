@@ -82,3 +82,22 @@ def test_the_start_falls_back_to_lme4s_when_no_level_has_a_slope():
         warnings.simplefilter("ignore")  # the slope variance is not identified: singular, or flagged
         fit = MixedLinearRegressor(random_slopes=[0], max_iter=1).fit(x[:, None], y, groups=g)
     np.testing.assert_array_equal(fit.optimizer_.initial, [1.0, 0.0, 1.0])
+
+
+def test_a_balanced_crossed_design_starts_at_the_two_way_anova_estimate():
+    """Every subject rated every item once: the start uses the two-way ANOVA's residual mean
+    square (both factors fixed), so each factor starts at the classical estimate
+    (MS_factor - MSE) / (levels of the other factor x MSE), which is REML's optimum here."""
+    rng = np.random.default_rng(4)
+    a, b = 12, 8
+    subj, item = np.repeat(np.arange(a), b), np.tile(np.arange(b), a)
+    y = 3 + rng.normal(0, 1.0, a)[subj] + rng.normal(0, 0.7, b)[item] + rng.normal(0, 0.5, a * b)
+    grand = y.mean()
+    ms_a = b * np.sum((np.bincount(subj, y) / b - grand) ** 2) / (a - 1)
+    ms_b = a * np.sum((np.bincount(item, y) / a - grand) ** 2) / (b - 1)
+    resid = y - (np.bincount(subj, y) / b)[subj] - (np.bincount(item, y) / a)[item] + grand
+    mse = resid @ resid / ((a - 1) * (b - 1))
+    want = np.sqrt([(ms_a - mse) / (b * mse), (ms_b - mse) / (a * mse)])
+    fit = MixedLinearRegressor(reml=True).fit(np.empty((a * b, 0)), y, groups=np.column_stack([subj, item]))
+    np.testing.assert_allclose(fit.optimizer_.initial, want, rtol=1e-5)  # T = 1000 I: r^2 ~ RSS
+    np.testing.assert_allclose(fit.theta_, want, rtol=1e-4)
