@@ -299,9 +299,9 @@ class _LevelPairs:
         self.lengths = np.bincount(levels, minlength=n_levels)
         self.starts = np.cumsum(self.lengths) - self.lengths
         self.perm = np.argsort(self.lengths, kind="stable")
-        self.counts = (self.lengths * (self.lengths + 1) // 2)[self.perm]  # pairs per level
+        counts = (self.lengths * (self.lengths + 1) // 2)[self.perm]  # pairs per level
         self.indptr = np.zeros(n_levels + 1, dtype=np.int64)
-        np.cumsum(self.counts, out=self.indptr[1:])
+        np.cumsum(counts, out=self.indptr[1:])
         self.total = int(self.indptr[-1])
         self.index_type = np.int32 if m * m < 2**31 and self.total < 2**31 else np.int64
         self.rows = rows[order].astype(self.index_type)
@@ -551,14 +551,12 @@ class BlockedFactor:
                 e_rows.append(np.full(n1, qr + i))
                 e_lev.append(np.arange(n1))
                 e_val.append(self.Cxy[i].reshape(n1, p1))
-            e_rows, e_lev, e_val = np.concatenate(e_rows), np.concatenate(e_lev), np.concatenate(e_val)
-            lengths = np.bincount(e_lev, minlength=n1)
-            pair_counts = lengths * (lengths + 1) // 2
-            n_w = p1 * (p1 + 1) // 2
-            if int(pair_counts.sum()) * n_w <= SCHUR_UPDATE_BUDGET:
-                self.schur = _SchurUpdate(_LevelPairs(e_rows, e_lev, e_val, n1, m), self.D1)
-            elif int(pair_counts.sum()) * (8 * n_w + 4) <= SCHUR_SCATTER_BYTES:
-                self.schur = _SchurScatter(_LevelPairs(e_rows, e_lev, e_val, n1, m))
+            pairs = _LevelPairs(np.concatenate(e_rows), np.concatenate(e_lev), np.concatenate(e_val), n1, m)
+            n_w = len(pairs.pairs_w)
+            if pairs.total * n_w <= SCHUR_UPDATE_BUDGET:
+                self.schur = _SchurUpdate(pairs, self.D1)
+            elif pairs.total * (8 * n_w + 4) <= SCHUR_SCATTER_BYTES:
+                self.schur = _SchurScatter(pairs)
         self._state = None
 
     def _scale_first(self, C, G):
