@@ -353,10 +353,15 @@ def theta_scale(terms, cp):
 #: (in each coefficient's unit, see :func:`theta_scale`)
 MOMENT_FLOOR = 0.02
 MOMENT_CEILING = 50.0
-#: first steps from the moment start, relative to each coefficient's estimated standard deviation
-#: (0.1 to 0.3 did about equally well on the lme4 reference models, InstEval and the crossed
-#: benchmark; 0.75, MixedModels.jl's step from its start at 1, took up to twice as many steps)
+#: first steps from the moment start: at most this fraction of each coefficient's estimated
+#: standard deviation (0.1 to 0.3 did about equally well on the lme4 reference models; 0.75,
+#: MixedModels.jl's step from its start at 1, took up to twice as many steps) ...
 MOMENT_STEP = 0.2
+#: ... and at most this many standard errors of that estimate (see :func:`_moment_covariance`).
+#: With many levels the criterion is much steeper than 0.2 sd: InstEval took 46 evaluations
+#: with the first rule alone and 27 with both, the crossed 1M benchmark 51 and 26, the 10M
+#: model 25 and 15; 0.5 to 2 standard errors all did about equally well.
+MOMENT_STEP_SE = 1.0
 
 
 def _moment_covariance(D, zr, rss, n, p, sigma2=None):
@@ -369,6 +374,15 @@ def _moment_covariance(D, zr, rss, n, p, sigma2=None):
     terms are ignored, so in general it is a starting point only. Levels whose block ``D_j``
     is singular (a slope with one distinct value in the level) are left out. A ``sigma2`` given
     (from all factors at once, see :func:`moment_start`) replaces the within-level estimate.
+
+    Returns
+    -------
+    S : ndarray of shape (pk, pk)
+        The relative covariance ``Sigma / sigma^2``.
+    se : ndarray of shape (pk,)
+        Approximate standard errors of its diagonal: a sample variance of ``J`` level
+        coefficients with variance ``v`` has standard error ``sqrt(2 / (J - 1)) v``.
+    Or None when the estimate fails.
     """
     J, pk, _ = D.shape
     ev = np.linalg.eigvalsh(D)
@@ -387,8 +401,11 @@ def _moment_covariance(D, zr, rss, n, p, sigma2=None):
             return None
         sigma2 = ss_within / df_within
     bc = b - b.mean(axis=0)
-    S = (bc.T @ bc / (n_ok - 1) - sigma2 * Dinv.mean(axis=0)) / sigma2
-    return 0.5 * (S + S.T) if np.all(np.isfinite(S)) else None
+    V = bc.T @ bc / (n_ok - 1) / sigma2
+    S = V - Dinv.mean(axis=0)
+    if not np.all(np.isfinite(S)):
+        return None
+    return 0.5 * (S + S.T), np.sqrt(2.0 / (n_ok - 1)) * np.diag(V)
 
 
 def _residual_variance_all_fixed(terms, cp, scale, factor):
@@ -413,10 +430,13 @@ def moment_start(terms, cp, scale, factor=None):
     lme4 starts every term at ``T_k = I``. Here each grouping term starts at the Cholesky
     factor of its one-way method-of-moments covariance (:func:`_moment_covariance`), with
     diagonal entries kept within [:data:`MOMENT_FLOOR`, :data:`MOMENT_CEILING`] units, and the
-    first steps are :data:`MOMENT_STEP` times each row's standard deviation: the optimizer then
-    works in units of the expected answer, which saves evaluations when the variances differ by
-    orders of magnitude (lme4's InstEval: 0.28, 0.44 and 0.07), and its first trust region is
-    small because the start is already close (BOBYQA's region still grows when it is not).
+    first steps are :data:`MOMENT_STEP` times each row's standard deviation, or
+    :data:`MOMENT_STEP_SE` standard errors of it when that is smaller: the optimizer then works
+    in units of the expected answer and of the criterion's curvature (BOBYQA rescales each
+    coordinate by its first step), which saves evaluations when the variances differ by orders
+    of magnitude (lme4's InstEval: 0.28, 0.44 and 0.07) and when many levels make the criterion
+    steep, and its first trust region is small because the start is already close (BOBYQA's
+    region still grows when it is not).
     Smooth terms, and terms whose estimate fails (a level count too small, singular blocks),
     keep lme4's start and MixedModels.jl's steps. With two or more grouping factors (and no
     smooths) and a ``factor`` given, the residual variance comes from all factors at once
@@ -447,9 +467,10 @@ def moment_start(terms, cp, scale, factor=None):
         if t.scalar:
             continue
         zr = zxy[..., -1] - zxy[..., :-1] @ beta
-        S = _moment_covariance(D, zr, rss, cp.n, cp.p, sigma2)
-        if S is None:
+        est = _moment_covariance(D, zr, rss, cp.n, cp.p, sigma2)
+        if est is None:
             continue
+        S, se_var = est
         unit = np.empty(t.n_coef)
         unit[t.tri_rows[t.tri_rows == t.tri_cols]] = scale[sl][t.tri_rows == t.tri_cols]
         var = np.clip(np.diag(S), 0.0, None)
@@ -465,7 +486,10 @@ def moment_start(terms, cp, scale, factor=None):
         else:
             T = np.diag(sd)
         start[sl] = T[t.tri_rows, t.tri_cols]
-        step[sl] = MOMENT_STEP * sd[t.tri_rows]
+        # standard error of sd = sqrt(var): se(var) / (2 sd) (the delta method)
+        row_step = np.minimum(MOMENT_STEP * sd, MOMENT_STEP_SE * se_var / (2 * sd))
+        row_step = np.maximum(row_step, 1e-3 * unit)  # se_var is 0 when every b_j is equal
+        step[sl] = row_step[t.tri_rows]
     return start, step
 
 

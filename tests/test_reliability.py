@@ -324,8 +324,9 @@ def test_response_scale_is_exactly_equivariant(sleep_df, c):
     assert b.intercept_ == pytest.approx(c * a.intercept_, rel=1e-7)
     np.testing.assert_allclose(b.coef_, c * a.coef_, rtol=1e-6)
     assert b.sigma_ == pytest.approx(abs(c) * a.sigma_, rel=1e-7)
+    # (random effects are about 25 here: atol is 4e-7 of their scale)
     np.testing.assert_allclose(b.random_effects_["Subject"], c * a.random_effects_["Subject"],
-                               rtol=1e-5, atol=1e-6 * abs(c))
+                               rtol=1e-5, atol=1e-5 * abs(c))
     n, p = len(y), 2
     assert b.criterion_ == pytest.approx(a.criterion_ + 2 * (n - p) * np.log(abs(c)), rel=1e-10)
     gam_a = PenalizedSplineRegressor(n_basis=8).fit(X, y, groups=g)
