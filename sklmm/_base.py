@@ -65,6 +65,23 @@ def _reject_categorical_columns(X):
             )
 
 
+def _plain_numeric_frame(X):
+    """``(values, column names)`` of a DataFrame of numpy numeric columns named by ``str``, else None.
+
+    scikit-learn's DataFrame path of ``validate_data`` costs about 0.35 ms (a third of a
+    sleepstudy fit) in dtype checks that such a frame does not need; its values are then
+    validated as an array, and its names are the ``feature_names_in_`` scikit-learn would set
+    (it keeps names only when every label is exactly a ``str``).
+    """
+    if not isinstance(X, pd.DataFrame) or X.shape[1] == 0:
+        return None
+    if not all(type(c) is str for c in X.columns):
+        return None
+    if not all(isinstance(dt, np.dtype) and dt.kind in "fiu" for dt in X.dtypes):
+        return None
+    return X.to_numpy(dtype=np.float64), np.asarray(X.columns, dtype=object)
+
+
 def _check_magnitude(A, what, names):
     """Refuse columns whose values would over- or underflow the cross-products (squares)."""
     if A.size == 0:
@@ -216,10 +233,13 @@ class GroupedMixin:
                     self, X, reset=False, dtype=np.float64,
                     ensure_min_features=0 if self.n_features_in_ == 0 else 1,
                 )
+            plain = _plain_numeric_frame(X)
             X, y = validate_data(
-                self, X, y, y_numeric=True, dtype=np.float64,
+                self, X if plain is None else plain[0], y, y_numeric=True, dtype=np.float64,
                 ensure_min_features=0 if groups is not None else 1,
             )
+            if plain is not None:
+                self.feature_names_in_ = plain[1]
         except ValueError as e:
             hint = next((h for pattern, h in _VALIDATION_HINTS if pattern in str(e)), None)
             if hint is None:

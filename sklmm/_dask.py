@@ -450,8 +450,8 @@ def _finish_terms(est, partial, specs, group_columns, n):
     factors, terms, perms, n_levels = [], [], [], []
     for k, (name, cols, slope_cols) in enumerate(specs):
         labels = partial.levels[k]
-        index = _observed_index(labels, tuple(range(len(cols))))
-        f = GroupingFactor(name, tuple(range(len(cols))), index)
+        index, category_levels = _observed_index(labels, tuple(range(len(cols))))
+        f = GroupingFactor(name, tuple(range(len(cols))), index, category_levels)
         perm = encode(f, labels)
         if np.any(perm < 0):  # pragma: no cover - the level tables and the index disagree
             raise RuntimeError(f"level table of {name!r} does not match its index.")

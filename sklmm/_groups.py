@@ -22,6 +22,9 @@ class GroupingFactor:
     name: str
     columns: tuple
     index: pd.Index  # the observed levels (a MultiIndex for nested combinations)
+    #: for a categorical column, ``(categories, level of each category or -1)``: rows whose
+    #: categories are this very object are encoded without looking the labels up
+    category_levels: tuple = None
 
 
 def as_group_frame(groups, n_samples=None, what="groups"):
@@ -61,8 +64,7 @@ def as_group_frame(groups, n_samples=None, what="groups"):
             f"{what} has {frame.shape[0]} rows but X has {n_samples}; pass one group label per "
             "row of X (in the same order)."
         )
-    for col in frame.columns:
-        s = frame[col]
+    for col, s in frame.items():  # (frame[col] would build a hash table of the column names)
         missing = s.array.codes < 0 if isinstance(s.dtype, pd.CategoricalDtype) else s.isna().to_numpy()
         if missing.any():
             rows = np.flatnonzero(missing)[:5].tolist()
@@ -82,10 +84,11 @@ def as_group_frame(groups, n_samples=None, what="groups"):
 
 
 def _infinite_labels(s):
-    """Where a label column holds +-inf (float columns, or floats among object labels)."""
+    """Where a label column (a Series or an Index) holds +-inf (float columns, or floats among
+    object labels)."""
     if isinstance(s.dtype, pd.CategoricalDtype):  # only a category can be infinite
         cat = s.array
-        bad = _infinite_labels(pd.Series(cat.categories))
+        bad = _infinite_labels(cat.categories)  # an Index answers like a Series here
         return np.append(bad, False)[cat.codes]
     if isinstance(s.dtype, pd.StringDtype):  # strings are never infinite
         return np.zeros(len(s), dtype=bool)
@@ -100,25 +103,27 @@ def _infinite_labels(s):
 
 
 def _observed_index(frame, cols):
+    """The observed levels, and for a categorical column its ``category_levels``."""
     if len(cols) == 1:
         s = frame.iloc[:, cols[0]]
         if isinstance(s.dtype, pd.CategoricalDtype):  # the categories present, in their order
             cat = s.array
-            used = np.flatnonzero(np.bincount(cat.codes[cat.codes >= 0], minlength=len(cat.categories)))
-            return pd.Index(cat.categories.take(used), name=s.name)
+            present = np.bincount(cat.codes[cat.codes >= 0], minlength=len(cat.categories)) > 0
+            levels = np.where(present, np.cumsum(present) - 1, -1)
+            return pd.Index(cat.categories.take(np.flatnonzero(present)), name=s.name), (cat.categories, levels)
         uniq = pd.unique(s)  # hashed in the column's own dtype, then as numpy
         uniq = np.asarray(uniq.to_numpy() if hasattr(uniq, "to_numpy") else uniq)
         try:
             uniq = np.sort(uniq)
         except TypeError:  # mixed label types: keep order of appearance
             pass
-        return pd.Index(uniq, name=s.name)
+        return pd.Index(uniq, name=s.name), None
     mi = pd.MultiIndex.from_frame(frame.iloc[:, list(cols)]).unique()
     try:
         mi = mi.sort_values()
     except TypeError:  # pragma: no cover - mixed label types
         pass
-    return mi
+    return mi, None
 
 
 def make_factors(frame, nested):
@@ -129,10 +134,10 @@ def make_factors(frame, nested):
         for j in range(len(names)):
             cols = tuple(range(j + 1))
             name = ":".join(reversed(names[: j + 1]))  # lme4 style: inner:outer
-            factors.append(GroupingFactor(name, cols, _observed_index(frame, cols)))
+            factors.append(GroupingFactor(name, cols, *_observed_index(frame, cols)))
     else:
         for j, nm in enumerate(names):
-            factors.append(GroupingFactor(nm, (j,), _observed_index(frame, (j,))))
+            factors.append(GroupingFactor(nm, (j,), *_observed_index(frame, (j,))))
     return factors
 
 
@@ -143,7 +148,11 @@ def encode(factor: GroupingFactor, frame):
         values = frame.iloc[:, cols[0]]
         if isinstance(values.dtype, pd.CategoricalDtype):  # each category's level, by code
             cat = values.array
-            at = factor.index.get_indexer(cat.categories)
+            known = factor.category_levels
+            if known is not None and known[0] is cat.categories:
+                at = known[1]
+            else:
+                at = factor.index.get_indexer(cat.categories)
             return np.append(at, -1)[cat.codes]
         # hash the rows once, then look up only the distinct labels
         codes, uniques = pd.factorize(values)

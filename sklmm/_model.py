@@ -32,6 +32,13 @@ class SingularFitWarning(UserWarning):
 def independent_columns(XtX, tol=RANK_TOL):
     """Columns kept in order, each only when not in the span of the earlier kept ones."""
     d = np.sqrt(np.clip(np.diag(XtX), 0, None))
+    if np.all(d > 0):  # the usual full-rank case at once: L_jj^2 is column j's residual
+        try:
+            L = np.linalg.cholesky(XtX / np.outer(d, d))
+        except np.linalg.LinAlgError:
+            L = None
+        if L is not None and np.all(np.diagonal(L) ** 2 > tol):
+            return list(range(XtX.shape[0]))
     keep = []
     for j in range(XtX.shape[0]):
         if d[j] == 0:

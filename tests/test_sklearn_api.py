@@ -86,6 +86,42 @@ def test_group_label_types_give_the_same_fit(sleep):
         np.testing.assert_allclose(f.theta_, fits[0].theta_, rtol=1e-5)
 
 
+def test_categorical_groups_with_other_categories_predict_alike(sleep):
+    # rows whose categories are the fitted object take a shortcut; others are looked up by label
+    X, y, g = sleep
+    m = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
+    cats = list(g.cat.categories)
+    other = pd.Series(pd.Categorical(g.astype(str), categories=["new"] + cats[::-1]), name="Subject")
+    np.testing.assert_array_equal(m.predict(X, groups=other), m.predict(X, groups=g))
+    np.testing.assert_array_equal(m.predict(X, groups=g.astype(str)), m.predict(X, groups=g))
+    unseen = other.copy()
+    unseen.iloc[:3] = "new"
+    np.testing.assert_array_equal(m.predict(X.iloc[:3], groups=unseen.iloc[:3]), m.predict(X.iloc[:3]))
+
+
+@pytest.mark.parametrize("labels, names", [
+    (["Days"], ["Days"]),  # str labels are kept, as scikit-learn keeps them
+    ([0], None),  # non-str labels are not feature names
+])
+def test_feature_names_follow_scikit_learn(sleep, labels, names):
+    X, y, g = sleep
+    Xl = pd.DataFrame(X.to_numpy(), columns=labels)
+    m = MixedLinearRegressor().fit(Xl, y, groups=g)
+    if names is None:
+        assert not hasattr(m, "feature_names_in_")
+    else:
+        assert list(m.feature_names_in_) == names
+    assert m.n_features_in_ == 1
+    np.testing.assert_allclose(m.predict(Xl, groups=g), MixedLinearRegressor().fit(X, y, groups=g).predict(X, groups=g))
+
+
+def test_feature_names_of_mixed_types_are_refused(sleep):
+    X, y, g = sleep
+    Xm = pd.DataFrame({"Days": X["Days"], 1: X["Days"] ** 2})
+    with pytest.raises(TypeError, match="Feature names are only supported if all input features"):
+        MixedLinearRegressor().fit(Xm, y, groups=g)
+
+
 def test_crossed_groups_as_dataframe_or_array():
     df = load_penicillin()
     X = np.empty((len(df), 0))
