@@ -68,10 +68,8 @@ def _reject_categorical_columns(X):
 def _plain_numeric_frame(X):
     """``(values, column names)`` of a DataFrame of numpy numeric columns named by ``str``, else None.
 
-    scikit-learn's DataFrame path of ``validate_data`` costs about 0.35 ms (a third of a
-    sleepstudy fit) in dtype checks that such a frame does not need; its values are then
-    validated as an array, and its names are the ``feature_names_in_`` scikit-learn would set
-    (it keeps names only when every label is exactly a ``str``).
+    Its names are the ``feature_names_in_`` scikit-learn would set (it keeps names only when
+    every label is exactly a ``str``).
     """
     if not isinstance(X, pd.DataFrame) or X.shape[1] == 0:
         return None
@@ -80,6 +78,32 @@ def _plain_numeric_frame(X):
     if not all(isinstance(dt, np.dtype) and dt.kind in "fiu" for dt in X.dtypes):
         return None
     return X.to_numpy(dtype=np.float64), np.asarray(X.columns, dtype=object)
+
+
+def _plain_valid_inputs(X, y):
+    """``(X as float64, y, feature names or None)`` when the training data need no conversion
+    or checks beyond finiteness, else None.
+
+    That is: X a 2-D numeric ndarray or a plain numeric DataFrame (:func:`_plain_numeric_frame`)
+    with at least one row and one column, y a 1-D numeric ndarray of the same length, every
+    value finite. scikit-learn's ``validate_data`` returns the same arrays for them, at several
+    times the cost (about 0.3 ms of a 2.6 ms sleepstudy fit); everything else goes through it,
+    and it writes the error messages.
+    """
+    if type(X) is np.ndarray and X.ndim == 2 and X.dtype.kind in "fiu":
+        X, names = np.asarray(X, dtype=np.float64), None
+    else:
+        plain = _plain_numeric_frame(X)
+        if plain is None:
+            return None
+        X, names = plain
+    if not (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "fiu"):
+        return None
+    if X.shape[0] < 1 or X.shape[1] < 1 or y.shape[0] != X.shape[0]:
+        return None
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        return None
+    return X, y, names
 
 
 def _check_magnitude(A, what, names):
@@ -224,22 +248,29 @@ class GroupedMixin:
         underflow the cross-products are refused.
         """
         X = _empty_frame_as_array(X)
-        _reject_categorical_columns(X)
         if isinstance(y, pd.Series) and isinstance(y.dtype, np.dtype) and y.dtype.kind in "fiu":
             y = y.to_numpy()  # a plain numeric Series: scikit-learn's pandas path costs 0.1 ms
+        fast = _plain_valid_inputs(X, y) if reset else None
         try:
-            if not reset:
+            if fast is not None:  # what validate_data(reset=True) returns and sets
+                X, y, names = fast
+                self.n_features_in_ = X.shape[1]
+                if names is not None:
+                    self.feature_names_in_ = names
+                else:
+                    self.__dict__.pop("feature_names_in_", None)
+            elif not reset:
+                _reject_categorical_columns(X)
                 return validate_data(
                     self, X, reset=False, dtype=np.float64,
                     ensure_min_features=0 if self.n_features_in_ == 0 else 1,
                 )
-            plain = _plain_numeric_frame(X)
-            X, y = validate_data(
-                self, X if plain is None else plain[0], y, y_numeric=True, dtype=np.float64,
-                ensure_min_features=0 if groups is not None else 1,
-            )
-            if plain is not None:
-                self.feature_names_in_ = plain[1]
+            else:
+                _reject_categorical_columns(X)
+                X, y = validate_data(
+                    self, X, y, y_numeric=True, dtype=np.float64,
+                    ensure_min_features=0 if groups is not None else 1,
+                )
         except ValueError as e:
             hint = next((h for pattern, h in _VALIDATION_HINTS if pattern in str(e)), None)
             if hint is None:

@@ -852,24 +852,33 @@ class DenseFactor:
                 strides=(t.n_coef * (m + 1) * step, m * step, step), writeable=True,
             )
             self._blocks.append(view)
+        self._LA, self._M = np.empty((m, m)), np.empty((m, m), order="F")
+        self._diag_q = np.arange(q) * (m + 1)
         self._state = None
 
     def update(self, theta):
         for view, t, s in zip(self._blocks, self.terms, self.theta_slices):
-            view[...] = t.template(theta[s])
-        lam = self._lam
-        M = lam.T @ self.A @ lam
-        q, p = self.q, self.p
-        M.reshape(-1)[:: M.shape[0] + 1][:q] += 1.0
-        # M is symmetric only to rounding: factor its lower triangle (the upper one of M.T)
-        L = _tail_cholesky(M.T)
-        if L is None:
+            if t.scalar:
+                view[...] = t.template(theta[s])
+            else:  # the zeros above the diagonal of each block stay as they are
+                view[:, t.tri_rows, t.tri_cols] = theta[s]
+        # M = Lambda' A Lambda + I (I on the random-effect diagonal) in preallocated buffers:
+        # a sleepstudy fit takes about 40 of these updates at 18 microseconds each
+        lam, M = self._lam, self._M
+        np.matmul(lam.T, self.A, out=self._LA)
+        np.matmul(self._LA, lam, out=M)
+        M.T.reshape(-1)[self._diag_q] += 1.0  # (a view: M.T is C-contiguous)
+        # M (Fortran-ordered) is symmetric only to rounding: its lower triangle is factored, in
+        # place; the factor is valid until the next update
+        L, info = lapack.dpotrf(M, lower=1, clean=1, overwrite_a=1)
+        if info != 0:
             self._state = None
             return None
         self._state = L
-        diag = np.diagonal(L)
-        logs = np.log(diag[:-1])
-        return Factorization(2.0 * float(logs[:q].sum()), 2.0 * float(logs[q:].sum()), float(diag[-1] ** 2))
+        logs = np.log(L.diagonal())
+        q = self.q
+        return Factorization(2.0 * float(logs[:q].sum()), 2.0 * float(logs[q:-1].sum()),
+                             float(L[-1, -1] ** 2))
 
     def fixed_part(self):
         """``(L_X, l_y)`` at the last updated theta (see :meth:`BlockedFactor.fixed_part`)."""

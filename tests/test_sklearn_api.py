@@ -115,6 +115,35 @@ def test_feature_names_follow_scikit_learn(sleep, labels, names):
     np.testing.assert_allclose(m.predict(Xl, groups=g), MixedLinearRegressor().fit(X, y, groups=g).predict(X, groups=g))
 
 
+@pytest.mark.parametrize("kind", ["float array", "int array", "frame", "frame int labels", "int y"])
+def test_plain_inputs_are_validated_as_scikit_learn_does(sleep, kind):
+    # plain numeric inputs skip scikit-learn's validate_data: the same arrays and attributes
+    from sklearn.utils.validation import validate_data
+
+    X, y, g = sleep
+    Xk = {
+        "float array": X.to_numpy(), "int array": X.to_numpy().astype(np.int64), "frame": X,
+        "frame int labels": pd.DataFrame(X.to_numpy(), columns=[7]), "int y": X,
+    }[kind]
+    yk = y.to_numpy().round().astype(np.int64) if kind == "int y" else y.to_numpy()
+    ours, theirs = MixedLinearRegressor(), MixedLinearRegressor()
+    theirs.feature_names_in_ = ours.feature_names_in_ = np.array(["stale"], dtype=object)
+    Xa, ya = ours._validate_X(Xk, yk, groups=g)
+    Xb, yb = validate_data(theirs, Xk, yk, y_numeric=True, dtype=np.float64)
+    np.testing.assert_array_equal(Xa, Xb)
+    np.testing.assert_array_equal(ya, yb)
+    assert Xa.dtype == Xb.dtype and ya.dtype == yb.dtype
+    assert ours.n_features_in_ == theirs.n_features_in_
+    assert hasattr(ours, "feature_names_in_") == hasattr(theirs, "feature_names_in_")
+    if hasattr(theirs, "feature_names_in_"):
+        np.testing.assert_array_equal(ours.feature_names_in_, theirs.feature_names_in_)
+    # a value that is not finite goes to scikit-learn, which says what is wrong
+    bad = np.array(Xk, dtype=float)
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        MixedLinearRegressor().fit(bad, yk, groups=g)
+
+
 def test_feature_names_of_mixed_types_are_refused(sleep):
     X, y, g = sleep
     Xm = pd.DataFrame({"Days": X["Days"], 1: X["Days"] ** 2})
