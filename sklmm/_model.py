@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 
 from ._optimize import OptSummary, minimize_bobyqa
-from ._pls import cross_products, dense_system, make_factor, profiled_criterion
+from ._pls import _tail_cholesky, cross_products, dense_system, make_factor, profiled_criterion
 from ._terms import templates, theta_layout
 
 __all__ = ["MixedFit", "fit_mixed", "fit_cross_products", "SingularFitWarning", "SINGULAR_TOL", "RANK_TOL"]
@@ -33,10 +33,7 @@ def independent_columns(XtX, tol=RANK_TOL):
     """Columns kept in order, each only when not in the span of the earlier kept ones."""
     d = np.sqrt(np.clip(np.diag(XtX), 0, None))
     if np.all(d > 0):  # the usual full-rank case at once: L_jj^2 is column j's residual
-        try:
-            L = np.linalg.cholesky(XtX / np.outer(d, d))
-        except np.linalg.LinAlgError:
-            L = None
+        L = _tail_cholesky(XtX / np.outer(d, d))
         if L is not None and np.all(np.diagonal(L) ** 2 > tol):
             return list(range(XtX.shape[0]))
     keep = []
@@ -371,6 +368,32 @@ MOMENT_STEP = 0.2
 MOMENT_STEP_SE = 1.0
 
 
+def _regular_inverses(D):
+    """Which symmetric blocks ``D_j`` (J, p, p) are regular (smallest eigenvalue above 1e-8 of
+    the largest), and the inverses of those; 1 x 1 and 2 x 2 blocks in closed form (a batched
+    LAPACK call costs more than the arithmetic at these sizes)."""
+    pk = D.shape[1]
+    if pk == 1:
+        ok = D[:, 0, 0] > 0
+        return ok, 1.0 / D[ok]
+    if pk == 2:
+        a, b, c = D[:, 0, 0], D[:, 0, 1], D[:, 1, 1]
+        half = 0.5 * (a + c)
+        top = half + np.hypot(0.5 * (a - c), b)
+        det = a * c - b * b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            low = np.where(top > 0, det / top, 0.0)  # the smaller eigenvalue, without cancellation
+        ok = low > 1e-8 * np.maximum(top, np.finfo(float).tiny)
+        a, b, c, det = a[ok], b[ok], c[ok], det[ok]
+        inv = np.empty((len(a), 2, 2))
+        inv[:, 0, 0], inv[:, 1, 1] = c / det, a / det
+        inv[:, 0, 1] = inv[:, 1, 0] = -b / det
+        return ok, inv
+    ev = np.linalg.eigvalsh(D)
+    ok = ev[:, 0] > 1e-8 * np.maximum(ev[:, -1], np.finfo(float).tiny)
+    return ok, np.linalg.inv(D[ok])
+
+
 def _moment_covariance(D, zr, rss, n, p, sigma2=None):
     """One-way method-of-moments estimate of a grouping term's relative covariance, or None.
 
@@ -392,15 +415,13 @@ def _moment_covariance(D, zr, rss, n, p, sigma2=None):
     Or None when the estimate fails.
     """
     J, pk, _ = D.shape
-    ev = np.linalg.eigvalsh(D)
-    ok = ev[:, 0] > 1e-8 * np.maximum(ev[:, -1], np.finfo(float).tiny)
+    ok, Dinv = _regular_inverses(D)
     n_ok = int(np.sum(ok))
     # the term's columns are columns of X (an intercept, slopes), so [X, Z_j] has rank
     # p + pk (n_ok - 1): the classical within-groups degrees of freedom when X = the term
     df_within = n - pk * n_ok - max(p - pk, 0)
     if n_ok < 2 or df_within <= 0:
         return None
-    Dinv = np.linalg.inv(D[ok])
     b = np.einsum("jab,jb->ja", Dinv, zr[ok])
     if sigma2 is None:
         ss_within = rss - float(np.einsum("ja,ja->", zr[ok], b))
@@ -486,10 +507,12 @@ def moment_start(terms, cp, scale, factor=None):
             corr = S / np.sqrt(np.outer(var, var) + np.finfo(float).tiny)
             corr = np.clip(corr, -0.9, 0.9)
             np.fill_diagonal(corr, 1.0)
-            w, V = np.linalg.eigh(corr)
-            corr = (V * np.clip(w, 0.05, None)) @ V.T
-            d = np.sqrt(np.diag(corr))
-            T = np.linalg.cholesky(corr / np.outer(d, d) * np.outer(sd, sd))
+            if t.n_coef > 2:  # (2 x 2: the clipped correlation's eigenvalues are 1 +- r >= 0.1)
+                w, V = np.linalg.eigh(corr)
+                corr = (V * np.clip(w, 0.05, None)) @ V.T
+                d = np.sqrt(np.diag(corr))
+                corr = corr / np.outer(d, d)
+            T = np.linalg.cholesky(corr * np.outer(sd, sd))
         else:
             T = np.diag(sd)
         start[sl] = T[t.tri_rows, t.tri_cols]
