@@ -101,3 +101,23 @@ def test_a_balanced_crossed_design_starts_at_the_two_way_anova_estimate():
     fit = MixedLinearRegressor(reml=True).fit(np.empty((a * b, 0)), y, groups=np.column_stack([subj, item]))
     np.testing.assert_allclose(fit.optimizer_.initial, want, rtol=1e-5)  # T = 1000 I: r^2 ~ RSS
     np.testing.assert_allclose(fit.theta_, want, rtol=1e-4)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_level_block_inverses_match_lapack(p):
+    # the moment start's closed-form 1x1 / 2x2 inverses and singularity test against LAPACK
+    from sklmm._model import _regular_inverses
+
+    rng = np.random.default_rng(p)
+    A = rng.normal(size=(40, p, 5))
+    D = A @ A.transpose(0, 2, 1)
+    D[3] = 0.0  # a level with no rows
+    if p > 1:
+        D[5] = np.ones((p, p))  # a slope constant within its level: rank 1
+        D[6] = np.diag([1e12] + [1e-6] * (p - 1))  # full rank, condition 1e18 > 1e8: left out
+    ok, inv = _regular_inverses(D)
+    ev = np.linalg.eigvalsh(D)
+    expected = ev[:, 0] > 1e-8 * np.maximum(ev[:, -1], np.finfo(float).tiny)
+    np.testing.assert_array_equal(ok, expected)
+    assert not ok[3] and (p == 1 or not (ok[5] or ok[6]))
+    np.testing.assert_allclose(inv, np.linalg.inv(D[expected]), rtol=1e-10, atol=0)
