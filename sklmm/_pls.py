@@ -40,6 +40,7 @@ This module imports nothing from scikit-learn.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -446,8 +447,11 @@ class _SchurScatter:
         spans = [(0, cut), (cut, n_levels)]
         pos = [np.empty(int(indptr[hi] - indptr[lo]), dtype=pairs.index_type) for lo, hi in spans]
         data = [[np.empty(len(ph)) for _ in self.pairs_w] for ph in pos]
-        for g0, g1, L in pairs.groups():
-            for h, (lo, hi) in enumerate(spans):  # the group's levels in each half
+        groups = list(pairs.groups())
+
+        def fill(h):
+            lo, hi = spans[h]
+            for g0, g1, L in groups:  # the group's levels in this half
                 l0, l1 = max(g0, lo), min(g1, hi)
                 if l0 >= l1:
                     continue
@@ -455,6 +459,11 @@ class _SchurScatter:
                 dst = slice(int(indptr[l0] - indptr[lo]), int(indptr[l1] - indptr[lo]))
                 pairs.products(l0, l1, L, pos_out=pos[h][dst].reshape(shape),
                                data_out=[d[dst].reshape(shape) for d in data[h]])
+
+        # one thread per half (numpy releases the GIL): the first writes to hundreds of MB cost
+        # as much as the products (page faults), and they too proceed in parallel
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(fill, range(2)))
         self.halves = []
         for h, (lo, hi) in enumerate(spans):
             ip = (indptr[lo : hi + 1] - indptr[lo]).astype(pairs.index_type)
@@ -473,8 +482,6 @@ class _SchurScatter:
         """In place: ``M -= sum_j C_j G_j G_j' C_j'`` (see :meth:`_SchurUpdate.apply`)."""
         w = _schur_weights(G, self.pairs_w)[self.perm]
         if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
             self._pool = ThreadPoolExecutor(max_workers=2)
         other = self._pool.submit(self._half, 1, w)
         y = self._half(0, w)
@@ -522,6 +529,7 @@ class BlockedFactor:
                 RR[c, r] = blocks.ravel()
         RR[qr:, qr:] = cp.xyxy
         self.RR = RR
+        self._M = np.empty_like(RR)  # Lambda_R'(RR - Schur update)Lambda_R + I, factored in place
         self.schur = None
         self._scalar_rest = all(t.n_coef == 1 for t in rest)
         if first is not None:
@@ -569,7 +577,8 @@ class BlockedFactor:
     def update(self, theta):
         terms, qr, p = self.terms, self.qr, self.p
         Ts = [t.template(theta[s]) for t, s in zip(terms, self.theta_slices)]
-        M = self.RR.copy()
+        M = self._M  # a buffer of its own: a fresh m x m array would be page-faulted in each time
+        np.copyto(M, self.RR)
         logdet = 0.0
         L11 = G = None
         if terms:
@@ -613,13 +622,13 @@ class BlockedFactor:
                     M[:qr, qr:] -= Pzx
                     M[qr:, :qr] -= Pzx.T
             # Lambda_R' M Lambda_R on the rest terms (X and y columns are not scaled)
-            if self._scalar_rest:  # a diagonal Lambda_R: two broadcast products
-                scale = np.ones(M.shape[0])
-                for i, t in enumerate(terms[1:], start=1):
-                    o = self.rest_offsets[i - 1]
-                    scale[o : o + t.q] = Ts[i][0, 0]
-                M *= scale
-                M *= scale[:, None]
+            if self._scalar_rest:  # Lambda_R = theta_i I per term: scale the upper blocks
+                offs, th = self.rest_offsets, [T[0, 0] for T in Ts[1:]]
+                for a in range(len(th)):
+                    rows = slice(offs[a], offs[a + 1])
+                    for b in range(a, len(th)):
+                        M[rows, offs[b] : offs[b + 1]] *= th[a] * th[b]
+                    M[rows, qr:] *= th[a]
             else:
                 for i, t in enumerate(terms[1:], start=1):
                     o = self.rest_offsets[i - 1]
