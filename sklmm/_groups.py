@@ -26,6 +26,10 @@ class GroupingFactor:
     #: categories are this very object are encoded without looking the labels up
     category_levels: tuple = None
 
+    def __getstate__(self):
+        # a pickle cannot keep the identity the shortcut relies on: drop it (and its arrays)
+        return {**self.__dict__, "category_levels": None}
+
 
 def as_group_frame(groups, n_samples=None, what="groups"):
     """``groups`` as a DataFrame with one column per grouping factor, checked.
