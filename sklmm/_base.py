@@ -405,26 +405,25 @@ class GroupedMixin:
     # the two tables are built on first access (a pandas frame costs as much as a small fit) and
     # kept with the fit they describe, so a refit replaces them
 
-    @property
-    def variance_components_(self):
+    def _fit_table(self, key, build):
+        """The fitted model's table ``key``, built by ``build(fit)`` on first access."""
         fit = self.__dict__.get("_fit")
         if fit is None:
-            raise AttributeError("variance_components_ (the estimator is not fitted)")
-        if "variance_components" not in fit.tables:
-            fit.tables["variance_components"] = fit.variance_table()
-        return fit.tables["variance_components"]
+            raise AttributeError(f"{key}_ (the estimator is not fitted)")
+        if key not in fit.tables:
+            fit.tables[key] = build(fit)
+        return fit.tables[key]
+
+    @property
+    def variance_components_(self):
+        return self._fit_table("variance_components", lambda fit: fit.variance_table())
 
     @property
     def random_effects_(self):
-        fit = self.__dict__.get("_fit")
-        if fit is None:
-            raise AttributeError("random_effects_ (the estimator is not fitted)")
-        if "random_effects" not in fit.tables:
-            fit.tables["random_effects"] = {
-                t.name: pd.DataFrame(fit.b[k], index=t.levels, columns=t.column_names)
-                for k, t in self._group_terms_fitted
-            }
-        return fit.tables["random_effects"]
+        return self._fit_table("random_effects", lambda fit: {
+            t.name: pd.DataFrame(fit.b[k], index=t.levels, columns=t.column_names)
+            for k, t in self._group_terms_fitted
+        })
 
     def _random_part(self, X, groups):
         """Sum over grouping factors of each row's random effects (0 for unseen levels)."""
