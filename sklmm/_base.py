@@ -4,213 +4,45 @@ of predictions, and the fitted attributes of the mixed-model engine."""
 from __future__ import annotations
 
 import numbers
-import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import validate_data
 
-from . import _dask
-from ._groups import as_group_frame, encode, make_factors
-from ._model import independent_columns
-from ._terms import RandomTerm
+from ._engine.terms import RandomTerm, templates
+from ._input import dask_collections as _dask
+from ._input.arrays import (
+    _VALIDATION_HINTS,
+    _check_magnitude,
+    _empty_frame_as_array,
+    _plain_valid_inputs,
+    _reject_categorical_columns,
+)
+from ._input.groups import NoGroupsWarning, as_group_frame, encode, make_factors
+from ._input.random_terms import _check_identifiable, term_rows
 
 __all__ = ["GroupedMixin", "NoGroupsWarning"]
 
 
-class NoGroupsWarning(UserWarning):
-    """``fit`` was called without ``groups``: no random effects were fitted."""
-
-
-def _empty_frame_as_array(X):
-    """A DataFrame without columns as an (n, 0) float array (pandas gives it no dtype)."""
-    if isinstance(X, pd.DataFrame) and X.shape[1] == 0:
-        return np.empty((X.shape[0], 0))
-    return X
-
-
-#: scikit-learn validation messages and the fix sklmm appends to them
-_VALIDATION_HINTS = [
-    ("could not convert string to float",
-     "X and y must be numeric: encode categorical features first (OneHotEncoder in a "
-     "ColumnTransformer, or pandas.get_dummies), and pass group labels as groups=, not as a "
-     "column of X."),
-    ("inconsistent numbers of samples",
-     "X, y (and groups) need one row per observation, in the same order."),
-    ("0 sample(s)", "Pass at least 2 observations to fit (and 1 row to predict)."),
-    ("0 feature(s)",
-     "Give X at least one column, or pass groups= to fit an intercept-only mixed model."),
-    ("Input y contains NaN",
-     "Drop the rows with a missing response (as lme4's na.omit does) before fitting."),
-    ("contains infinity", "Fix or drop the rows with infinite values."),
-    ("y should be a 1d array", "sklmm models one response: pass y as a 1-D array or Series."),
-    ("feature names should match", "Pass X with the columns used in fit, in the same order."),
-]
-
-#: magnitudes whose squares, summed over the rows, stay far inside the float range
-_MAX_MAGNITUDE = 1e100
-_MIN_MAGNITUDE = 1e-100
-
-
-def _reject_categorical_columns(X):
-    """pandas categorical columns of X are labels, not numbers: refuse them with the fix."""
-    if isinstance(X, pd.DataFrame):
-        cat = [str(c) for c, dt in X.dtypes.items() if isinstance(dt, pd.CategoricalDtype)]
-        if cat:
-            raise ValueError(
-                f"X has categorical column(s) {cat[:10]}: features must be numeric. Encode them "
-                "first (OneHotEncoder in a ColumnTransformer, or pandas.get_dummies); if they are "
-                "grouping factors, pass them as groups= instead of in X."
-            )
-
-
-def _plain_numeric_frame(X):
-    """``(values, column names)`` of a DataFrame of numpy numeric columns named by ``str``, else None.
-
-    Its names are the ``feature_names_in_`` scikit-learn would set (it keeps names only when
-    every label is exactly a ``str``).
-    """
-    if not isinstance(X, pd.DataFrame) or X.shape[1] == 0:
-        return None
-    if not all(type(c) is str for c in X.columns):
-        return None
-    if not all(isinstance(dt, np.dtype) and dt.kind in "fiu" for dt in X.dtypes):
-        return None
-    return X.to_numpy(dtype=np.float64), np.asarray(X.columns, dtype=object)
-
-
-def _plain_valid_inputs(X, y):
-    """``(X as float64, y, feature names or None)`` when the training data need no conversion
-    or checks beyond finiteness, else None.
-
-    That is: X a 2-D numeric ndarray or a plain numeric DataFrame (:func:`_plain_numeric_frame`)
-    with at least one row and one column, y a 1-D numeric ndarray of the same length, every
-    value finite. scikit-learn's ``validate_data`` returns the same arrays for them, at several
-    times the cost (about 0.3 ms of a 2.6 ms sleepstudy fit); everything else goes through it,
-    and it writes the error messages.
-    """
-    if type(X) is np.ndarray and X.ndim == 2 and X.dtype.kind in "fiu":
-        X, names = np.asarray(X, dtype=np.float64), None
-    else:
-        plain = _plain_numeric_frame(X)
-        if plain is None:
-            return None
-        X, names = plain
-    if not (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "fiu"):
-        return None
-    if X.shape[0] < 1 or X.shape[1] < 1 or y.shape[0] != X.shape[0]:
-        return None
-    if not (np.isfinite(X).all() and np.isfinite(y).all()):
-        return None
-    return X, y, names
-
-
-def _check_magnitude(A, what, names):
-    """Refuse columns whose values would over- or underflow the cross-products (squares)."""
-    if A.size == 0:
-        return
-    top = np.abs(A).max(axis=0)
-    for j in np.flatnonzero((top > _MAX_MAGNITUDE) | ((top > 0) & (top < _MIN_MAGNITUDE))):
-        col = what if what == "y" else f"X column {names[j]!r}"
-        raise ValueError(
-            f"{col} has values of magnitude {top[j]:.3g}: sklmm needs magnitudes between "
-            f"{_MIN_MAGNITUDE:g} and {_MAX_MAGNITUDE:g}, because the fit is built from sums of "
-            "squares that would overflow or underflow. Rescale it (multiply by a power of 10); "
-            "the fit is equivariant to the scale of y and of each feature."
-        )
-
-
-def _check_identifiable(terms, factors, columns, nested, n, gram=None, n_pairs=None):
-    """Random-effect structures whose variances cannot be estimated, refused before the fit.
-
-    lme4's ``check.nobs.vs.nRE`` (as many random effects as observations), and two checks
-    lme4 leaves to a failed or singular fit: collinear coefficients within a term (a constant,
-    zero or repeated slope column), and two factors that group the rows identically with a
-    coefficient in common (the same factor twice, or ``nested=True`` with a column that does not
-    subdivide the one before it, as when the columns are given inner to outer).
-
-    ``gram(k)`` (the Gram matrix ``values' values`` of term k's rows) and ``n_pairs(a, b)`` (how
-    many pairs of levels of terms a and b share a row) are computed from the terms' rows unless
-    given (a fit from cross-products has only those).
-    """
-    gram = gram or (lambda k: terms[k].values.T @ terms[k].values)
-    n_pairs = n_pairs or (lambda a, b: np.unique(
-        terms[a].codes.astype(np.int64) * terms[b].n_levels + terms[b].codes).size)
-    for k, t in enumerate(terms):
-        if t.q >= n:
-            raise ValueError(
-                f"grouping factor {t.name!r} has {t.n_levels} levels x {t.n_coef} random "
-                f"coefficient(s) = {t.q} random effects for {n} observations; with at least as "
-                "many random effects as observations the variances and the residual are not "
-                "identifiable (lme4 stops here too). Use fewer random slopes or a coarser grouping."
-            )
-        G = gram(k)
-        keep = independent_columns(G)
-        if len(keep) < t.n_coef:
-            bad = [t.column_names[j] for j in range(t.n_coef) if j not in keep]
-            raise ValueError(
-                f"the random coefficients of {t.name!r} are (nearly) collinear: {bad} is zero, "
-                f"constant or a linear combination of {[t.column_names[j] for j in keep]} over the "
-                "data (a constant slope column duplicates the random intercept), so their "
-                "variances are not identifiable. Drop it from random_slopes, or center it if it "
-                "has a large constant offset."
-            )
-        _warn_uncentred_slopes(t, G)
-    for b in range(len(terms)):
-        for a in range(b):
-            ta, tb = terms[a], terms[b]
-            shared = (ta.intercept and tb.intercept) or set(ta.slope_columns) & set(tb.slope_columns)
-            if ta.n_levels != tb.n_levels or not shared:
-                continue
-            pairs = n_pairs(a, b)
-            if pairs != ta.n_levels:
-                continue
-            if nested:
-                inner = columns[factors[b].columns[-1]]
-                raise ValueError(
-                    f"with nested=True the columns of groups go from outer to inner and each must "
-                    f"subdivide the one before it, but every level of {ta.name!r} holds a single "
-                    f"level of {inner!r}: {tb.name!r} groups the rows exactly as {ta.name!r} does, "
-                    "so their variances are not separately identifiable. If the columns are "
-                    f"inner to outer, reorder them outermost first (groups=df[{columns[::-1]}]); "
-                    f"otherwise drop {inner!r} from groups."
-                )
-            raise ValueError(
-                f"grouping factors {ta.name!r} and {tb.name!r} group the rows identically (the "
-                "same partition under two names), so their variances are not separately "
-                "identifiable. Drop one of them from groups."
-            )
-
-
-#: above this |mean| / sd a random slope's column makes intercept and slope nearly collinear
-UNCENTRED_SLOPE_RATIO = 30.0
-
-
-def _warn_uncentred_slopes(t, G):
-    """Warn about random slopes on columns far from centred (``G``: the term's Gram matrix)."""
-    if not t.intercept or t.n_coef < 2 or G[0, 0] <= 0:
-        return
-    mean = G[0, 1:] / G[0, 0]
-    sd = np.sqrt(np.clip(np.diag(G)[1:] / G[0, 0] - mean**2, 0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(sd > 0, np.abs(mean) / sd, np.inf)
-    for j in np.flatnonzero(ratio > UNCENTRED_SLOPE_RATIO):
-        name = t.column_names[j + 1]
-        warnings.warn(
-            f"the random slope column {name!r} of {t.name!r} is far from centred (|mean| / sd = "
-            f"{ratio[j]:.0f}): the random intercept (at {name} = 0) and slope are then nearly "
-            "collinear and the criterion badly conditioned, so the optimizer may stop at a wrong, "
-            "often singular, optimum (lme4 says 'Rescale variables?'). Center the column (x - "
-            "mean); with correlated_slopes=True that is the same model.",
-            UserWarning,
-            stacklevel=5,
-        )
-
-
-def term_rows(term, X):
-    """A random-effect term's model-matrix rows at X: 1 for its intercept, then its slope columns."""
-    return np.hstack([np.ones((X.shape[0], 1 if term.intercept else 0)), X[:, term.slope_columns]])
+def variance_table(fit):
+    """lme4's ``as.data.frame(VarCorr(fit))`` with sklmm's column names, from a :class:`MixedFit`."""
+    rows = []
+    s2 = fit.sigma**2
+    for t, T in zip(fit.terms, templates(fit.terms, fit.theta)):
+        cov = s2 * (T @ T.T)
+        sd = np.sqrt(np.diag(cov))
+        names = [t.name] if t.scalar else t.column_names
+        for a, nm in enumerate(names):
+            rows.append((t.name, nm, None, cov[a, a], sd[a], np.nan))
+        if t.correlated and not t.scalar:
+            for a in range(t.n_coef):
+                for c in range(a + 1, t.n_coef):
+                    denom = sd[a] * sd[c]
+                    corr = cov[a, c] / denom if denom > 0 else np.nan
+                    rows.append((t.name, t.column_names[a], t.column_names[c], cov[a, c], np.nan, corr))
+    rows.append(("Residual", None, None, s2, fit.sigma, np.nan))
+    return pd.DataFrame(rows, columns=["factor", "term", "term2", "variance", "std_dev", "correlation"])
 
 
 class GroupedMixin:
@@ -416,7 +248,7 @@ class GroupedMixin:
 
     @property
     def variance_components_(self):
-        return self._fit_table("variance_components", lambda fit: fit.variance_table())
+        return self._fit_table("variance_components", variance_table)
 
     @property
     def random_effects_(self):

@@ -11,9 +11,9 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import GroupedMixin
-from ._model import fit_mixed
-from ._smooth import BASES, SmoothTerm
-from ._terms import RandomTerm, theta_layout
+from ._engine.fit import fit_mixed
+from ._engine.smooth import BASES, SmoothTerm
+from ._engine.terms import RandomTerm, theta_layout
 
 __all__ = ["PenalizedSplineRegressor"]
 

@@ -106,7 +106,7 @@ def test_a_balanced_crossed_design_starts_at_the_two_way_anova_estimate():
 @pytest.mark.parametrize("p", [1, 2, 3])
 def test_level_block_inverses_match_lapack(p):
     # the moment start's closed-form 1x1 / 2x2 inverses and singularity test against LAPACK
-    from sklmm._model import _regular_inverses
+    from sklmm._engine.start import _regular_inverses
 
     rng = np.random.default_rng(p)
     A = rng.normal(size=(40, p, 5))

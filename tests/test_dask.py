@@ -24,7 +24,7 @@ from reference import problem  # noqa: E402
 from sklearn.metrics import r2_score  # noqa: E402
 
 from sklmm import MixedLinearRegressor  # noqa: E402
-from sklmm._pls import HAS_CHOLMOD  # noqa: E402
+from sklmm._engine.factor_cholmod import HAS_CHOLMOD  # noqa: E402
 from sklmm.datasets import load_sleepstudy  # noqa: E402
 
 

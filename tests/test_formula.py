@@ -10,7 +10,7 @@ from sklearn.base import clone
 
 from reference import LOADERS, MODELS, REFERENCE
 from sklmm import MixedLinearRegressor
-from sklmm._formula import parse_formula
+from sklmm._input.formula import parse_formula
 from sklmm.datasets import load_pastes, load_penicillin, load_sleepstudy
 
 KEYS = sorted(k for k in REFERENCE if k in MODELS)

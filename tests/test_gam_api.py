@@ -11,7 +11,7 @@ from sklearn.model_selection import GroupKFold, cross_validate
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklmm import PenalizedSplineRegressor
-from sklmm._smooth import SmoothTerm, cr_basis, cr_knots, cr_penalty, rk
+from sklmm._engine.smooth import SmoothTerm, cr_basis, cr_knots, cr_penalty, rk
 from sklmm.datasets import load_engine, load_mcycle, load_sleepstudy
 
 EXPECTED_FAILURES = {

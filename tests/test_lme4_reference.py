@@ -7,7 +7,8 @@ import pytest
 
 from reference import MODELS, REFERENCE, problem
 from sklmm import MixedLinearRegressor
-from sklmm._pls import HAS_CHOLMOD, profiled_criterion
+from sklmm._engine.criteria import profiled_criterion
+from sklmm._engine.factor_cholmod import HAS_CHOLMOD
 
 SOLVERS = ["blocked", "dense"] + (["cholmod"] if HAS_CHOLMOD else [])
 

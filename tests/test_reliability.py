@@ -25,7 +25,7 @@ import sklmm.gam
 import sklmm.mixed
 from reference import MODELS, problem
 from sklmm import MixedLinearRegressor, PenalizedSplineRegressor, SingularFitWarning
-from sklmm._model import RESTARTS, optimum_problem
+from sklmm._engine.checks import RESTARTS, optimum_problem
 from sklmm.datasets import load_mcycle, load_pastes, load_sleepstudy
 
 
@@ -391,7 +391,7 @@ def test_random_slopes_on_an_uncentred_column_are_right_or_flagged(sleep_df, sol
 @pytest.fixture
 def premature_optimizer(monkeypatch):
     """Make the optimizer's first n_bad runs stop after 3 evaluations but claim convergence."""
-    import sklmm._model as engine
+    import sklmm._engine.optimize as engine  # the fit and the checks' restarts call it here
 
     real = engine.minimize_bobyqa
     state = {"bad": 0}
@@ -582,8 +582,8 @@ def test_covariance_probe_finds_the_descent_that_theta_hides():
     S = T T', so the gradient check passes; the probe's first-order condition in S catches a
     descent there. At a regular point theta is a good chart: the probe leaves it to the gradient
     check, which sees the same descent."""
-    from sklmm._model import covariance_probe, optimum_problem
-    from sklmm._terms import RandomTerm
+    from sklmm._engine.checks import covariance_probe, optimum_problem
+    from sklmm._engine.terms import RandomTerm
 
     term = RandomTerm(name="g", levels=np.arange(3), codes=None, values=np.zeros((0, 2)),
                       column_names=["(Intercept)", "x"], correlated=True)

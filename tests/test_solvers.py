@@ -3,16 +3,16 @@
 import numpy as np
 import pytest
 
-import sklmm._pls as pls
+from sklmm._engine import criteria, factor, factor_blocked, factor_cholmod
 from reference import problem
 from sklmm import MixedLinearRegressor
 
 
 def test_works_without_scikit_sparse(monkeypatch):
-    monkeypatch.setattr(pls, "_cholmod", None)
-    monkeypatch.setattr(pls, "HAS_CHOLMOD", False)
-    monkeypatch.setattr(pls, "DENSE_REST_LIMIT", 0)  # auto would pick CHOLMOD if it could
-    monkeypatch.setattr(pls, "DENSE_SYSTEM_LIMIT", 0)
+    monkeypatch.setattr(factor_cholmod, "_cholmod", None)
+    monkeypatch.setattr(factor_cholmod, "HAS_CHOLMOD", False)
+    monkeypatch.setattr(factor, "DENSE_REST_LIMIT", 0)  # auto would pick CHOLMOD if it could
+    monkeypatch.setattr(factor, "DENSE_SYSTEM_LIMIT", 0)
     X, y, g, kw, ref = problem("pastes_reml")
     m = MixedLinearRegressor(**kw).fit(X, y, groups=g)
     assert m.solver_ == "blocked"
@@ -21,12 +21,12 @@ def test_works_without_scikit_sparse(monkeypatch):
         MixedLinearRegressor(solver="cholmod", **kw).fit(X, y, groups=g)
 
 
-@pytest.mark.skipif(not pls.HAS_CHOLMOD, reason="scikit-sparse not installed")
+@pytest.mark.skipif(not factor_cholmod.HAS_CHOLMOD, reason="scikit-sparse not installed")
 def test_auto_takes_cholmod_when_the_other_factors_are_wide(monkeypatch):
     X, y, g, kw, ref = problem("nested_reml")
-    monkeypatch.setattr(pls, "DENSE_SYSTEM_LIMIT", 0)
+    monkeypatch.setattr(factor, "DENSE_SYSTEM_LIMIT", 0)
     assert MixedLinearRegressor(**kw).fit(X, y, groups=g).solver_ == "blocked"  # 8 outer levels
-    monkeypatch.setattr(pls, "DENSE_REST_LIMIT", 5)
+    monkeypatch.setattr(factor, "DENSE_REST_LIMIT", 5)
     m = MixedLinearRegressor(**kw).fit(X, y, groups=g)
     assert m.solver_ == "cholmod"
     assert m.criterion_ == pytest.approx(ref["criterion"], rel=1e-6)
@@ -44,7 +44,7 @@ def test_solvers_agree_on_a_random_slopes_design_with_slopes_on_the_second_facto
     groups = np.column_stack([a, b])
     kw = dict(random_slopes={"group1": [0]}, reml=False)
     fits = [MixedLinearRegressor(solver=s, **kw).fit(x[:, None], y, groups=groups)
-            for s in (["blocked", "dense", "cholmod"] if pls.HAS_CHOLMOD else ["blocked", "dense"])]
+            for s in (["blocked", "dense", "cholmod"] if factor_cholmod.HAS_CHOLMOD else ["blocked", "dense"])]
     assert fits[0].theta_names_ == ["group0.(Intercept)", "group1.(Intercept)",
                                     "group1.x0.(Intercept)", "group1.x0"]
     for f in fits[1:]:
@@ -56,7 +56,7 @@ def test_solvers_agree_on_a_random_slopes_design_with_slopes_on_the_second_facto
     # the objective agrees between the two factorizations away from the optimum too
     if len(fits) > 1:
         theta = np.array([0.7, 1.3, 0.2, 0.4])
-        vals = [pls.profiled_criterion(f._fit.factor.update(theta), f._fit.n, f._fit.cp.p, False) for f in fits]
+        vals = [criteria.profiled_criterion(f._fit.factor.update(theta), f._fit.n, f._fit.cp.p, False) for f in fits]
         for v in vals[1:]:
             assert v == pytest.approx(vals[0], rel=1e-12)
 
@@ -64,7 +64,7 @@ def test_solvers_agree_on_a_random_slopes_design_with_slopes_on_the_second_facto
 def test_auto_takes_the_dense_factor_for_small_systems(monkeypatch):
     X, y, g, kw, ref = problem("sleep_slope_reml")  # 36 random-effect columns
     assert MixedLinearRegressor(**kw).fit(X, y, groups=g).solver_ == "dense"
-    monkeypatch.setattr(pls, "DENSE_SYSTEM_LIMIT", 10)
+    monkeypatch.setattr(factor, "DENSE_SYSTEM_LIMIT", 10)
     assert MixedLinearRegressor(**kw).fit(X, y, groups=g).solver_ == "blocked"
 
 
@@ -82,13 +82,13 @@ def test_the_three_forms_of_the_schur_update_agree(monkeypatch, slopes):
     x = rng.normal(size=n)
     y = 1 + x + rng.normal(0, 1, 60)[a] * (1 + 0.3 * x) + rng.normal(0, 1, 15)[b] + rng.normal(size=n)
     groups = np.column_stack([a, b])
-    monkeypatch.setattr(pls, "DENSE_SYSTEM_LIMIT", 0)
-    budgets = {"gather": (pls.SCHUR_UPDATE_BUDGET, pls.SCHUR_SCATTER_BYTES), "scatter": (0, 10**9),
+    monkeypatch.setattr(factor, "DENSE_SYSTEM_LIMIT", 0)
+    budgets = {"gather": (factor_blocked.SCHUR_UPDATE_BUDGET, factor_blocked.SCHUR_SCATTER_BYTES), "scatter": (0, 10**9),
                "product": (0, 0)}
     fits, kinds = [], []
     for update, scatter in budgets.values():
-        monkeypatch.setattr(pls, "SCHUR_UPDATE_BUDGET", update)
-        monkeypatch.setattr(pls, "SCHUR_SCATTER_BYTES", scatter)
+        monkeypatch.setattr(factor_blocked, "SCHUR_UPDATE_BUDGET", update)
+        monkeypatch.setattr(factor_blocked, "SCHUR_SCATTER_BYTES", scatter)
         m = MixedLinearRegressor(random_slopes=slopes, reml=False, solver="blocked").fit(x[:, None], y, groups=groups)
         fits.append(m)
         kinds.append(type(m._fit.factor.schur).__name__)
@@ -96,7 +96,7 @@ def test_the_three_forms_of_the_schur_update_agree(monkeypatch, slopes):
     rng = np.random.default_rng(0)
     for _ in range(3):
         theta = fits[0].theta_ * rng.uniform(0.5, 1.5, fits[0].theta_.size)
-        vals = [pls.profiled_criterion(f._fit.factor.update(theta), f._fit.n, f._fit.cp.p, False) for f in fits]
+        vals = [criteria.profiled_criterion(f._fit.factor.update(theta), f._fit.n, f._fit.cp.p, False) for f in fits]
         assert vals[1] == pytest.approx(vals[0], rel=1e-12)
         assert vals[2] == pytest.approx(vals[0], rel=1e-12)
     for f in fits[1:]:  # the same criterion, different rounding: the optimizers stop 1e-10 apart

@@ -15,4 +15,4 @@ if ! "$PY" -m pip install -q -e ".[cholmod,test,plot,docs]"; then
   echo "scikit-sparse could not be built; installing sklmm without CHOLMOD (numpy/scipy solver)." >&2
   "$PY" -m pip install -q -e ".[test,plot,docs]"
 fi
-"$PY" -c "import sklmm, sklmm._pls as p; print('sklmm', sklmm.__version__, 'installed; CHOLMOD:', p.HAS_CHOLMOD)"
+"$PY" -c "import sklmm, sklmm._engine.factor_cholmod as c; print('sklmm', sklmm.__version__, 'installed; CHOLMOD:', c.HAS_CHOLMOD)"

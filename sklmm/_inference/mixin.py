@@ -1,5 +1,8 @@
 """The inference methods and attributes of MixedLinearRegressor (standard errors, degrees of
-freedom, intervals, conditional variances, prediction intervals, simulation, bootstrap)."""
+freedom, intervals, conditional variances, prediction intervals, simulation, bootstrap).
+
+The estimator-facing layer of :mod:`sklmm._inference`: each method checks its arguments and
+calls one of the modules beside this one, which work on the fitted state."""
 
 from __future__ import annotations
 
@@ -12,11 +15,24 @@ from scipy import stats
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _inference as inf
-from ._base import term_rows
-from ._formula import formula_inputs
+from .._input.formula import formula_inputs
+from .._input.random_terms import term_rows
+from .bootstrap import (
+    TrainingDesign,
+    bootstrap_replicates,
+    percentile_intervals,
+    simulate_responses,
+)
+from .conditional import (
+    conditional_covariances,
+    conditional_mean_variance,
+    prior_covariances,
+)
+from .covariance import fixed_effects_table, wald_intervals
+from .parameters import sdcor_from_theta
+from .profile import profile_intervals
 
-__all__ = ["InferenceMixin", "likelihood_ratio_test"]
+__all__ = ["InferenceMixin"]
 
 
 def _fingerprint(y, sample_weight):
@@ -40,7 +56,7 @@ class InferenceMixin:
     @staticmethod
     def _training_design(Xf, terms, sample_weight):
         """The rows simulate and bootstrap need; taken before the engine strips the terms."""
-        return inf.TrainingDesign.from_terms(Xf, terms, sample_weight)
+        return TrainingDesign.from_terms(Xf, terms, sample_weight)
 
     def _remember_training(self, design, y, sample_weight):
         """Called by a successful fit: the design, a fingerprint of the data, an empty cache."""
@@ -79,7 +95,7 @@ class InferenceMixin:
     # ------------------------------------------------------------------ fixed effects
 
     def _fixed_tables(self):
-        return self._cached("fixed", lambda: inf.fixed_effects_table(self._fit, self.fixed_effects_names_))
+        return self._cached("fixed", lambda: fixed_effects_table(self._fit, self.fixed_effects_names_))
 
     @property
     def fixed_effects_(self):
@@ -99,7 +115,7 @@ class InferenceMixin:
     # ------------------------------------------------------------------ random effects
 
     def _condvar(self):
-        return self._cached("condvar", lambda: inf.conditional_covariances(self._fit))
+        return self._cached("condvar", lambda: conditional_covariances(self._fit))
 
     @property
     def random_effects_std_(self):
@@ -198,20 +214,20 @@ class InferenceMixin:
         Xf = np.hstack([np.ones((X.shape[0], 1)), X]) if self.fit_intercept else X
         seen_rows, extra = [], np.zeros(X.shape[0])
         if groups is not None and fit.terms:
-            prior = inf.prior_covariances(fit)
+            prior = prior_covariances(fit)
             for k, t, codes, seen, vals in self._group_rows(X, groups):
                 seen_rows.append((k, np.flatnonzero(seen), codes[seen], vals))
                 unseen = ~seen
                 if unseen.any():
                     v = term_rows(t, X[unseen])
                     extra[unseen] += np.einsum("ij,jk,ik->i", v, prior[k], v)
-        return inf.conditional_mean_variance(fit, Xf[:, fit.keep], seen_rows) + extra
+        return conditional_mean_variance(fit, Xf[:, fit.keep], seen_rows) + extra
 
     def _new_group_variance(self, X):
         """Prior variance of all random effects at these rows (an observation of a new group)."""
         fit = self._fit
         var = np.zeros(X.shape[0])
-        for t, S in zip(fit.terms, inf.prior_covariances(fit)):
+        for t, S in zip(fit.terms, prior_covariances(fit)):
             v = term_rows(t, X)
             var += np.einsum("ij,jk,ik->i", v, S, v)
         return var
@@ -282,7 +298,7 @@ class InferenceMixin:
             raise ValueError(f"n_draws must be a positive integer; got {n_draws!r}.")
         design = self._require_design("simulate")
         rng = np.random.default_rng(check_random_state(random_state).randint(0, 2**31 - 1))
-        return inf.simulate_responses(self._fit, design, int(n_draws), rng)
+        return simulate_responses(self._fit, design, int(n_draws), rng)
 
     def bootstrap(self, n_boot=1000, random_state=None, n_jobs=None, progress=None):
         """Parametric bootstrap (lme4 ``bootMer``, MixedModels.jl ``parametricbootstrap``).
@@ -315,7 +331,7 @@ class InferenceMixin:
         design = self._require_design("bootstrap")
         if progress is None:
             progress = None if n_boot >= 200 else False
-        return inf.bootstrap_replicates(self._fit, design, self.fixed_effects_names_, int(n_boot),
+        return bootstrap_replicates(self._fit, design, self.fixed_effects_names_, int(n_boot),
                                         random_state, n_jobs, progress)
 
     def confidence_intervals(self, method="wald", level=0.95, *, n_boot=1000, random_state=None,
@@ -345,44 +361,16 @@ class InferenceMixin:
         check_is_fitted(self)
         level = _check_level(level)
         if method == "wald":
-            return inf.wald_intervals(self.fixed_effects_.dropna(subset=["std_error"]), level)
+            return wald_intervals(self.fixed_effects_.dropna(subset=["std_error"]), level)
         fit = self._fit
         if method == "profile":
-            return inf.profile_intervals(fit, self.fixed_effects_names_, level)
+            return profile_intervals(fit, self.fixed_effects_names_, level)
         if method == "bootstrap":
             reps = self.bootstrap(n_boot, random_state=random_state, n_jobs=n_jobs, progress=progress)
             est = pd.Series(
-                np.concatenate([inf.sdcor_from_theta(fit.terms, fit.theta, fit.sigma), fit.beta[fit.keep]]),
+                np.concatenate([sdcor_from_theta(fit.terms, fit.theta, fit.sigma), fit.beta[fit.keep]]),
                 index=reps.columns,
             )
-            return inf.percentile_intervals(reps, est, level)
+            return percentile_intervals(reps, est, level)
         raise ValueError(f"method must be 'wald', 'profile' or 'bootstrap'; got {method!r}.")
 
-
-def likelihood_ratio_test(smaller, larger, refit=True):
-    """Likelihood-ratio test between two nested mixed models (lme4 ``anova(smaller, larger)``).
-
-    Parameters
-    ----------
-    smaller, larger : MixedLinearRegressor
-        Fitted to the same rows and response; every fixed effect and every random-effect term
-        of ``smaller`` must be in ``larger``, which has more parameters.
-    refit : bool, default=True
-        Refit REML fits by maximum likelihood first (lme4's default): REML likelihoods are not
-        comparable between models with different fixed effects. With ``refit=False`` two REML
-        fits with the same fixed effects are compared on their REML criteria.
-
-    Returns
-    -------
-    result : LikelihoodRatioTestResult
-        ``statistic`` (twice the log-likelihood difference), ``df`` (difference in the number
-        of parameters), ``p_value`` (chi-squared), ``refitted`` and ``table`` (lme4's anova
-        table). It unpacks as ``statistic, df, p_value = likelihood_ratio_test(m0, m1)``.
-
-    Notes
-    -----
-    As lme4, the p-value uses the chi-squared distribution even when the smaller model puts a
-    variance on the boundary of its space (0), where it is conservative; a parametric
-    bootstrap of the statistic is the remedy.
-    """
-    return inf.likelihood_ratio_test(smaller, larger, refit=refit)

@@ -18,8 +18,9 @@ Bases (``basis=``):
     placed at quantiles of the unique x values, with penalty ``int f''(x)^2 dx`` (Wood 2006,
     section 4.1.2); linear beyond the boundary knots.
 ``"ps"``
-    P-spline (Eilers and Marx 1996): ``k`` cubic B-splines on equally spaced knots (from
-    scikit-learn's ``SplineTransformer``) with a second-order difference penalty.
+    P-spline (Eilers and Marx 1996): ``k`` cubic B-splines on equally spaced knots with a
+    second-order difference penalty (:func:`ps_basis`; the basis of scikit-learn's
+    ``SplineTransformer`` with ``extrapolation="linear"``, built here from scipy's ``BSpline``).
 ``"rk"``
     The cubic smoothing-spline basis on [0, 1] of Wood (2006), section 3.2, used in the seed:
     ``[1, x, R(x, z_1), ..., R(x, z_{k-2})]`` with the reproducing kernel ``R`` and penalty
@@ -29,10 +30,10 @@ Bases (``basis=``):
 from __future__ import annotations
 
 import numpy as np
+from scipy.interpolate import BSpline
 from scipy.linalg import qr
-from sklearn.preprocessing import SplineTransformer
 
-__all__ = ["SmoothTerm", "BASES", "cr_knots", "cr_basis", "cr_penalty", "rk"]
+__all__ = ["SmoothTerm", "BASES", "cr_knots", "cr_basis", "cr_penalty", "ps_basis", "rk"]
 
 BASES = ("cr", "ps", "rk")
 
@@ -115,6 +116,45 @@ def cr_basis(x, knots):
     return X
 
 
+# ----------------------------------------------------------------------------- P-splines
+
+
+def _ps_spline(base_knots, degree=3):
+    """The B-spline basis on ``base_knots`` extended by ``degree`` knots at each end with the
+    spacing of the first and last pair (Eilers and Marx's advice against repeated end knots)."""
+    lo, hi = base_knots[1] - base_knots[0], base_knots[-1] - base_knots[-2]
+    knots = np.r_[
+        np.linspace(base_knots[0] - degree * lo, base_knots[0] - lo, num=degree),
+        base_knots,
+        np.linspace(base_knots[-1] + hi, base_knots[-1] + degree * hi, num=degree),
+    ]
+    k = len(base_knots) + degree - 1
+    return BSpline.construct_fast(knots, np.eye(k), degree, extrapolate=False)
+
+
+def ps_basis(x, base_knots, degree=3):
+    """The ``len(base_knots) + degree - 1`` B-splines at x, continued linearly beyond the end knots.
+
+    Inside ``[base_knots[0], base_knots[-1]]`` column j is the j-th B-spline; beyond the ends the
+    ``degree`` splines that do not vanish there continue along their tangent at the end knot.
+    """
+    x = np.asarray(x, dtype=float)
+    spl = _ps_spline(np.asarray(base_knots, dtype=float), degree)
+    k = spl.c.shape[1]
+    lo, hi = base_knots[0], base_knots[-1]
+    out = np.zeros((len(x), k))
+    inside = (lo <= x) & (x <= hi)
+    out[inside] = spl(x[inside])
+    below, above = x < lo, x > hi
+    if below.any() or above.any():
+        f_lo, f_hi = spl(lo), spl(hi)
+        d_lo, d_hi = spl(lo, nu=1), spl(hi, nu=1)
+        for j in range(degree):
+            out[below, j] = f_lo[j] + (x[below] - lo) * d_lo[j]
+            out[above, k - 1 - j] = f_hi[k - 1 - j] + (x[above] - hi) * d_hi[k - 1 - j]
+    return out
+
+
 # ----------------------------------------------------------------------------- seed's rk basis
 
 
@@ -177,9 +217,8 @@ class SmoothTerm:
                 self.knots_ = self.user_knots
             if len(self.knots_) != k - 2:
                 raise ValueError(f"{self.name}: basis 'ps' needs n_basis - 2 = {k - 2} knots.")
-            self._spline = SplineTransformer(knots=self.knots_[:, None], degree=3,
-                                             extrapolation="linear", include_bias=True)
-            self._spline.fit(self.knots_[:, None])
+            # the whole knot sequence, end knots included (mgcv's ``smooth$knots``)
+            self.knot_sequence_ = _ps_spline(self.knots_).t
             D = np.diff(np.eye(k), n=2, axis=0)
             self.S_raw_ = D.T @ D
         else:  # rk
@@ -206,7 +245,7 @@ class SmoothTerm:
         if self.basis == "cr":
             return cr_basis(x, self.knots_)
         if self.basis == "ps":
-            return self._spline.transform(x[:, None])
+            return ps_basis(x, self.knots_)
         xs = self._scale(x)
         return np.column_stack([np.ones_like(xs), xs, rk(xs, self.knots_)])
 

@@ -7,7 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["GroupingFactor", "as_group_frame", "make_factors", "encode"]
+__all__ = ["GroupingFactor", "NoGroupsWarning", "as_group_frame", "make_factors", "encode"]
+
+
+class NoGroupsWarning(UserWarning):
+    """``fit`` was called without ``groups``: no random effects were fitted."""
 
 
 @dataclass

@@ -1,0 +1,302 @@
+"""Convergence checks at the optimizer's answer, and the restarts they trigger.
+
+lme4's ``checkConv`` (gradient and Hessian by finite differences, :func:`optimum_problem`),
+and two probes where theta is a poor chart of the covariance (singular and nearly singular
+fits): :func:`mirrored_descent` and :func:`covariance_probe`. :func:`_verified` runs them and
+restarts the optimizer from a better point when one fails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import optimize
+from .terms import theta_layout
+
+__all__ = ["optimum_problem", "column_mirrors", "mirrored_descent", "covariance_terms", "covariance_probe"]
+
+
+#: lme4's ``checkConv``: tolerance on the (scaled) gradient and finite-difference step on theta
+GRAD_TOL = 2e-3
+
+
+#: relative rounding of the criterion assumed by the convergence check: a gradient below
+#: ``CRITERION_RESOLUTION * |criterion| / step`` cannot be told from rounding noise (it matters
+#: from about 10^7 rows, where the deviance is ~10^7 and lme4's absolute 2e-3 is below the noise)
+CRITERION_RESOLUTION = 1e-14
+
+
+#: relative decrease of the criterion below which the scaled-gradient test passes (the
+#: optimizer's own relative tolerance is 1e-12; a factor 10 of slack)
+SCALED_RESOLUTION = 1e-11
+
+
+GRAD_DELTA = 1e-4
+
+
+#: a diagonal entry of T below this (in its unit) is probed as on its bound by mirrored_descent
+NEAR_SINGULAR = 1e-2
+
+
+#: covariance_probe examines a term only when the smallest singular value of its T_k (in its
+#: coefficients' units) is below this: elsewhere theta maps smoothly onto the covariance, and
+#: the Hessian-scaled gradient check is the sharper test
+PROBE_BELOW = 0.01
+
+
+#: a passing check still tries a Newton step when it predicts a decrease above this
+POLISH_GAIN = 1e-9
+
+
+#: after the last restart, a probe must lower the criterion by more than this to be reported
+REPORT_GAIN = 1e-4
+
+
+#: restarts of the optimizer when a check or a probe fails
+RESTARTS = 2
+
+
+def optimum_problem(objective, x, lower, fx, tol=GRAD_TOL, delta=GRAD_DELTA, scale=None, polish=None):
+    """lme4's ``checkConv`` at the optimizer's answer ``x``: None if it passes, else why not.
+
+    Central differences of the criterion with step ``delta``. A parameter within ``delta`` of
+    its lower bound is checked one-sided: it passes when stepping into the interior does not
+    lower the criterion faster than ``tol`` (lme4 instead skips the whole check for singular
+    fits). The others pass as in lme4 when ``min(|g|, |R^{-1} g|) <= tol``, with ``H = R'R``
+    the finite-difference Hessian, which is computed only when the raw gradient fails (its
+    off-diagonal entries by one forward difference per pair, where lme4 takes four).
+    ``scale`` (see :func:`theta_scale`) runs the check in each parameter's natural unit.
+    ``tol`` is raised to the gradient the differences can resolve, ``CRITERION_RESOLUTION *
+    |fx| / delta``, so that very large data sets are not flagged for rounding noise.
+
+    A check that passes with the Hessian while it still predicts a decrease above
+    :data:`POLISH_GAIN` (BOBYQA can stop on a small step short of the optimum) appends the
+    Newton step from ``x`` to the list ``polish``, for the caller to try.
+    """
+    x = np.asarray(x, dtype=float)
+    tol = max(tol, CRITERION_RESOLUTION * abs(fx) / delta)
+    if scale is not None:
+        unscaled = objective
+
+        def objective(z):
+            return unscaled(z * scale)
+
+        x, lower = x / scale, lower / scale
+    k = x.size
+    at_bound = x - lower < delta
+    fp, fm = np.empty(k), np.full(k, np.nan)
+    for j in range(k):
+        e = np.zeros(k)
+        e[j] = delta
+        fp[j] = objective(x + e)
+        if not at_bound[j]:
+            fm[j] = objective(x - e)
+    if not (np.all(np.isfinite(fp)) and np.all(np.isfinite(fm[~at_bound]))):
+        return "the criterion is not finite next to the optimum"
+    grad = np.where(at_bound, (fp - fx) / delta, (fp - np.where(at_bound, 0.0, fm)) / (2 * delta))
+    off_bound = np.flatnonzero(at_bound & (grad < -tol))
+    if off_bound.size:
+        j = int(off_bound[0])
+        return f"moving theta[{j}] off its bound lowers the criterion (slope {grad[j]:.3g})"
+    idx = np.flatnonzero(~at_bound)
+    if np.all(np.abs(grad[idx]) <= tol):
+        return None
+    # off the diagonal, one forward difference per pair reusing f(x + delta e_i): the Hessian
+    # only scales the gradient (lme4 takes four central differences per pair)
+    H = np.empty((idx.size, idx.size))
+    for a, i in enumerate(idx):
+        H[a, a] = (fp[i] - 2 * fx + fm[i]) / delta**2
+        for c, j in enumerate(idx[:a]):
+            z = x.copy()
+            z[[i, j]] += delta
+            H[a, c] = H[c, a] = (objective(z) - fp[i] - fp[j] + fx) / delta**2
+    try:
+        scaled = np.linalg.solve(np.linalg.cholesky(H).T, grad[idx])  # lme4: solve(chol(H), g)
+    except np.linalg.LinAlgError:
+        return ("the criterion's Hessian is not positive definite there (a flat or "
+                f"non-identifiable direction), with max|gradient| = {np.abs(grad[idx]).max():.3g}")
+    worst = np.minimum(np.abs(scaled), np.abs(grad[idx]))
+    # the scaled gradient is in units of sqrt(criterion): |s| predicts a possible decrease of
+    # about s^2 / 2, so below sqrt(2 * SCALED_RESOLUTION * |fx|) it is within the optimizer's
+    # relative accuracy (lme4's fixed 2e-3 flags fits at the optimum from about 10^6 rows)
+    tol_scaled = max(tol, np.sqrt(2.0 * SCALED_RESOLUTION * abs(fx)))
+    if np.all(worst <= tol_scaled):
+        if polish is not None and 0.5 * scaled @ scaled > max(POLISH_GAIN, SCALED_RESOLUTION * abs(fx)):
+            z = x.copy()
+            z[idx] -= np.linalg.solve(H, grad[idx])  # one Newton step on the differences
+            z = np.maximum(z, lower)
+            polish.append(z * scale if scale is not None else z)
+        return None
+    a = int(np.argmax(worst))
+    return f"max|scaled gradient| = {worst[a]:.3g} > {tol_scaled:.3g} (theta[{int(idx[a])}])"
+
+
+def column_mirrors(terms, free):
+    """For each free diagonal entry ``T_jj`` of theta, ``(below, rest)``: the free positions of
+    the entries below it in its column of ``T_k`` and, when a single row ``i`` lies below, of
+    the rest of that row (``T_i,j+1..i``). While ``T_jj = 0`` the model (``T_k T_k'``) does not
+    change when ``below`` is negated, nor when row ``i``'s part from column j on is rotated."""
+    slices, _ = theta_layout(terms)
+    pos = {int(i): a for a, i in enumerate(free)}
+    out = {}
+    for t, sl in zip(terms, slices):
+        if t.scalar:
+            continue
+        for d in np.flatnonzero(t.tri_rows == t.tri_cols):
+            j = t.tri_cols[d]
+            below = np.flatnonzero((t.tri_cols == j) & (t.tri_rows > j))
+            idx = [sl.start + int(b) for b in below]
+            if not idx or sl.start + int(d) not in pos or not all(i in pos for i in idx):
+                continue
+            rest = []
+            if len(below) == 1:
+                i = t.tri_rows[below[0]]
+                rest = [sl.start + int(r) for r in np.flatnonzero((t.tri_rows == i) & (t.tri_cols > j))]
+            out[pos[sl.start + int(d)]] = ([pos[i] for i in idx], [pos[r] for r in rest if r in pos])
+    return out
+
+
+def mirrored_descent(objective, x, fx, mirrors, scale, tol=GRAD_TOL, delta=GRAD_DELTA, min_gain=0.0):
+    """A point with the same criterion as ``x`` from which the optimizer can still descend.
+
+    A diagonal entry of ``T_k`` at its bound 0 leaves free the sign of the entries below it
+    and, with one row below, how that row's length is split between column j and the later
+    columns (the correlation the variance would have if it grew): the model depends on
+    ``T_k T_k'`` only. The criterion may rise into the interior for the split the optimizer
+    happened to end with and fall for another: a boundary point that is a local optimum of
+    theta only. lme4 stops there; here the other sign and the fully correlated splits are
+    probed and, when one descends faster than ``tol`` (and by more than ``min_gain``), returned.
+    """
+    for j, (below, rest) in mirrors.items():
+        if x[j] >= NEAR_SINGULAR * scale[j]:  # at or near the bound: the split barely matters
+            continue
+        candidates = []
+        flipped = x.copy()
+        flipped[below] = -flipped[below]
+        candidates.append(flipped)
+        if rest:
+            r = np.sqrt(np.sum(x[below] ** 2) + np.sum(x[rest] ** 2))
+            for sign in (1.0, -1.0):
+                z = x.copy()
+                z[below], z[rest] = sign * r, 0.0
+                candidates.append(z)
+        for z in candidates:
+            step = z.copy()
+            step[j] += delta * scale[j]
+            if objective(step) < fx - max(tol * delta, min_gain):
+                return z
+    return None
+
+
+def covariance_terms(terms, free, scale):
+    """``(term, free positions of its theta, unit of each coefficient)`` for the grouping terms
+    whose theta is entirely free (those :func:`covariance_probe` examines)."""
+    slices, _ = theta_layout(terms)
+    pos = {int(i): a for a, i in enumerate(free)}
+    out = []
+    for t, sl in zip(terms, slices):
+        idx = list(range(sl.start, sl.stop))
+        if t.scalar or not all(i in pos for i in idx):
+            continue
+        at = np.array([pos[i] for i in idx])
+        diag = t.tri_rows == t.tri_cols
+        unit = np.empty(t.n_coef)
+        unit[t.tri_rows[diag]] = scale[at[diag]]
+        out.append((t, at, unit))
+    return out
+
+
+def covariance_probe(objective, x, fx, candidates, min_gain=1e-6, eps=1e-6, tol=1e-3):
+    """A point better than ``x`` found in covariance space, or None.
+
+    The model depends on each term's relative covariance ``S = T T'`` (here in each
+    coefficient's unit); at its optimum the derivative ``G = dcriterion/dS`` must be positive
+    semi-definite (and vanish on the range of ``S``): the first-order condition on the cone of
+    covariance matrices. Near a singular fit theta is a poor coordinate system for it: the
+    covariance grows quadratically in theta along the null space of ``S``, and a correlation
+    barely moves the criterion through theta when a variance is near 0, so neither BOBYQA's
+    stopping rule nor lme4's gradient check can tell such a point from the optimum. ``G`` is
+    found from directional derivatives along ``v v'`` (basis vectors and their pairwise sums:
+    ``p(p+1)/2`` evaluations per term); if it has an eigenvalue below ``-tol``, the covariance is
+    grown along that eigenvector at a few sizes and the best point returned when it lowers the
+    criterion by more than ``min_gain``.
+    """
+    best, best_f = None, fx - min_gain
+
+    def at(t, at_, unit, S):
+        if t.correlated:
+            T = np.linalg.cholesky(S + 1e-13 * max(1.0, np.trace(S)) * np.eye(t.n_coef))
+        else:
+            T = np.diag(np.sqrt(np.clip(np.diag(S), 0, None)))
+        z = x.copy()
+        z[at_] = (unit[:, None] * T)[t.tri_rows, t.tri_cols]
+        return z
+
+    for t, at_, unit, in candidates:
+        Tn = t.template(x[at_]) / unit[:, None]
+        if np.linalg.svd(Tn, compute_uv=False).min() >= PROBE_BELOW:
+            continue  # theta is a good chart here: the gradient check has covered the term
+        S = Tn @ Tn.T
+        p = t.n_coef
+        E = np.eye(p)
+
+        def q(v):
+            return (objective(at(t, at_, unit, S + eps * np.outer(v, v))) - fx) / eps
+
+        G = np.diag([q(E[i]) for i in range(p)])
+        if t.correlated:  # a diagonal covariance has no off-diagonal directions
+            for i in range(p):
+                for j in range(i):
+                    G[i, j] = G[j, i] = q(E[i] + E[j]) - (G[i, i] + G[j, j]) / 2
+        lam, U = np.linalg.eigh(G)
+        if lam[0] >= -tol:
+            continue
+        v = U[:, 0] if t.correlated else E[int(np.argmin(np.diag(G)))]
+        for size in (1e-4, 1e-3, 1e-2, 1e-1, 1.0):
+            z = at(t, at_, unit, S + size * max(1.0, np.trace(S)) * np.outer(v, v))
+            f = objective(z)
+            if f < best_f:
+                best, best_f = z, f
+    return best
+
+
+def _verified(objective, summ, lower, max_iter, scale, mirrors=None, candidates=()):
+    """The optimizer's answer after lme4's convergence check and the probes in covariance space
+    (:func:`mirrored_descent`, :func:`covariance_probe`), with up to :data:`RESTARTS` restarts
+    when any fails: from the better point a probe found, or from the answer itself."""
+    boundary = ("it stopped where the criterion still decreases along a direction of a random-"
+                "effect covariance (a singular or nearly singular point)")
+
+    def check(x, fx, min_gain):
+        polish = []
+        problem = optimum_problem(objective, x, lower, fx, scale=scale, polish=polish)
+        if problem is not None:
+            return problem, x
+        if polish:
+            f = objective(polish[0])
+            if f < fx:
+                summ.final, summ.fmin = polish[0], f
+                x, fx = summ.final, summ.fmin
+        better = mirrored_descent(objective, x, fx, mirrors or {}, scale, min_gain=min_gain)
+        if better is None:
+            better = covariance_probe(objective, x, fx, candidates, min_gain=max(min_gain, 1e-6))
+        return (None, None) if better is None else (boundary, better)
+
+    # any gain is worth a restart; after the last one, only a gain above the optimizer's
+    # accuracy where the criterion is flat (REPORT_GAIN) is reported as a failure to converge
+    problem, restart = check(summ.final, summ.fmin, 0.0)
+    n_evals = summ.n_evals
+    for attempt in range(RESTARTS):
+        if problem is None or n_evals >= max_iter:
+            break
+        again = optimize.minimize_bobyqa(objective, restart, lower, max_evals=max_iter - n_evals,
+                                xtol_abs=1e-10 * scale,
+                                initial_step=np.maximum(0.05 * np.abs(restart), 0.01 * scale))
+        n_evals += again.n_evals
+        if again.converged and again.fmin <= summ.fmin:
+            summ = again
+        problem, restart = check(summ.final, summ.fmin, REPORT_GAIN if attempt == RESTARTS - 1 else 0.0)
+    summ.n_evals = n_evals
+    if problem is not None:
+        summ.converged = False
+    return summ, problem

@@ -1,0 +1,182 @@
+"""Cross-products: every sum over rows a fit needs, formed once.
+
+For random-effect terms ``Z = [Z_1 ... Z_K]`` and fixed columns ``X`` the fit needs ``Z'Z``
+(level blocks of each term and the nonzero blocks between terms), ``Z'[X y]`` and
+``[X y]'[X y]`` (the seed's "cross-products once"). Nothing else touches the ``n`` rows: an
+evaluation of the criterion costs the same for 10^3 or 10^7 rows, and the sums may be formed
+chunk by chunk and added (:func:`sum_cross_products`), which is how a Dask collection is fitted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["CrossProducts", "cross_products", "sum_cross_products", "keep_fixed", "reorder_terms"]
+
+
+@dataclass
+class CrossProducts:
+    """The sums over rows that a fit needs; nothing here has ``n`` rows.
+
+    Attributes
+    ----------
+    n : int
+        Number of observations.
+    p : int
+        Number of fixed-effect columns.
+    diag : list of ndarray, shape (n_levels_k, p_k, p_k)
+        Diagonal blocks of ``Z_k' Z_k``.
+    off : dict
+        ``(l, k) -> (rows, cols, blocks)`` for ``l > k``: the nonzero ``p_l x p_k`` blocks of
+        ``Z_l' Z_k`` with their level indices.
+    zxy : list of ndarray, shape (n_levels_k, p_k, p + 1)
+        ``Z_k' [X y]`` by level.
+    xyxy : ndarray, shape (p + 1, p + 1)
+        ``[X y]' [X y]``.
+    sum_log_weights : float
+        ``sum(log w)`` for prior weights (0 without weights).
+    """
+
+    n: int
+    p: int
+    diag: list
+    off: dict
+    zxy: list
+    xyxy: np.ndarray
+    sum_log_weights: float = 0.0
+
+
+def _by_level(codes, A, B, n_levels):
+    """``sum_i [codes_i == j] A_i B_i'`` for every level j: shape (n_levels, A.shape[1], B.shape[1])."""
+    if n_levels == 1:
+        return (A.T @ B)[None]
+    out = np.empty((n_levels, A.shape[1], B.shape[1]))
+    for a in range(A.shape[1]):
+        for b in range(B.shape[1]):
+            out[:, a, b] = np.bincount(codes, weights=A[:, a] * B[:, b], minlength=n_levels)
+    return out
+
+
+def cross_products(terms, X, y, sample_weight=None) -> CrossProducts:
+    """Form every cross-product of ``[Z X y]`` once (cost O(n), done once per fit)."""
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    Xy = np.column_stack([X, y])
+    values = [t.values for t in terms]
+    sum_log_w = 0.0
+    if sample_weight is not None:
+        sw = np.sqrt(sample_weight)
+        Xy = Xy * sw[:, None]
+        values = [v * sw[:, None] for v in values]
+        sum_log_w = float(np.sum(np.log(sample_weight)))
+    diag, zxy, off = [], [], {}
+    for t, v in zip(terms, values):
+        diag.append(_by_level(t.codes, v, v, t.n_levels))
+        zxy.append(_by_level(t.codes, v, Xy, t.n_levels))
+    for k, tk in enumerate(terms):
+        for l in range(k + 1, len(terms)):
+            tl = terms[l]
+            if tl.n_levels == 1 and tk.n_levels == 1:
+                off[(l, k)] = (np.zeros(1, np.intp), np.zeros(1, np.intp), (values[l].T @ values[k])[None])
+                continue
+            key = tl.codes.astype(np.int64) * tk.n_levels + tk.codes
+            uniq, inv = np.unique(key, return_inverse=True)
+            blocks = _by_level(inv.ravel(), values[l], values[k], len(uniq))
+            off[(l, k)] = (uniq // tk.n_levels, uniq % tk.n_levels, blocks)
+    return CrossProducts(
+        n=X.shape[0], p=X.shape[1], diag=diag, off=off, zxy=zxy, xyxy=Xy.T @ Xy,
+        sum_log_weights=sum_log_w,
+    )
+
+
+def _aggregate_blocks(rows, cols, blocks, n_cols):
+    """Sum the blocks that share a ``(row, col)`` position; positions sorted as in :func:`cross_products`."""
+    key = rows.astype(np.int64) * n_cols + cols
+    uniq, inv = np.unique(key, return_inverse=True)
+    out = np.zeros((len(uniq),) + blocks.shape[1:])
+    np.add.at(out, inv.ravel(), blocks)
+    return uniq // n_cols, uniq % n_cols, out
+
+
+def sum_cross_products(parts, level_maps=None, n_levels=None) -> CrossProducts:
+    """The cross-products of the union of disjoint chunks of rows, from each chunk's.
+
+    Every part must come from the same terms (same coefficients per term, same fixed columns).
+    Without ``level_maps`` the parts share their levels. With them, ``level_maps[i][k]`` maps
+    level j of term k in part i to level ``level_maps[i][k][j]`` of the sum (an injective int
+    array; None maps level j to level j) and ``n_levels[k]`` is the number of levels of term k in the sum;
+    levels of the sum that no part maps to get zero blocks. Diagonal blocks, ``Z'[X y]`` and
+    ``[X y]'[X y]`` add; the off-diagonal block triplets are concatenated and re-aggregated by
+    ``(row, col)``.
+    """
+    parts = list(parts)
+    if not parts:
+        raise ValueError("sum_cross_products needs at least one part.")
+    first = parts[0]
+    n_terms = len(first.diag)
+    for c in parts[1:]:
+        if c.p != first.p or len(c.diag) != n_terms or any(
+            a.shape[1:] != b.shape[1:] for a, b in zip(c.diag, first.diag)
+        ):
+            raise ValueError("the parts were formed from different terms or fixed columns.")
+    if level_maps is None:
+        level_maps = [[None] * n_terms for _ in parts]
+        n_levels = [d.shape[0] for d in first.diag]
+    diag = [np.zeros((n_levels[k],) + first.diag[k].shape[1:]) for k in range(n_terms)]
+    zxy = [np.zeros((n_levels[k],) + first.zxy[k].shape[1:]) for k in range(n_terms)]
+    for c, maps in zip(parts, level_maps):
+        for k in range(n_terms):
+            m = maps[k]
+            if m is None:
+                nk = c.diag[k].shape[0]
+                diag[k][:nk] += c.diag[k]
+                zxy[k][:nk] += c.zxy[k]
+            else:  # m is injective: no repeated index in the fancy-indexed update
+                diag[k][m] += c.diag[k]
+                zxy[k][m] += c.zxy[k]
+    off = {}
+    for l, k in first.off:
+        rows, cols, blocks = [], [], []
+        for c, maps in zip(parts, level_maps):
+            r, cc, b = c.off[(l, k)]
+            rows.append(r if maps[l] is None else maps[l][r])
+            cols.append(cc if maps[k] is None else maps[k][cc])
+            blocks.append(b)
+        off[(l, k)] = _aggregate_blocks(np.concatenate(rows), np.concatenate(cols),
+                                        np.concatenate(blocks), n_levels[k])
+    xyxy = first.xyxy.copy()
+    for c in parts[1:]:
+        xyxy += c.xyxy
+    return CrossProducts(
+        n=sum(c.n for c in parts), p=first.p, diag=diag, off=off, zxy=zxy, xyxy=xyxy,
+        sum_log_weights=float(sum(c.sum_log_weights for c in parts)),
+    )
+
+
+def keep_fixed(cp, keep):
+    """Cross-products restricted to the kept fixed-effect columns (y stays last)."""
+    idx = list(keep) + [cp.p]
+    cp.xyxy = cp.xyxy[np.ix_(idx, idx)]
+    cp.zxy = [z[:, :, idx] for z in cp.zxy]
+    cp.p = len(keep)
+    return cp
+
+
+def reorder_terms(cp, order):
+    """Cross-products with the terms in a new order (``order[i]`` = old index of new term i)."""
+    pos = np.empty(len(order), dtype=np.intp)
+    pos[list(order)] = np.arange(len(order))
+    n_levels = [d.shape[0] for d in cp.diag]
+    off = {}
+    for (l, k), (rows, cols, blocks) in cp.off.items():
+        a, b = int(pos[l]), int(pos[k])
+        if a > b:
+            off[(a, b)] = (rows, cols, blocks)
+        else:  # Z_l'Z_k becomes Z_k'Z_l: swap the roles of rows and columns, transpose the blocks
+            off[(b, a)] = _aggregate_blocks(cols, rows, np.ascontiguousarray(blocks.transpose(0, 2, 1)),
+                                            n_levels[l])
+    return dataclasses.replace(cp, diag=[cp.diag[k] for k in order], zxy=[cp.zxy[k] for k in order],
+                               off=off)

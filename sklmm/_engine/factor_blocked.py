@@ -1,0 +1,320 @@
+"""The blocked factorization: the first term level by level, the rest as a dense Schur complement.
+
+The first term's block ``Lambda_1' Z_1'Z_1 Lambda_1 + I`` is block diagonal (one small
+``p_1 x p_1`` block per level) and is factored level by level; the Schur complement of
+everything else (the other terms, X and y) is a dense matrix factored by LAPACK. This is the
+blocked Cholesky of MixedModels.jl for the common case of one large factor and small others,
+and the path used when scikit-sparse is not installed. The update of the dense block by the
+first term is in :mod:`sklmm._engine.factor_schur`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import solve_triangular
+
+from .crossprod import CrossProducts
+from .factor_schur import (
+    _LevelPairs,
+    _SchurScatter,
+    _SchurUpdate,
+    _single_threaded_blas,
+)
+from .system import (
+    Factorization,
+    PLSFactor,
+    _block_entries,
+    _lambda_sandwich,
+    _lambda_t_rows,
+    _tail_cholesky,
+)
+
+__all__ = ["BlockedFactor", "SCHUR_UPDATE_BUDGET", "SCHUR_SCATTER_BYTES"]
+
+
+#: Largest number of stored products for which :class:`_SchurUpdate` is precomputed; above it the
+#: update is formed by :class:`_SchurScatter` (within :data:`SCHUR_SCATTER_BYTES`) or by a sparse
+#: matrix product per evaluation (less memory, more time).
+SCHUR_UPDATE_BUDGET = 20_000_000
+
+
+#: Memory allowed for the products stored by :class:`_SchurScatter`.
+SCHUR_SCATTER_BYTES = 1_500_000_000
+
+
+class BlockedFactor(PLSFactor):
+    """Blocked Cholesky: first term level by level, the rest as a dense Schur complement."""
+
+    name = "blocked"
+
+    def __init__(self, cp: CrossProducts, terms):
+        super().__init__(cp, terms)
+        first, rest = (terms[0], terms[1:]) if terms else (None, [])
+        self.q1 = first.q if first is not None else 0
+        self.rest_offsets = np.cumsum([0] + [t.q for t in rest])
+        qr = int(self.rest_offsets[-1])
+        self.qr = qr
+        m = qr + cp.p + 1
+        RR = np.zeros((m, m))
+        for i, t in enumerate(rest, start=1):
+            o = self.rest_offsets[i - 1]
+            r, c = _block_entries(np.arange(t.n_levels), np.arange(t.n_levels), t.n_coef, t.n_coef, o, o)
+            RR[r, c] = cp.diag[i].ravel()
+            zx = cp.zxy[i].reshape(t.q, cp.p + 1)
+            RR[o : o + t.q, qr:] = zx
+            RR[qr:, o : o + t.q] = zx.T
+            for k in range(1, i):
+                rows, cols, blocks = cp.off[(i, k)]
+                ok = self.rest_offsets[k - 1]
+                r, c = _block_entries(rows, cols, t.n_coef, terms[k].n_coef, o, ok)
+                RR[r, c] = blocks.ravel()
+                RR[c, r] = blocks.ravel()
+        RR[qr:, qr:] = cp.xyxy
+        self.RR = RR
+        self._M = np.empty_like(RR)  # Lambda_R'(RR - Schur update)Lambda_R + I, factored in place
+        self.schur = None
+        self._scalar_rest = all(t.n_coef == 1 for t in rest)
+        if first is not None:
+            p1 = first.n_coef
+            n1 = first.n_levels
+            self.D1 = cp.diag[0]
+            self.Cxy = np.ascontiguousarray(cp.zxy[0].reshape(self.q1, cp.p + 1).T)
+            # entries of C = [Z_rest; X; y]' Z_1 as (row, level of term 1, p1 values)
+            e_rows, e_lev, e_val = [], [], []
+            if qr:
+                rr, cc, vv = [], [], []
+                for i, t in enumerate(rest, start=1):
+                    rows, cols, blocks = cp.off[(i, 0)]
+                    r, c = _block_entries(rows, cols, t.n_coef, p1, self.rest_offsets[i - 1], 0)
+                    rr.append(r)
+                    cc.append(c)
+                    vv.append(blocks.ravel())
+                    o = self.rest_offsets[i - 1]
+                    e_rows.append((o + rows[:, None] * t.n_coef + np.arange(t.n_coef)).ravel())
+                    e_lev.append(np.repeat(cols, t.n_coef))
+                    e_val.append(blocks.reshape(-1, p1))
+                self.Cz = sp.csr_matrix(
+                    (np.concatenate(vv), (np.concatenate(rr), np.concatenate(cc))), shape=(qr, self.q1)
+                )
+                self.Cz.sort_indices()
+            for i in range(cp.p + 1):
+                e_rows.append(np.full(n1, qr + i))
+                e_lev.append(np.arange(n1))
+                e_val.append(self.Cxy[i].reshape(n1, p1))
+            pairs = _LevelPairs(np.concatenate(e_rows), np.concatenate(e_lev), np.concatenate(e_val), n1, m)
+            n_w = len(pairs.pairs_w)
+            if pairs.total * n_w <= SCHUR_UPDATE_BUDGET:
+                self.schur = _SchurUpdate(pairs, self.D1)
+            elif pairs.total * (8 * n_w + 4) <= SCHUR_SCATTER_BYTES:
+                self.schur = _SchurScatter(pairs)
+        self._state = None
+
+    def _scale_first(self, C, G):
+        """``C @ blockdiag(G)`` for a dense C with q1 columns."""
+        n1, p1, _ = G.shape
+        if p1 == 1:
+            return C * G[:, 0, 0]
+        return np.einsum("mja,jab->mjb", C.reshape(C.shape[0], n1, p1), G).reshape(C.shape)
+
+    def update(self, theta):
+        terms, qr, p = self.terms, self.qr, self.p
+        Ts = [t.template(theta[s]) for t, s in zip(terms, self.theta_slices)]
+        M = self._M  # a buffer of its own: a fresh m x m array would be page-faulted in each time
+        np.copyto(M, self.RR)
+        logdet = 0.0
+        L11 = G = None
+        if terms:
+            T1 = Ts[0]
+            p1 = T1.shape[0]
+            if p1 == 1:
+                a = T1[0, 0] ** 2 * self.D1[:, 0, 0] + 1.0
+                ell = np.sqrt(a)
+                logdet += float(np.sum(np.log(a)))
+                L11 = ell[:, None, None]
+                G = (T1[0, 0] / ell)[:, None, None]
+            elif p1 == 2:  # closed forms for the common intercept-and-slope case
+                (t0, _), (t1, t2) = T1
+                d00, d01, d11 = self.D1[:, 0, 0], self.D1[:, 0, 1], self.D1[:, 1, 1]
+                l00 = np.sqrt(t0 * t0 * d00 + 2.0 * t0 * t1 * d01 + t1 * t1 * d11 + 1.0)
+                l10 = (t0 * t2 * d01 + t1 * t2 * d11) / l00
+                l11 = np.sqrt(t2 * t2 * d11 + 1.0 - l10 * l10)
+                logdet += 2.0 * float(np.sum(np.log(l00)) + np.sum(np.log(l11)))
+                L11 = np.zeros((len(l00), 2, 2))
+                L11[:, 0, 0], L11[:, 1, 0], L11[:, 1, 1] = l00, l10, l11
+                c = -l10 / (l00 * l11)  # (L^{-T})_{01}
+                G = np.empty_like(L11)
+                G[:, 0, 0] = t0 / l00
+                G[:, 0, 1] = t0 * c
+                G[:, 1, 0] = t1 / l00
+                G[:, 1, 1] = t1 * c + t2 / l11
+            else:
+                A = T1.T @ self.D1 @ T1  # batched matmul (a batched einsum is several times slower)
+                A += np.eye(p1)
+                L11 = np.linalg.cholesky(A)
+                logdet += 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
+                G = T1 @ np.linalg.inv(L11).transpose(0, 2, 1)  # T1 L_j^{-T}
+            if self.schur is not None:
+                self.schur.apply(M, G, mirror=not self._scalar_rest)
+            else:
+                Sz, Sxy = self._scaled_C(G)
+                M[qr:, qr:] -= Sxy @ Sxy.T
+                if qr:
+                    M[:qr, :qr] -= (Sz @ Sz.T).toarray()
+                    Pzx = np.asarray(Sz @ Sxy.T)
+                    M[:qr, qr:] -= Pzx
+                    M[qr:, :qr] -= Pzx.T
+            # Lambda_R' M Lambda_R on the rest terms (X and y columns are not scaled)
+            if self._scalar_rest:  # Lambda_R = theta_i I per term: scale the upper blocks
+                offs, th = self.rest_offsets, [T[0, 0] for T in Ts[1:]]
+                for a in range(len(th)):
+                    rows = slice(offs[a], offs[a + 1])
+                    for b in range(a, len(th)):
+                        M[rows, offs[b] : offs[b + 1]] *= th[a] * th[b]
+                    M[rows, qr:] *= th[a]
+            else:
+                for i, t in enumerate(terms[1:], start=1):
+                    o = self.rest_offsets[i - 1]
+                    _lambda_sandwich(M, Ts[i], o, t.n_levels)
+            M.reshape(-1)[:: M.shape[0] + 1][:qr] += 1.0
+        if isinstance(self.schur, _SchurScatter):
+            # the scatter's two threads would compete with OpenBLAS's, which keep spinning for a
+            # while after each call: the small dense block is factored on one thread (1M-row
+            # crossed benchmark: about 50 instead of 88 ms per evaluation)
+            with _single_threaded_blas():
+                Lm = _tail_cholesky(M, overwrite=True, clean=False)
+        else:
+            Lm = _tail_cholesky(M, overwrite=True, clean=False)  # every use reads the lower triangle
+        if Lm is None:
+            self._state = None
+            return None
+        diag = np.diagonal(Lm)
+        logdet += 2.0 * float(np.sum(np.log(diag[:qr])))
+        logdet_RX2 = 2.0 * float(np.sum(np.log(diag[qr : qr + p])))
+        self._state = (Ts, L11, G, Lm)
+        return Factorization(logdet, logdet_RX2, float(diag[-1] ** 2))
+
+    def fixed_part(self):
+        """``(L_X, l_y)`` at the last updated theta: the lower Cholesky factor of the fixed-effect
+        block (``R_X'``) and the row below it, so that ``beta = L_X^{-T} l_y``."""
+        Lm, qr, p = self._state[-1], self.qr, self.p
+        return np.tril(Lm[qr : qr + p, qr : qr + p]), Lm[-1, qr : qr + p]
+
+    def whitened_norms(self, Az, Ax):
+        """``|L^{-1} a|^2`` for the columns ``a = [Az; Ax]`` (Az sparse over the random-effect
+        columns, already scaled by Lambda'; Ax over the kept fixed columns), L the Cholesky factor
+        of the full penalized least-squares matrix at the last updated theta."""
+        Ts, L11, G, Lm = self._state
+        qr, p, m = self.qr, self.p, Ax.shape[1]
+        tail = np.zeros((qr + p, m))
+        tail[qr:] = Ax
+        total = np.zeros(m)
+        if self.terms:
+            n1, p1, _ = L11.shape
+            A1 = sp.coo_matrix(Az[: self.q1])
+            tail[:qr] = Az[self.q1 :].toarray()
+            # w1 = L_1^{-1} a_1, level block by level block (a row has at most one level)
+            rows_c, first, inv = np.unique(A1.col, return_index=True, return_inverse=True)
+            levels = A1.row[first] // p1
+            a1 = np.zeros((len(rows_c), p1))
+            a1[inv.ravel(), A1.row % p1] = A1.data
+            if len(rows_c):
+                w1 = np.linalg.solve(L11[levels], a1[..., None])[..., 0]
+                total[rows_c] += np.einsum("ij,ij->i", w1, w1)
+                Sz, Sxy = self._scaled_C(G)
+                cols = (levels[:, None] * p1 + np.arange(p1)).ravel()
+                # E_j = [Lambda_r' Sz; Sxy_X] at the rows' level blocks, times w1
+                Ex = Sxy[:p][:, cols].reshape(p, len(rows_c), p1)
+                np.subtract.at(tail[qr:].T, rows_c, np.einsum("rjb,jb->jr", Ex, w1))
+                if qr:
+                    Ez = Sz.tocsc()[:, cols].toarray()
+                    for i, t in enumerate(self.terms[1:], start=1):
+                        _lambda_t_rows(Ez, Ts[i], self.rest_offsets[i - 1], t.n_levels)
+                    Ez = Ez.reshape(qr, len(rows_c), p1)
+                    np.subtract.at(tail[:qr].T, rows_c, np.einsum("rjb,jb->jr", Ez, w1))
+        if qr + p:
+            w = solve_triangular(Lm[:-1, :-1], tail, lower=True)
+            total += np.einsum("ij,ij->j", w, w)
+        return total
+
+    def _scaled_C(self, G):
+        """``C_z G`` (sparse) and ``C_xy G`` (dense): the first term's columns scaled by G."""
+        Sxy = self._scale_first(self.Cxy, G)
+        Sz = None
+        if self.qr:
+            if G.shape[1] == 1:
+                Sz = self.Cz.copy()
+                Sz.data *= G[Sz.indices, 0, 0]
+            else:
+                n1 = G.shape[0]
+                Gbd = sp.bsr_matrix((G, np.arange(n1), np.arange(n1 + 1)), shape=(self.q1, self.q1))
+                Sz = (self.Cz @ Gbd).tocsr()
+        return Sz, Sxy
+
+    def spherical_covariances(self, chunk_entries=4_000_000):
+        """The templates ``T_k`` and, per term, the (n_levels, p, p) diagonal blocks of
+        ``(Lambda'Z'Z Lambda + I)^{-1}`` (the spherical modes' conditional covariance over
+        sigma^2, given beta) at the last updated theta.
+
+        Level j of the first term has ``L_j^{-T} (I + Y_j'Y_j) L_j^{-1}``, with ``L_j`` its level
+        block, ``Y = L_r^{-1} Lambda_r' C G`` and ``L_r`` the Schur complement's factor (formed
+        ``chunk_entries`` entries at a time); the other terms have the diagonal blocks of
+        ``L_r^{-T} L_r^{-1}``.
+        """
+        Ts, L11, G, Lm = self._state
+        terms, qr = self.terms, self.qr
+        n1, p1, _ = L11.shape
+        Linv11 = np.linalg.inv(L11)
+        first = np.einsum("jca,jcb->jab", Linv11, Linv11)
+        out = [None] * len(terms)
+        if qr:
+            Lr = Lm[:qr, :qr]
+            Sz, _ = self._scaled_C(G)
+            Sz = Sz.tocsc()
+            per = max(1, int(chunk_entries // max(qr * p1, 1)))
+            for a in range(0, n1, per):
+                b_ = min(n1, a + per)
+                Y = Sz[:, a * p1 : b_ * p1].toarray()
+                for i, t in enumerate(terms[1:], start=1):
+                    _lambda_t_rows(Y, Ts[i], self.rest_offsets[i - 1], t.n_levels)
+                Y = solve_triangular(Lr, Y, lower=True).reshape(qr, b_ - a, p1)
+                inner = np.einsum("rja,rjb->jab", Y, Y) + np.eye(p1)
+                first[a:b_] = np.einsum("jca,jcd,jdb->jab", Linv11[a:b_], inner, Linv11[a:b_])
+            Lrinv = solve_triangular(Lr, np.eye(qr), lower=True)
+            for i, t in enumerate(terms[1:], start=1):
+                o = self.rest_offsets[i - 1]
+                cols = Lrinv[:, o : o + t.q].reshape(qr, t.n_levels, t.n_coef)
+                out[i] = np.einsum("rja,rjb->jab", cols, cols)
+        out[0] = first
+        return Ts, out
+
+    def solve(self):
+        """Conditional beta and spherical modes u at the last updated theta."""
+        Ts, L11, G, Lm = self._state
+        Sz, Sxy = self._scaled_C(G) if self.terms else (None, None)
+        qr = self.qr
+        top = Lm[:-1, :-1]
+        x_rest = solve_triangular(top, Lm[-1, :-1], lower=True, trans="T") if top.size else np.zeros(0)
+        beta = x_rest[qr:]
+        u_rest = x_rest[:qr]
+        if not self.terms:
+            return beta, np.zeros(0)
+        # v = Lambda_R x_rest on the z part (T applied, not transposed)
+        lam_u = u_rest.copy()
+        for i, t in enumerate(self.terms[1:], start=1):
+            o = self.rest_offsets[i - 1]
+            seg = lam_u[o : o + t.q].reshape(t.n_levels, t.n_coef)
+            seg[...] = seg @ Ts[i].T
+        rhs = Sxy[-1] - Sxy[:-1].T @ beta
+        if qr:
+            rhs = rhs - Sz.T @ lam_u
+        n1, p1, _ = L11.shape
+        rhs = rhs.reshape(n1, p1)
+        if p1 == 1:
+            u1 = rhs / L11[:, :, 0]
+        else:
+            u1 = np.empty_like(rhs)
+            for a in range(p1 - 1, -1, -1):  # back substitution with L_j' (upper)
+                acc = rhs[:, a] - np.einsum("jb,jb->j", L11[:, a + 1 :, a], u1[:, a + 1 :])
+                u1[:, a] = acc / L11[:, a, a]
+        return beta, np.concatenate([u1.ravel(), u_rest])

@@ -1,0 +1,93 @@
+"""Conditional variances: of the random effects (lme4 ``ranef(condVar = TRUE)``) and of the
+predicted means, and the prior covariances of new levels."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._engine.factor_blocked import BlockedFactor
+from .._engine.terms import templates, theta_layout
+from .covariance import _restore
+
+__all__ = ["conditional_covariances", "conditional_mean_variance", "prior_covariances"]
+
+
+#: Largest number of random-effect columns beyond the first factor for conditional variances
+CONDVAR_DENSE_LIMIT = 12_000
+
+
+def conditional_covariances(fit, chunk_entries=4_000_000):
+    """lme4's ``ranef(condVar = TRUE)``: per term, the (n_levels, p, p) conditional covariances.
+
+    Diagonal blocks of ``sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1} Lambda'`` (conditional on the
+    estimated fixed effects, as lme4), from the blocked factorization: with the first term's
+    level blocks ``L_j`` and the Schur complement's factor ``L_r``, level j of the first term has
+    ``L_j^{-T} (I + Y_j'Y_j) L_j^{-1}``, ``Y = L_r^{-1} Lambda_r' C G``, and the other terms the
+    diagonal blocks of ``L_r^{-T} L_r^{-1}``.
+    """
+    terms = fit.terms
+    if not terms:
+        return []
+    if not isinstance(fit.factor, BlockedFactor):
+        rest = sum(t.q for t in terms[1:])
+        if rest > CONDVAR_DENSE_LIMIT:
+            raise ValueError(
+                f"conditional variances need a dense factor of the {rest} random-effect columns of "
+                f"the grouping factors after the first (limit {CONDVAR_DENSE_LIMIT}); this model is "
+                "too large for them. Predictions and their standard errors do not need them."
+            )
+    bf = fit.factor if isinstance(fit.factor, BlockedFactor) else BlockedFactor(fit.cp, terms)
+    try:
+        bf.update(fit.theta)
+        Ts, out = bf.spherical_covariances(chunk_entries)
+    finally:
+        if bf is fit.factor:
+            _restore(fit)
+    s2 = fit.sigma**2
+    return [s2 * np.einsum("ab,jbc,dc->jad", T, V, T) for T, V in zip(Ts, out)]
+
+
+def conditional_mean_variance(fit, A, seen_rows, chunk=2048):
+    """Variance of ``x_i' beta_hat + z_i' b_hat`` as an estimate of ``x_i' beta + z_i' b``.
+
+    ``A`` holds the kept fixed-effect columns at the rows; ``seen_rows`` lists per term
+    ``(k, row index, level codes, model-matrix rows)`` for the rows whose level was seen in fit.
+    The joint covariance of ``(u, beta)`` given the data at theta is ``sigma^2 M^{-1}``, M the
+    penalized least-squares matrix, so the variance is ``sigma^2 |L^{-1} a_i|^2`` with L its
+    Cholesky factor and ``a_i = [Lambda' z_i; x_i]``: one sparse triangular solve per row, in
+    chunks, on the fit's own factorization.
+    """
+    m = A.shape[0]
+    out = np.empty(m)
+    factor, terms = fit.factor, fit.terms
+    factor.update(fit.theta)  # whitened_norms reads the factor's state, and does not change it
+    Ts = templates(terms, fit.theta)
+    _, z_off = theta_layout(terms)
+    q = int(z_off[-1])
+    for a in range(0, m, chunk):
+        b = min(m, a + chunk)
+        rows, cols, vals = [], [], []
+        for k, idx, codes, v in seen_rows:
+            sel = (idx >= a) & (idx < b)
+            if not sel.any():
+                continue
+            t = terms[k]
+            av = v[sel] @ Ts[k]  # (Lambda' z)_level = T' v, as rows
+            base = z_off[k] + codes[sel].astype(np.int64) * t.n_coef
+            rows.append((base[:, None] + np.arange(t.n_coef)).ravel())
+            cols.append(np.repeat(idx[sel] - a, t.n_coef))
+            vals.append(av.ravel())
+        Az = sp.csc_matrix(
+            (np.concatenate(vals) if vals else np.zeros(0),
+             (np.concatenate(rows) if rows else np.zeros(0, np.intp),
+              np.concatenate(cols) if cols else np.zeros(0, np.intp))),
+            shape=(q, b - a),
+        )
+        out[a:b] = factor.whitened_norms(Az, A[a:b].T)
+    return fit.sigma**2 * out
+
+
+def prior_covariances(fit):
+    """Each term's covariance of one level's random effects, ``sigma^2 T_k T_k'``."""
+    return [fit.sigma**2 * (T @ T.T) for T in templates(fit.terms, fit.theta)]

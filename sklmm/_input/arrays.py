@@ -1,0 +1,109 @@
+"""X, y and weights as the estimators take them: validation, fast paths and the fixes in messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["_empty_frame_as_array", "_plain_valid_inputs", "_reject_categorical_columns", "_check_magnitude"]
+
+
+def _empty_frame_as_array(X):
+    """A DataFrame without columns as an (n, 0) float array (pandas gives it no dtype)."""
+    if isinstance(X, pd.DataFrame) and X.shape[1] == 0:
+        return np.empty((X.shape[0], 0))
+    return X
+
+
+#: scikit-learn validation messages and the fix sklmm appends to them
+_VALIDATION_HINTS = [
+    ("could not convert string to float",
+     "X and y must be numeric: encode categorical features first (OneHotEncoder in a "
+     "ColumnTransformer, or pandas.get_dummies), and pass group labels as groups=, not as a "
+     "column of X."),
+    ("inconsistent numbers of samples",
+     "X, y (and groups) need one row per observation, in the same order."),
+    ("0 sample(s)", "Pass at least 2 observations to fit (and 1 row to predict)."),
+    ("0 feature(s)",
+     "Give X at least one column, or pass groups= to fit an intercept-only mixed model."),
+    ("Input y contains NaN",
+     "Drop the rows with a missing response (as lme4's na.omit does) before fitting."),
+    ("contains infinity", "Fix or drop the rows with infinite values."),
+    ("y should be a 1d array", "sklmm models one response: pass y as a 1-D array or Series."),
+    ("feature names should match", "Pass X with the columns used in fit, in the same order."),
+]
+
+
+#: magnitudes whose squares, summed over the rows, stay far inside the float range
+_MAX_MAGNITUDE = 1e100
+
+
+_MIN_MAGNITUDE = 1e-100
+
+
+def _reject_categorical_columns(X):
+    """pandas categorical columns of X are labels, not numbers: refuse them with the fix."""
+    if isinstance(X, pd.DataFrame):
+        cat = [str(c) for c, dt in X.dtypes.items() if isinstance(dt, pd.CategoricalDtype)]
+        if cat:
+            raise ValueError(
+                f"X has categorical column(s) {cat[:10]}: features must be numeric. Encode them "
+                "first (OneHotEncoder in a ColumnTransformer, or pandas.get_dummies); if they are "
+                "grouping factors, pass them as groups= instead of in X."
+            )
+
+
+def _plain_numeric_frame(X):
+    """``(values, column names)`` of a DataFrame of numpy numeric columns named by ``str``, else None.
+
+    Its names are the ``feature_names_in_`` scikit-learn would set (it keeps names only when
+    every label is exactly a ``str``).
+    """
+    if not isinstance(X, pd.DataFrame) or X.shape[1] == 0:
+        return None
+    if not all(type(c) is str for c in X.columns):
+        return None
+    if not all(isinstance(dt, np.dtype) and dt.kind in "fiu" for dt in X.dtypes):
+        return None
+    return X.to_numpy(dtype=np.float64), np.asarray(X.columns, dtype=object)
+
+
+def _plain_valid_inputs(X, y):
+    """``(X as float64, y, feature names or None)`` when the training data need no conversion
+    or checks beyond finiteness, else None.
+
+    That is: X a 2-D numeric ndarray or a plain numeric DataFrame (:func:`_plain_numeric_frame`)
+    with at least one row and one column, y a 1-D numeric ndarray of the same length, every
+    value finite. scikit-learn's ``validate_data`` returns the same arrays for them, at several
+    times the cost (about 0.3 ms of a 2.6 ms sleepstudy fit); everything else goes through it,
+    and it writes the error messages.
+    """
+    if type(X) is np.ndarray and X.ndim == 2 and X.dtype.kind in "fiu":
+        X, names = np.asarray(X, dtype=np.float64), None
+    else:
+        plain = _plain_numeric_frame(X)
+        if plain is None:
+            return None
+        X, names = plain
+    if not (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "fiu"):
+        return None
+    if X.shape[0] < 1 or X.shape[1] < 1 or y.shape[0] != X.shape[0]:
+        return None
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        return None
+    return X, y, names
+
+
+def _check_magnitude(A, what, names):
+    """Refuse columns whose values would over- or underflow the cross-products (squares)."""
+    if A.size == 0:
+        return
+    top = np.abs(A).max(axis=0)
+    for j in np.flatnonzero((top > _MAX_MAGNITUDE) | ((top > 0) & (top < _MIN_MAGNITUDE))):
+        col = what if what == "y" else f"X column {names[j]!r}"
+        raise ValueError(
+            f"{col} has values of magnitude {top[j]:.3g}: sklmm needs magnitudes between "
+            f"{_MIN_MAGNITUDE:g} and {_MAX_MAGNITUDE:g}, because the fit is built from sums of "
+            "squares that would overflow or underflow. Rescale it (multiply by a power of 10); "
+            "the fit is equivariant to the scale of y and of each feature."
+        )
