@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import validate_data
 
-from ._engine.terms import RandomTerm, templates
+from ._engine.terms import RandomTerm, internal_theta, theta_layout, user_theta
 from ._input import dask_collections as _dask
 from ._input.arrays import (
     _VALIDATION_HINTS,
@@ -20,16 +20,19 @@ from ._input.arrays import (
     _reject_categorical_columns,
 )
 from ._input.groups import NoGroupsWarning, as_group_frame, encode, make_factors
-from ._input.random_terms import _check_identifiable, term_rows
+from ._input.random_terms import _check_identifiable
 
 __all__ = ["GroupedMixin", "NoGroupsWarning"]
 
 
 def variance_table(fit):
-    """lme4's ``as.data.frame(VarCorr(fit))`` with sklmm's column names, from a :class:`MixedFit`."""
+    """lme4's ``as.data.frame(VarCorr(fit))`` with sklmm's column names, from a :class:`MixedFit`
+    (in the user's coordinates: a random intercept's variance is that at x = 0)."""
     rows = []
     s2 = fit.sigma**2
-    for t, T in zip(fit.terms, templates(fit.terms, fit.theta)):
+    slices, _ = theta_layout(fit.terms)
+    for t, s in zip(fit.terms, slices):
+        T = t.user_template(fit.theta[s])
         cov = s2 * (T @ T.T)
         sd = np.sqrt(np.diag(cov))
         names = [t.name] if t.scalar else t.column_names
@@ -202,6 +205,8 @@ class GroupedMixin:
                 )
             )
         _check_identifiable(terms, factors, list(frame.columns), bool(self.nested), n)
+        for t in terms:  # a correlated term with far-from-centred slopes: centred coordinates
+            t.centre_slopes()
         order = sorted(range(len(terms)), key=lambda k: -terms[k].n_levels)
         self._group_factors = [factors[k] for k in order]
         self._group_columns = list(frame.columns)
@@ -212,12 +217,12 @@ class GroupedMixin:
         if not self.warm_start or not hasattr(self, "theta_"):
             return None
         names = [nm for t in terms for nm in t.theta_names()]
-        return self.theta_ if names == list(self.theta_names_) else None
+        return internal_theta(terms, self.theta_) if names == list(self.theta_names_) else None
 
     def _set_engine_attributes(self, fit):
         """Fitted attributes common to the estimators, from a :class:`MixedFit`."""
         self._fit = fit
-        self.theta_ = fit.theta.copy()
+        self.theta_ = np.array(user_theta(fit.terms, fit.theta), dtype=float)  # lme4's coordinates
         self.theta_names_ = fit.theta_names()
         self.sigma_ = fit.sigma
         self.criterion_ = fit.criterion
@@ -253,7 +258,7 @@ class GroupedMixin:
     @property
     def random_effects_(self):
         return self._fit_table("random_effects", lambda fit: {
-            t.name: pd.DataFrame(fit.b[k], index=t.levels, columns=t.column_names)
+            t.name: pd.DataFrame(t.user_coefficients(fit.b[k]), index=t.levels, columns=t.column_names)
             for k, t in self._group_terms_fitted
         })
 
@@ -287,7 +292,7 @@ class GroupedMixin:
                     "'Unseen levels' in the user guide, docs/user_guide.md)."
                 )
             seen = ~unseen
-            yield k, t, codes, seen, term_rows(t, X[seen])
+            yield k, t, codes, seen, t.rows(X[seen])
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of ``predict(X, groups)``.

@@ -279,6 +279,42 @@ def test_balanced_one_way_anova_closed_forms(a, m, sd_group, seed, reml):
 
 
 @PROPS
+@given(designs(slopes=True), st.sampled_from([100.0, 300.0, 1e3]), st.sampled_from([-1.0, 1.0]),
+       st.sampled_from(["auto", "blocked"]))
+def test_shifting_a_correlated_random_slope_far_from_zero_is_the_same_model(d, ratio, sign, solver):
+    """x -> x + s for the random slope's column, with |s| from 100 to 1,000 times its sd: the
+    same model (the fixed intercept absorbs s beta, each level's intercept s b_slope), which sklmm
+    fits in centred coordinates. The criterion is unchanged (ML and REML: [1, x + s] is [1, x]
+    times a unit triangular matrix) and so are the predictions; the covariance and the random
+    effects in the user's coordinates transform as the intercept at x = 0 does:
+    b_0 = b_0' - s b_1', Sigma = M Sigma' M' with M = [[1, -s], [0, 1]]. (From a few thousand
+    sd on, the fixed-effect column itself is nearly collinear with the intercept and the rank
+    check of the fixed effects drops it, as lme4's does.)"""
+    X, y, g = _data(d)
+    s = sign * ratio * np.std(X[:, -1])
+    Xs = X.copy()
+    Xs[:, -1] += s
+    a = _fit(_model(d, solver=solver), X, y, g)
+    b = _fit(_model(d, solver=solver), Xs, y, g)
+    assert b._fit.terms[0].shift is not None  # fitted in centred coordinates
+    if not _both_converged(a, b):
+        return
+    _close_criteria(a, b)
+    rel = PREDICTION_TOL * _loose(a, b)
+    np.testing.assert_allclose(b.predict(Xs, groups=g), a.predict(X, groups=g), rtol=rel, atol=rel * np.std(y))
+    M = np.array([[1.0, -s], [0.0, 1.0]])
+    ta, tb = (f._fit.terms[0].template(f.theta_) for f in (a, b))
+    Sa, Sb = ta @ ta.T, tb @ tb.T
+    k = _loose(a, b)
+    np.testing.assert_allclose(Sb, M @ Sa @ M.T, rtol=k * COVARIANCE_RTOL,
+                               atol=k * COVARIANCE_ATOL * max(1.0, np.abs(M @ Sa @ M.T).max()))
+    ra, rb = a.random_effects_["group"].to_numpy(), b.random_effects_["group"].to_numpy()
+    np.testing.assert_allclose(rb, ra @ M.T, rtol=10 * rel, atol=10 * rel * np.std(y) * max(1.0, abs(s)))
+    vb = b.variance_components_.set_index(["factor", "term", "term2"])
+    assert vb["variance"].iloc[0] == pytest.approx(b.sigma_**2 * Sb[0, 0], rel=1e-10)
+
+
+@PROPS
 @given(designs(), st.booleans())
 def test_repeated_fits_are_bit_identical(d, gam):
     X, y, g = _data(d)

@@ -388,6 +388,46 @@ def test_random_slopes_on_an_uncentred_column_are_right_or_flagged(sleep_df, sol
     assert near.criterion_ == pytest.approx(centred.criterion_, abs=1e-6)
 
 
+@pytest.mark.parametrize("solver", ["dense", "blocked", "cholmod"])
+def test_after_a_fit_in_centred_coordinates_everything_is_in_the_users(sleep_df, solver):
+    """A correlated slope column far from centred is fitted centred (the same model). What the
+    user reads is in the user's coordinates, so each quantity of the shifted fit is that of the
+    fit on the centred column, transformed as the intercept at x = 0 is: b_0 = b_0' - s b_1'
+    (variances likewise); quantities of the slope, sigma and predictions are unchanged."""
+    pytest.importorskip("sksparse") if solver == "cholmod" else None
+    s = 300.0  # |mean| / sd of Days + 300 is 106
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    a = MixedLinearRegressor(random_slopes=["Days"], solver=solver).fit(X, y, groups=g)
+    with pytest.warns(UserWarning, match="sklmm fits this term in centred coordinates"):
+        b = MixedLinearRegressor(random_slopes=["Days"], solver=solver).fit(X + s, y, groups=g)
+    assert a._fit.terms[0].shift is None and b._fit.terms[0].shift is not None
+    M = np.array([[1.0, -s], [0.0, 1.0]])
+    assert b.converged_ and b.criterion_ == pytest.approx(a.criterion_, rel=1e-10)
+    # theta_ is lme4's: the lower factor of M T T' M'
+    Ta, Tb = (np.array([[f.theta_[0], 0.0], [f.theta_[1], f.theta_[2]]]) for f in (a, b))
+    np.testing.assert_allclose(Tb @ Tb.T, M @ Ta @ Ta.T @ M.T, rtol=1e-5)
+    np.testing.assert_allclose(b.random_effects_["Subject"], a.random_effects_["Subject"] @ M.T, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(b.random_effects_cov("Subject"),
+                               np.einsum("ab,jbc,dc->jad", M, a.random_effects_cov("Subject"), M), rtol=1e-4)
+    np.testing.assert_allclose(b.random_effects_std_["Subject"]["Days"], a.random_effects_std_["Subject"]["Days"], rtol=1e-5)
+    va = a.variance_components_.set_index(["factor", "term", "term2"])["variance"]
+    vb = b.variance_components_.set_index(["factor", "term", "term2"])["variance"]
+    Sa = np.array([[va.iloc[0], va.iloc[2]], [va.iloc[2], va.iloc[1]]])
+    np.testing.assert_allclose([vb.iloc[0], vb.iloc[1], vb.iloc[2]],
+                               [(M @ Sa @ M.T)[0, 0], Sa[1, 1], (M @ Sa @ M.T)[0, 1]], rtol=1e-5)
+    fa, fb = a.fixed_effects_, b.fixed_effects_
+    assert fb.loc["Days", "std_error"] == pytest.approx(fa.loc["Days", "std_error"], rel=1e-6)
+    assert fb.loc["Days", "df"] == pytest.approx(fa.loc["Days", "df"], rel=1e-3)
+    ma, sa = a.predict(X, groups=g, return_std=True)
+    mb, sb = b.predict(X + s, groups=g, return_std=True)
+    np.testing.assert_allclose(mb, ma, rtol=1e-6)
+    np.testing.assert_allclose(sb, sa, rtol=1e-4)
+    pa = a.confidence_intervals("profile")
+    pb = b.confidence_intervals("profile")
+    for row in ["sd_Days|Subject", "sigma", "Days"]:
+        np.testing.assert_allclose(pb.loc[row].to_numpy(), pa.loc[row].to_numpy(), rtol=1e-3)
+
+
 @pytest.fixture
 def premature_optimizer(monkeypatch):
     """Make the optimizer's first n_bad runs stop after 3 evaluations but claim convergence."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CrossProducts", "cross_products", "sum_cross_products", "keep_fixed", "reorder_terms"]
+__all__ = ["CrossProducts", "cross_products", "sum_cross_products", "keep_fixed", "reorder_terms", "shift_term"]
 
 
 @dataclass
@@ -180,3 +180,25 @@ def reorder_terms(cp, order):
                                             n_levels[l])
     return dataclasses.replace(cp, diag=[cp.diag[k] for k in order], zxy=[cp.zxy[k] for k in order],
                                off=off)
+
+
+def shift_term(cp, k, M):
+    """The cross-products after term k's model-matrix rows ``z`` become ``z M`` (a change of its
+    coordinates, such as :meth:`~sklmm._engine.terms.RandomTerm.centre_slopes`), from the old ones.
+
+    Exact algebra on the sums; forming them from the shifted rows instead keeps more digits
+    when the shift is large, so the in-memory fit shifts the rows and this serves the sums of
+    chunks (Dask).
+    """
+    diag = list(cp.diag)
+    zxy = list(cp.zxy)
+    diag[k] = np.einsum("ba,jbc,cd->jad", M, cp.diag[k], M)
+    zxy[k] = np.einsum("ba,jbm->jam", M, cp.zxy[k])
+    off = {}
+    for (l, j), (rows, cols, blocks) in cp.off.items():
+        if l == k:
+            blocks = np.einsum("ba,nbc->nac", M, blocks)
+        if j == k:
+            blocks = np.einsum("nab,bc->nac", blocks, M)
+        off[(l, j)] = (rows, cols, blocks)
+    return dataclasses.replace(cp, diag=diag, zxy=zxy, off=off)

@@ -107,6 +107,17 @@ def _schur_weights(G, pairs_w):
     return np.stack([W[:, a, b] for a, b in pairs_w], axis=1)
 
 
+def _row_hash(words):
+    """One 64-bit word per row of a (rows, k) uint64 array (FNV-style mixing; uint64 arrays
+    wrap around without warnings)."""
+    h = np.zeros(words.shape[0], dtype=np.uint64)
+    for c in range(words.shape[1]):
+        h ^= words[:, c]
+        h *= np.uint64(0x100000001B3)
+        h ^= h >> np.uint64(29)
+    return h
+
+
 def _equal_blocks(D):
     """Class of each level's block ``D_j`` (levels with bit-identical blocks share one, numbered
     in order of first appearance), and the first level of each class.
@@ -118,12 +129,7 @@ def _equal_blocks(D):
     """
     n = D.shape[0]
     words = np.ascontiguousarray(D.reshape(n, -1)).view(np.uint64)
-    h = np.zeros(n, dtype=np.uint64)
-    for c in range(words.shape[1]):  # FNV-style mixing; uint64 arrays wrap without warnings
-        h ^= words[:, c]
-        h *= np.uint64(0x100000001B3)
-        h ^= h >> np.uint64(29)
-    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(_row_hash(words), return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     if not np.array_equal(words, words[first[inverse]]):  # a collision: sort the rows exactly
         keys = words.view(np.dtype((np.void, 8 * words.shape[1]))).ravel()

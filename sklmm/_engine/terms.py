@@ -12,6 +12,14 @@ Diagonal entries are bounded below by 0, off-diagonal entries are free.  A penal
 a term with a single "level" whose ``p`` columns share one variance: ``T_k = theta_k I``
 (``scalar=True``).
 
+A correlated term with an intercept and slope columns far from centred (a calendar year, a
+timestamp) is fitted in centred coordinates: its slope columns are shifted by their means
+(``shift``), which is the same model (the intercept is then at the mean instead of at 0) and
+a well-conditioned one. ``theta``, the templates and the conditional modes of the engine are in
+those coordinates; :func:`user_theta`, :meth:`RandomTerm.user_template`,
+:meth:`RandomTerm.user_coefficients` and :meth:`RandomTerm.user_covariances` give them in the
+user's (lme4's: the intercept at x = 0), and :func:`internal_theta` goes back.
+
 This module imports nothing from scikit-learn; it works on plain arrays.
 """
 
@@ -21,7 +29,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["RandomTerm", "theta_layout"]
+__all__ = ["RandomTerm", "theta_layout", "templates", "user_theta", "internal_theta", "UNCENTRED_SLOPE_RATIO"]
+
+#: above this |mean| / sd a random slope's column makes intercept and slope nearly collinear:
+#: a correlated term is then fitted in centred coordinates (see :meth:`RandomTerm.centre_slopes`)
+UNCENTRED_SLOPE_RATIO = 30.0
+
+
+def _lower_factor(A):
+    """The lower-triangular L with non-negative diagonal and ``L L' = A A'`` (any square A,
+    singular ones included: from the QR decomposition of ``A'``)."""
+    R = np.linalg.qr(A.T, mode="r")
+    L = R.T
+    return L * np.where(np.diagonal(L) < 0, -1.0, 1.0)[None, :]
 
 
 @dataclass
@@ -48,6 +68,9 @@ class RandomTerm:
         Whether the term has a random intercept (as its first coefficient).
     scalar : bool
         One parameter for all coefficients, ``T_k = theta_k I`` (penalized smooths).
+    shift : ndarray of shape (p,) or None
+        What was subtracted from each column of ``values`` (0 for the intercept); None when
+        the term is in the user's coordinates. Set by :meth:`centre_slopes`.
     """
 
     name: str
@@ -59,6 +82,7 @@ class RandomTerm:
     slope_columns: list = field(default_factory=list)
     intercept: bool = True
     scalar: bool = False
+    shift: np.ndarray = None
 
     def __post_init__(self):
         p = self.n_coef
@@ -118,6 +142,65 @@ class RandomTerm:
         T[self.tri_rows, self.tri_cols] = theta_k
         return T
 
+    # -- centred coordinates ---------------------------------------------------------------
+    def centre_slopes(self, gram=None, ratio=UNCENTRED_SLOPE_RATIO):
+        """Shift the slope columns whose |mean| / sd exceeds ``ratio`` by their means, in place.
+
+        Only for a correlated term with an intercept, where the shift is the same model
+        (``z b = (z M) (M^{-1} b)``); ``gram`` is ``values' values`` (computed when not given).
+        Call it before the cross-products are formed. Returns the shift, or None.
+        """
+        if self.scalar or not self.correlated or not self.intercept or self.n_coef < 2:
+            return None
+        G = self.values.T @ self.values if gram is None else gram
+        if not G[0, 0] > 0:
+            return None
+        mean = G[0, :] / G[0, 0]
+        sd = np.sqrt(np.clip(np.diag(G) / G[0, 0] - mean**2, 0, None))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            far = (sd > 0) & (np.abs(mean) > ratio * sd)
+        far[0] = False
+        if not far.any():
+            return None
+        self.shift = np.where(far, mean, 0.0)
+        if self.values is not None:
+            self.values = self.values - self.shift
+        return self.shift
+
+    def _shift_matrix(self, sign=1.0):
+        """``M`` with ``z_centred = z M`` (``sign=1``), or its inverse (``sign=-1``)."""
+        M = np.eye(self.n_coef)
+        M[0, :] -= sign * self.shift
+        M[0, 0] = 1.0
+        return M
+
+    def user_template(self, theta_k):
+        """``T_k`` in the user's coordinates: the lower factor of ``M T T' M'``."""
+        T = self.template(theta_k)
+        return T if self.shift is None else _lower_factor(self._shift_matrix() @ T)
+
+    def internal_theta(self, T_user):
+        """This term's theta (in its own coordinates) for a template in the user's."""
+        T = T_user if self.shift is None else _lower_factor(self._shift_matrix(-1.0) @ T_user)
+        return T[self.tri_rows, self.tri_cols]
+
+    def user_coefficients(self, b):
+        """Conditional modes (n_levels, p) in the user's coordinates, ``b = M b_centred``."""
+        return b if self.shift is None else b @ self._shift_matrix().T
+
+    def user_covariances(self, V):
+        """Covariances (n_levels, p, p) of the coefficients in the user's coordinates, ``M V M'``."""
+        if self.shift is None:
+            return V
+        M = self._shift_matrix()
+        return np.einsum("ab,jbc,dc->jad", M, V, M)
+
+    def rows(self, X):
+        """The term's model-matrix rows at X (1 for the intercept, then the slope columns), in
+        the term's coordinates."""
+        out = np.hstack([np.ones((X.shape[0], 1 if self.intercept else 0)), X[:, self.slope_columns]])
+        return out if self.shift is None else out - self.shift
+
     def strip_data(self):
         """Drop the per-row arrays once the cross-products are formed (keeps pickles small)."""
         self.codes = None
@@ -145,3 +228,21 @@ def templates(terms, theta):
     """The ``T_k`` of every term for a full theta vector."""
     slices, _ = theta_layout(terms)
     return [term.template(theta[s]) for term, s in zip(terms, slices)]
+
+
+def user_theta(terms, theta):
+    """theta in the user's coordinates (lme4's), from the engine's (see :meth:`RandomTerm.centre_slopes`)."""
+    if all(t.shift is None for t in terms):
+        return theta
+    slices, _ = theta_layout(terms)
+    out = [t.user_template(theta[s])[t.tri_rows, t.tri_cols] for t, s in zip(terms, slices)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def internal_theta(terms, theta_user):
+    """The engine's theta for a theta in the user's coordinates (inverse of :func:`user_theta`)."""
+    if all(t.shift is None for t in terms):
+        return theta_user
+    slices, _ = theta_layout(terms)
+    out = [t.internal_theta(t.template(theta_user[s])) for t, s in zip(terms, slices)]
+    return np.concatenate(out) if out else np.zeros(0)

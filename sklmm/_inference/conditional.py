@@ -18,7 +18,8 @@ CONDVAR_DENSE_LIMIT = 12_000
 
 
 def conditional_covariances(fit, chunk_entries=4_000_000):
-    """lme4's ``ranef(condVar = TRUE)``: per term, the (n_levels, p, p) conditional covariances.
+    """lme4's ``ranef(condVar = TRUE)``: per term, the (n_levels, p, p) conditional covariances
+    (in the user's coordinates, as ``random_effects_``).
 
     Diagonal blocks of ``sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1} Lambda'`` (conditional on the
     estimated fixed effects, as lme4), from the blocked factorization: with the first term's
@@ -44,8 +45,8 @@ def conditional_covariances(fit, chunk_entries=4_000_000):
     finally:
         if bf is fit.factor:
             _restore(fit)
-    s2 = fit.sigma**2
-    return [s2 * np.einsum("ab,jbc,dc->jad", T, V, T) for T, V in zip(Ts, out)]
+    s2 = fit.sigma**2  # in the user's coordinates (a term fitted centred is mapped back)
+    return [t.user_covariances(s2 * np.einsum("ab,jbc,dc->jad", T, V, T)) for t, T, V in zip(terms, Ts, out)]
 
 
 def conditional_mean_variance(fit, A, seen_rows, chunk=2048):

@@ -16,7 +16,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._input.formula import formula_inputs
-from .._input.random_terms import term_rows
 from .bootstrap import (
     TrainingDesign,
     bootstrap_replicates,
@@ -219,7 +218,7 @@ class InferenceMixin:
                 seen_rows.append((k, np.flatnonzero(seen), codes[seen], vals))
                 unseen = ~seen
                 if unseen.any():
-                    v = term_rows(t, X[unseen])
+                    v = t.rows(X[unseen])
                     extra[unseen] += np.einsum("ij,jk,ik->i", v, prior[k], v)
         return conditional_mean_variance(fit, Xf[:, fit.keep], seen_rows) + extra
 
@@ -228,7 +227,7 @@ class InferenceMixin:
         fit = self._fit
         var = np.zeros(X.shape[0])
         for t, S in zip(fit.terms, prior_covariances(fit)):
-            v = term_rows(t, X)
+            v = t.rows(X)
             var += np.einsum("ij,jk,ik->i", v, S, v)
         return var
 

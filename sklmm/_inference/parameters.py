@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._engine.terms import templates
+from .._engine.terms import theta_layout
 
-__all__ = ["parameter_names", "sdcor_from_theta", "theta_from_sdcor"]
+__all__ = ["parameter_names", "sdcor_from_theta", "theta_from_sdcor", "same_in_both_charts"]
 
 
 def parameter_names(terms):
@@ -19,10 +19,14 @@ def parameter_names(terms):
     return out + ["sigma"]
 
 
-def sdcor_from_theta(terms, theta, sigma):
-    """Standard deviations and correlations (in theta's order), then sigma."""
+def sdcor_from_theta(terms, theta, sigma, user=True):
+    """Standard deviations and correlations (in theta's order), then sigma, in the user's
+    coordinates (``theta`` in the engine's; see :meth:`RandomTerm.centre_slopes`), or in the
+    engine's with ``user=False``."""
     out = []
-    for t, T in zip(terms, templates(terms, theta)):
+    slices, _ = theta_layout(terms)
+    for t, s in zip(terms, slices):
+        T = t.user_template(theta[s]) if user else t.template(theta[s])
         S = T @ T.T
         sd = np.sqrt(np.diag(S))
         for i, j in zip(t.tri_rows, t.tri_cols):
@@ -54,8 +58,9 @@ def _psd_cholesky(S):
     return L
 
 
-def theta_from_sdcor(terms, psi):
-    """Inverse of :func:`sdcor_from_theta`: ``(theta, sigma)``, or None outside the domain."""
+def theta_from_sdcor(terms, psi, user=True):
+    """Inverse of :func:`sdcor_from_theta`: ``(theta, sigma)`` with theta in the engine's
+    coordinates, or None outside the domain."""
     sigma = psi[-1]
     if not sigma > 0:
         return None
@@ -75,5 +80,16 @@ def theta_from_sdcor(terms, psi):
         T = _psd_cholesky(np.outer(sd, sd) * R / sigma**2)
         if T is None:
             return None
-        theta.append(T[t.tri_rows, t.tri_cols])
+        theta.append(t.internal_theta(T) if user else T[t.tri_rows, t.tri_cols])
     return np.concatenate(theta) if theta else np.zeros(0), sigma
+
+
+def same_in_both_charts(terms):
+    """Per variance parameter (as :func:`parameter_names`), whether its value is the same in the
+    user's and the engine's coordinates: all but a centred term's intercept sd and intercept
+    correlations (centring moves only the intercept, to the slopes' means)."""
+    out = []
+    for t in terms:
+        for i, j in zip(t.tri_rows, t.tri_cols):
+            out.append(t.shift is None or (i != 0 and j != 0))
+    return np.asarray(out + [True], dtype=bool)

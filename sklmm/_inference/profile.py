@@ -15,7 +15,12 @@ from .._engine.fit import _refit
 from .._engine.optimize import minimize_bobyqa
 from .._engine.system import Factorization
 from .covariance import _fixed_cov_unscaled, _restore
-from .parameters import parameter_names, sdcor_from_theta, theta_from_sdcor
+from .parameters import (
+    parameter_names,
+    same_in_both_charts,
+    sdcor_from_theta,
+    theta_from_sdcor,
+)
 
 __all__ = ["profile_intervals"]
 
@@ -45,9 +50,15 @@ def _interval_side(g, est, step, limit, target, xtol):
 
 
 def _profile_sdcor(fit, j, cutoff):
-    """Profile interval for variance parameter j (sd, cor or sigma) by root finding on zeta."""
+    """Profile interval for variance parameter j (sd, cor or sigma) by root finding on zeta.
+
+    The other parameters are optimized in the engine's chart where parameter j has the same
+    value in both (a term fitted in centred coordinates is well conditioned there), else in the
+    user's: a centred term's intercept at x = 0, far from the data, nearly collinear with its
+    slope, whose profile is as hard to compute as lme4 finds it."""
     terms = fit.terms
-    psi_hat = sdcor_from_theta(terms, fit.theta, fit.sigma)
+    user = not same_in_both_charts(terms)[j]
+    psi_hat = sdcor_from_theta(terms, fit.theta, fit.sigma, user=user)
     names = parameter_names(terms)
     is_cor = np.array([nm.startswith("cor_") for nm in names])
     m = len(psi_hat)
@@ -65,7 +76,7 @@ def _profile_sdcor(fit, j, cutoff):
 
         def f(x):
             psi[free] = x * scale[free]
-            ts = theta_from_sdcor(terms, psi)
+            ts = theta_from_sdcor(terms, psi, user=user)
             return np.inf if ts is None else deviance_theta_sigma(fit, *ts)
 
         if len(free) == 0:

@@ -43,7 +43,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .._engine.crossprod import reorder_terms, sum_cross_products
+from .._engine.crossprod import reorder_terms, shift_term, sum_cross_products
 from .._engine.factor import make_factor
 from .._engine.fit import fit_cross_products
 from .._engine.terms import RandomTerm
@@ -275,6 +275,9 @@ def _finish_terms(est, partial, specs, group_columns, n):
     cp = sum_cross_products([partial.cp], [perms], n_levels)
     _check_identifiable(terms, factors, group_columns, bool(est.nested), n,
                         gram=lambda k: cp.diag[k].sum(axis=0), n_pairs=lambda a, b: len(cp.off[(b, a)][0]))
+    for k, t in enumerate(terms):  # as in memory, far-from-centred slopes in centred coordinates
+        if t.centre_slopes(gram=cp.diag[k].sum(axis=0)) is not None:
+            cp = shift_term(cp, k, t._shift_matrix())
     order = sorted(range(len(terms)), key=lambda k: -terms[k].n_levels)  # as GroupedMixin._group_terms
     cp = reorder_terms(cp, order)
     return [terms[k] for k in order], [factors[k] for k in order], cp

@@ -11,8 +11,9 @@ import warnings
 import numpy as np
 
 from .._engine.fit import independent_columns
+from .._engine.terms import UNCENTRED_SLOPE_RATIO
 
-__all__ = ["_check_identifiable", "term_rows"]
+__all__ = ["_check_identifiable"]
 
 
 def _check_identifiable(terms, factors, columns, nested, n, gram=None, n_pairs=None):
@@ -77,8 +78,6 @@ def _check_identifiable(terms, factors, columns, nested, n, gram=None, n_pairs=N
             )
 
 
-#: above this |mean| / sd a random slope's column makes intercept and slope nearly collinear
-UNCENTRED_SLOPE_RATIO = 30.0
 
 
 def _warn_uncentred_slopes(t, G):
@@ -91,17 +90,26 @@ def _warn_uncentred_slopes(t, G):
         ratio = np.where(sd > 0, np.abs(mean) / sd, np.inf)
     for j in np.flatnonzero(ratio > UNCENTRED_SLOPE_RATIO):
         name = t.column_names[j + 1]
+        if t.correlated:  # the engine fits the term in centred coordinates: the same model
+            consequence = (
+                "collinear: sklmm fits this term in centred coordinates (the same model), but the "
+                f"intercept's variance is that at {name} = 0, far outside the data, and its "
+                "correlation with the slope is near +-1. Center the column (x - mean) for variance "
+                "components that describe the data; with correlated_slopes=True that is the same model."
+            )
+        else:
+            consequence = (
+                "collinear and the criterion badly conditioned, so the optimizer may stop at a wrong, "
+                "often singular, optimum (lme4 says 'Rescale variables?'). Center the column (x - "
+                "mean); with correlated_slopes=False that changes the model (the intercept's variance "
+                "is then that at the mean)."
+            )
         warnings.warn(
             f"the random slope column {name!r} of {t.name!r} is far from centred (|mean| / sd = "
             f"{ratio[j]:.0f}): the random intercept (at {name} = 0) and slope are then nearly "
-            "collinear and the criterion badly conditioned, so the optimizer may stop at a wrong, "
-            "often singular, optimum (lme4 says 'Rescale variables?'). Center the column (x - "
-            "mean); with correlated_slopes=True that is the same model.",
+            + consequence,
             UserWarning,
             stacklevel=5,
         )
 
 
-def term_rows(term, X):
-    """A random-effect term's model-matrix rows at X: 1 for its intercept, then its slope columns."""
-    return np.hstack([np.ones((X.shape[0], 1 if term.intercept else 0)), X[:, term.slope_columns]])
