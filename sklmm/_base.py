@@ -4,6 +4,7 @@ of predictions, and the fitted attributes of the mixed-model engine."""
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,22 @@ from ._input.arrays import (
     _plain_valid_inputs,
     _reject_categorical_columns,
 )
-from ._input.groups import NoGroupsWarning, as_group_frame, encode, make_factors
+from ._input.formula import (
+    FORMULA_PARAM_DEFAULTS,
+    FORMULA_PARAMS,
+    formula_inputs,
+    parse_formula,
+)
+from ._input.groups import (
+    NoGroupsWarning,
+    align_group_frame,
+    as_group_frame,
+    encode,
+    make_factors,
+    names_given,
+    unseen_type_hint,
+)
+from ._input.label_columns import check_group_columns, split_label_columns
 from ._input.random_terms import _check_identifiable
 
 __all__ = ["GroupedMixin", "NoGroupsWarning"]
@@ -52,7 +68,10 @@ class GroupedMixin:
     """Random intercepts and slopes from ``groups``, shared by the estimators.
 
     Expects the parameters ``random_slopes``, ``correlated_slopes``, ``nested``,
-    ``random_intercept``, ``unseen_groups``, ``solver`` and ``max_iter``.
+    ``random_intercept``, ``unseen_groups``, ``solver``, ``max_iter`` and ``group_columns``
+    (and, where the estimator has it, ``formula``). What a fit reads of the random-effect
+    structure it reads from ``self._structure``, set by :meth:`_resolve_fit`: the parameters, or
+    what the formula says.
     """
 
     __metadata_request__fit = {"groups": True}
@@ -75,6 +94,77 @@ class GroupedMixin:
                 "random_slopes must be None, a list of feature names / column indices, or a dict "
                 f"from grouping-factor name to such a list; got {type(self.random_slopes).__name__}."
             )
+        check_group_columns(self.group_columns)
+
+    # ------------------------------------------------------------------ what the user passes
+
+    def _resolve_fit(self, X, y, groups, sample_weight=None):
+        """``(X, y, groups, sample_weight)`` for the fit, from what the user passed.
+
+        With ``formula``, X is the data frame: the fixed design, the response (unless y is
+        given) and the groups come from it, and the random-effect structure from the formula.
+        With ``group_columns`` the label columns of X are the groups. Sets ``self._structure``.
+        """
+        for attr in ("formula_", "formula_design_"):  # a refit forgets an earlier formula
+            self.__dict__.pop(attr, None)
+        structure = {k: getattr(self, k) for k in FORMULA_PARAMS if hasattr(self, k)}
+        formula = getattr(self, "formula", None)
+        if formula is not None:
+            changed = [k for k in FORMULA_PARAMS if hasattr(self, k) and getattr(self, k) != FORMULA_PARAM_DEFAULTS[k]]
+            if changed or self.group_columns is not None:
+                raise ValueError(
+                    f"{changed + (['group_columns'] if self.group_columns is not None else [])} "
+                    "are set by the formula; leave them at their defaults when formula is given."
+                )
+            if groups is not None:
+                raise ValueError("with formula, the groups come from the data's columns; do not pass groups=.")
+            spec = parse_formula(formula)
+            X, y_formula, groups, params = spec.fit_design(X)
+            keep = spec.complete_rows
+            y = y_formula if y is None else self._rows_kept(y, keep, "y")
+            sample_weight = None if sample_weight is None else self._rows_kept(sample_weight, keep, "sample_weight")
+            structure.update(params)
+            self.formula_, self.formula_design_ = formula, spec
+        else:
+            cols = check_group_columns(self.group_columns)
+            if cols is not None:
+                X, groups = split_label_columns(X, cols, groups)
+        self._structure = structure
+        return X, y, groups, sample_weight
+
+    @staticmethod
+    def _rows_kept(values, keep, what):
+        """A per-row argument restricted to the rows a formula fit keeps (its complete rows)."""
+        values = np.asarray(values)
+        if values.shape[0] != keep.shape[0]:
+            raise ValueError(f"{what} has {values.shape[0]} rows but the data {keep.shape[0]}; pass one per row.")
+        return values[keep]
+
+    def _resolve_predict(self, X, groups):
+        """``(X, groups)`` for predict: a formula's design and groups from a data frame (groups
+        only when its grouping columns are there: else population-level predictions, as lme4's
+        ``predict(fit, newdata)`` without them), or the label columns of X."""
+        design = getattr(self, "formula_design_", None)
+        if getattr(self, "formula", None) is not None and design is not None and isinstance(X, pd.DataFrame) \
+                and not design.is_fixed_design(X):
+            if groups is None and design.has_groups(X):
+                groups = design.groups(X)
+            return design.fixed(X), groups
+        if design is not None:  # a from_formula fit
+            return formula_inputs(self, X, groups)
+        cols = check_group_columns(self.group_columns)
+        if cols is not None:
+            X, groups = split_label_columns(X, cols, groups)
+        return X, groups
+
+    def _response(self, X, y):
+        """y, or for a formula model without y, the response evaluated on the data frame X."""
+        design = getattr(self, "formula_design_", None)
+        if y is None and getattr(self, "formula", None) is not None and design is not None:
+            y = design.response_values(X)
+            if y is None:
+                raise ValueError(f"y is None and the data lack the response of {self.formula!r}.")
+        return y
 
     def _validate_X(self, X, y=None, groups=None, reset=True):
         """validate_data, allowing X without columns once groups are given (intercept-only).
@@ -140,7 +230,7 @@ class GroupedMixin:
         return out
 
     def _slopes_for(self, factors, frame_columns, names):
-        spec = self.random_slopes
+        spec = self._structure["random_slopes"]
         if spec is None:
             return {f.name: [] for f in factors}
         if isinstance(spec, dict):
@@ -167,7 +257,8 @@ class GroupedMixin:
         n = X.shape[0]
         frame = as_group_frame(groups, n)
         names = self._feature_names()
-        factors = make_factors(frame, self.nested)
+        structure = self._structure
+        factors = make_factors(frame, structure["nested"])
         for f in factors:
             if len(f.index) < 2:
                 raise ValueError(
@@ -190,26 +281,27 @@ class GroupedMixin:
                     f"random_slopes for {f.name!r} lists {repeated} more than once; give each "
                     "slope once (a repeated slope is not identifiable)."
                 )
-            if not self.random_intercept and not cols:
+            if not structure["random_intercept"] and not cols:
                 raise ValueError(
                     f"random_intercept=False leaves grouping factor {f.name!r} with no random "
                     "coefficient; give it random_slopes or set random_intercept=True."
                 )
-            parts = ([np.ones((n, 1))] if self.random_intercept else []) + [X[:, cols]]
-            colnames = (["(Intercept)"] if self.random_intercept else []) + [names[c] for c in cols]
+            parts = ([np.ones((n, 1))] if structure["random_intercept"] else []) + [X[:, cols]]
+            colnames = (["(Intercept)"] if structure["random_intercept"] else []) + [names[c] for c in cols]
             terms.append(
                 RandomTerm(
                     name=f.name, levels=f.index, codes=encode(f, frame), values=np.hstack(parts),
-                    column_names=colnames, correlated=bool(self.correlated_slopes),
-                    slope_columns=cols, intercept=bool(self.random_intercept),
+                    column_names=colnames, correlated=bool(structure["correlated_slopes"]),
+                    slope_columns=cols, intercept=bool(structure["random_intercept"]),
                 )
             )
-        _check_identifiable(terms, factors, list(frame.columns), bool(self.nested), n)
+        _check_identifiable(terms, factors, list(frame.columns), bool(structure["nested"]), n)
         for t in terms:  # a correlated term with far-from-centred slopes: centred coordinates
             t.centre_slopes()
         order = sorted(range(len(terms)), key=lambda k: -terms[k].n_levels)
         self._group_factors = [factors[k] for k in order]
         self._group_columns = list(frame.columns)
+        self._group_names_given = names_given(groups)
         return [terms[k] for k in order]
 
     def _warm_theta(self, terms):
@@ -272,15 +364,14 @@ class GroupedMixin:
     def _group_rows(self, X, groups):
         """Per fitted grouping factor: ``(term index, term, codes, seen mask, model-matrix rows
         of the seen rows)``; unseen levels (code -1) raise when ``unseen_groups="error"``."""
-        frame = as_group_frame(groups, X.shape[0])
-        if frame.shape[1] != len(self._group_columns):
-            raise ValueError(
-                f"groups has {frame.shape[1]} column(s) but the model was fitted with "
-                f"{len(self._group_columns)} ({self._group_columns}); pass the same grouping columns."
-            )
+        by_name = getattr(self, "_group_names_given", False) and names_given(groups)
+        frame = align_group_frame(as_group_frame(groups, X.shape[0]), self._group_columns, by_name)
         for f, (k, t) in zip(self._group_factors, self._group_terms_fitted):
             codes = encode(f, frame)
             unseen = codes < 0
+            hint = unseen_type_hint(f, frame, unseen) if unseen.any() else None
+            if hint is not None:
+                warnings.warn(hint, UserWarning, stacklevel=4)
             if unseen.any() and self.unseen_groups == "error":
                 levels = pd.unique(
                     frame.iloc[unseen, list(f.columns)].astype(str).agg(":".join, axis=1).to_numpy()
@@ -294,23 +385,30 @@ class GroupedMixin:
             seen = ~unseen
             yield k, t, codes, seen, t.rows(X[seen])
 
-    def score(self, X, y, groups=None, sample_weight=None):
+    def score(self, X, y=None, groups=None, sample_weight=None):
         """R^2 of ``predict(X, groups)``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+            Features (with ``group_columns``, the label columns too; with ``formula``, the data
+            frame).
+        y : array-like of shape (n_samples,), default=None
+            The response; None only with ``formula``, which then evaluates its left side on X.
         groups : array-like, default=None
-            Group labels, as in ``predict``. Without them the score is of the
-            population-level prediction.
+            Group labels, as in ``predict``. Without them (and without label columns in X) the
+            score is of the population-level prediction.
         sample_weight : array-like of shape (n_samples,), default=None
 
         Returns
         -------
         score : float
         """
+        y = self._response(X, y)
+        if y is None:
+            raise ValueError("score needs y (only a model with a formula reads it from X).")
         if _dask.is_dask_collection(X, y, groups, sample_weight):  # sums reduced, rows not gathered
+            X, groups = self._resolve_predict(X, groups)
             return _dask.score(self, X, y, groups, sample_weight)
         return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
 

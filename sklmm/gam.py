@@ -68,6 +68,11 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
     verbose : int, default=0
         0: silent. 1: print the optimizer's progress every 10 evaluations and when it
         finishes. 2: every evaluation.
+    group_columns : str, int or list, default=None
+        Columns of X that hold group labels (names for a DataFrame, positions for an array),
+        used as ``groups`` in ``fit``, ``predict`` and ``score`` and not as features, so that
+        scikit-learn's tools pass the labels along inside X. ``groups=`` given as well must hold
+        the same labels. See :class:`MixedLinearRegressor`.
 
     Attributes
     ----------
@@ -130,6 +135,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         max_iter=10000,
         warm_start=False,
         verbose=0,
+        group_columns=None,
     ):
         self.smooth_features = smooth_features
         self.n_basis = n_basis
@@ -146,6 +152,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         self.max_iter = max_iter
         self.warm_start = warm_start
         self.verbose = verbose
+        self.group_columns = group_columns
 
     # ------------------------------------------------------------------ design
 
@@ -206,6 +213,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         self : PenalizedSplineRegressor
         """
         self._check_group_params()
+        X, y, groups, _ = self._resolve_fit(X, y, groups)
         X, y = self._validate_X(X, y, groups=None)
         n = X.shape[0]
         if n < 2:
@@ -227,6 +235,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             terms = self._group_terms(X, groups)
         else:
             terms, self._group_factors, self._group_columns = [], [], None
+            self._group_names_given = False
         n_group_terms = len(terms)
         for sm, Z in zip(self.smooths_, Zs):
             terms.append(
@@ -339,6 +348,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             Only with ``return_std=True``.
         """
         check_is_fitted(self)
+        X, groups = self._resolve_predict(X, groups)
         X = self._validate_X(X, reset=False)
         fit = self._fit
         Xf, Zs = self._fixed_design(X)

@@ -13,7 +13,7 @@ from ._engine.fit import SingularFitWarning, fit_mixed
 from ._inference import lrt
 from ._inference.mixin import InferenceMixin
 from ._input import dask_collections as _dask
-from ._input.formula import FORMULA_PARAMS, formula_inputs, parse_formula
+from ._input.formula import FORMULA_PARAMS, parse_formula
 from ._input.groups import NoGroupsWarning
 
 __all__ = ["MixedLinearRegressor", "likelihood_ratio_test", "SingularFitWarning", "NoGroupsWarning"]
@@ -75,6 +75,24 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
     verbose : int, default=0
         0: silent. 1: print the optimizer's progress every 10 evaluations and when it
         finishes. 2: every evaluation.
+    group_columns : str, int or list, default=None
+        Columns of X that hold group labels (names for a DataFrame, positions for an array).
+        They are taken out of X in ``fit``, ``predict`` and ``score`` and used as ``groups``;
+        they are not features. With them the labels travel inside X, so every scikit-learn tool
+        (``cross_val_predict``, scorers, ``permutation_importance``, ``PartialDependenceDisplay``,
+        Pipelines with metadata routing off) predicts conditionally. ``groups=`` given as well
+        must hold the same labels. X at ``predict`` must hold the label columns too; rows with
+        levels not seen in fit follow ``unseen_groups``.
+    formula : str, default=None
+        An lme4 formula such as ``"Reaction ~ Days + (Days | Subject)"``. X is then the data
+        frame: ``fit(df)`` takes the fixed effects, the response (unless y is given) and the
+        grouping factors from its columns, and the random-effect structure from the formula
+        (leave ``random_slopes``, ``correlated_slopes``, ``nested``, ``random_intercept``,
+        ``fit_intercept`` and ``group_columns`` at their defaults); ``predict(df)`` is
+        conditional when df holds the grouping columns and population-level when it does not
+        (lme4's ``predict(fit, newdata)``), and ``score(df)`` reads y from df. Unlike a model
+        built by :meth:`from_formula`, it clones, so it works in ``cross_validate`` and
+        ``GridSearchCV``. See :meth:`from_formula` for what the formula may hold.
 
     Attributes
     ----------
@@ -168,6 +186,8 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         max_iter=10000,
         warm_start=False,
         verbose=0,
+        group_columns=None,
+        formula=None,
     ):
         self.random_slopes = random_slopes
         self.correlated_slopes = correlated_slopes
@@ -180,6 +200,8 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         self.max_iter = max_iter
         self.warm_start = warm_start
         self.verbose = verbose
+        self.group_columns = group_columns
+        self.formula = formula
 
     @classmethod
     def from_formula(cls, formula, data, **params):
@@ -252,7 +274,7 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         model.formula_design_ = spec
         return model
 
-    def fit(self, X, y, groups=None, sample_weight=None):
+    def fit(self, X, y=None, groups=None, sample_weight=None):
         """Fit the mixed model.
 
         Parameters
@@ -278,10 +300,16 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
             The fitted estimator.
         """
         self._check_group_params()
-        for attr in ("formula_", "formula_design_"):  # a refit on a design forgets the formula
-            self.__dict__.pop(attr, None)
+        if getattr(self, "formula", None) is not None and _dask.is_dask_collection(X, y, groups, sample_weight):
+            raise ValueError("formula takes in-memory data frames; for Dask input pass X, y and groups.")
+        X, y, groups, sample_weight = self._resolve_fit(X, y, groups, sample_weight)
         if _dask.is_dask_collection(X, y, groups, sample_weight):  # partitions reduced in parallel
             return _dask.fit(self, X, y, groups, sample_weight)
+        if y is None:
+            raise ValueError(
+                "MixedLinearRegressor requires y to be passed, but the target y is None (only a "
+                "model with a formula reads y from the data)."
+            )
         X, y = self._validate_X(X, y, groups=groups)
         n = X.shape[0]
         if n < 2:
@@ -297,11 +325,13 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
                 stacklevel=2,
             )
             terms, self._group_factors, self._group_columns = [], [], None
+            self._group_names_given = False
         else:
             terms = self._group_terms(X, groups)
         names = self._feature_names()
-        Xf = np.hstack([np.ones((n, 1)), X]) if self.fit_intercept else X
-        fe_names = (["(Intercept)"] if self.fit_intercept else []) + names
+        fit_intercept = self._structure["fit_intercept"]
+        Xf = np.hstack([np.ones((n, 1)), X]) if fit_intercept else X
+        fe_names = (["(Intercept)"] if fit_intercept else []) + names
         design = self._training_design(Xf, terms, sample_weight)  # before the engine strips the rows
         fit = fit_mixed(terms, Xf, y, fe_names, sample_weight=sample_weight, reml=bool(self.reml),
                         solver=self.solver, max_iter=self.max_iter,
@@ -309,8 +339,8 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         self._remember_training(design, y, sample_weight)
         self._set_engine_attributes(fit)
         self.fixed_effects_names_ = fe_names
-        self.intercept_ = float(fit.beta[0]) if self.fit_intercept else 0.0
-        self.coef_ = fit.beta[1:] if self.fit_intercept else fit.beta
+        self.intercept_ = float(fit.beta[0]) if fit_intercept else 0.0
+        self.coef_ = fit.beta[1:] if fit_intercept else fit.beta
         return self
 
     def predict(self, X, groups=None, return_std=False):
@@ -345,9 +375,9 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
             Only with ``return_std=True``.
         """
         check_is_fitted(self)
+        X, groups = self._resolve_predict(X, groups)
         if _dask.is_dask_collection(X, groups):  # a lazy Dask array, partition by partition
             return _dask.predict(self, X, groups, return_std=return_std)
-        X, groups = formula_inputs(self, X, groups)
         X = self._validate_X(X, reset=False)
         pred = X @ self.coef_ + self.intercept_
         if groups is not None and self._fit.terms:

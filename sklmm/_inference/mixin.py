@@ -15,7 +15,6 @@ from scipy import stats
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._input.formula import formula_inputs
 from .bootstrap import (
     TrainingDesign,
     bootstrap_replicates,
@@ -210,7 +209,7 @@ class InferenceMixin:
         """Variance of the predicted mean: the joint posterior covariance of the fixed effects
         and the seen levels' random effects, plus the prior covariance of unseen levels'."""
         fit = self._fit
-        Xf = np.hstack([np.ones((X.shape[0], 1)), X]) if self.fit_intercept else X
+        Xf = np.hstack([np.ones((X.shape[0], 1)), X]) if self._structure["fit_intercept"] else X
         seen_rows, extra = [], np.zeros(X.shape[0])
         if groups is not None and fit.terms:
             prior = prior_covariances(fit)
@@ -255,9 +254,10 @@ class InferenceMixin:
         level = _check_level(level)
         check_is_fitted(self)
         mean, se = self.predict(X, groups=groups, return_std=True)
-        Xv = self._validate_X(formula_inputs(self, X, groups)[0], reset=False)
+        Xd, groups_d = self._resolve_predict(X, groups)
+        Xv = self._validate_X(Xd, reset=False)
         var = se**2 + self.sigma_**2
-        if groups is None and self._fit.terms:
+        if groups_d is None and self._fit.terms:
             var = var + self._new_group_variance(Xv)
         z = stats.norm.ppf(0.5 + level / 2.0)
         sd = np.sqrt(var)

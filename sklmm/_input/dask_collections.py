@@ -67,6 +67,7 @@ from .groups import (
     as_group_frame,
     encode,
     make_factors,
+    names_given,
 )
 from .random_terms import _check_identifiable
 
@@ -193,10 +194,10 @@ def fit(est, X, y, groups=None, sample_weight=None):
         g_meta = _meta(groups)
         g_frame = as_group_frame(g_meta)
         group_columns = list(g_frame.columns)
-        factors = make_factors(g_frame, est.nested)
+        factors = make_factors(g_frame, est._structure["nested"])
         slopes = est._slopes_for(factors, group_columns, names)
         for f in factors:
-            if not est.random_intercept and not slopes[f.name]:
+            if not est._structure["random_intercept"] and not slopes[f.name]:
                 raise ValueError(
                     f"random_intercept=False leaves grouping factor {f.name!r} with no random "
                     "coefficient; give it random_slopes or set random_intercept=True."
@@ -206,8 +207,9 @@ def fit(est, X, y, groups=None, sample_weight=None):
             isinstance(g_frame.iloc[:, j].dtype, pd.CategoricalDtype) and not _known_categories(g_meta, j)
             for j in range(len(group_columns))
         )
-    spec = _FitSpec(clone(est), specs, bool(est.random_intercept), bool(est.correlated_slopes),
-                    bool(est.fit_intercept), decat)
+    structure = est._structure
+    spec = _FitSpec(clone(est).set_params(group_columns=None), specs, bool(structure["random_intercept"]),
+                    bool(structure["correlated_slopes"]), bool(structure["fit_intercept"]), decat)
     t0 = time.perf_counter()
     parts = _map_partitions(_partition_cross_products, [X, y, groups, sample_weight], spec)
     (partial,) = dask.compute(_tree_reduce(parts, _combine))
@@ -218,11 +220,12 @@ def fit(est, X, y, groups=None, sample_weight=None):
         print(f"[sklmm] cross-products of {len(parts)} Dask partitions ({n} rows) formed in "
               f"{time.perf_counter() - t0:.3g} s")
     terms, group_factors, cp = _finish_terms(est, partial, specs, group_columns, n)
-    fe_names = (["(Intercept)"] if est.fit_intercept else []) + names
+    fe_names = (["(Intercept)"] if structure["fit_intercept"] else []) + names
     fit = fit_cross_products(terms, cp, fe_names, reml=bool(est.reml), solver=est.solver,
                              max_iter=est.max_iter, theta_start=est._warm_theta(terms),
                              verbose=est.verbose, stacklevel=4)
     est._group_factors, est._group_columns = group_factors, group_columns
+    est._group_names_given = names_given(groups)
     # the training rows are not kept (simulate / bootstrap need an in-memory fit)
     est._design = None
     digest = hashlib.blake2b("".join(partial.fingerprints).encode(), digest_size=16).hexdigest()
@@ -230,8 +233,8 @@ def fit(est, X, y, groups=None, sample_weight=None):
     est._inference_cache = {}
     est._set_engine_attributes(fit)
     est.fixed_effects_names_ = fe_names
-    est.intercept_ = float(fit.beta[0]) if est.fit_intercept else 0.0
-    est.coef_ = fit.beta[1:] if est.fit_intercept else fit.beta
+    est.intercept_ = float(fit.beta[0]) if structure["fit_intercept"] else 0.0
+    est.coef_ = fit.beta[1:] if structure["fit_intercept"] else fit.beta
     return est
 
 
@@ -268,12 +271,13 @@ def _finish_terms(est, partial, specs, group_columns, n):
         factors.append(GroupingFactor(name, cols, index))
         perms.append(perm.astype(np.intp))
         n_levels.append(len(index))
-        colnames = (["(Intercept)"] if est.random_intercept else []) + [est._feature_names()[c] for c in slope_cols]
+        structure = est._structure
+        colnames = (["(Intercept)"] if structure["random_intercept"] else []) + [est._feature_names()[c] for c in slope_cols]
         terms.append(RandomTerm(name=name, levels=index, codes=None, values=None, column_names=colnames,
-                                correlated=bool(est.correlated_slopes), slope_columns=list(slope_cols),
-                                intercept=bool(est.random_intercept)))
+                                correlated=bool(structure["correlated_slopes"]), slope_columns=list(slope_cols),
+                                intercept=bool(structure["random_intercept"])))
     cp = sum_cross_products([partial.cp], [perms], n_levels)
-    _check_identifiable(terms, factors, group_columns, bool(est.nested), n,
+    _check_identifiable(terms, factors, group_columns, bool(est._structure["nested"]), n,
                         gram=lambda k: cp.diag[k].sum(axis=0), n_pairs=lambda a, b: len(cp.off[(b, a)][0]))
     for k, t in enumerate(terms):  # as in memory, far-from-centred slopes in centred coordinates
         if t.centre_slopes(gram=cp.diag[k].sum(axis=0)) is not None:
@@ -294,6 +298,7 @@ def _predict_state(est, return_std=False):
     (``predict`` needs the coefficients and random effects only).
     """
     state = copy.copy(est)
+    state.group_columns = None  # the label columns were split off on the client
     state._design = None
     state._inference_cache = {}
     state._fit = dataclasses.replace(est._fit, factor=None, cp=est._fit.cp if return_std else None)

@@ -19,6 +19,9 @@ __all__ = ["MixedFormula", "parse_formula", "formula_inputs", "FORMULA_PARAMS"]
 
 #: constructor parameters that the formula sets and ``from_formula`` therefore refuses
 FORMULA_PARAMS = ("random_slopes", "correlated_slopes", "nested", "random_intercept", "fit_intercept")
+#: their defaults: with ``formula=`` as a parameter, a value other than these is a conflict
+FORMULA_PARAM_DEFAULTS = dict(random_slopes=None, correlated_slopes=True, nested=False,
+                              random_intercept=True, fit_intercept=True)
 
 _DOCS = "see the sklmm docs, 'Coming from lme4' (docs/coming_from_lme4.md)"
 _NAME = re.compile(r"^(?:[A-Za-z_.][A-Za-z0-9_.]*|`[^`]+`)$")
@@ -195,7 +198,8 @@ class MixedFormula:
         if missing:
             raise ValueError(f"the grouping variable(s) {missing} of {self.formula!r} are not columns of data.")
         data = data.reset_index(drop=True)
-        data = data.loc[self._complete_rows(data)].reset_index(drop=True)
+        self.complete_rows = self._complete_rows(data)  # lme4's na.omit: the rows fitted
+        data = data.loc[self.complete_rows].reset_index(drop=True)
         mm = _formulaic(lambda: model_matrix(f"{self.response} ~ {self.fixed_part}", data, na_action="raise"),
                         self.formula)
         if mm.lhs.shape[1] != 1:
@@ -317,6 +321,22 @@ class MixedFormula:
                 out[name] = parts[0].str.cat(parts[1:], sep=":").to_numpy()
         return pd.DataFrame(out) if len(out) > 1 else pd.Series(out[name], name=name)
 
+    def has_groups(self, data):
+        """Whether ``data`` holds every variable the grouping factors are made of."""
+        return all(v in data.columns for v in self.group_variables)
+
+    def response_values(self, data):
+        """The response (the formula's left side) evaluated on ``data``, or None if it is absent."""
+        from formulaic import model_matrix
+
+        data = _as_frame(data, "data")
+        try:
+            lhs = _formulaic(lambda: model_matrix(f"{self.response} ~ 1", data, na_action="raise").lhs,
+                             self.formula)
+        except ValueError:
+            return None
+        return lhs.iloc[:, 0].to_numpy(dtype=float)
+
     def design(self, data):
         """``(X, groups)`` for ``predict(X, groups=groups)`` or ``score`` from a DataFrame."""
         return self.fixed(data), self.groups(data)
@@ -355,6 +375,8 @@ def _merge_uncorrelated(terms, formula):
 def _as_frame(data, what):
     if isinstance(data, pd.DataFrame):
         return data
+    if hasattr(data, "to_pandas") and hasattr(data, "columns"):  # polars, pyarrow tables
+        return data.to_pandas()
     try:
         return pd.DataFrame(data)
     except Exception as exc:  # pragma: no cover - pandas' own message is clear enough

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["GroupingFactor", "NoGroupsWarning", "as_group_frame", "make_factors", "encode"]
+__all__ = ["GroupingFactor", "NoGroupsWarning", "as_group_frame", "make_factors", "encode", "names_given",
+           "align_group_frame", "unseen_type_hint"]
 
 
 class NoGroupsWarning(UserWarning):
@@ -175,3 +176,63 @@ def encode(factor: GroupingFactor, frame):
         at = factor.index.get_indexer(pd.Index(np.asarray(uniques.to_numpy())))
         return np.append(at, -1)[codes]
     return factor.index.get_indexer(pd.MultiIndex.from_frame(frame.iloc[:, cols]))
+
+
+def names_given(groups):
+    """Whether the user named the grouping columns (a DataFrame, or a named Series)."""
+    return isinstance(groups, pd.DataFrame) or (isinstance(groups, pd.Series) and groups.name is not None) \
+        or (hasattr(type(groups), "__dask_graph__") and hasattr(groups, "columns"))
+
+
+def align_group_frame(frame, fitted_columns, by_name):
+    """The group frame of new data with its columns in the fitted order.
+
+    With ``by_name`` (the fit's columns were named by the user and so are these) columns are
+    matched by name, so reordered columns work and a missing one is an error; a single renamed
+    column, or unnamed labels (arrays), are matched by position.
+    """
+    if by_name and set(fitted_columns) <= set(frame.columns):
+        return frame if list(frame.columns) == list(fitted_columns) else frame[list(fitted_columns)]
+    if frame.shape[1] != len(fitted_columns):
+        raise ValueError(
+            f"groups has {frame.shape[1]} column(s) but the model was fitted with "
+            f"{len(fitted_columns)} ({list(fitted_columns)}); pass the same grouping columns."
+        )
+    if by_name and len(fitted_columns) > 1:
+        missing = [c for c in fitted_columns if c not in frame.columns]
+        raise ValueError(
+            f"groups lacks the grouping column(s) {missing} the model was fitted with "
+            f"({list(fitted_columns)}; given: {list(frame.columns)}); columns are matched by name."
+        )
+    return frame
+
+
+def _label_kind(values):
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return "numbers"
+    if kind in ("string", "bytes"):
+        return "text"
+    return kind
+
+
+#: share of unseen labels from which a type mismatch with the fitted labels is reported
+MOSTLY_UNSEEN = 0.9
+
+
+def unseen_type_hint(factor, frame, unseen):
+    """A warning text when nearly all labels of this factor are unseen and their type differs
+    from the fitted levels' (int 308 against str "308"), else None."""
+    if len(unseen) == 0 or unseen.mean() < MOSTLY_UNSEEN or len(factor.columns) != 1:
+        return None
+    s = _column(frame, factor.columns[0])
+    new = _label_kind(s.astype(object).to_numpy() if isinstance(s.dtype, pd.CategoricalDtype) else s.to_numpy())
+    old = _label_kind(np.asarray(factor.index, dtype=object))
+    if new == old:
+        return None
+    return (
+        f"{int(unseen.sum())} of {len(unseen)} labels of {factor.name!r} were not seen in fit, and "
+        f"they are {new} while the fitted levels are {old} (e.g. {np.asarray(factor.index, dtype=object)[0]!r}): labels "
+        "match only with the same type, so these rows get population-level predictions. "
+        "Convert the labels to the fitted type (e.g. .astype(int) or .astype(str))."
+    )
