@@ -108,6 +108,7 @@ class GroupedMixin:
         for attr in ("formula_", "formula_design_"):  # a refit forgets an earlier formula
             self.__dict__.pop(attr, None)
         structure = {k: getattr(self, k) for k in FORMULA_PARAMS if hasattr(self, k)}
+        structure["random_only"] = []  # columns of X that are random slopes only (formulas)
         formula = getattr(self, "formula", None)
         if formula is not None:
             changed = [k for k in FORMULA_PARAMS if hasattr(self, k) and getattr(self, k) != FORMULA_PARAM_DEFAULTS[k]]
@@ -123,7 +124,7 @@ class GroupedMixin:
             keep = spec.complete_rows
             y = y_formula if y is None else self._rows_kept(y, keep, "y")
             sample_weight = None if sample_weight is None else self._rows_kept(sample_weight, keep, "sample_weight")
-            structure.update(params)
+            structure.update(params, random_only=list(spec.random_only))
             self.formula_, self.formula_design_ = formula, spec
         else:
             cols = check_group_columns(self.group_columns)
@@ -145,6 +146,9 @@ class GroupedMixin:
         only when its grouping columns are there: else population-level predictions, as lme4's
         ``predict(fit, newdata)`` without them), or the label columns of X."""
         design = getattr(self, "formula_design_", None)
+        if design is not None and not isinstance(X, pd.DataFrame) and hasattr(X, "to_pandas") \
+                and hasattr(X, "columns"):  # polars and the like, as the formula door takes them
+            X = X.to_pandas()
         if getattr(self, "formula", None) is not None and design is not None and isinstance(X, pd.DataFrame) \
                 and not design.is_fixed_design(X):
             if groups is None and design.has_groups(X):
@@ -157,10 +161,19 @@ class GroupedMixin:
             X, groups = split_label_columns(X, cols, groups)
         return X, groups
 
+    def _fixed_columns(self, X):
+        """The fixed-effect design at X: the columns that are fixed effects (all but a formula's
+        random-only slopes), after a column of ones when the model has an intercept."""
+        idx = getattr(self, "_fixed_index", None)
+        Xf = X if idx is None else X[:, idx]
+        return np.hstack([np.ones((X.shape[0], 1)), Xf]) if self._structure.get("fit_intercept", True) else Xf
+
     def _response(self, X, y):
         """y, or for a formula model without y, the response evaluated on the data frame X."""
         design = getattr(self, "formula_design_", None)
         if y is None and getattr(self, "formula", None) is not None and design is not None:
+            if hasattr(X, "to_pandas") and not isinstance(X, pd.DataFrame):
+                X = X.to_pandas()
             y = design.response_values(X)
             if y is None:
                 raise ValueError(f"y is None and the data lack the response of {self.formula!r}.")
@@ -210,14 +223,19 @@ class GroupedMixin:
             return [str(c) for c in self.feature_names_in_]
         return [f"x{j}" for j in range(self.n_features_in_)]
 
-    @staticmethod
-    def _column_index(spec, names, what):
+    def _column_index(self, spec, names, what):
         out = []
+        named = hasattr(self, "feature_names_in_")
         for s in spec:
             if isinstance(s, (numbers.Integral, np.integer)) and not isinstance(s, bool):
                 if not 0 <= s < len(names):
                     raise ValueError(f"{what} names column index {s}, but X has {len(names)} columns.")
                 out.append(int(s))
+            elif not named:  # "x1" would silently be column 1 of an array
+                raise ValueError(
+                    f"{what} names {s!r}, but X has no column names (an array): give column "
+                    "indices (0 for the first column) or pass X as a DataFrame with named columns."
+                )
             elif str(s) in names:
                 out.append(names.index(str(s)))
             else:

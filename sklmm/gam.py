@@ -422,7 +422,9 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         curves = self.partial_dependence(feature, level=level)
         names = list(dict.fromkeys(curves["smooth"]))
         if ax is None:
-            _, ax = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+            # constrained layout: the axis labels stay inside the figure on a plain savefig
+            _, ax = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False,
+                                 layout="constrained")
         axes = list(np.ravel(ax))
         for a, nm in zip(axes, names):
             c = curves[curves["smooth"] == nm]

@@ -204,7 +204,7 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         self.formula = formula
 
     @classmethod
-    def from_formula(cls, formula, data, **params):
+    def from_formula(cls, formula, data, weights=None, **params):
         """Fit an lme4 formula: ``lmer(formula, data, REML = ...)`` in one line.
 
         The fixed part of the formula is turned into a model matrix by formulaic (so
@@ -213,6 +213,12 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         ``(x | g)``, ``(x || g)``, ``(0 + x | g)``, crossed ``(1 | a) + (1 | b)``, nested
         ``(1 | a/b)``, interactions ``(1 | a:b)`` and ``(x | subj) + (1 | item)``. Rows with a
         missing value in any variable of the model are dropped, as lme4's ``na.omit`` does.
+        R's ``I(x^2)`` is read as R reads it (formulaic's ``I(x**2)``); a polars data frame is
+        converted to pandas.
+
+        This is the shortcut for ``MixedLinearRegressor(formula=formula, **params).fit(data)``
+        that returns the formula's settings as parameters; use the ``formula`` parameter for
+        ``clone``, ``cross_validate`` and ``GridSearchCV`` on data frames.
 
         Parameters
         ----------
@@ -220,6 +226,8 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
             An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
         data : pandas.DataFrame
             The data; the formula's variables are its columns.
+        weights : str or array-like, default=None
+            Prior weights, as lme4's ``weights``: a column of data or one value per row of data.
         **params
             Other constructor parameters (``reml``, ``solver``, ``unseen_groups``,
             ``max_iter``, ...). ``REML=False`` is accepted as an alias of ``reml=False``.
@@ -231,6 +239,9 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         model : MixedLinearRegressor
             The fitted estimator. Its parameters are those the formula maps to (see
             ``get_params()``), so ``clone(model)`` fits the same model on the design below.
+            A formula with a random slope that is not a fixed effect
+            (``y ~ 1 + (1 + x | g)``), which no parameter expresses, returns
+            ``MixedLinearRegressor(formula=formula, **params)`` fitted to data instead.
             Two more fitted attributes: ``formula_`` (the formula string) and
             ``formula_design_``, whose ``design(data)`` returns ``(X, groups)``: the
             fixed-effects model matrix (without its intercept column) and the grouping
@@ -242,8 +253,8 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         Raises
         ------
         ValueError
-            For a formula the estimator cannot express: a random slope that is not also a
-            fixed effect, random intercepts on some factors but not others, ``|`` and ``||``
+            For a formula the estimator cannot express: random intercepts on some factors
+            but not others, ``|`` and ``||``
             with slopes in one formula, or a factor in two terms that are not the
             single-coefficient form ``(1 | g) + (0 + x | g)`` (which is ``(x || g)``).
 
@@ -267,9 +278,16 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         given = [p for p in FORMULA_PARAMS if p in params]
         if given:
             raise ValueError(f"{given} are set by the formula; remove them from the arguments of from_formula.")
+        if isinstance(weights, str):  # a column of data, as lme4's weights = w
+            if weights not in getattr(data, "columns", []):
+                raise ValueError(f"weights={weights!r} is not a column of data.")
+            weights = np.asarray(data[weights], dtype=float)
         spec = parse_formula(formula)
         X, y, groups, formula_params = spec.fit_design(data)
-        model = cls(**formula_params, **params).fit(X, y, groups=groups)
+        if spec.random_only:  # random slopes that are not fixed effects: no parameter says it
+            return cls(formula=formula, **params).fit(data, sample_weight=weights)
+        w = None if weights is None else cls._rows_kept(weights, spec.complete_rows, "weights")
+        model = cls(**formula_params, **params).fit(X, y, groups=groups, sample_weight=w)
         model.formula_ = formula
         model.formula_design_ = spec
         return model
@@ -330,8 +348,10 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
             terms = self._group_terms(X, groups)
         names = self._feature_names()
         fit_intercept = self._structure["fit_intercept"]
-        Xf = np.hstack([np.ones((n, 1)), X]) if fit_intercept else X
-        fe_names = (["(Intercept)"] if fit_intercept else []) + names
+        random_only = self._structure["random_only"]
+        self._fixed_index = [j for j, nm in enumerate(names) if nm not in random_only] if random_only else None
+        Xf = self._fixed_columns(X)
+        fe_names = (["(Intercept)"] if fit_intercept else []) + [nm for nm in names if nm not in random_only]
         design = self._training_design(Xf, terms, sample_weight)  # before the engine strips the rows
         fit = fit_mixed(terms, Xf, y, fe_names, sample_weight=sample_weight, reml=bool(self.reml),
                         solver=self.solver, max_iter=self.max_iter,
@@ -379,7 +399,8 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         if _dask.is_dask_collection(X, groups):  # a lazy Dask array, partition by partition
             return _dask.predict(self, X, groups, return_std=return_std)
         X = self._validate_X(X, reset=False)
-        pred = X @ self.coef_ + self.intercept_
+        idx = getattr(self, "_fixed_index", None)
+        pred = (X if idx is None else X[:, idx]) @ self.coef_ + self.intercept_
         if groups is not None and self._fit.terms:
             pred = pred + self._random_part(X, groups)
         if return_std:

@@ -1,7 +1,9 @@
 """MixedLinearRegressor.from_formula: lme4 formulas against lme4's own fits of them."""
 
+import json
 import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -201,7 +203,6 @@ def test_missing_values_are_dropped_like_na_omit():
     "formula, match",
     [
         ("Reaction ~ Days", "no random-effect term"),
-        ("Reaction ~ 1 + (Days | Subject)", "not fixed effects"),
         ("Reaction ~ Days + (1 | Subject) + (0 + Days | g2)", "random intercept and others none"),
         ("Reaction ~ Days + (Days | Subject) + (Days || g2)", r"mixes correlated"),
         ("Reaction ~ Days + (Days | Subject) + (0 + Days | Subject)", "more than one random-effect term"),
@@ -226,3 +227,70 @@ def test_parser_leaves_calls_with_bars_in_the_fixed_part():
     assert spec.fixed_part == "I(a | b)" and len(spec.terms) == 1
     with pytest.raises(TypeError):
         parse_formula(None)
+
+
+# ----------------------------------------------------------------------------- beyond the parameters
+# lme4 fits from tools/lme4_formula_reference.R (tests/data/lme4_formula_reference.json)
+
+FORMULA_REF = json.loads((Path(__file__).parent / "data" / "lme4_formula_reference.json").read_text())
+
+
+def _matches_lme4(m, ref):
+    assert m.criterion_ <= ref["criterion"] + 1e-8 * abs(ref["criterion"])
+    assert m.criterion_ == pytest.approx(ref["criterion"], rel=1e-8)
+    assert m.theta_names_ == ref["theta_names"]
+    np.testing.assert_allclose(m.theta_, ref["theta"], rtol=1e-4, atol=1e-5)
+    assert m.fixed_effects_names_ == ref["beta_names"]
+    np.testing.assert_allclose(np.r_[m.intercept_, m.coef_], ref["beta"], rtol=1e-5)  # optimizer end points
+    assert m.sigma_ == pytest.approx(ref["sigma"], rel=1e-4)  # where the criterion is flat in theta
+
+
+@pytest.mark.parametrize("key", ["random_only_slope_reml", "random_only_slope_ml"])
+def test_a_random_slope_that_is_not_a_fixed_effect(key):
+    """(1 + Days | Subject) without Days in the fixed part (MixedModels.jl's test suite fits
+    it): Days is a column of the design that the fixed effects leave out."""
+    ref = FORMULA_REF[key]
+    df = load_sleepstudy()
+    m = MixedLinearRegressor.from_formula(ref["formula"], df, reml=ref["reml"])
+    assert m.formula == ref["formula"]  # no parameter expresses it: a formula estimator
+    _matches_lme4(m, ref)
+    assert m.coef_.shape == (0,) and m.get_params()["random_slopes"] is None
+    cond = m.predict(df)
+    assert np.corrcoef(cond, df["Reaction"])[0, 1] > 0.9  # the slopes are in the prediction
+    np.testing.assert_allclose(m.predict(df.drop(columns="Subject")), m.intercept_)  # population
+    mean, se = m.predict(df, return_std=True)
+    np.testing.assert_allclose(mean, cond) and np.all(se > 0)
+    clone(m).fit(df)
+
+
+def test_r_powers_inside_I_are_powers():
+    ref = FORMULA_REF["r_power_reml"]
+    df = load_sleepstudy()
+    _matches_lme4(MixedLinearRegressor.from_formula(ref["formula"], df), ref)
+    on_ints = df.assign(Days=df["Days"].astype(int))  # in Python ^ is XOR on integers
+    m = MixedLinearRegressor.from_formula(ref["formula"], on_ints)
+    np.testing.assert_allclose(m.formula_design_.fixed(on_ints)["I(Days^2)"], df["Days"] ** 2)
+    _matches_lme4(m, ref)
+
+
+def test_weights_in_the_formula_door():
+    ref = FORMULA_REF["weighted_reml"]
+    df = load_sleepstudy().assign(w=lambda d: 1 + (d["Days"] % 3) / 2)
+    _matches_lme4(MixedLinearRegressor.from_formula(ref["formula"], df, weights="w"), ref)
+    _matches_lme4(MixedLinearRegressor.from_formula(ref["formula"], df, weights=df["w"].to_numpy()), ref)
+    _matches_lme4(MixedLinearRegressor(formula=ref["formula"]).fit(df, sample_weight=df["w"]), ref)
+    with pytest.raises(ValueError, match="weights='v' is not a column of data"):
+        MixedLinearRegressor.from_formula(ref["formula"], df, weights="v")
+
+
+def test_polars_data_frames_in_the_formula_door():
+    pl = pytest.importorskip("polars")
+    df = load_sleepstudy()
+    pdf = pl.from_pandas(df.assign(Subject=df["Subject"].astype(str)))
+    f = "Reaction ~ Days + (Days | Subject)"
+    a = MixedLinearRegressor.from_formula(f, pdf)
+    b = MixedLinearRegressor(formula=f).fit(pdf)
+    want = MixedLinearRegressor.from_formula(f, df)
+    assert a.criterion_ == pytest.approx(want.criterion_, rel=1e-12)
+    assert b.criterion_ == pytest.approx(want.criterion_, rel=1e-12)
+    np.testing.assert_allclose(b.predict(pdf), want.predict(df, groups=df), rtol=1e-10)

@@ -28,7 +28,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklmm import MixedLinearRegressor, PenalizedSplineRegressor
+from sklmm import MixedLinearRegressor, NoGroupsWarning, PenalizedSplineRegressor
 from sklmm.datasets import load_penicillin, load_sleepstudy
 
 CV = KFold(5, shuffle=True, random_state=0)  # shuffled: test subjects were seen in training
@@ -61,7 +61,8 @@ def test_cross_val_predict_is_conditional(sleep):
     for train, test in CV.split(X):
         want[test] = _by_hand(df, y, train, test)
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    pop = cross_val_predict(_plain(), df[["Days"]], y, cv=CV)  # groups dropped: population level
+    with pytest.warns(NoGroupsWarning):  # groups dropped: population level, and said so
+        pop = cross_val_predict(_plain(), df[["Days"]], y, cv=CV)
     assert r2_score(y, got) > r2_score(y, pop) + 0.3
 
 

@@ -149,6 +149,7 @@ def test_unseen_nested_combinations_are_named():
         m.predict(np.empty((2, 0)), groups=new)
 
 
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")  # the array X below
 def test_predict_input_errors(sleep_df):
     X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
     with pytest.raises(NotFittedError):
@@ -537,6 +538,7 @@ def test_response_offset_that_swamps_its_variation_is_flagged(sleep_df):
     "known limitation: the engine forms [X y]'[X y] without centring, so an offset of ~1e3 sd "
     "in y costs ~7 digits of the criterion (lme4 is exact here); fixed by shifting y by its "
     "least-squares fit before the cross-products (see docs/reliability.md)"))
+@pytest.mark.filterwarnings("ignore:the residual variation of y is tiny")  # the point of the test
 def test_large_response_offset_is_exactly_equivariant(sleep_df):
     X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
     a = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g)

@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklmm import MixedLinearRegressor, NoGroupsWarning
+from sklmm import MixedLinearRegressor, NoGroupsWarning, PenalizedSplineRegressor
 from sklmm.datasets import load_penicillin
 
 
@@ -34,6 +34,8 @@ EXPECTED_FAILURES = {
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoGroupsWarning)  # the checks call fit without groups
+        # check_sample_weight_equivalence fits 30 columns to 8 distinct rows: lme4's rank warning
+        warnings.filterwarnings("ignore", message="fixed-effect model matrix is rank deficient")
         check(estimator)
 
 
@@ -268,3 +270,66 @@ def test_verbose_prints_progress(sleep, capsys):
     assert capsys.readouterr().out.count("[sklmm] eval") == 3
     MixedLinearRegressor().fit(X, y, groups=g)
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("loader, n_groups", [("load_sleepstudy", 1), ("load_penicillin", 2), ("load_pastes", 2),
+                                              ("load_dyestuff", 1), ("load_schools", 1), ("load_mcycle", 0),
+                                              ("load_engine", 0)])
+def test_loaders_follow_scikit_learns_return_X_y_and_as_frame(loader, n_groups):
+    import sklmm.datasets as ds
+
+    load = getattr(ds, loader)
+    df = load()
+    parts = load(return_X_y=True)
+    assert len(parts) == (3 if n_groups else 2)
+    X, y = parts[:2]
+    assert len(X) == len(y) == len(df) and y.name in df.columns and set(X.columns) <= set(df.columns)
+    arrays = load(return_X_y=True, as_frame=False)
+    np.testing.assert_array_equal(arrays[0], X.to_numpy(dtype=float))
+    np.testing.assert_array_equal(arrays[1], y.to_numpy(dtype=float))
+    if n_groups:
+        g = parts[2]
+        assert (g.shape[1] if g.ndim == 2 else 1) == n_groups and arrays[2].dtype == object
+        if n_groups == 1:  # the triple is what fit takes
+            MixedLinearRegressor().fit(X, y, groups=g)
+    assert isinstance(load(as_frame=False), np.ndarray)
+
+
+def test_slope_names_with_an_array_X_are_refused(sleep):
+    X, y, g = sleep
+    with pytest.raises(ValueError, match="names 'x0', but X has no column names"):
+        MixedLinearRegressor(random_slopes=["x0"]).fit(X.to_numpy(), y, groups=g)
+    m = MixedLinearRegressor(random_slopes=[0]).fit(X.to_numpy(), y, groups=g)  # indices work
+    assert m.theta_names_[-1] == "Subject.x0"
+
+
+def test_likelihood_ratio_test_prints_its_whole_table(sleep):
+    import sklmm
+
+    X, y, g = sleep
+    r = sklmm.likelihood_ratio_test(MixedLinearRegressor().fit(X, y, groups=g),
+                                    MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g))
+    text = str(r)
+    assert "..." not in text and all(c in text for c in ["npar", "AIC", "logLik", "deviance", "Pr(>Chisq)"])
+    assert "chi-squared = 42.1393 on 2 df" in text and "..." not in repr(r)
+
+
+def test_plots_keep_their_labels_inside_the_figure(sleep, tmp_path):
+    """The axis labels of the library's plots survive a plain savefig (constrained layout)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    X, y, g = sleep
+    m = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
+    gam = PenalizedSplineRegressor(n_basis=6).fit(X, y)
+    for axes in (m.plot_random_effects(), gam.plot_partial_dependence()):
+        fig = np.ravel(axes)[0].figure
+        fig.savefig(tmp_path / "plot.png")
+        renderer = fig.canvas.get_renderer()
+        box = fig.bbox
+        for ax in np.ravel(axes):
+            for label in (ax.xaxis.label, ax.yaxis.label):
+                if not label.get_text():
+                    continue
+                ext = label.get_window_extent(renderer)
+                assert ext.x0 >= box.x0 - 1 and ext.y0 >= box.y0 - 1 and ext.x1 <= box.x1 + 1 and ext.y1 <= box.y1 + 1

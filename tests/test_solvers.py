@@ -69,6 +69,7 @@ def test_auto_takes_the_dense_factor_for_small_systems(monkeypatch):
 
 
 
+@pytest.mark.filterwarnings("ignore::sklmm.SingularFitWarning")  # some simulated slopes fit at 0
 @pytest.mark.parametrize("slopes", [None, {"group0": [0]}, {"group0": [0], "group1": [0]}],
                          ids=["intercepts", "slopes_first", "slopes_both"])
 def test_the_three_forms_of_the_schur_update_agree(monkeypatch, slopes):

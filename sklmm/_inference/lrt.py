@@ -31,6 +31,17 @@ class LikelihoodRatioTestResult:
     def __iter__(self):
         return iter((self.statistic, self.df, self.p_value))
 
+    def __str__(self):
+        """lme4's anova table in full (pandas would elide its middle columns), then the test."""
+        how = " (REML fits refitted by ML)" if self.refitted else ""
+        return (f"{self.table.to_string()}\n\nlikelihood-ratio test{how}: chi-squared = "
+                f"{self.statistic:.4f} on {self.df} df, p = {self.p_value:.4g}")
+
+    def __repr__(self):
+        return (f"LikelihoodRatioTestResult(statistic={self.statistic!r}, df={self.df!r}, "
+                f"p_value={self.p_value!r}, refitted={self.refitted!r}, table=<{self.table.shape[0]} x "
+                f"{self.table.shape[1]} DataFrame>)\n{self}")
+
 
 def _ml_fit(est):
     """The estimator's fit by maximum likelihood (refitted from its cross-products if REML)."""

@@ -186,7 +186,8 @@ class InferenceMixin:
         cols = list(modes.columns)
         if ax is None:
             height = max(3.0, min(12.0, 0.12 * len(modes) + 1.0))
-            _, ax = plt.subplots(1, len(cols), figsize=(3.5 * len(cols), height), squeeze=False, sharey=False)
+            _, ax = plt.subplots(1, len(cols), figsize=(3.5 * len(cols), height), squeeze=False, sharey=False,
+                                 layout="constrained")  # labels inside the figure on a plain savefig
         axes = list(np.ravel(ax))
         labels = [":".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in modes.index]
         for a, col in zip(axes, cols):
@@ -209,7 +210,7 @@ class InferenceMixin:
         """Variance of the predicted mean: the joint posterior covariance of the fixed effects
         and the seen levels' random effects, plus the prior covariance of unseen levels'."""
         fit = self._fit
-        Xf = np.hstack([np.ones((X.shape[0], 1)), X]) if self._structure["fit_intercept"] else X
+        Xf = self._fixed_columns(X)
         seen_rows, extra = [], np.zeros(X.shape[0])
         if groups is not None and fit.terms:
             prior = prior_covariances(fit)
@@ -342,9 +343,11 @@ class InferenceMixin:
         method : {"wald", "profile", "bootstrap"}, default="wald"
             "wald": ``estimate +- z std_error`` for the fixed effects only (lme4 gives none for
             variance parameters). "profile": profile-likelihood intervals for the standard
-            deviations, correlations, sigma and fixed effects, on the fit's criterion (REML or
-            ML), as lme4's ``confint(method = "profile")``. "bootstrap": percentile intervals of
-            a parametric bootstrap (see :meth:`bootstrap`).
+            deviations, correlations, sigma and fixed effects, as lme4's
+            ``confint(method = "profile")``: profiles of the likelihood, so a REML fit is first
+            refitted by maximum likelihood and both the intervals and the ``estimate`` column
+            are those of the ML fit. "bootstrap": percentile intervals of a parametric
+            bootstrap (see :meth:`bootstrap`), around the fit's own estimates.
         level : float, default=0.95
             Coverage.
         n_boot, random_state, n_jobs, progress

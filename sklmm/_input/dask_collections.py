@@ -226,6 +226,7 @@ def fit(est, X, y, groups=None, sample_weight=None):
                              verbose=est.verbose, stacklevel=4)
     est._group_factors, est._group_columns = group_factors, group_columns
     est._group_names_given = names_given(groups)
+    est._fixed_index = None  # every column of X is a fixed effect (formulas are in-memory only)
     # the training rows are not kept (simulate / bootstrap need an in-memory fit)
     est._design = None
     digest = hashlib.blake2b("".join(partial.fingerprints).encode(), digest_size=16).hexdigest()

@@ -13,6 +13,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["MixedFormula", "parse_formula", "formula_inputs", "FORMULA_PARAMS"]
@@ -114,6 +115,26 @@ def _embedded_random_term(piece):
     return None
 
 
+def _r_powers(text):
+    """R's ``^`` inside ``I(...)`` as Python's ``**`` (``I(x^2)``), which formulaic evaluates;
+    in Python ``^`` is a bitwise XOR (a different model on integer columns, an error on floats)."""
+    out, calls = list(text), []
+    for i, ch, depth in _scan(text):
+        if ch == "(" and text[:i].rstrip().endswith("I") and not text[: i].rstrip()[:-1][-1:].isalnum() \
+                and not text[: i].rstrip()[:-1].endswith(("_", ".")):
+            calls.append(depth)
+        elif ch == ")" and calls and depth == calls[-1]:
+            calls.pop()
+        elif ch == "^" and calls:
+            out[i] = "**"
+    return "".join(out)
+
+
+def _r_name(column):
+    """A model-matrix column named as R names it: formulaic's ``I(x ** 2)`` is ``I(x^2)``."""
+    return str(column).replace(" ** ", "^")
+
+
 def _grouping_levels(grouping, term):
     """``"a/b:c"`` -> ``[("a",), ("b", "c")]``: the nesting levels, each a tuple of variables."""
     levels = []
@@ -161,6 +182,7 @@ class MixedFormula:
     nested: bool = False
     group_columns: list = None  # names of the columns of the groups frame
     group_sources: list = None  # for each groups column, the variables whose labels it joins
+    random_only: list = field(default_factory=list)  # random slopes that are not fixed effects
 
     def __str__(self):
         return self.formula
@@ -208,9 +230,11 @@ class MixedFormula:
         rhs = mm.rhs
         self.fixed_spec = rhs.model_spec
         self.fit_intercept = "Intercept" in rhs.columns
-        self.fixed_columns = [str(c) for c in rhs.columns if c != "Intercept"]
+        self.fixed_columns = [_r_name(c) for c in rhs.columns if c != "Intercept"]
         X = self._fixed_frame(rhs)
         self._map_terms(data)
+        if self.random_only:
+            X = pd.concat([X, self._random_only_frame(data)], axis=1)
         groups = self.groups(data)
         return X, y, groups, self.params()
 
@@ -218,20 +242,20 @@ class MixedFormula:
         """Random coefficients of each term as columns of X; checks what the estimator can fit."""
         from formulaic import model_matrix
 
+        self.random_only, self._random_specs = [], {}
         for t in self.terms:
-            cols = [str(c) for c in _formulaic(lambda: model_matrix(t.expr, data, na_action="raise"),
-                                               t.text).columns]
+            mm = _formulaic(lambda: model_matrix(t.expr, data, na_action="raise"), t.text)
+            cols = [_r_name(c) for c in mm.columns]
             t.intercept = "Intercept" in cols
             t.slopes = [c for c in cols if c != "Intercept"]
             if not cols:
                 raise ValueError(f"the random-effect term {t.text} has no coefficient.")
-            absent = [c for c in t.slopes if c not in self.fixed_columns]
-            if absent:
-                raise ValueError(
-                    f"the random slope(s) {absent} of {t.text} are not fixed effects. sklmm takes "
-                    "random slopes from the columns of X, so every random slope is also a fixed "
-                    f"effect: add {' + '.join(absent)} to the fixed part ({_DOCS})."
-                )
+            # a random slope that is not a fixed effect ((1 + x | g) without x in the fixed
+            # part): a column of X that the fixed effects leave out
+            for c in t.slopes:
+                if c not in self.fixed_columns and c not in self.random_only:
+                    self.random_only.append(c)
+                    self._random_specs[c] = mm.model_spec
         self.terms = _merge_uncorrelated(self.terms, self.formula)
         intercepts = {t.intercept for t in self.terms}
         if len(intercepts) > 1:
@@ -297,14 +321,27 @@ class MixedFormula:
 
     def _fixed_frame(self, mm):
         X = pd.DataFrame(mm.drop(columns=["Intercept"], errors="ignore"))
-        X.columns = [str(c) for c in X.columns]
+        X.columns = [_r_name(c) for c in X.columns]
         return X.reset_index(drop=True)
 
+    def _random_only_frame(self, data):
+        """The columns of the random slopes that are not fixed effects, evaluated on data."""
+        out = {}
+        for c in self.random_only:
+            spec = self._random_specs[c]
+            mm = _formulaic(lambda: spec.get_model_matrix(data, na_action="raise"), self.formula)
+            out[c] = np.asarray(mm[[k for k in mm.columns if _r_name(k) == c][0]], dtype=float)
+        return pd.DataFrame(out)
+
     def fixed(self, data):
-        """The fixed-effects design ``X`` of new data, encoded as at fit."""
+        """The design ``X`` of new data, encoded as at fit: the fixed effects' columns, then
+        those of random slopes that are not fixed effects."""
         data = _as_frame(data, "X")
         mm = _formulaic(lambda: self.fixed_spec.get_model_matrix(data, na_action="raise"), self.formula)
-        return self._fixed_frame(mm)
+        X = self._fixed_frame(mm)
+        if self.random_only:
+            X = pd.concat([X, self._random_only_frame(data.reset_index(drop=True))], axis=1)
+        return X
 
     def groups(self, data):
         """The ``groups`` frame of new data (derived ``a:b`` columns joined as lme4 labels them)."""
@@ -342,7 +379,7 @@ class MixedFormula:
         return self.fixed(data), self.groups(data)
 
     def is_fixed_design(self, X):
-        return list(map(str, X.columns)) == self.fixed_columns
+        return list(map(str, X.columns)) == self.fixed_columns + self.random_only
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -406,7 +443,7 @@ def parse_formula(formula):
     tildes = [i for i, ch, depth in _scan(formula) if ch == "~" and depth == 0]
     if len(tildes) != 1 or not formula[: tildes[0]].strip():
         raise ValueError(f"the formula {formula!r} needs a response: 'y ~ fixed + (random | group)'.")
-    response, rhs = formula[: tildes[0]].strip(), formula[tildes[0] + 1 :]
+    response, rhs = _r_powers(formula[: tildes[0]].strip()), _r_powers(formula[tildes[0] + 1 :])
     fixed, terms = [], []
     for sign, piece in _split_signed(rhs):
         rand = _random_term(piece)

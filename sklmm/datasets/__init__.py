@@ -1,6 +1,9 @@
 """Small example data sets for linear mixed models.
 
-Each loader returns a fresh :class:`pandas.DataFrame`.  Grouping columns are
+Each loader returns a fresh :class:`pandas.DataFrame`; with ``return_X_y=True`` it returns
+``(X, y, groups)`` for the grouped data sets (``(X, y)`` for the others), the arguments of
+``fit(X, y, groups=groups)``, and with ``as_frame=False`` numpy arrays, as scikit-learn's
+loaders do.  Grouping columns are
 ``category`` columns whose categories are the sorted labels, which is the
 factor-level order R uses for these data; every numeric column is ``float64``
 (as in R, where they are stored as doubles).
@@ -49,13 +52,34 @@ def _load(filename, categorical=()):
     return df
 
 
-def load_sleepstudy():
+def _split(df, target, features, groups, return_X_y, as_frame):
+    """The frame, or ``(X, y[, groups])`` as scikit-learn's ``return_X_y`` loaders give them."""
+    if not return_X_y:
+        return df if as_frame else df.to_numpy()
+    X, y = df[list(features)], df[target]
+    g = None if not groups else (df[groups[0]] if len(groups) == 1 else df[list(groups)])
+    if not as_frame:
+        X, y = X.to_numpy(dtype=float), y.to_numpy(dtype=float)
+        g = None if g is None else g.to_numpy(dtype=object)
+    return (X, y) if g is None else (X, y, g)
+
+
+def load_sleepstudy(*, return_X_y=False, as_frame=True):
     """Reaction times in a sleep deprivation study.
 
     Average reaction time per day for 18 subjects in a sleep deprivation
     study.  On day 0 the subjects had their normal amount of sleep; from
     that night on they were restricted to 3 hours of sleep per night.
     Each subject has 10 observations (days 0 to 9), 180 rows in total.
+
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        Return ``(X, y, groups)`` instead of the whole frame: ``X`` the feature column(s)
+        ``Days``, ``y`` ``Reaction`` with ``groups`` the column ``Subject``, ready for
+        ``fit(X, y, groups=groups)``.
+    as_frame : bool, default=True
+        pandas objects (True) or numpy arrays (False; labels as an object array).
 
     Returns
     -------
@@ -85,15 +109,25 @@ def load_sleepstudy():
     >>> df["Subject"].cat.categories[:3].tolist()
     ['308', '309', '310']
     """
-    return _load("sleepstudy.csv", categorical=("Subject",))
+    df = _load("sleepstudy.csv", categorical=("Subject",))
+    return _split(df, "Reaction", ["Days"], ["Subject"], return_X_y, as_frame)
 
 
-def load_dyestuff():
+def load_dyestuff(*, return_X_y=False, as_frame=True):
     """Yield of dyestuff by batch of an intermediate product.
 
     Yield of dyestuff (Naphthalene Black 12B) from 5 preparations from each
     of 6 batches of an intermediate product (H-acid); 30 rows.  The classic
     one-way random-effects example.
+
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        Return ``(X, y, groups)`` instead of the whole frame: ``X`` the feature column(s)
+        (none: an (n, 0) frame), ``y`` ``Yield`` with ``groups`` the column ``Batch``, ready
+        for ``fit(X, y, groups=groups)``.
+    as_frame : bool, default=True
+        pandas objects (True) or numpy arrays (False; labels as an object array).
 
     Returns
     -------
@@ -117,15 +151,25 @@ def load_dyestuff():
     >>> df.shape
     (30, 2)
     """
-    return _load("dyestuff.csv", categorical=("Batch",))
+    df = _load("dyestuff.csv", categorical=("Batch",))
+    return _split(df, "Yield", [], ["Batch"], return_X_y, as_frame)
 
 
-def load_penicillin():
+def load_penicillin(*, return_X_y=False, as_frame=True):
     """Variation in penicillin potency: a fully crossed design.
 
     Diameter of the zone of growth inhibition for 6 samples of penicillin,
     each tested on each of 24 plates (144 rows).  ``plate`` and ``sample``
     are fully crossed grouping factors.
+
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        Return ``(X, y, groups)`` instead of the whole frame: ``X`` the feature column(s)
+        (none: an (n, 0) frame), ``y`` ``diameter`` with ``groups`` the columns ``plate``,
+        ``sample``, ready for ``fit(X, y, groups=groups)``.
+    as_frame : bool, default=True
+        pandas objects (True) or numpy arrays (False; labels as an object array).
 
     Returns
     -------
@@ -149,16 +193,26 @@ def load_penicillin():
     >>> df.shape
     (144, 3)
     """
-    return _load("penicillin.csv", categorical=("plate", "sample"))
+    df = _load("penicillin.csv", categorical=("plate", "sample"))
+    return _split(df, "diameter", [], ["plate", "sample"], return_X_y, as_frame)
 
 
-def load_pastes():
+def load_pastes(*, return_X_y=False, as_frame=True):
     """Strength of a chemical paste product: a nested design.
 
     Strength of a paste from 10 delivery batches, 3 casks sampled from each
     batch and 2 assays per cask (60 rows).  Casks are nested in batches; the
     cask labels ``"a"``, ``"b"``, ``"c"`` are reused in every batch, so the
     cask grouping is ``batch:cask`` (given explicitly as ``sample``).
+
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        Return ``(X, y, groups)`` instead of the whole frame: ``X`` the feature column(s)
+        (none: an (n, 0) frame), ``y`` ``strength`` with ``groups`` the columns ``batch``,
+        ``cask``, ready for ``fit(X, y, groups=groups)``.
+    as_frame : bool, default=True
+        pandas objects (True) or numpy arrays (False; labels as an object array).
 
     Returns
     -------
@@ -185,16 +239,25 @@ def load_pastes():
     >>> df.shape
     (60, 4)
     """
-    return _load("pastes.csv", categorical=("batch", "cask", "sample"))
+    df = _load("pastes.csv", categorical=("batch", "cask", "sample"))
+    return _split(df, "strength", [], ["batch", "cask"], return_X_y, as_frame)
 
 
-def load_mcycle():
+def load_mcycle(*, return_X_y=False, as_frame=True):
     """Simulated motorcycle accident: head acceleration over time.
 
     Head acceleration measured at a series of times after impact in a
     simulated motorcycle accident, used to test crash helmets (133 rows).
     A standard example for smoothing: the relation is strongly non-linear
     and the noise is heteroscedastic.
+
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        Return ``(X, y)`` instead of the whole frame: ``X`` the feature column(s) ``times``,
+        ``y`` ``accel``, ready for ``fit(X, y)``.
+    as_frame : bool, default=True
+        pandas objects (True) or numpy arrays (False; labels as an object array).
 
     Returns
     -------
@@ -218,11 +281,20 @@ def load_mcycle():
     >>> df.shape
     (133, 2)
     """
-    return _load("mcycle.csv")
+    df = _load("mcycle.csv")
+    return _split(df, "accel", ["times"], [], return_X_y, as_frame)
 
 
-def load_engine():
+def load_engine(*, return_X_y=False, as_frame=True):
     """Engine wear against engine size for 19 Volvo car engines.
+
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        Return ``(X, y)`` instead of the whole frame: ``X`` the feature column(s) ``size``,
+        ``y`` ``wear``, ready for ``fit(X, y)``.
+    as_frame : bool, default=True
+        pandas objects (True) or numpy arrays (False; labels as an object array).
 
     Returns
     -------
@@ -246,10 +318,11 @@ def load_engine():
     >>> df.shape
     (19, 2)
     """
-    return _load("engine.csv")
+    df = _load("engine.csv")
+    return _split(df, "wear", ["size"], [], return_X_y, as_frame)
 
 
-def load_schools():
+def load_schools(*, return_X_y=False, as_frame=True):
     """Simulated test scores of students in schools.
 
     A tiny simulated one-way random-effects data set: 3 schools with 4
@@ -262,6 +335,15 @@ def load_schools():
         score <- 50 + school_effects[school_id] + rnorm(12, 0, 15)
 
     with schools 1, 2, 3 labelled ``"A"``, ``"B"``, ``"C"``.
+
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        Return ``(X, y, groups)`` instead of the whole frame: ``X`` the feature column(s)
+        (none: an (n, 0) frame), ``y`` ``score`` with ``groups`` the column ``school``,
+        ready for ``fit(X, y, groups=groups)``.
+    as_frame : bool, default=True
+        pandas objects (True) or numpy arrays (False; labels as an object array).
 
     Returns
     -------
@@ -278,4 +360,5 @@ def load_schools():
     >>> df.shape
     (12, 2)
     """
-    return _load("schools.csv", categorical=("school",))
+    df = _load("schools.csv", categorical=("school",))
+    return _split(df, "score", [], ["school"], return_X_y, as_frame)
