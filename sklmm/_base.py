@@ -20,12 +20,7 @@ from ._input.arrays import (
     _plain_valid_inputs,
     _reject_categorical_columns,
 )
-from ._input.formula import (
-    FORMULA_PARAM_DEFAULTS,
-    FORMULA_PARAMS,
-    formula_inputs,
-    parse_formula,
-)
+from ._input.formula import formula_inputs
 from ._input.groups import (
     NoGroupsWarning,
     align_group_frame,
@@ -62,6 +57,14 @@ def variance_table(fit):
                     rows.append((t.name, t.column_names[a], t.column_names[c], cov[a, c], np.nan, corr))
     rows.append(("Residual", None, None, s2, fit.sigma, np.nan))
     return pd.DataFrame(rows, columns=["factor", "term", "term2", "variance", "std_dev", "correlation"])
+
+
+def _same_param(value, default):
+    """Whether a parameter still has its default (``==`` that also works for arrays)."""
+    try:
+        return bool(value == default) if not isinstance(value, (list, dict)) else value == default
+    except (TypeError, ValueError):
+        return False
 
 
 class GroupedMixin:
@@ -107,11 +110,12 @@ class GroupedMixin:
         """
         for attr in ("formula_", "formula_design_"):  # a refit forgets an earlier formula
             self.__dict__.pop(attr, None)
-        structure = {k: getattr(self, k) for k in FORMULA_PARAMS if hasattr(self, k)}
+        defaults = self._formula_defaults
+        structure = {k: getattr(self, k) for k in defaults}
         structure["random_only"] = []  # columns of X that are random slopes only (formulas)
         formula = getattr(self, "formula", None)
         if formula is not None:
-            changed = [k for k in FORMULA_PARAMS if hasattr(self, k) and getattr(self, k) != FORMULA_PARAM_DEFAULTS[k]]
+            changed = [k for k in defaults if not _same_param(getattr(self, k), defaults[k])]
             if changed or self.group_columns is not None:
                 raise ValueError(
                     f"{changed + (['group_columns'] if self.group_columns is not None else [])} "
@@ -119,12 +123,12 @@ class GroupedMixin:
                 )
             if groups is not None:
                 raise ValueError("with formula, the groups come from the data's columns; do not pass groups=.")
-            spec = parse_formula(formula)
+            spec = self._parse_formula(formula)
             X, y_formula, groups, params = spec.fit_design(X)
             keep = spec.complete_rows
             y = y_formula if y is None else self._rows_kept(y, keep, "y")
             sample_weight = None if sample_weight is None else self._rows_kept(sample_weight, keep, "sample_weight")
-            structure.update(params, random_only=list(spec.random_only))
+            structure.update(params, random_only=list(getattr(spec, "random_only", [])))
             self.formula_, self.formula_design_ = formula, spec
         else:
             cols = check_group_columns(self.group_columns)

@@ -14,6 +14,7 @@ from ._base import GroupedMixin
 from ._engine.fit import fit_mixed
 from ._engine.smooth import BASES, SmoothTerm
 from ._engine.terms import RandomTerm, theta_layout
+from ._input.gam_formula import GAM_FORMULA_PARAMS, parse_gam_formula
 
 __all__ = ["PenalizedSplineRegressor"]
 
@@ -73,6 +74,13 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         used as ``groups`` in ``fit``, ``predict`` and ``score`` and not as features, so that
         scikit-learn's tools pass the labels along inside X. ``groups=`` given as well must hold
         the same labels. See :class:`MixedLinearRegressor`.
+    formula : str, default=None
+        An mgcv / gamm4 style formula, ``"Reaction ~ s(Days, k=5, bs='cr') + (1 | Subject)"``
+        (see :meth:`from_formula`). X is then the data frame: ``fit(df)``, ``predict(df)``
+        (with the random effects when df holds the grouping columns) and ``score(df)``; the
+        formula sets ``smooth_features``, ``n_basis``, ``basis`` and the random-effect
+        parameters, which keep their defaults. It clones, so it works in ``cross_validate``
+        and ``GridSearchCV``.
 
     Attributes
     ----------
@@ -118,6 +126,10 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
     11.8
     """
 
+    #: what a ``formula`` sets, with the defaults those parameters must keep then
+    _formula_defaults = GAM_FORMULA_PARAMS
+    _parse_formula = staticmethod(parse_gam_formula)
+
     def __init__(
         self,
         smooth_features=None,
@@ -136,6 +148,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         warm_start=False,
         verbose=0,
         group_columns=None,
+        formula=None,
     ):
         self.smooth_features = smooth_features
         self.n_basis = n_basis
@@ -153,6 +166,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.group_columns = group_columns
+        self.formula = formula
 
     # ------------------------------------------------------------------ design
 
@@ -167,19 +181,20 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
 
     def _make_smooths(self, X):
         names = self._feature_names()
+        structure = self._structure  # the parameters, or what the formula says
         cols = (
             list(range(X.shape[1]))
-            if self.smooth_features is None
-            else self._column_index(self.smooth_features, names, "smooth_features")
+            if structure["smooth_features"] is None
+            else self._column_index(structure["smooth_features"], names, "smooth_features")
         )
         smooths, designs = [], []
         for j in cols:
             nm = names[j]
-            k = self._per_feature(self.n_basis, nm, j)
+            k = self._per_feature(structure["n_basis"], nm, j)
             k = 10 if k is None else k
             if not isinstance(k, numbers.Integral) or isinstance(k, bool):
                 raise ValueError(f"n_basis must be an int or a dict of ints; got {k!r} for {nm!r}.")
-            b = self._per_feature(self.basis, nm, j) or "cr"
+            b = self._per_feature(structure["basis"], nm, j) or "cr"
             if b not in BASES:
                 raise ValueError(f"basis must be one of {BASES} (or a dict of them); got {b!r} for {nm!r}.")
             knots = self._per_feature(self.knots or {}, nm, j)
@@ -198,13 +213,47 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y, groups=None):
+    @classmethod
+    def from_formula(cls, formula, data, **params):
+        """Fit an mgcv / gamm4 style formula: ``PenalizedSplineRegressor(formula=formula,
+        **params).fit(data)``.
+
+        Parameters
+        ----------
+        formula : str
+            Smooths ``s(x, k=..., bs=...)`` (``bs`` one of ``"cr"``, ``"ps"``, ``"rk"``; mgcv's
+            default ``"tp"`` is not available yet, so ``bs`` must be given), parametric terms
+            read by formulaic (``C(f)``, ``np.log(x)``), and lme4 random-effect terms for a
+            GAMM (gamm4's ``random = ~ (1 | g)`` written into the formula), e.g.
+            ``"Reaction ~ s(Days, k=5, bs='cr') + (1 | Subject)"``.
+        data : pandas.DataFrame
+            The data; rows missing any variable of the model are dropped.
+        **params
+            Other constructor parameters (``reml``, ``smoothing_params``, ``knots``, ...).
+
+        Returns
+        -------
+        model : PenalizedSplineRegressor
+            Fitted, with ``formula`` set: ``predict(df)`` and ``score(df)`` take data frames.
+
+        Examples
+        --------
+        >>> from sklmm import PenalizedSplineRegressor
+        >>> from sklmm.datasets import load_mcycle
+        >>> gam = PenalizedSplineRegressor.from_formula("accel ~ s(times, k=20, bs='cr')", load_mcycle())
+        >>> round(float(gam.edf_["s(times)"]), 1)
+        11.8
+        """
+        return cls(formula=formula, **params).fit(data)
+
+    def fit(self, X, y=None, groups=None):
         """Fit the additive (mixed) model.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,), default=None
+            The response; None only with ``formula``, which reads it from X.
         groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
             Group labels for random effects (gamm4's ``random = ~ (1 | g)``). None: a GAM.
 
@@ -214,6 +263,11 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         """
         self._check_group_params()
         X, y, groups, _ = self._resolve_fit(X, y, groups)
+        if y is None:
+            raise ValueError(
+                "PenalizedSplineRegressor requires y to be passed, but the target y is None (only "
+                "a model with a formula reads y from the data)."
+            )
         X, y = self._validate_X(X, y, groups=None)
         n = X.shape[0]
         if n < 2:

@@ -13,7 +13,7 @@ from ._engine.fit import SingularFitWarning, fit_mixed
 from ._inference import lrt
 from ._inference.mixin import InferenceMixin
 from ._input import dask_collections as _dask
-from ._input.formula import FORMULA_PARAMS, parse_formula
+from ._input.formula import FORMULA_PARAM_DEFAULTS, FORMULA_PARAMS, parse_formula
 from ._input.groups import NoGroupsWarning
 
 __all__ = ["MixedLinearRegressor", "likelihood_ratio_test", "SingularFitWarning", "NoGroupsWarning"]
@@ -173,6 +173,10 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
     1743.63
     """
 
+    #: what a ``formula`` sets, with the defaults those parameters must keep then
+    _formula_defaults = FORMULA_PARAM_DEFAULTS
+    _parse_formula = staticmethod(parse_formula)
+
     def __init__(
         self,
         random_slopes=None,
@@ -302,7 +306,8 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
             may have no columns (an intercept-only model). X, y, groups and sample_weight may
             also all be Dask collections partitioned alike: the partitions are reduced to
             cross-products in parallel and no row reaches this process (see the Dask page).
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,), default=None
+            The response; None only with ``formula``, which reads it from X.
             Response.
         groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
             Group labels: one column per grouping factor (ints, strings or categoricals).

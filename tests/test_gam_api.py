@@ -149,3 +149,59 @@ def test_errors():
     gam = PenalizedSplineRegressor().fit(X, y)
     with pytest.raises(ValueError, match="not a smooth feature"):
         gam.partial_dependence("accel")
+
+
+# ----------------------------------------------------------------------------- the formula door
+
+
+def test_gam_formulas_fit_what_the_parameters_fit():
+    """An mgcv-style formula is the parameterised model it maps to (whose fits
+    tests/test_mgcv_reference.py compares with mgcv and gamm4), bit for bit."""
+    d = load_mcycle()
+    a = PenalizedSplineRegressor.from_formula("accel ~ s(times, k=20, bs='cr')", d)
+    b = PenalizedSplineRegressor(n_basis=20, basis="cr").fit(d[["times"]], d["accel"])
+    assert a.criterion_ == b.criterion_ and a.get_params()["smooth_features"] is None
+    np.testing.assert_array_equal(a.predict(d), b.predict(d[["times"]]))
+    assert a.score(d) == b.score(d[["times"]], d["accel"])
+    s = load_sleepstudy().assign(x=lambda df: np.cos(df["Days"]))
+    f = "Reaction ~ x + s(Days, k=5, bs='ps') + (1 | Subject)"
+    a = PenalizedSplineRegressor(formula=f).fit(s)
+    b = PenalizedSplineRegressor(smooth_features=["Days"], n_basis=5, basis="ps").fit(
+        s[["x", "Days"]], s["Reaction"], groups=s["Subject"])
+    assert a.criterion_ == b.criterion_
+    np.testing.assert_array_equal(a.predict(s), b.predict(s[["x", "Days"]], groups=s["Subject"]))
+    np.testing.assert_array_equal(a.predict(s.drop(columns="Subject")), b.predict(s[["x", "Days"]]))
+
+
+def test_gam_formula_estimators_cross_validate():
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, cross_validate
+
+    s = load_sleepstudy()
+    f = "Reaction ~ s(Days, k=5, bs='cr') + (1 | Subject)"
+    cv = KFold(3, shuffle=True, random_state=0)
+    got = cross_validate(PenalizedSplineRegressor(formula=f), s, None, cv=cv)["test_score"]
+    want = []
+    for train, test in cv.split(s):
+        m = PenalizedSplineRegressor(smooth_features=["Days"], n_basis=5).fit(
+            s[["Days"]].iloc[train], s["Reaction"].iloc[train], groups=s["Subject"].iloc[train])
+        want.append(m.score(s[["Days"]].iloc[test], s["Reaction"].iloc[test], groups=s["Subject"].iloc[test]))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert clone(PenalizedSplineRegressor(formula=f)).get_params()["formula"] == f
+
+
+@pytest.mark.parametrize("formula, match", [
+    ("accel ~ s(times)", "give the basis, bs='cr'"),
+    ("accel ~ s(times, bs='tp')", "bs='tp' is not available"),
+    ("accel ~ s(times, bs='cr', by=f)", r"\['by'\] are not supported yet"),
+    ("accel ~ s(times, accel, bs='cr')", "smooths one variable"),
+    ("accel ~ times + s(times, bs='cr')", "both as a smooth and as a parametric term"),
+    ("accel ~ s(times, bs='cr') + s(times, bs='ps')", "smoothed twice"),
+    ("accel ~ times", "has no smooth"),
+    ("accel ~ 0 + s(times, bs='cr')", "removes the intercept"),
+])
+def test_gam_formula_errors_say_what_is_not_available(formula, match):
+    with pytest.raises(ValueError, match=match):
+        PenalizedSplineRegressor.from_formula(formula, load_mcycle())
+    with pytest.raises(ValueError, match=r"\['n_basis'\] are set by the formula"):
+        PenalizedSplineRegressor(formula="accel ~ s(times, bs='cr')", n_basis=5).fit(load_mcycle())

@@ -271,7 +271,7 @@ class MixedFormula:
                 f"sklmm's correlated_slopes applies to every factor ({_DOCS})."
             )
         self._correlated = not bars.pop() if bars else True
-        self._random_intercept = intercepts.pop()
+        self._random_intercept = intercepts.pop() if intercepts else True
         self._layout()
 
     def _layout(self):
@@ -346,6 +346,8 @@ class MixedFormula:
     def groups(self, data):
         """The ``groups`` frame of new data (derived ``a:b`` columns joined as lme4 labels them)."""
         data = _as_frame(data, "groups")
+        if not self.terms:  # a formula without random-effect terms (a GAM's)
+            return None
         missing = [v for v in self.group_variables if v not in data.columns]
         if missing:
             raise ValueError(f"groups lacks the grouping variable(s) {missing} of {self.formula!r}.")
@@ -436,8 +438,10 @@ def _formulaic(build, where):
             raise ValueError(f"formulaic could not evaluate {where!r}: {exc}") from exc
 
 
-def parse_formula(formula):
-    """Split an lme4 formula into response, fixed part and random terms (no data needed)."""
+def parse_formula(formula, require_random=True):
+    """Split an lme4 formula into response, fixed part and random terms (no data needed).
+
+    ``require_random=False`` accepts a formula without random-effect terms (a GAM's)."""
     if not isinstance(formula, str):
         raise TypeError(f"formula must be a string such as 'y ~ x + (x | g)'; got {type(formula).__name__}.")
     tildes = [i for i, ch, depth in _scan(formula) if ch == "~" and depth == 0]
@@ -461,7 +465,7 @@ def parse_formula(formula):
         expr, bar, grouping = rand
         terms.append(_Term(text=piece, expr=expr, double_bar=bar == "||",
                            levels=_grouping_levels(grouping, piece)))
-    if not terms:
+    if not terms and require_random:
         raise ValueError(
             f"the formula {formula!r} has no random-effect term such as (1 | g); lme4's lmer "
             "refuses it too. For fixed effects only use sklearn.linear_model.LinearRegression."
