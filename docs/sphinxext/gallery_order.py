@@ -12,6 +12,7 @@ ORDER = [
     "schools_variance_components.py",
     "lme4_formulas.py",
     "grouped_cross_validation.py",
+    "label_columns_pipeline.py",
     "gam_mcycle.py",
     "gam_engine_wear.py",
     "gamm_sleepstudy.py",
