@@ -148,6 +148,21 @@ def test_far_from_centred_slopes_are_centred_as_in_memory():
     _same_fit(mem, m, crit_rtol=1e-9, theta_rtol=1e-5)
 
 
+def test_group_columns_of_a_dask_frame():
+    """Label columns named by group_columns are split off a Dask DataFrame lazily, in fit,
+    predict and score, with the in-memory fit's results."""
+    df = load_sleepstudy().sample(frac=1.0, random_state=2).reset_index(drop=True)
+    ddf = dd.from_pandas(df[["Days", "Subject", "Reaction"]], npartitions=3)
+    m = MixedLinearRegressor(random_slopes=["Days"], group_columns="Subject").fit(ddf[["Days", "Subject"]], ddf["Reaction"])
+    mem = MixedLinearRegressor(random_slopes=["Days"], group_columns="Subject").fit(df[["Days", "Subject"]], df["Reaction"])
+    _same_fit(mem, m)
+    # (the two fits' optimizers stop 1e-10 apart in the criterion: predictions agree to 1e-7)
+    np.testing.assert_allclose(m.predict(ddf[["Days", "Subject"]]).compute(), mem.predict(df[["Days", "Subject"]]),
+                               rtol=1e-6)
+    assert m.score(ddf[["Days", "Subject"]], ddf["Reaction"]) == pytest.approx(
+        mem.score(df[["Days", "Subject"]], df["Reaction"]), rel=1e-6)
+
+
 def test_level_in_one_partition_and_an_empty_partition():
     df = load_sleepstudy()
     df = df.sort_values("Subject", kind="stable").reset_index(drop=True)
