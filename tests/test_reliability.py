@@ -648,3 +648,78 @@ def test_covariance_probe_finds_the_descent_that_theta_hides():
     f1 = objective(regular)
     assert covariance_probe(objective, regular, f1, candidates) is None
     assert "gradient" in optimum_problem(objective, regular, np.array([0.0, -np.inf, 0.0]), f1)
+
+
+# =============================================================================================
+# a fitted model is read-only: any number of threads gives what one thread gives
+# =============================================================================================
+
+
+def _in_threads(calls, n_threads=4):
+    """Run every call in each of n threads started together; the results, per call."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    barrier = threading.Barrier(n_threads)
+
+    def worker(_):
+        barrier.wait()
+        return [call() for call in calls]
+
+    with ThreadPoolExecutor(n_threads) as pool:
+        return list(pool.map(worker, range(n_threads)))
+
+
+def _same(a, b):
+    if isinstance(a, (pd.DataFrame, pd.Series)):
+        pd.testing.assert_frame_equal(pd.DataFrame(a), pd.DataFrame(b))
+    elif isinstance(a, tuple):
+        for x, y in zip(a, b):
+            _same(x, y)
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _same(a[k], b[k])
+    elif isinstance(a, str):
+        assert a == b
+    else:
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("fresh", ["fitted", "unpickled"])
+def test_threads_reading_one_fitted_model_get_what_one_thread_gets(sleep_df, fresh):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+
+    def model():
+        m = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
+        return pickle.loads(pickle.dumps(m)) if fresh == "unpickled" else m  # factor rebuilt lazily
+
+    def calls(m):
+        return [
+            lambda: m.fixed_effects_, lambda: m.summary(), lambda: m.random_effects_std_,
+            lambda: m.predict(X, groups=g, return_std=True), lambda: m.predict_interval(X, groups=g),
+            lambda: m.confidence_intervals("wald"), lambda: m.confidence_intervals("profile"),
+            lambda: m.variance_components_, lambda: m.random_effects_cov("Subject"),
+        ]
+
+    want = [call() for call in calls(model())]  # one thread, its own model
+    for _ in range(3):  # races show up now and then: three rounds, each on a fresh model
+        for results in _in_threads(calls(model())):  # four threads, one shared model
+            for got, expected in zip(results, want):
+                _same(got, expected)
+
+
+def test_threads_reading_one_fitted_gam_get_what_one_thread_gets(sleep_df):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+
+    def calls(m):
+        return [lambda: m.predict(X, groups=g, return_std=True), lambda: m.partial_dependence(),
+                lambda: m.summary(), lambda: m.variance_components_]
+
+    def model():
+        return PenalizedSplineRegressor(n_basis=6).fit(X, y, groups=g)
+
+    want = [call() for call in calls(model())]
+    for results in _in_threads(calls(model())):
+        for got, expected in zip(results, want):
+            _same(got, expected)

@@ -9,6 +9,7 @@ profiled criterion (:mod:`~sklmm._engine.criteria`) evaluated through a factoriz
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -147,23 +148,34 @@ class MixedFit:
     optimizer: OptSummary
     theta_unit: np.ndarray = None  # theta_scale(): singularity is judged in these units
     tables: dict = field(default_factory=dict)  # the estimators' tables, built on first access
+    #: held by whatever updates ``factor`` at another theta or fills a cache: a fitted model is
+    #: read-only to its users, so that any number of threads may use it at once
+    lock: object = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def __getstate__(self):
         # the factorization is rebuilt from the cross-products when needed: CHOLMOD factors do
-        # not pickle, and the blocked factor's precomputed update can be large
+        # not pickle, and the blocked factor's precomputed update can be large; a lock does not
+        # pickle either
         state = dict(self.__dict__)
         factor = state.pop("factor", None)
+        state.pop("lock", None)
         state["_solver_name"] = getattr(factor, "name", None) or state.get("_solver_name", "blocked")
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
 
     def __getattr__(self, name):
         if name != "factor" or "_solver_name" not in self.__dict__:
             raise AttributeError(name)
-        factor = make_factor(self.cp, self.terms, self._solver_name)
-        if self.terms:
-            factor.update(self.theta)
-        self.factor = factor
-        return factor
+        with self.lock:  # two threads asking at once build one factor
+            if "factor" not in self.__dict__:
+                factor = make_factor(self.cp, self.terms, self._solver_name)
+                if self.terms:
+                    factor.update(self.theta)
+                self.factor = factor
+        return self.__dict__["factor"]
 
     @property
     def n_params(self):

@@ -27,26 +27,27 @@ def conditional_covariances(fit, chunk_entries=4_000_000):
     ``L_j^{-T} (I + Y_j'Y_j) L_j^{-1}``, ``Y = L_r^{-1} Lambda_r' C G``, and the other terms the
     diagonal blocks of ``L_r^{-T} L_r^{-1}``.
     """
-    terms = fit.terms
-    if not terms:
-        return []
-    if not isinstance(fit.factor, BlockedFactor):
-        rest = sum(t.q for t in terms[1:])
-        if rest > CONDVAR_DENSE_LIMIT:
-            raise ValueError(
-                f"conditional variances need a dense factor of the {rest} random-effect columns of "
-                f"the grouping factors after the first (limit {CONDVAR_DENSE_LIMIT}); this model is "
-                "too large for them. Predictions and their standard errors do not need them."
-            )
-    bf = fit.factor if isinstance(fit.factor, BlockedFactor) else BlockedFactor(fit.cp, terms)
-    try:
-        bf.update(fit.theta)
-        Ts, out = bf.spherical_covariances(chunk_entries)
-    finally:
-        if bf is fit.factor:
-            _restore(fit)
-    s2 = fit.sigma**2  # in the user's coordinates (a term fitted centred is mapped back)
-    return [t.user_covariances(s2 * np.einsum("ab,jbc,dc->jad", T, V, T)) for t, T, V in zip(terms, Ts, out)]
+    with fit.lock:  # it moves the shared factorization: one thread at a time
+        terms = fit.terms
+        if not terms:
+            return []
+        if not isinstance(fit.factor, BlockedFactor):
+            rest = sum(t.q for t in terms[1:])
+            if rest > CONDVAR_DENSE_LIMIT:
+                raise ValueError(
+                    f"conditional variances need a dense factor of the {rest} random-effect columns of "
+                    f"the grouping factors after the first (limit {CONDVAR_DENSE_LIMIT}); this model is "
+                    "too large for them. Predictions and their standard errors do not need them."
+                )
+        bf = fit.factor if isinstance(fit.factor, BlockedFactor) else BlockedFactor(fit.cp, terms)
+        try:
+            bf.update(fit.theta)
+            Ts, out = bf.spherical_covariances(chunk_entries)
+        finally:
+            if bf is fit.factor:
+                _restore(fit)
+        s2 = fit.sigma**2  # in the user's coordinates (a term fitted centred is mapped back)
+        return [t.user_covariances(s2 * np.einsum("ab,jbc,dc->jad", T, V, T)) for t, T, V in zip(terms, Ts, out)]
 
 
 def conditional_mean_variance(fit, A, seen_rows, chunk=2048):
@@ -59,34 +60,35 @@ def conditional_mean_variance(fit, A, seen_rows, chunk=2048):
     Cholesky factor and ``a_i = [Lambda' z_i; x_i]``: one sparse triangular solve per row, in
     chunks, on the fit's own factorization.
     """
-    m = A.shape[0]
-    out = np.empty(m)
-    factor, terms = fit.factor, fit.terms
-    factor.update(fit.theta)  # whitened_norms reads the factor's state, and does not change it
-    Ts = templates(terms, fit.theta)
-    _, z_off = theta_layout(terms)
-    q = int(z_off[-1])
-    for a in range(0, m, chunk):
-        b = min(m, a + chunk)
-        rows, cols, vals = [], [], []
-        for k, idx, codes, v in seen_rows:
-            sel = (idx >= a) & (idx < b)
-            if not sel.any():
-                continue
-            t = terms[k]
-            av = v[sel] @ Ts[k]  # (Lambda' z)_level = T' v, as rows
-            base = z_off[k] + codes[sel].astype(np.int64) * t.n_coef
-            rows.append((base[:, None] + np.arange(t.n_coef)).ravel())
-            cols.append(np.repeat(idx[sel] - a, t.n_coef))
-            vals.append(av.ravel())
-        Az = sp.csc_matrix(
-            (np.concatenate(vals) if vals else np.zeros(0),
-             (np.concatenate(rows) if rows else np.zeros(0, np.intp),
-              np.concatenate(cols) if cols else np.zeros(0, np.intp))),
-            shape=(q, b - a),
-        )
-        out[a:b] = factor.whitened_norms(Az, A[a:b].T)
-    return fit.sigma**2 * out
+    with fit.lock:  # it moves the shared factorization: one thread at a time
+        m = A.shape[0]
+        out = np.empty(m)
+        factor, terms = fit.factor, fit.terms
+        factor.update(fit.theta)  # whitened_norms reads the factor's state, and does not change it
+        Ts = templates(terms, fit.theta)
+        _, z_off = theta_layout(terms)
+        q = int(z_off[-1])
+        for a in range(0, m, chunk):
+            b = min(m, a + chunk)
+            rows, cols, vals = [], [], []
+            for k, idx, codes, v in seen_rows:
+                sel = (idx >= a) & (idx < b)
+                if not sel.any():
+                    continue
+                t = terms[k]
+                av = v[sel] @ Ts[k]  # (Lambda' z)_level = T' v, as rows
+                base = z_off[k] + codes[sel].astype(np.int64) * t.n_coef
+                rows.append((base[:, None] + np.arange(t.n_coef)).ravel())
+                cols.append(np.repeat(idx[sel] - a, t.n_coef))
+                vals.append(av.ravel())
+            Az = sp.csc_matrix(
+                (np.concatenate(vals) if vals else np.zeros(0),
+                 (np.concatenate(rows) if rows else np.zeros(0, np.intp),
+                  np.concatenate(cols) if cols else np.zeros(0, np.intp))),
+                shape=(q, b - a),
+            )
+            out[a:b] = factor.whitened_norms(Az, A[a:b].T)
+        return fit.sigma**2 * out
 
 
 def prior_covariances(fit):

@@ -119,8 +119,9 @@ def fixed_effects_table(fit, names):
 
     Aliased (dropped) columns appear with NaN everywhere: they were not estimated.
     """
-    cov_k = fixed_cov(fit)
-    df_k = satterthwaite_df(fit, cov_k)
+    with fit.lock:  # they move the shared factorization: one thread at a time
+        cov_k = fixed_cov(fit)
+        df_k = satterthwaite_df(fit, cov_k)
     m = len(names)
     cov = np.full((m, m), np.nan)
     keep = list(fit.keep)

@@ -84,10 +84,14 @@ class InferenceMixin:
         return w
 
     def _cached(self, key, compute):
+        """A quantity computed once, under the fit's lock (the computations move the shared
+        factorization to other values of theta and back)."""
         check_is_fitted(self)
         cache = self.__dict__.setdefault("_inference_cache", {})
         if key not in cache:
-            cache[key] = compute()
+            with self._fit.lock:
+                if key not in cache:
+                    cache[key] = compute()
         return cache[key]
 
     # ------------------------------------------------------------------ fixed effects

@@ -166,16 +166,17 @@ def profile_intervals(fit, fe_names, level):
     As lme4, the profiles are of the likelihood: a REML fit is refitted by maximum likelihood
     first, and the intervals (and the ``estimate`` column) are those of the ML fit.
     """
-    cutoff = stats.norm.ppf(0.5 + level / 2.0)
-    if fit.reml:
-        fit = _refit(fit, copy.copy(fit.cp), [fe_names[j] for j in fit.keep], fit.factor.name, reml=False)
-    names = parameter_names(fit.terms)
-    est = sdcor_from_theta(fit.terms, fit.theta, fit.sigma)
-    rows = []
-    for j, nm in enumerate(names):
-        lo, hi = _profile_sdcor(fit, j, cutoff)
-        rows.append((nm, est[j], lo, hi))
-    for jk, col in enumerate(fit.keep):
-        lo, hi = _profile_beta(fit, jk, cutoff)
-        rows.append((fe_names[col], fit.beta[col], lo, hi))
-    return pd.DataFrame(rows, columns=["parameter", "estimate", "lower", "upper"]).set_index("parameter")
+    with fit.lock:  # it moves the shared factorization: one thread at a time
+        cutoff = stats.norm.ppf(0.5 + level / 2.0)
+        if fit.reml:
+            fit = _refit(fit, copy.copy(fit.cp), [fe_names[j] for j in fit.keep], fit.factor.name, reml=False)
+        names = parameter_names(fit.terms)
+        est = sdcor_from_theta(fit.terms, fit.theta, fit.sigma)
+        rows = []
+        for j, nm in enumerate(names):
+            lo, hi = _profile_sdcor(fit, j, cutoff)
+            rows.append((nm, est[j], lo, hi))
+        for jk, col in enumerate(fit.keep):
+            lo, hi = _profile_beta(fit, jk, cutoff)
+            rows.append((fe_names[col], fit.beta[col], lo, hi))
+        return pd.DataFrame(rows, columns=["parameter", "estimate", "lower", "upper"]).set_index("parameter")
