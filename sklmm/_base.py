@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.metrics import r2_score
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
 from ._engine.terms import RandomTerm, internal_theta, theta_layout, user_theta
@@ -81,22 +82,27 @@ class GroupedMixin:
     __metadata_request__predict = {"groups": True}
     __metadata_request__score = {"groups": True}
 
+    #: scikit-learn's parameter constraints of what every estimator shares (each estimator's
+    #: ``_parameter_constraints`` adds its own); checked at fit by ``_validate_params``
+    _group_parameter_constraints = {
+        "random_slopes": [None, list, tuple, dict],
+        "correlated_slopes": ["boolean"],
+        "nested": ["boolean"],
+        "reml": ["boolean"],
+        "unseen_groups": [StrOptions({"population", "error"})],
+        "random_intercept": ["boolean"],
+        "solver": [StrOptions({"auto", "blocked", "cholmod", "dense"})],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "group_columns": [None, str, numbers.Integral, list, tuple],
+        "formula": [None, str],
+    }
+
     def _check_group_params(self):
-        if self.unseen_groups not in ("population", "error"):
-            raise ValueError(
-                f"unseen_groups must be 'population' or 'error'; got {self.unseen_groups!r}."
-            )
-        if self.solver not in ("auto", "blocked", "cholmod", "dense"):
-            raise ValueError(
-                f"solver must be 'auto', 'blocked', 'cholmod' or 'dense'; got {self.solver!r}."
-            )
-        if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer; got {self.max_iter!r}.")
-        if self.random_slopes is not None and not isinstance(self.random_slopes, (list, tuple, dict)):
-            raise ValueError(
-                "random_slopes must be None, a list of feature names / column indices, or a dict "
-                f"from grouping-factor name to such a list; got {type(self.random_slopes).__name__}."
-            )
+        """The parameters' types and values (scikit-learn's standard messages), then what the
+        constraints cannot say (``group_columns`` without repeats)."""
+        self._validate_params()
         check_group_columns(self.group_columns)
 
     # ------------------------------------------------------------------ what the user passes

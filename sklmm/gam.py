@@ -8,12 +8,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import GroupedMixin
 from ._engine.fit import fit_mixed
 from ._engine.smooth import BASES, SmoothTerm
 from ._engine.terms import RandomTerm, theta_layout
+from ._input.arrays import check_level
 from ._input.gam_formula import GAM_FORMULA_PARAMS, parse_gam_formula
 
 __all__ = ["PenalizedSplineRegressor"]
@@ -126,6 +128,14 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
     11.8
     """
 
+    _parameter_constraints = {
+        **GroupedMixin._group_parameter_constraints,
+        "smooth_features": [None, list, tuple],
+        "n_basis": [Interval(numbers.Integral, 3, None, closed="left"), dict],
+        "basis": [StrOptions(set(BASES)), dict],
+        "smoothing_params": [None, dict],
+        "knots": [None, dict],
+    }
     #: what a ``formula`` sets, with the defaults those parameters must keep then
     _formula_defaults = GAM_FORMULA_PARAMS
     _parse_formula = staticmethod(parse_gam_formula)
@@ -179,6 +189,20 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             return None
         return value
 
+    def _check_feature_keys(self, structure, cols, names):
+        """Every dict keyed by smooth feature (n_basis, basis, knots, smoothing_params) names
+        smooth features only: a misspelt key would otherwise fall back to the default."""
+        valid = {names[j] for j in cols} | set(cols)
+        for param in ("n_basis", "basis", "knots", "smoothing_params"):
+            value = structure[param] if param in structure else getattr(self, param)
+            if isinstance(value, dict):
+                unknown = [k for k in value if k not in valid]
+                if unknown:
+                    raise ValueError(
+                        f"{param} has keys {unknown} that are not smooth features (the smooth "
+                        f"features: {[names[j] for j in cols]}); keys are feature names or indices."
+                    )
+
     def _make_smooths(self, X):
         names = self._feature_names()
         structure = self._structure  # the parameters, or what the formula says
@@ -187,6 +211,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             if structure["smooth_features"] is None
             else self._column_index(structure["smooth_features"], names, "smooth_features")
         )
+        self._check_feature_keys(structure, cols, names)
         smooths, designs = [], []
         for j in cols:
             nm = names[j]
@@ -272,8 +297,6 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         n = X.shape[0]
         if n < 2:
             raise ValueError(f"n_samples = {n}: fitting a model needs at least 2 observations.")
-        if self.knots is not None and not isinstance(self.knots, dict):
-            raise ValueError("knots must be None or a dict from feature (name or index) to knots.")
         self.smooths_, self._linear, designs = self._make_smooths(X)
         self._train_range = {sm.column: (float(X[:, sm.column].min()), float(X[:, sm.column].max()))
                              for sm in self.smooths_}
@@ -319,24 +342,17 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         """Positions and values of theta for smooths with a given smoothing parameter."""
         if self.smoothing_params is None:
             return {}
-        if not isinstance(self.smoothing_params, dict):
-            raise ValueError("smoothing_params must be None or a dict from smooth feature to lambda.")
         slices = theta_layout(terms)[0]
         by_name = {t.name: s.start for t, s in zip(terms, slices)}
         fixed = {}
-        known = []
-        for sm in self.smooths_:
-            names = self._feature_names()
+        names = self._feature_names()
+        for sm in self.smooths_:  # (unknown keys were refused before the fit)
             lam = self._per_feature(self.smoothing_params, names[sm.column], sm.column)
-            known += [names[sm.column], sm.column]
             if lam is None:
                 continue
             if not lam > 0:
                 raise ValueError(f"smoothing_params for {sm.name} must be positive; got {lam!r}.")
             fixed[by_name[sm.name]] = 1.0 / np.sqrt(lam * sm.penalty_scale_)
-        unknown = [k for k in self.smoothing_params if k not in known]
-        if unknown:
-            raise ValueError(f"smoothing_params has keys {unknown} that are not smooth features.")
         return fixed
 
     def _posterior(self):
@@ -435,7 +451,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         fit = self._fit
-        z = norm.ppf(0.5 + level / 2)
+        z = norm.ppf(0.5 + check_level(level) / 2)
         frames = []
         fixed_start = 1 + len(self._linear)
         for sm, k in zip(self.smooths_, self._smooth_term_index):

@@ -173,6 +173,7 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
     1743.63
     """
 
+    _parameter_constraints = {**GroupedMixin._group_parameter_constraints, "fit_intercept": ["boolean"]}
     #: what a ``formula`` sets, with the defaults those parameters must keep then
     _formula_defaults = FORMULA_PARAM_DEFAULTS
     _parse_formula = staticmethod(parse_formula)

@@ -134,9 +134,11 @@ def test_linear_and_smooth_features_and_gamm_in_cv():
 def test_errors():
     d = load_mcycle()
     X, y = d[["times"]], d["accel"]
-    with pytest.raises(ValueError, match="basis must be one of"):
+    with pytest.raises(ValueError, match="The 'basis' parameter of PenalizedSplineRegressor must be a str among"):
         PenalizedSplineRegressor(basis="tp").fit(X, y)
     with pytest.raises(ValueError, match="n_basis must be at least 4"):
+        PenalizedSplineRegressor(n_basis=3).fit(X, y)
+    with pytest.raises(ValueError, match="The 'n_basis' parameter of PenalizedSplineRegressor must be an int in the range"):
         PenalizedSplineRegressor(n_basis=2).fit(X, y)
     with pytest.raises(ValueError, match="smooth_features names 'time'"):
         PenalizedSplineRegressor(smooth_features=["time"]).fit(X, y)

@@ -723,3 +723,61 @@ def test_threads_reading_one_fitted_gam_get_what_one_thread_gets(sleep_df):
     for results in _in_threads(calls(model())):
         for got, expected in zip(results, want):
             _same(got, expected)
+
+
+# =============================================================================================
+# parameters are checked the scikit-learn way, before the fit
+# =============================================================================================
+
+
+@pytest.mark.parametrize("estimator, param, value", [
+    (MixedLinearRegressor, "fit_intercept", "False"),  # a truthy string was taken as True
+    (MixedLinearRegressor, "reml", "no"),
+    (MixedLinearRegressor, "correlated_slopes", 1.5),
+    (MixedLinearRegressor, "nested", "yes"),
+    (MixedLinearRegressor, "max_iter", 0),
+    (MixedLinearRegressor, "max_iter", 2.5),
+    (MixedLinearRegressor, "unseen_groups", "zero"),
+    (MixedLinearRegressor, "solver", "sparse"),
+    (MixedLinearRegressor, "warm_start", "no"),
+    (MixedLinearRegressor, "verbose", "loud"),
+    (MixedLinearRegressor, "group_columns", 3.5),
+    (MixedLinearRegressor, "formula", 3),
+    (PenalizedSplineRegressor, "reml", "False"),
+    (PenalizedSplineRegressor, "n_basis", "10"),
+    (PenalizedSplineRegressor, "n_basis", 2),
+    (PenalizedSplineRegressor, "basis", "tp"),
+    (PenalizedSplineRegressor, "knots", [1.0, 2.0]),
+    (PenalizedSplineRegressor, "smoothing_params", 1.0),
+    (PenalizedSplineRegressor, "smooth_features", "times"),
+])
+def test_wrong_parameter_types_and_values_fail_at_fit_with_scikit_learns_message(sleep_df, estimator, param, value):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    with pytest.raises(InvalidParameterError, match=rf"The '{param}' parameter of {estimator.__name__} must be"):
+        estimator(**{param: value}).fit(X, y, groups=g)
+
+
+@pytest.mark.parametrize("param, value", [
+    ("n_basis", {"time": 5}), ("basis", {"tmes": "ps"}), ("knots", {0.5: [1.0, 2.0]}),
+    ("smoothing_params", {"accel": 1.0}),
+])
+def test_per_feature_dicts_refuse_unknown_keys(param, value):
+    d = load_mcycle()
+    with pytest.raises(ValueError, match=rf"{param} has keys \[.*\] that are not smooth features"):
+        PenalizedSplineRegressor(**{param: value}).fit(d[["times"]], d["accel"])
+
+
+@pytest.mark.parametrize("level", [95, 0, 1, -0.5, 1.5, "0.95"])
+def test_levels_outside_zero_one_are_refused_everywhere(sleep_df, level):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    m = MixedLinearRegressor().fit(X, y, groups=g)
+    gam = PenalizedSplineRegressor(n_basis=5).fit(X, y)
+    for call in (lambda: m.predict_interval(X, groups=g, level=level),
+                 lambda: m.confidence_intervals("wald", level=level),
+                 lambda: m.plot_random_effects(level=level),
+                 lambda: gam.partial_dependence(level=level),
+                 lambda: gam.plot_partial_dependence(level=level)):
+        with pytest.raises(ValueError, match="level must be a number strictly between 0 and 1"):
+            call()

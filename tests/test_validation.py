@@ -65,11 +65,12 @@ def test_slopes_by_index_equal_slopes_by_name(sleep):
 
 def test_bad_parameters(sleep):
     X, y, g = sleep
-    with pytest.raises(ValueError, match="unseen_groups must be 'population' or 'error'"):
+    # scikit-learn's parameter validation and its standard messages
+    with pytest.raises(ValueError, match="The 'unseen_groups' parameter of MixedLinearRegressor must be a str among"):
         MixedLinearRegressor(unseen_groups="zero").fit(X, y, groups=g)
-    with pytest.raises(ValueError, match="solver must be"):
+    with pytest.raises(ValueError, match="The 'solver' parameter of MixedLinearRegressor must be a str among"):
         MixedLinearRegressor(solver="sparse").fit(X, y, groups=g)
-    with pytest.raises(ValueError, match="random_slopes must be None, a list"):
+    with pytest.raises(ValueError, match="The 'random_slopes' parameter of MixedLinearRegressor must be None"):
         MixedLinearRegressor(random_slopes="Days").fit(X, y, groups=g)
     with pytest.raises(ValueError, match="random_intercept=False leaves"):
         MixedLinearRegressor(random_intercept=False).fit(X, y, groups=g)

@@ -15,6 +15,7 @@ from scipy import stats
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .._input.arrays import check_level
 from .bootstrap import (
     TrainingDesign,
     bootstrap_replicates,
@@ -39,12 +40,6 @@ def _fingerprint(y, sample_weight):
     if sample_weight is not None:
         h.update(np.ascontiguousarray(sample_weight, dtype=float).tobytes())
     return (len(y), h.hexdigest())
-
-
-def _check_level(level):
-    if not isinstance(level, numbers.Real) or not 0 < level < 1:
-        raise ValueError(f"level must be a number strictly between 0 and 1 (e.g. 0.95); got {level!r}.")
-    return float(level)
 
 
 class InferenceMixin:
@@ -179,7 +174,7 @@ class InferenceMixin:
         import matplotlib.pyplot as plt
 
         check_is_fitted(self)
-        level = _check_level(level)
+        level = check_level(level)
         if not self.random_effects_:
             raise ValueError("the model has no random effects to plot (it was fitted without groups).")
         factor = next(iter(self.random_effects_)) if factor is None else factor
@@ -256,7 +251,7 @@ class InferenceMixin:
         intervals : DataFrame
             Columns ``prediction``, ``lower``, ``upper`` (one row per sample).
         """
-        level = _check_level(level)
+        level = check_level(level)
         check_is_fitted(self)
         mean, se = self.predict(X, groups=groups, return_std=True)
         Xd, groups_d = self._resolve_predict(X, groups)
@@ -365,7 +360,7 @@ class InferenceMixin:
             ``estimate``, ``lower``, ``upper``.
         """
         check_is_fitted(self)
-        level = _check_level(level)
+        level = check_level(level)
         if method == "wald":
             return wald_intervals(self.fixed_effects_.dropna(subset=["std_error"]), level)
         fit = self._fit

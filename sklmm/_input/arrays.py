@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["_empty_frame_as_array", "_plain_valid_inputs", "_reject_categorical_columns", "_check_magnitude"]
+__all__ = ["check_level", "_empty_frame_as_array", "_plain_valid_inputs", "_reject_categorical_columns", "_check_magnitude"]
 
 
 def _empty_frame_as_array(X):
@@ -107,3 +109,10 @@ def _check_magnitude(A, what, names):
             "squares that would overflow or underflow. Rescale it (multiply by a power of 10); "
             "the fit is equivariant to the scale of y and of each feature."
         )
+
+
+def check_level(level):
+    """A confidence or coverage level: a number strictly between 0 and 1."""
+    if not isinstance(level, numbers.Real) or not 0 < level < 1:
+        raise ValueError(f"level must be a number strictly between 0 and 1 (e.g. 0.95); got {level!r}.")
+    return float(level)
