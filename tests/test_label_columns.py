@@ -143,7 +143,7 @@ def test_groups_given_twice_must_agree_and_labels_are_not_features(sleep):
     with pytest.raises(ValueError, match=r"X lacks the group column\(s\) \['Subject'\]"):
         m.predict(df[["Days"]])
     with pytest.raises(ValueError, match="group_columns must be None, a column name"):
-        MixedLinearRegressor(group_columns={"a": 1}).fit(X, y)
+        MixedLinearRegressor(group_columns=[]).fit(X, y)
 
 
 def test_label_columns_of_an_array_are_positions(sleep):
