@@ -20,6 +20,8 @@ from ._input.arrays import (
     _empty_frame_as_array,
     _plain_valid_inputs,
     _reject_categorical_columns,
+    check_response,
+    check_sample_weight,
 )
 from ._input.formula import formula_inputs
 from ._input.groups import (
@@ -196,6 +198,8 @@ class GroupedMixin:
         underflow the cross-products are refused.
         """
         X = _empty_frame_as_array(X)
+        if y is not None and getattr(getattr(y, "dtype", None), "kind", None) in ("m", "M"):
+            check_response(y)  # dates and durations: the message says how to convert them
         if isinstance(y, pd.Series) and isinstance(y.dtype, np.dtype) and y.dtype.kind in "fiu":
             y = y.to_numpy()  # a plain numeric Series: scikit-learn's pandas path costs 0.1 ms
         fast = _plain_valid_inputs(X, y) if reset else None
@@ -438,7 +442,11 @@ class GroupedMixin:
         if _dask.is_dask_collection(X, y, groups, sample_weight):  # sums reduced, rows not gathered
             X, groups = self._resolve_predict(X, groups)
             return _dask.score(self, X, y, groups, sample_weight)
-        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
+        pred = self.predict(X, groups=groups)
+        # the response and the weights are checked as fit checks them
+        y = check_response(y, len(pred))
+        sample_weight = check_sample_weight(sample_weight, len(pred))
+        return r2_score(y, pred, sample_weight=sample_weight)
 
     def _variance_lines(self):
         vc = self.variance_components_

@@ -13,6 +13,7 @@ from ._engine.fit import SingularFitWarning, fit_mixed
 from ._inference import lrt
 from ._inference.mixin import InferenceMixin
 from ._input import dask_collections as _dask
+from ._input.arrays import check_sample_weight
 from ._input.formula import FORMULA_PARAM_DEFAULTS, FORMULA_PARAMS, parse_formula
 from ._input.groups import NoGroupsWarning
 
@@ -338,7 +339,7 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         n = X.shape[0]
         if n < 2:
             raise ValueError(f"n_samples = {n}: fitting a mixed model needs at least 2 observations.")
-        sample_weight = self._check_weights(sample_weight, X)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
         if groups is None:
             warnings.warn(
                 "fit was called without groups, so no random effects are fitted: this is an "

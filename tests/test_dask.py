@@ -411,3 +411,13 @@ def test_sklmm_imports_and_fits_without_dask():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("weights", [0.0, -1.0])
+def test_dask_score_checks_its_weights_as_the_in_memory_score(sleep_dask, weights):
+    _, ddf = sleep_dask
+    X, y, g = ddf[["Days"]], ddf["Reaction"], ddf["Subject"]
+    m = MixedLinearRegressor().fit(X, y, groups=g)
+    w = y * 0.0 + weights
+    with pytest.raises(ValueError, match="sample_weight must be positive and finite"):
+        m.score(X, y, groups=g, sample_weight=w)

@@ -781,3 +781,39 @@ def test_levels_outside_zero_one_are_refused_everywhere(sleep_df, level):
                  lambda: gam.plot_partial_dependence(level=level)):
         with pytest.raises(ValueError, match="level must be a number strictly between 0 and 1"):
             call()
+
+
+# =============================================================================================
+# every entry point checks what fit checks
+# =============================================================================================
+
+
+@pytest.mark.parametrize("weights, match", [
+    (-np.ones(180), "sample_weight must be positive and finite"),
+    (np.zeros(180), "sample_weight must be positive and finite"),  # r2's sums divided by 0 before
+    (np.r_[np.ones(179), np.nan], "sample_weight must be positive and finite"),
+    (np.ones(20), r"sample_weight has shape \(20,\) but X has 180 rows"),
+    (np.array(["a"] * 180), "sample_weight must be numeric"),
+])
+def test_score_checks_its_weights_as_fit_does(sleep_df, weights, match):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    for est in (MixedLinearRegressor(), PenalizedSplineRegressor(n_basis=5)):
+        m = est.fit(X, y, groups=g)
+        with pytest.raises(ValueError, match=match):
+            m.score(X, y, groups=g, sample_weight=weights)
+    with pytest.raises(ValueError, match=match):
+        MixedLinearRegressor().fit(X, y, groups=g, sample_weight=weights)
+
+
+@pytest.mark.parametrize("kind", ["datetime", "timedelta", "tz-aware datetime"])
+def test_dates_and_durations_as_the_response_are_refused_with_the_fix(sleep_df, kind):
+    X, g = sleep_df[["Days"]], sleep_df["Subject"]
+    base = pd.Timestamp("2020-01-01") + pd.to_timedelta(sleep_df["Reaction"], unit="s")
+    y = {"datetime": base, "timedelta": base - pd.Timestamp("2020-01-01"),
+         "tz-aware datetime": base.dt.tz_localize("UTC")}[kind]
+    msg = "holds (datetimes|time durations).*convert it first"
+    for est in (MixedLinearRegressor(), PenalizedSplineRegressor(n_basis=5)):
+        with pytest.raises(ValueError, match=msg):
+            est.fit(X, y, groups=g)
+        with pytest.raises(ValueError, match=msg):
+            est.fit(X, sleep_df["Reaction"], groups=g).score(X, y, groups=g)

@@ -57,27 +57,6 @@ class InferenceMixin:
         self._data_fingerprint = _fingerprint(y, sample_weight)
         self._inference_cache = {}
 
-    @staticmethod
-    def _check_weights(sample_weight, X):
-        """Prior weights: None, or positive finite numbers, one per row."""
-        if sample_weight is None:
-            return None
-        w = np.asarray(sample_weight)
-        if w.ndim != 1 or w.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"sample_weight has shape {w.shape} but X has {X.shape[0]} rows; pass one weight per row."
-            )
-        try:
-            w = w.astype(float)
-        except (TypeError, ValueError):
-            raise ValueError("sample_weight must be numeric (prior weights, one per row).") from None
-        if not np.all(np.isfinite(w)) or np.any(w <= 0):
-            raise ValueError(
-                "sample_weight must be positive and finite (they are prior weights: residual "
-                "variance sigma^2 / weight); a weight of zero is not allowed: drop those rows instead."
-            )
-        return w
-
     def _cached(self, key, compute):
         """A quantity computed once, under the fit's lock (the computations move the shared
         factorization to other values of theta and back)."""

@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
-__all__ = ["check_level", "_empty_frame_as_array", "_plain_valid_inputs", "_reject_categorical_columns", "_check_magnitude"]
+__all__ = ["check_level", "check_sample_weight", "check_response", "_empty_frame_as_array", "_plain_valid_inputs", "_reject_categorical_columns", "_check_magnitude"]
 
 
 def _empty_frame_as_array(X):
@@ -116,3 +116,53 @@ def check_level(level):
     if not isinstance(level, numbers.Real) or not 0 < level < 1:
         raise ValueError(f"level must be a number strictly between 0 and 1 (e.g. 0.95); got {level!r}.")
     return float(level)
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """Prior weights: None, or positive finite numbers, one per row (fit, score and the Dask
+    partitions use this one check)."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight has shape {w.shape} but X has {n_samples} rows; pass one weight per row."
+        )
+    try:
+        w = w.astype(float)
+    except (TypeError, ValueError):
+        raise ValueError("sample_weight must be numeric (prior weights, one per row).") from None
+    if not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError(
+            "sample_weight must be positive and finite (they are prior weights: residual "
+            "variance sigma^2 / weight); a weight of zero is not allowed: drop those rows instead."
+        )
+    return w
+
+
+def check_response(y, n_samples=None, what="y"):
+    """y as a 1-D float array, or a clear error: dates and durations are not numbers to fit."""
+    arr = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+    kind = getattr(getattr(y, "dtype", None), "kind", None) or arr.dtype.kind
+    if kind == "O":  # datetimes as objects (tz-aware, or a list of them)
+        inferred = pd.api.types.infer_dtype(arr.ravel(), skipna=True)
+        kind = "M" if inferred in ("datetime", "datetime64", "date") else "m" if inferred.startswith("timedelta") else kind
+    if kind in ("m", "M"):
+        raise ValueError(
+            f"{what} holds {'datetimes' if kind == 'M' else 'time durations'} ({getattr(y, 'dtype', arr.dtype)}); "
+            "sklmm models a numeric response: convert it first (e.g. days since a reference date, "
+            "(y - y.min()) / np.timedelta64(1, 'D'))."
+        )
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"{what} should be a 1d array; got shape {arr.shape}.")
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise ValueError(f"{what} has {arr.shape[0]} rows but X has {n_samples}; pass one value per row.")
+    try:
+        arr = arr.astype(float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numeric; got values of dtype {arr.dtype}.") from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"Input {what} contains NaN or infinity; drop or fix those rows.")
+    return arr

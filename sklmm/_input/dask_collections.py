@@ -47,7 +47,7 @@ from .._engine.crossprod import reorder_terms, shift_term, sum_cross_products
 from .._engine.factor import make_factor
 from .._engine.fit import fit_cross_products
 from .._engine.terms import RandomTerm
-from .arrays import _empty_frame_as_array
+from .arrays import _empty_frame_as_array, check_response, check_sample_weight
 from .dask_partitions import (
     _ALIGN_HINT,
     _check_lengths,
@@ -365,18 +365,16 @@ def predict(est, X, groups=None, return_std=False):
 
 
 def _score_partition(Xp, yp, gp, wp, state, partition_info=None):
-    """Weighted count, mean and sum of squares of y, and residual sum of squares (R^2's sums)."""
-    from sklearn.utils import check_array
-
+    """Weighted count, mean and sum of squares of y, and residual sum of squares (R^2's sums);
+    y and the weights are checked as the in-memory score (and fit) check them."""
     where = _where(partition_info)
     n = _check_lengths(where, X=Xp, y=yp, groups=gp, sample_weight=wp)
     if n == 0:
         return None
     pred = _predict_partition(Xp, gp, state, False, partition_info)
     try:
-        y = check_array(yp, ensure_2d=False, dtype=np.float64, input_name="y")
-        w = np.ones(n) if wp is None else check_array(wp, ensure_2d=False, dtype=np.float64,
-                                                      input_name="sample_weight")
+        y = check_response(yp, n)
+        w = np.ones(n) if wp is None else check_sample_weight(wp, n)
     except ValueError as e:
         raise ValueError(f"{e} ({where})") from e
     sw = float(w.sum())

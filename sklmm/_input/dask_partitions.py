@@ -17,6 +17,7 @@ import pandas as pd
 
 from .._engine.crossprod import cross_products, sum_cross_products
 from .._engine.terms import RandomTerm
+from .arrays import check_sample_weight
 from .groups import as_group_frame
 
 __all__ = ["SPLIT_EVERY"]
@@ -129,7 +130,7 @@ def _partition_cross_products(Xp, yp, gp, wp, spec, partition_info=None):
     try:  # the in-memory checks and messages, on an unfitted copy of the estimator
         X, y = copy.copy(spec.template)._validate_X(Xp, yp, groups=gp)
         frame = as_group_frame(gp, n) if gp is not None else None
-        w = spec.template._check_weights(wp, X) if wp is not None else None
+        w = check_sample_weight(wp, X.shape[0]) if wp is not None else None
     except ValueError as e:
         raise ValueError(f"{e} ({where})") from e
     if frame is not None:
