@@ -211,6 +211,12 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             if structure["smooth_features"] is None
             else self._column_index(structure["smooth_features"], names, "smooth_features")
         )
+        repeated = sorted({names[j] for j in cols if cols.count(j) > 1})
+        if repeated:
+            raise ValueError(
+                f"smooth_features lists {repeated} more than once; a feature has one smooth (two "
+                "identical smooths are not identifiable)."
+            )
         self._check_feature_keys(structure, cols, names)
         smooths, designs = [], []
         for j in cols:

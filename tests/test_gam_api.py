@@ -207,3 +207,23 @@ def test_gam_formula_errors_say_what_is_not_available(formula, match):
         PenalizedSplineRegressor.from_formula(formula, load_mcycle())
     with pytest.raises(ValueError, match=r"\['n_basis'\] are set by the formula"):
         PenalizedSplineRegressor(formula="accel ~ s(times, bs='cr')", n_basis=5).fit(load_mcycle())
+
+
+@pytest.mark.parametrize("knots, match", [
+    ([0.0, 10.0, 10.0, 20.0, 30.0, 40.0, 50.0, 57.6], r"the knots repeat \[10.0\]"),
+    (np.r_[np.quantile(np.round(load_mcycle()["times"] / 20), np.linspace(0, 1, 8))], "the knots repeat"),
+    ([0.0, np.nan, 10.0, 20.0, 30.0, 40.0, 50.0, 57.6], "knots must be finite"),
+    ([0.0, np.inf, 10.0, 20.0, 30.0, 40.0, 50.0, 57.6], "knots must be finite"),
+    (["a", "b"], "knots must be numbers"),
+])
+def test_bad_knots_are_refused_before_the_fit(knots, match):
+    d = load_mcycle()
+    with pytest.raises(ValueError, match=match):
+        PenalizedSplineRegressor(n_basis=8, knots={"times": knots}).fit(d[["times"]], d["accel"])
+
+
+@pytest.mark.parametrize("features", [["times", "times"], [0, "times"], [0, 0]])
+def test_a_feature_smoothed_twice_is_refused(features):
+    d = load_mcycle()
+    with pytest.raises(ValueError, match=r"smooth_features lists \['times'\] more than once"):
+        PenalizedSplineRegressor(smooth_features=features).fit(d[["times"]], d["accel"])

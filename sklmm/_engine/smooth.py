@@ -171,6 +171,23 @@ def rk(x, z):
 # ----------------------------------------------------------------------------- the term
 
 
+def _checked_knots(knots, name):
+    """User knots, sorted: finite, distinct (a basis on repeated knots is singular)."""
+    try:
+        k = np.sort(np.asarray(knots, dtype=float).ravel())
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: knots must be numbers; got {knots!r}.") from None
+    if not np.all(np.isfinite(k)):
+        raise ValueError(f"{name}: knots must be finite numbers; got {list(knots)}.")
+    if np.any(np.diff(k) == 0):
+        dup = sorted(set(k[1:][np.diff(k) == 0].tolist()))
+        raise ValueError(
+            f"{name}: the knots repeat {dup} (quantiles of a feature with few distinct values "
+            "do); give distinct knots, e.g. np.unique(knots), with n_basis to match."
+        )
+    return k
+
+
 class SmoothTerm:
     """One smooth of one feature: basis, penalty, constraint and mixed-model split.
 
@@ -198,7 +215,7 @@ class SmoothTerm:
         self.column = column
         self.basis = basis
         self.n_basis = int(n_basis)
-        self.user_knots = None if knots is None else np.sort(np.asarray(knots, dtype=float))
+        self.user_knots = None if knots is None else _checked_knots(knots, name)
 
     # -- raw basis and penalty ------------------------------------------------------------
     def _setup(self, x):
