@@ -198,6 +198,16 @@ class GroupedMixin:
         underflow the cross-products are refused.
         """
         X = _empty_frame_as_array(X)
+        # column labels that are not all text (integers): names to sklmm, though scikit-learn
+        # keeps no feature names for them
+        labels = list(X.columns) if isinstance(X, pd.DataFrame) and not all(
+            isinstance(c, str) for c in X.columns) else None
+        if not reset and labels is not None and getattr(self, "_column_labels", None) is not None \
+                and labels != self._column_labels:
+            raise ValueError(
+                f"X has the column labels {labels[:20]} but was fitted with {self._column_labels[:20]}; "
+                "pass the columns used in fit, in the same order (integer labels are names, not positions)."
+            )
         if y is not None and getattr(getattr(y, "dtype", None), "kind", None) in ("m", "M"):
             check_response(y)  # dates and durations: the message says how to convert them
         if isinstance(y, pd.Series) and isinstance(y.dtype, np.dtype) and y.dtype.kind in "fiu":
@@ -228,23 +238,62 @@ class GroupedMixin:
             if hint is None:
                 raise
             raise ValueError(f"{e} {hint}") from e
-        _check_magnitude(X, "X", self._feature_names())
+        if labels is not None:
+            self._column_labels = labels
+        else:
+            self.__dict__.pop("_column_labels", None)
+        names = self._feature_names()
+        repeated = sorted({nm for nm in names if names.count(nm) > 1})
+        if repeated:
+            raise ValueError(
+                f"X has columns whose names repeat as text: {repeated}; give every column a name of "
+                "its own (names are what random_slopes, smooth_features and the fitted tables use)."
+            )
+        _check_magnitude(X, "X", names)
         _check_magnitude(y[:, None], "y", ["y"])
         return X, y
 
     def _feature_names(self):
         if hasattr(self, "feature_names_in_"):
             return [str(c) for c in self.feature_names_in_]
+        labels = getattr(self, "_column_labels", None)
+        if labels is not None and len(labels) == self.n_features_in_:
+            return [str(c) for c in labels]
         return [f"x{j}" for j in range(self.n_features_in_)]
+
+    def _label_position(self, key):
+        """The position of an integer key: of the column so labelled when X's labels are
+        integers (labels are names, not positions), else the key itself. None if absent."""
+        labels = getattr(self, "_column_labels", None)
+        if labels is None:
+            return int(key)
+        return labels.index(key) if key in labels else None
+
+    @staticmethod
+    def _check_fixed_names(fe_names, made):
+        """Fixed-effect names must be unique: a feature named like one sklmm makes (its
+        intercept, a smooth's null-space column) would shadow it in every table."""
+        clash = sorted({nm for nm in fe_names if fe_names.count(nm) > 1})
+        if clash:
+            raise ValueError(
+                f"the fixed effects would have the name(s) {clash} twice: a column of X is named "
+                f"like a term sklmm makes ({made}). Rename that column."
+            )
 
     def _column_index(self, spec, names, what):
         out = []
-        named = hasattr(self, "feature_names_in_")
+        named = hasattr(self, "feature_names_in_") or getattr(self, "_column_labels", None) is not None
         for s in spec:
             if isinstance(s, (numbers.Integral, np.integer)) and not isinstance(s, bool):
-                if not 0 <= s < len(names):
+                j = self._label_position(s)
+                if getattr(self, "_column_labels", None) is not None and j is None:
+                    raise ValueError(
+                        f"{what} names {s!r}, which is not a column label of X (labels: "
+                        f"{self._column_labels[:20]}); integer labels are names, not positions."
+                    )
+                if not 0 <= j < len(names):
                     raise ValueError(f"{what} names column index {s}, but X has {len(names)} columns.")
-                out.append(int(s))
+                out.append(int(j))
             elif not named:  # "x1" would silently be column 1 of an array
                 raise ValueError(
                     f"{what} names {s!r}, but X has no column names (an array): give column "

@@ -180,10 +180,12 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ design
 
-    @staticmethod
-    def _per_feature(value, name, j):
+    def _per_feature(self, value, name, j):
+        """A per-feature setting: the value, or a dict's entry for this feature (by name, or by
+        integer label or position)."""
         if isinstance(value, dict):
-            for key in (name, j):
+            labels = getattr(self, "_column_labels", None)
+            for key in (name, j if labels is None else labels[j]):
                 if key in value:
                     return value[key]
             return None
@@ -192,7 +194,8 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
     def _check_feature_keys(self, structure, cols, names):
         """Every dict keyed by smooth feature (n_basis, basis, knots, smoothing_params) names
         smooth features only: a misspelt key would otherwise fall back to the default."""
-        valid = {names[j] for j in cols} | set(cols)
+        labels = getattr(self, "_column_labels", None)
+        valid = {names[j] for j in cols} | (set(cols) if labels is None else {labels[j] for j in cols})
         for param in ("n_basis", "basis", "knots", "smoothing_params"):
             value = structure[param] if param in structure else getattr(self, param)
             if isinstance(value, dict):
@@ -314,8 +317,15 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         fe_names = ["(Intercept)"] + self.linear_features_
         for sm in self.smooths_:
             fe_names += [f"{sm.name}.fx{i}" for i in range(sm.n_fixed)]
+        self._check_fixed_names(fe_names, "'(Intercept)', or a smooth's null space 's(x).fx0'")
         if groups is not None:
             terms = self._group_terms(X, groups)
+            clash = sorted({t.name for t in terms} & {sm.name for sm in self.smooths_})
+            if clash:
+                raise ValueError(
+                    f"the grouping factor(s) {clash} are named like smooth terms; rename those "
+                    "group columns (the tables would confuse a factor with a smooth)."
+                )
         else:
             terms, self._group_factors, self._group_columns = [], [], None
             self._group_names_given = False

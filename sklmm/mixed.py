@@ -359,6 +359,7 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         self._fixed_index = [j for j, nm in enumerate(names) if nm not in random_only] if random_only else None
         Xf = self._fixed_columns(X)
         fe_names = (["(Intercept)"] if fit_intercept else []) + [nm for nm in names if nm not in random_only]
+        self._check_fixed_names(fe_names, "'(Intercept)'")
         design = self._training_design(Xf, terms, sample_weight)  # before the engine strips the rows
         fit = fit_mixed(terms, Xf, y, fe_names, sample_weight=sample_weight, reml=bool(self.reml),
                         solver=self.solver, max_iter=self.max_iter,

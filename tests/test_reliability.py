@@ -817,3 +817,52 @@ def test_dates_and_durations_as_the_response_are_refused_with_the_fix(sleep_df, 
             est.fit(X, y, groups=g)
         with pytest.raises(ValueError, match=msg):
             est.fit(X, sleep_df["Reaction"], groups=g).score(X, y, groups=g)
+
+
+# =============================================================================================
+# names are never silently confused
+# =============================================================================================
+
+
+def test_a_feature_named_like_a_term_sklmm_makes_is_refused(sleep_df):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    bad = X.assign(**{"(Intercept)": 1.0 + np.arange(180) % 3})
+    with pytest.raises(ValueError, match=r"name\(s\) \['\(Intercept\)'\] twice"):
+        MixedLinearRegressor().fit(bad, y, groups=g)
+    MixedLinearRegressor(fit_intercept=False).fit(bad, y, groups=g)  # no intercept of sklmm's: fine
+    with pytest.raises(ValueError, match=r"name\(s\) \['\(Intercept\)'\] twice"):
+        PenalizedSplineRegressor(smooth_features=["Days"], n_basis=5).fit(bad, y)
+    gam_bad = X.assign(**{"s(Days).fx0": np.cos(np.arange(180))})
+    with pytest.raises(ValueError, match=r"name\(s\) \['s\(Days\)\.fx0'\] twice"):
+        PenalizedSplineRegressor(smooth_features=["Days"], n_basis=5).fit(gam_bad, y)
+    with pytest.raises(ValueError, match=r"grouping factor\(s\) \['s\(Days\)'\] are named like smooth terms"):
+        PenalizedSplineRegressor(smooth_features=["Days"], n_basis=5).fit(X, y, groups=g.rename("s(Days)"))
+
+
+@pytest.mark.parametrize("columns", [[1, "1"], ["g", "g"]])
+def test_group_columns_whose_names_repeat_as_text_are_refused(sleep_df, columns):
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    groups = pd.DataFrame({"a": g, "b": (np.arange(180) % 7).astype(str)})
+    groups.columns = columns
+    with pytest.raises(ValueError, match="groups has columns whose names repeat as text"):
+        MixedLinearRegressor().fit(X, y, groups=groups)
+
+
+def test_integer_column_labels_are_names_not_positions(sleep_df):
+    """X with integer labels [7, 3]: random_slopes=[3] is the column labelled 3 (the second),
+    names in the tables are the labels, and a reordered X at predict is refused."""
+    y, g = sleep_df["Reaction"], sleep_df["Subject"]
+    noise = np.cos(np.arange(180))
+    X = pd.DataFrame({7: noise, 3: sleep_df["Days"].to_numpy()})
+    m = MixedLinearRegressor(random_slopes=[3]).fit(X, y, groups=g)
+    ref = MixedLinearRegressor(random_slopes=["Days"]).fit(pd.DataFrame({"noise": noise, "Days": X[3]}), y, groups=g)
+    assert m.criterion_ == pytest.approx(ref.criterion_, rel=1e-12)
+    assert m.theta_names_ == ["Subject.(Intercept)", "Subject.3.(Intercept)", "Subject.3"]
+    assert m.fixed_effects_names_ == ["(Intercept)", "7", "3"]
+    with pytest.raises(ValueError, match="integer labels are names, not positions"):
+        MixedLinearRegressor(random_slopes=[1]).fit(X, y, groups=g)  # no column labelled 1
+    with pytest.raises(ValueError, match=r"X has the column labels \[3, 7\] but was fitted with \[7, 3\]"):
+        m.predict(X[[3, 7]], groups=g)
+    np.testing.assert_array_equal(m.predict(X, groups=g), m.predict(X.to_numpy(), groups=g))
+    gam = PenalizedSplineRegressor(smooth_features=[3], n_basis={3: 6}).fit(X, y)
+    assert list(gam.edf_.index) == ["s(3)"] and gam.smooths_[0].n_basis == 6

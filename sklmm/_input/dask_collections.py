@@ -221,6 +221,7 @@ def fit(est, X, y, groups=None, sample_weight=None):
               f"{time.perf_counter() - t0:.3g} s")
     terms, group_factors, cp = _finish_terms(est, partial, specs, group_columns, n)
     fe_names = (["(Intercept)"] if structure["fit_intercept"] else []) + names
+    est._check_fixed_names(fe_names, "'(Intercept)'")
     fit = fit_cross_products(terms, cp, fe_names, reml=bool(est.reml), solver=est.solver,
                              max_iter=est.max_iter, theta_start=est._warm_theta(terms),
                              verbose=est.verbose, stacklevel=4)

@@ -68,6 +68,13 @@ def as_group_frame(groups, n_samples=None, what="groups"):
             )
     if frame.shape[1] == 0:
         raise ValueError(f"{what} has no columns; pass at least one grouping factor.")
+    names = list(frame.columns)
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:
+        raise ValueError(
+            f"{what} has columns whose names repeat as text: {repeated} (e.g. the labels 1 and "
+            "'1'); give each grouping factor a name of its own."
+        )
     if n_samples is not None and frame.shape[0] != n_samples:
         raise ValueError(
             f"{what} has {frame.shape[0]} rows but X has {n_samples}; pass one group label per "
