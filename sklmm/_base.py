@@ -395,9 +395,9 @@ class GroupedMixin:
     def _set_engine_attributes(self, fit):
         """Fitted attributes common to the estimators, from a :class:`MixedFit`."""
         self._fit = fit
-        self.theta_ = np.array(user_theta(fit.terms, fit.theta), dtype=float)  # lme4's coordinates
+        self.theta_ = fit.user_theta()  # lme4's coordinates and weights' units
         self.theta_names_ = fit.theta_names()
-        self.sigma_ = fit.sigma
+        self.sigma_ = fit.user_sigma()
         self.criterion_ = fit.criterion
         self.loglik_ = fit.loglik
         self.aic_ = fit.aic

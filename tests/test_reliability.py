@@ -866,3 +866,63 @@ def test_integer_column_labels_are_names_not_positions(sleep_df):
     np.testing.assert_array_equal(m.predict(X, groups=g), m.predict(X.to_numpy(), groups=g))
     gam = PenalizedSplineRegressor(smooth_features=[3], n_basis={3: 6}).fit(X, y)
     assert list(gam.edf_.index) == ["s(3)"] and gam.smooths_[0].n_basis == 6
+
+
+# =============================================================================================
+# the accepted range is the range where everything works
+# =============================================================================================
+
+
+def _everything(m, X, g):
+    """What a user reads after the fit, in one dict."""
+    fe = m.fixed_effects_
+    mean, se = m.predict(X, groups=g, return_std=True)
+    return dict(theta=m.theta_, sigma=m.sigma_, criterion=m.criterion_, se=fe["std_error"].to_numpy(),
+                df=fe["df"].to_numpy(), p=fe["p_value"].to_numpy(), mean=mean, pse=se,
+                re_sd=m.random_effects_std_["Subject"].to_numpy(), ci=m.confidence_intervals("profile").to_numpy())
+
+
+@pytest.mark.parametrize("c", [1e6, 1e-6, 1e-15, 1e15])
+def test_the_units_of_prior_weights_do_not_matter(sleep_df, c):
+    """Weights w and c w are the same model (sigma^2 -> c sigma^2, theta -> theta / sqrt(c)):
+    inverse variances in any unit. At 1e6 a false ConvergenceWarning came, at 1e-15 and 1e15 a
+    wrong optimum; now every quantity agrees, without a warning."""
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    a = _everything(MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g, sample_weight=w), X, g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g, sample_weight=c * w)
+        b = _everything(m, X, g)
+    assert m.converged_ and b["criterion"] == pytest.approx(a["criterion"], rel=1e-10)
+    np.testing.assert_allclose(b["theta"] * np.sqrt(c), a["theta"], rtol=1e-6)
+    assert b["sigma"] / np.sqrt(c) == pytest.approx(a["sigma"], rel=1e-8)
+    for key in ("se", "df", "p", "mean", "pse", "re_sd"):
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, err_msg=key)
+    ci_b = b["ci"].copy()
+    ci_b[3] /= np.sqrt(c)  # the sigma row
+    np.testing.assert_allclose(ci_b, a["ci"], rtol=1e-5)
+    sim = m.simulate(200, random_state=0)  # residual sd sigma / sqrt(c w): the data's scale
+    assert np.std(sim - sim.mean(axis=1, keepdims=True)) == pytest.approx(np.std(y), rel=0.5)
+
+
+@pytest.mark.parametrize("y_scale, x_scale", [(1e90, 1.0), (1e-90, 1.0), (1.0, 1e90), (1.0, 1e-90), (1e-45, 1e45)])
+def test_every_derived_quantity_is_right_at_the_ends_of_the_accepted_scales(sleep_df, y_scale, x_scale):
+    """y and X anywhere in the accepted magnitudes (1e-100 to 1e100): standard errors,
+    Satterthwaite df, p-values, profile intervals, prediction standard errors and conditional
+    variances equal the unit-scale fit's, rescaled (df were NaN at 1e90, the profile failed and
+    a conditional variance crashed at X * 1e90)."""
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    a = _everything(MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g), X, g)
+    Xs = X * x_scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow, no convergence warning
+        b = _everything(MixedLinearRegressor(random_slopes=["Days"]).fit(Xs, y * y_scale, groups=g), Xs, g)
+    for key in ("df", "p"):
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-3, err_msg=key)
+    np.testing.assert_allclose(b["se"], a["se"] * y_scale / np.array([1.0, x_scale]), rtol=1e-4)
+    np.testing.assert_allclose(b["pse"], a["pse"] * y_scale, rtol=1e-4)
+    np.testing.assert_allclose(b["re_sd"], a["re_sd"] * y_scale / np.array([1.0, x_scale]), rtol=1e-4)
+    # rows: sd_(Intercept), cor, sd_Days, sigma, (Intercept), Days
+    unit = np.array([y_scale, 1.0, y_scale / x_scale, y_scale, y_scale, y_scale / x_scale])[:, None]
+    np.testing.assert_allclose(b["ci"], a["ci"] * unit, rtol=1e-3)

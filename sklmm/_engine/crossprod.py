@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CrossProducts", "cross_products", "sum_cross_products", "keep_fixed", "reorder_terms", "shift_term"]
+__all__ = ["CrossProducts", "cross_products", "sum_cross_products", "keep_fixed", "reorder_terms", "shift_term",
+           "rescale_weights", "random_part_only"]
 
 
 @dataclass
@@ -180,6 +181,30 @@ def reorder_terms(cp, order):
                                             n_levels[l])
     return dataclasses.replace(cp, diag=[cp.diag[k] for k in order], zxy=[cp.zxy[k] for k in order],
                                off=off)
+
+
+def rescale_weights(cp):
+    """The cross-products with the prior weights divided by their geometric mean ``c``, and c.
+
+    Uniform weights only rescale the model (``sigma^2 -> sigma^2 / c``, ``T -> T sqrt(c)``),
+    so a fit works on weights of order one whatever their units: weights of 1e6 or 1e-15 (say
+    inverse variances) would otherwise put theta at 1e-3 or 3e7, where the optimizer's steps and
+    the convergence check lose their scale. Every sum over rows is linear in the weights;
+    ``sum(log w)`` drops by ``n log c``.
+    """
+    if cp.sum_log_weights == 0.0 or cp.n == 0:
+        return cp, 1.0
+    c = float(np.exp(cp.sum_log_weights / cp.n))
+    off = {key: (rows, cols, blocks / c) for key, (rows, cols, blocks) in cp.off.items()}
+    return dataclasses.replace(cp, diag=[d / c for d in cp.diag], zxy=[z / c for z in cp.zxy], off=off,
+                               xyxy=cp.xyxy / c, sum_log_weights=0.0), c
+
+
+def random_part_only(cp):
+    """The cross-products of Z alone (no fixed columns; a unit response orthogonal to Z): what
+    the random effects' conditional covariances need, whatever the scale of X and y."""
+    zxy = [np.zeros(z.shape[:2] + (1,)) for z in cp.zxy]
+    return dataclasses.replace(cp, p=0, zxy=zxy, xyxy=np.ones((1, 1)), sum_log_weights=0.0)
 
 
 def shift_term(cp, k, M):

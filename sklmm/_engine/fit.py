@@ -19,12 +19,12 @@ from sklearn.exceptions import ConvergenceWarning
 from . import optimize
 from .checks import _verified, column_mirrors, covariance_terms
 from .criteria import profiled_criterion
-from .crossprod import cross_products, keep_fixed
+from .crossprod import cross_products, keep_fixed, rescale_weights
 from .factor import make_factor
 from .optimize import OptSummary
 from .start import moment_start, theta_scale
 from .system import _tail_cholesky, dense_system
-from .terms import templates, theta_layout
+from .terms import templates, theta_layout, user_theta
 
 __all__ = ["MixedFit", "fit_mixed", "fit_cross_products", "SingularFitWarning", "SINGULAR_TOL", "RANK_TOL"]
 
@@ -147,6 +147,10 @@ class MixedFit:
     factor: object
     optimizer: OptSummary
     theta_unit: np.ndarray = None  # theta_scale(): singularity is judged in these units
+    #: sqrt of the prior weights' geometric mean, which the fit divided them by
+    #: (:func:`~sklmm._engine.crossprod.rescale_weights`): theta and sigma here are in those
+    #: units; the user's are :meth:`user_sigma` and :meth:`user_theta`
+    sigma_scale: float = 1.0
     tables: dict = field(default_factory=dict)  # the estimators' tables, built on first access
     #: held by whatever updates ``factor`` at another theta or fills a cache: a fitted model is
     #: read-only to its users, so that any number of threads may use it at once
@@ -204,6 +208,15 @@ class MixedFit:
             if not t.scalar and np.any(theta[s][t.theta_lower() == 0] < SINGULAR_TOL):
                 return True
         return False
+
+    def user_sigma(self):
+        """sigma in the units of the user's weights (lme4's ``sigma(fit)``)."""
+        return self.sigma * self.sigma_scale
+
+    def user_theta(self):
+        """theta as lme4 reports it: in the user's coordinates (a centred term mapped back) and
+        relative to :meth:`user_sigma`."""
+        return np.asarray(user_theta(self.terms, self.theta), dtype=float) / self.sigma_scale
 
     def theta_names(self):
         return [nm for t in self.terms for nm in t.theta_names()]
@@ -263,6 +276,8 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
     """
     n = cp.n
     n_fixed = cp.p
+    # weights of order one: the model in units where their geometric mean is 1
+    cp, weight_scale = rescale_weights(cp)
     keep = independent_columns(cp.xyxy[:-1, :-1])
     if len(keep) < n_fixed:
         dropped = [fe_names[j] for j in range(n_fixed) if j not in keep]
@@ -287,8 +302,8 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
     factor = make_factor(cp, terms, solver)
     lower = np.concatenate([t.theta_lower() for t in terms]) if terms else np.zeros(0)
     scale = theta_scale(terms, cp)
-    if theta_start is not None and len(theta_start) == len(lower):
-        start = np.maximum(np.asarray(theta_start, dtype=float), lower)
+    if theta_start is not None and len(theta_start) == len(lower):  # (given in the weights' units)
+        start = np.maximum(np.asarray(theta_start, dtype=float) * np.sqrt(weight_scale), lower)
         step = np.maximum(WARM_STEP * np.abs(start), 0.01 * scale)
     else:
         start, step = moment_start(terms, cp, scale, factor)
@@ -349,6 +364,7 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
         sigma=float(np.sqrt(fz.r2 / (n - p if reml else n))),
         criterion=float(profiled_criterion(fz, n, p, reml, cp.sum_log_weights)),
         reml=reml, n=n, cp=cp, factor=factor, optimizer=summ, theta_unit=scale,
+        sigma_scale=float(np.sqrt(weight_scale)),
     )
     if problem is not None:
         warnings.warn(
@@ -382,10 +398,15 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
 
 def _refit(fit, cp, fe_names, solver, reml=None, theta_start=None):
     """The same terms refitted to other cross-products ``cp`` (another response, ML instead of
-    REML), from the fitted theta unless ``theta_start`` is given, its warnings silenced."""
+    REML), from the fitted theta unless ``theta_start`` is given, its warnings silenced.
+
+    ``cp`` is in the fit's units of the weights (its prior weights already divided by their
+    geometric mean), and so is the refit: it keeps the fit's ``sigma_scale``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit_cross_products(
+        new = fit_cross_products(
             fit.terms, cp, fe_names, reml=fit.reml if reml is None else reml, solver=solver,
             theta_start=fit.theta if theta_start is None else theta_start,
         )
+    new.sigma_scale = fit.sigma_scale
+    return new

@@ -11,7 +11,7 @@ import pandas as pd
 from .._engine.crossprod import _by_level
 from .._engine.fit import _refit
 from .._engine.terms import templates
-from .parameters import parameter_names, sdcor_from_theta
+from .parameters import parameter_names, sdcor_of_fit
 
 __all__ = ["TrainingDesign", "simulate_responses", "bootstrap_replicates", "percentile_intervals"]
 
@@ -60,7 +60,8 @@ def simulate_responses(fit, design, n_draws, rng):
     n = design.Xf.shape[0]
     mean = design.Xf @ fit.beta
     out = np.empty((n, n_draws))
-    sd = fit.sigma / np.sqrt(design.sample_weight) if design.sample_weight is not None else fit.sigma
+    sigma = fit.user_sigma()  # per unit of the user's weights
+    sd = sigma / np.sqrt(design.sample_weight) if design.sample_weight is not None else sigma
     for d in range(n_draws):
         out[:, d] = mean + design.random_part(_draw_random_effects(fit, rng)) + sd * rng.standard_normal(n)
     return out
@@ -69,8 +70,8 @@ def simulate_responses(fit, design, n_draws, rng):
 def _with_response(fit, design, y):
     """The fit's cross-products with the response replaced by ``y`` (Z and X parts reused)."""
     cp = copy.copy(fit.cp)
-    w = design.sample_weight
-    yw = y if w is None else y * w
+    w = design.sample_weight  # in the fit's units: divided by their geometric mean, as fit.cp's
+    yw = y if w is None else y * (w / fit.sigma_scale**2)
     X = design.Xf[:, fit.keep]
     xy = np.append(X.T @ yw, y @ yw)
     cp.xyxy = cp.xyxy.copy()
@@ -92,7 +93,7 @@ def _bootstrap_chunk(fit, design, fe_names, solver, seeds):
         y = simulate_responses(fit, design, 1, rng)[:, 0]
         try:
             f = _refit(fit, _with_response(fit, design, y), kept_names, solver)
-            rows.append(np.concatenate([sdcor_from_theta(f.terms, f.theta, f.sigma), f.beta]))
+            rows.append(np.concatenate([sdcor_of_fit(f), f.beta]))
         except (ValueError, np.linalg.LinAlgError):
             rows.append(np.full(len(fit.theta) + 1 + len(fit.keep), np.nan))
     return rows

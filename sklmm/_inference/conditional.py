@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .._engine.crossprod import random_part_only
 from .._engine.factor_blocked import BlockedFactor
 from .._engine.terms import templates, theta_layout
 from .covariance import _restore
@@ -39,7 +40,9 @@ def conditional_covariances(fit, chunk_entries=4_000_000):
                     f"the grouping factors after the first (limit {CONDVAR_DENSE_LIMIT}); this model is "
                     "too large for them. Predictions and their standard errors do not need them."
                 )
-        bf = fit.factor if isinstance(fit.factor, BlockedFactor) else BlockedFactor(fit.cp, terms)
+        # the random part's blocks of the factor do not involve X or y: without them (a fit by
+        # another factorization) nothing depends on the scale of the fixed columns
+        bf = fit.factor if isinstance(fit.factor, BlockedFactor) else BlockedFactor(random_part_only(fit.cp), terms)
         try:
             bf.update(fit.theta)
             Ts, out = bf.spherical_covariances(chunk_entries)

@@ -82,8 +82,11 @@ def satterthwaite_df(fit, cov):
     The covariance of the variance parameters ``(theta, sigma)`` is twice the inverse Hessian of
     the deviance in them; the gradient of each ``Var(beta_j)`` in them comes from the Jacobian of
     ``sigma^2 (R_X'R_X)^{-1}``; ``df = 2 Var^2 / (g' A g)``. Derivatives are numerical (central
-    differences with Richardson extrapolation, as numDeriv), with sigma scaled by its estimate so
-    that every parameter is of order one.
+    differences with Richardson extrapolation, as numDeriv), in coordinates where every
+    parameter is of order one: each theta in its natural unit (``fit.theta_unit``: a slope on a
+    column of scale 1e90 has theta of order 1e-90) and sigma relative to its estimate; and df is
+    formed from relative derivatives, ``2 / (g'A g / Var^2)``, so that nothing overflows however
+    y is scaled (df do not depend on the parameterization).
     """
     p = cov.shape[0]
     if p == 0:
@@ -91,15 +94,18 @@ def satterthwaite_df(fit, cov):
     if not fit.terms:  # no random effects: the ordinary least-squares residual df
         return np.full(p, float(fit.n - p))
     s0 = fit.sigma
-    x0 = np.append(fit.theta, 1.0)
+    unit = fit.theta_unit if fit.theta_unit is not None else np.ones(len(fit.theta))
+    x0 = np.append(fit.theta / unit, 1.0)
+    fit.factor.update(fit.theta)
+    var0 = np.diag(_fixed_cov_unscaled(fit.factor))  # Var(beta_j) / sigma^2 at the estimate
 
     def dev(x):
-        return deviance_theta_sigma(fit, x[:-1], x[-1] * s0)
+        return deviance_theta_sigma(fit, x[:-1] * unit, x[-1] * s0)
 
-    def var_beta(x):
-        if fit.factor.update(x[:-1]) is None:
+    def var_beta(x):  # Var(beta_j)(x) / Var(beta_j)(x0)
+        if fit.factor.update(x[:-1] * unit) is None:
             return np.full(p, np.nan)
-        return (x[-1] * s0) ** 2 * np.diag(_fixed_cov_unscaled(fit.factor))
+        return x[-1] ** 2 * np.diag(_fixed_cov_unscaled(fit.factor)) / var0
 
     try:
         H = _hessian(dev, x0)
@@ -110,7 +116,7 @@ def satterthwaite_df(fit, cov):
     A = 2.0 * np.linalg.pinv(H)
     denom = np.einsum("jk,kl,jl->j", J, A, J)
     with np.errstate(divide="ignore", invalid="ignore"):
-        df = 2.0 * np.diag(cov) ** 2 / denom
+        df = 2.0 / denom
     return np.where(np.isfinite(df) & (df > 0), df, np.nan)
 
 

@@ -28,7 +28,7 @@ from .conditional import (
     prior_covariances,
 )
 from .covariance import fixed_effects_table, wald_intervals
-from .parameters import sdcor_from_theta
+from .parameters import sdcor_of_fit
 from .profile import profile_intervals
 
 __all__ = ["InferenceMixin"]
@@ -348,7 +348,7 @@ class InferenceMixin:
         if method == "bootstrap":
             reps = self.bootstrap(n_boot, random_state=random_state, n_jobs=n_jobs, progress=progress)
             est = pd.Series(
-                np.concatenate([sdcor_from_theta(fit.terms, fit.theta, fit.sigma), fit.beta[fit.keep]]),
+                np.concatenate([sdcor_of_fit(fit), fit.beta[fit.keep]]),
                 index=reps.columns,
             )
             return percentile_intervals(reps, est, level)

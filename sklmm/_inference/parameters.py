@@ -6,7 +6,7 @@ import numpy as np
 
 from .._engine.terms import theta_layout
 
-__all__ = ["parameter_names", "sdcor_from_theta", "theta_from_sdcor", "same_in_both_charts"]
+__all__ = ["parameter_names", "sdcor_from_theta", "sdcor_of_fit", "theta_from_sdcor", "same_in_both_charts"]
 
 
 def parameter_names(terms):
@@ -93,3 +93,12 @@ def same_in_both_charts(terms):
         for i, j in zip(t.tri_rows, t.tri_cols):
             out.append(t.shift is None or (i != 0 and j != 0))
     return np.asarray(out + [True], dtype=bool)
+
+
+def sdcor_of_fit(fit):
+    """A fit's standard deviations, correlations and sigma as the user reads them: in the user's
+    coordinates, and sigma in the units of the user's prior weights (the standard deviations
+    of the random effects do not depend on the weights' units)."""
+    psi = sdcor_from_theta(fit.terms, fit.theta, fit.sigma)
+    psi[-1] *= getattr(fit, "sigma_scale", 1.0)
+    return psi

@@ -19,6 +19,7 @@ from .parameters import (
     parameter_names,
     same_in_both_charts,
     sdcor_from_theta,
+    sdcor_of_fit,
     theta_from_sdcor,
 )
 
@@ -49,6 +50,11 @@ def _interval_side(g, est, step, limit, target, xtol):
     return brentq(lambda v: g(v) - target, a, b, xtol=xtol, rtol=1e-10)
 
 
+def _theta_units(fit):
+    """Each theta's natural unit (:func:`~sklmm._engine.start.theta_scale`; 1 where not kept)."""
+    return fit.theta_unit if fit.theta_unit is not None else np.ones(len(fit.theta))
+
+
 def _profile_sdcor(fit, j, cutoff):
     """Profile interval for variance parameter j (sd, cor or sigma) by root finding on zeta.
 
@@ -63,7 +69,10 @@ def _profile_sdcor(fit, j, cutoff):
     is_cor = np.array([nm.startswith("cor_") for nm in names])
     m = len(psi_hat)
     free = np.array([i for i in range(m) if i != j], dtype=np.intp)
-    scale = np.where(is_cor, 1.0, np.maximum(np.abs(psi_hat), 1e-3 * fit.sigma))
+    # each sd in its natural unit: sigma times its coefficient's unit (a slope on a column of
+    # scale 1e90 has an sd of order 1e-90), so that steps and tolerances follow any rescaling
+    natural = fit.sigma * np.append(_theta_units(fit), 1.0)
+    scale = np.where(is_cor, 1.0, np.maximum(np.abs(psi_hat), 1e-3 * natural))
     lower = np.where(is_cor, -1.0, 0.0)
     lower[-1] = 1e-8 * fit.sigma
     upper = np.where(is_cor, 1.0, np.inf)
@@ -97,8 +106,8 @@ def _profile_sdcor(fit, j, cutoff):
         lo_lim, hi_lim, step = -1.0, 1.0, 0.1
     else:
         lo_lim, hi_lim = (0.0 if j < m - 1 else None), None
-        step = 0.25 * max(est, 0.05 * fit.sigma)
-    xtol = 1e-6 * (1.0 if is_cor[j] else max(est, fit.sigma))
+        step = 0.25 * max(est, 0.05 * natural[j])
+    xtol = 1e-6 * (1.0 if is_cor[j] else max(est, natural[j]))
     try:
         hi = _interval_side(zeta2, est, step, hi_lim, target, xtol)
         warm["x"] = psi_hat[free] / scale[free]
@@ -122,6 +131,7 @@ def _profile_beta(fit, jk, cutoff):
     """
     n, p, reml = fit.n, fit.cp.p, fit.reml
     lower = np.concatenate([t.theta_lower() for t in fit.terms]) if fit.terms else np.zeros(0)
+    unit = _theta_units(fit)
     warm = {"x": fit.theta.copy()}
 
     def crit(theta, b):
@@ -143,9 +153,11 @@ def _profile_beta(fit, jk, cutoff):
     def zeta2(b):
         if len(lower) == 0:
             return max(crit(np.zeros(0), b) - dev_min, 0.0)
-        res = minimize_bobyqa(lambda th: crit(th, b), warm["x"], lower, ftol_rel=1e-10,
+        # theta in its natural units (see satterthwaite_df), so the steps follow any rescaling
+        res = minimize_bobyqa(lambda z: crit(z * unit, b), warm["x"] / unit, lower, ftol_rel=1e-10,
                               ftol_abs=1e-9, xtol_abs=1e-8, max_evals=4000,
                               initial_step=np.full(len(lower), 0.05))
+        res.final = res.final * unit
         warm["x"] = res.final
         return max(res.fmin - dev_min, 0.0)
 
@@ -171,10 +183,12 @@ def profile_intervals(fit, fe_names, level):
         if fit.reml:
             fit = _refit(fit, copy.copy(fit.cp), [fe_names[j] for j in fit.keep], fit.factor.name, reml=False)
         names = parameter_names(fit.terms)
-        est = sdcor_from_theta(fit.terms, fit.theta, fit.sigma)
+        est = sdcor_of_fit(fit)
         rows = []
         for j, nm in enumerate(names):
             lo, hi = _profile_sdcor(fit, j, cutoff)
+            if j == len(names) - 1:  # sigma, profiled in the fit's units of the weights
+                lo, hi = lo * fit.sigma_scale, hi * fit.sigma_scale
             rows.append((nm, est[j], lo, hi))
         for jk, col in enumerate(fit.keep):
             lo, hi = _profile_beta(fit, jk, cutoff)
