@@ -331,3 +331,31 @@ def test_repeated_fits_are_bit_identical(d, gam):
         np.testing.assert_array_equal(other.coef_, a.coef_)
         assert other.criterion_ == a.criterion_ and other.n_iter_ == a.n_iter_
         np.testing.assert_array_equal(other.predict(X, groups=g), a.predict(X, groups=g))
+
+
+@PROPS
+@given(st.integers(0, 2**32 - 1), st.booleans(), st.sampled_from([0.0, 10.0, 50.0, 200.0]),
+       st.sampled_from([1e-12, 1e-3, 1.0, 1e4, 1e15]))
+def test_no_fit_ends_worse_than_the_random_intercept_model_nested_in_it(seed, correlated, offset, w_unit):
+    """Small designs, a slope column off centre by `offset`, prior weights in any unit: the model
+    with random slopes never ends above the random-intercept model (its boundary face)."""
+    rng = np.random.default_rng(seed)
+    a = int(rng.integers(3, 9))
+    codes = np.repeat(np.arange(a), rng.integers(2, 7, a))
+    n = len(codes)
+    x = rng.uniform(0, 10, n) + offset
+    y = (1 + 0.5 * x + rng.normal(0, rng.choice([0.0, 0.5, 2.0]), a)[codes]
+         + rng.normal(0, rng.choice([0.0, 0.3, 1.0]), a)[codes] * (x - x.mean()) + rng.normal(size=n))
+    w = w_unit * rng.uniform(0.5, 2.0, n)
+    try:
+        full = _fit(MixedLinearRegressor(random_slopes=[0], correlated_slopes=correlated), x[:, None], y, codes)
+        nested = _fit(MixedLinearRegressor(), x[:, None], y, codes)
+        full_w = MixedLinearRegressor(random_slopes=[0], correlated_slopes=correlated)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            full_w.fit(x[:, None], y, groups=codes, sample_weight=w)
+            nested_w = MixedLinearRegressor().fit(x[:, None], y, groups=codes, sample_weight=w)
+    except ValueError:
+        return  # a design the checks refuse (too few rows for the slopes): said, not fitted
+    assert full.criterion_ <= nested.criterion_ + 1e-7 * abs(nested.criterion_)
+    assert full_w.criterion_ <= nested_w.criterion_ + 1e-7 * abs(nested_w.criterion_)

@@ -926,3 +926,47 @@ def test_every_derived_quantity_is_right_at_the_ends_of_the_accepted_scales(slee
     # rows: sd_(Intercept), cor, sd_Days, sigma, (Intercept), Days
     unit = np.array([y_scale, 1.0, y_scale / x_scale, y_scale, y_scale, y_scale / x_scale])[:, None]
     np.testing.assert_allclose(b["ci"], a["ci"] * unit, rtol=1e-3)
+
+
+# =============================================================================================
+# no false optimum
+# =============================================================================================
+
+
+def _small_design(seed, correlated):
+    """A small random design with a slope column off centre (the generator that found them)."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(3, 9)
+    codes = np.repeat(np.arange(a), rng.integers(2, 7, a))
+    n = len(codes)
+    x = rng.uniform(0, 10, n) + rng.choice([0, 10, 50, 200])
+    y = (1 + 0.5 * x + rng.normal(0, rng.choice([0.0, 0.5, 2.0]), a)[codes]
+         + rng.normal(0, rng.choice([0.0, 0.3, 1.0]), a)[codes] * (x - x.mean()) + rng.normal(size=n))
+    return x[:, None], y, codes
+
+
+# seeds whose fits ended above the nested random-intercept model's optimum (by 24, 3.7, 0.75,
+# 0.025, 0.5, ... for (x || g); 0.30 and 0.19 for (x | g)), reported as converged and not singular
+@pytest.mark.parametrize("seed, correlated", [(2, False), (16, False), (55, False), (363, False), (1010, False),
+                                              (1153, False), (1145, True), (2625, True)])
+def test_a_fit_never_ends_worse_than_a_model_nested_in_it(seed, correlated):
+    X, y, g = _small_design(seed, correlated)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # singular fits, far-from-centred slopes
+        full = MixedLinearRegressor(random_slopes=[0], correlated_slopes=correlated).fit(X, y, groups=g)
+        nested = [MixedLinearRegressor().fit(X, y, groups=g),
+                  MixedLinearRegressor(random_slopes=[0], random_intercept=False).fit(X, y, groups=g)]
+    for m in nested:
+        assert full.criterion_ <= m.criterion_ + 1e-7 * abs(m.criterion_)
+
+
+@pytest.mark.parametrize("n, p", [(3, 2), (4, 3), (5, 4)])
+def test_an_exactly_flat_criterion_is_not_reported_as_converged(n, p):
+    """REML with one residual degree of freedom: the criterion does not depend on theta, so any
+    point is 'an optimum' and none is an estimate."""
+    rng = np.random.default_rng(n)
+    X, y = rng.normal(size=(n, p - 1)), rng.normal(size=n)
+    g = np.r_[0, 0, np.ones(n - 2, dtype=int)]
+    with pytest.warns(ConvergenceWarning, match=r"does not change with the variance parameters.*n - p = 1"):
+        m = MixedLinearRegressor().fit(X, y, groups=g)
+    assert not m.converged_

@@ -13,7 +13,8 @@ import numpy as np
 from . import optimize
 from .terms import theta_layout
 
-__all__ = ["optimum_problem", "column_mirrors", "mirrored_descent", "covariance_terms", "covariance_probe"]
+__all__ = ["optimum_problem", "column_mirrors", "mirrored_descent", "covariance_terms", "covariance_probe",
+           "boundary_faces", "face_descent"]
 
 
 #: lme4's ``checkConv``: tolerance on the (scaled) gradient and finite-difference step on theta
@@ -260,10 +261,92 @@ def covariance_probe(objective, x, fx, candidates, min_gain=1e-6, eps=1e-6, tol=
     return best
 
 
-def _verified(objective, summ, lower, max_iter, scale, mirrors=None, candidates=()):
+def boundary_faces(terms, free, grams=None):
+    """The nested models on the boundary: ``(positions, optimize)`` with the free positions of
+    theta to set to 0, for each term and coefficient the row of ``T_k`` that carries it (the
+    model without that random coefficient: a variance, its covariances; a smooth's variance,
+    the straight line), and all of theta (no random effects).
+
+    ``optimize`` marks the faces of terms with a slope column off centre (|mean| / sd above
+    :data:`FACE_RATIO`; ``grams[k]``, the term's Gram matrix, says), uncorrelated ones and
+    correlated ones with few levels (:data:`FACE_LEVELS`): there the criterion has interior
+    local optima far above the boundary's, and the face's own optimum is sought, not only its
+    point.
+    A correlated term is fitted centred instead (:meth:`RandomTerm.centre_slopes`).
+    """
+    slices, _ = theta_layout(terms)
+    pos = {int(i): a for a, i in enumerate(free)}
+    faces = []
+    for k, (t, sl) in enumerate(zip(terms, slices)):
+        hard = grams is not None and (not t.correlated or t.n_levels <= FACE_LEVELS) \
+            and _far_from_centred(t, grams[k])
+        for i in range(t.n_coef if not t.scalar else 1):
+            row = [sl.start + int(d) for d in np.flatnonzero(t.tri_rows == i)]
+            if row and all(r in pos for r in row):
+                faces.append((np.array([pos[r] for r in row]), hard))
+    if faces and len(pos) == len(free):
+        faces.append((np.arange(len(free)), False))
+    return faces
+
+
+#: from this |mean| / sd of a slope column on, an uncorrelated term's faces are optimized (the
+#: false optima appear from a ratio of about 3 in random small designs) ...
+FACE_RATIO = 1.0
+#: ... and a correlated term's when it has at most this many levels (its false optima, rarer,
+#: came with 3 to 8 levels; with more, the optimum on a face costs more than it finds)
+FACE_LEVELS = 12
+
+
+def _far_from_centred(t, G, ratio=FACE_RATIO):
+    """Whether a term with an intercept has a slope column whose |mean| / sd exceeds ratio."""
+    if t.scalar or not t.intercept or t.n_coef < 2 or not G[0, 0] > 0:
+        return False
+    mean = G[0, 1:] / G[0, 0]
+    sd = np.sqrt(np.clip(np.diag(G)[1:] / G[0, 0] - mean**2, 0, None))
+    return bool(np.any(np.abs(mean) > ratio * sd))
+
+
+#: evaluations allowed for the optimum on one face of a hard term (see :func:`boundary_faces`)
+FACE_EVALS = 300
+
+
+def face_descent(objective, x, fx, faces, lower_bounds, unit, min_gain=0.0):
+    """A boundary point better than ``x``: the point with one random coefficient (one face) set
+    to 0, or all of them, when its criterion is lower by more than ``min_gain``; else None.
+
+    A fit must not end worse than a model nested in it. An interior local optimum can be far
+    worse than the boundary (an uncorrelated slope on a far-from-centred column: 24 units of
+    REML criterion above the random intercept's singular optimum, reported as converged), and
+    neither the gradient check nor BOBYQA can see it from there: one evaluation per face can.
+    """
+    best, best_f = None, fx - min_gain
+    for face, optimize_it in faces:
+        z = x.copy()
+        z[face] = 0.0
+        f = objective(z)
+        rest = np.setdiff1d(np.arange(len(x)), face)
+        if optimize_it and len(rest):  # the face's own optimum, from its point
+            def on_face(v, z=z, rest=rest):
+                w = z.copy()
+                w[rest] = v
+                return objective(w)
+
+            lower = np.where(np.isfinite(lower_bounds[rest]), lower_bounds[rest], -np.inf)
+            res = optimize.minimize_bobyqa(on_face, z[rest], lower, max_evals=FACE_EVALS,
+                                           initial_step=np.maximum(0.2 * np.abs(z[rest]), 0.05 * unit[rest]))
+            if res.fmin < f:
+                z = z.copy()
+                z[rest], f = res.final, res.fmin
+        if f < best_f:
+            best, best_f = z, f
+    return best
+
+
+def _verified(objective, summ, lower, max_iter, scale, mirrors=None, candidates=(), faces=()):
     """The optimizer's answer after lme4's convergence check and the probes in covariance space
-    (:func:`mirrored_descent`, :func:`covariance_probe`), with up to :data:`RESTARTS` restarts
-    when any fails: from the better point a probe found, or from the answer itself."""
+    (:func:`mirrored_descent`, :func:`covariance_probe`) and on the boundary faces
+    (:func:`face_descent`), with up to :data:`RESTARTS` restarts when any fails: from the better
+    point a probe found, or from the answer itself."""
     boundary = ("it stopped where the criterion still decreases along a direction of a random-"
                 "effect covariance (a singular or nearly singular point)")
 
@@ -280,6 +363,8 @@ def _verified(objective, summ, lower, max_iter, scale, mirrors=None, candidates=
         better = mirrored_descent(objective, x, fx, mirrors or {}, scale, min_gain=min_gain)
         if better is None:
             better = covariance_probe(objective, x, fx, candidates, min_gain=max(min_gain, 1e-6))
+        if better is None:
+            better = face_descent(objective, x, fx, faces, lower, scale, min_gain=max(min_gain, 1e-6))
         return (None, None) if better is None else (boundary, better)
 
     # any gain is worth a restart; after the last one, only a gain above the optimizer's

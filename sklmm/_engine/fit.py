@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from . import optimize
-from .checks import _verified, column_mirrors, covariance_terms
+from .checks import _verified, boundary_faces, column_mirrors, covariance_terms
 from .criteria import profiled_criterion
 from .crossprod import cross_products, keep_fixed, rescale_weights
 from .factor import make_factor
@@ -74,6 +74,8 @@ IMPRECISE_FIT_RATIO = 1e-6
 
 #: first steps of a warm start, relative to its theta
 WARM_STEP = 0.05
+#: a criterion that varies by less than this (relative) over every evaluation is flat in theta
+FLAT_CRITERION = 1e-12
 
 
 def residual_ratio(cp):
@@ -321,8 +323,13 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
         th[free] = x
         return th
 
+    seen = [np.inf, -np.inf]  # the lowest and highest finite criterion evaluated
+
     def objective(x):
-        return profiled_criterion(factor.update(expand(x)), n, p, reml, cp.sum_log_weights)
+        f = profiled_criterion(factor.update(expand(x)), n, p, reml, cp.sum_log_weights)
+        if np.isfinite(f):
+            seen[0], seen[1] = min(seen[0], f), max(seen[1], f)
+        return f
 
     callback = _progress_printer(verbose, len(free), factor.name) if verbose else None
     summ = optimize.minimize_bobyqa(objective, start[free], lower[free], max_evals=max_iter, callback=callback,
@@ -332,7 +339,15 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
     problem = None
     if check_convergence and summ.converged and len(free) and np.isfinite(summ.fmin):
         summ, problem = _verified(objective, summ, lower[free], max_iter, scale[free],
-                                  column_mirrors(terms, free), covariance_terms(terms, free, scale[free]))
+                                  column_mirrors(terms, free), covariance_terms(terms, free, scale[free]),
+                                  boundary_faces(terms, free, [D.sum(axis=0) for D in cp.diag]))
+    if len(free) and summ.n_evals > 2 * len(free) and seen[1] - seen[0] <= FLAT_CRITERION * max(1.0, abs(seen[0])):
+        # every point the optimizer tried gave the same criterion: theta is not identified
+        summ.converged = False
+        problem = (f"the criterion does not change with the variance parameters (it varied by "
+                   f"{seen[1] - seen[0]:.1e} over {summ.n_evals} evaluations): the data do not "
+                   "identify them" + (f" (REML with n - p = {n - p} residual degree(s) of freedom)"
+                                      if reml and n - p <= 2 else ""))
     summ.final = expand(summ.final)
     theta = summ.final
     fz = factor.update(theta)
