@@ -970,3 +970,51 @@ def test_an_exactly_flat_criterion_is_not_reported_as_converged(n, p):
     with pytest.warns(ConvergenceWarning, match=r"does not change with the variance parameters.*n - p = 1"):
         m = MixedLinearRegressor().fit(X, y, groups=g)
     assert not m.converged_
+
+
+# =============================================================================================
+# fail fast on what cannot fit
+# =============================================================================================
+
+
+def _crossed(n, levels, seed=0):
+    rng = np.random.default_rng(seed)
+    g = np.column_stack([rng.integers(0, levels, n), rng.integers(0, levels, n)])
+    y = rng.normal(size=n) + rng.normal(size=levels)[g[:, 0]] + rng.normal(size=levels)[g[:, 1]]
+    return np.empty((n, 0)), y, g
+
+
+def test_a_dense_block_that_cannot_fit_in_memory_is_refused_before_it_is_asked_for(monkeypatch):
+    import sklmm._engine.factor as factor
+    import sklmm._engine.factor_cholmod as factor_cholmod
+
+    monkeypatch.setattr(factor_cholmod, "HAS_CHOLMOD", False)  # the auto choice is then blocked
+    X, y, g = _crossed(300_000, 100_000)  # 10^5 x 10^5 levels: numpy asked for 74.5 GiB and died
+    with pytest.raises(MemoryError, match=r"dense \d+ x \d+ block: about \d+\.\d GiB.*install scikit-sparse"):
+        MixedLinearRegressor().fit(X, y, groups=g)
+    monkeypatch.setattr(factor, "_available_memory", lambda: 50 * 2**20)  # a small machine
+    X, y, g = _crossed(20_000, 3_000)
+    with pytest.raises(MemoryError, match=r"about 0\.\d GiB, and 0\.0 GiB are available"):
+        MixedLinearRegressor().fit(X, y, groups=g)
+    with pytest.raises(MemoryError, match="the dense factorization needs"):
+        MixedLinearRegressor(solver="dense").fit(X, y, groups=g)
+
+
+def test_slow_evaluations_are_announced(monkeypatch):
+    import sklmm._engine.factor as factor
+
+    monkeypatch.setattr(factor, "_FLOP_RATE", [1e7])  # a slow machine: ~ 0.3 s per 2000^3 / 3 flops
+    X, y, g = _crossed(6_000, 2_000)
+    with pytest.warns(UserWarning, match=r"each evaluation of the criterion factors a dense \d+ x \d+ block, about \d+ s"):
+        factor.check_cost(*_cross_products_of(X, y, g), "blocked")
+
+
+def _cross_products_of(X, y, g):
+    """(cp, terms) of a crossed random-intercept model, as the estimator builds them."""
+    from sklmm._engine.crossprod import cross_products
+
+    m = MixedLinearRegressor()
+    m._structure = {"random_slopes": None, "correlated_slopes": True, "nested": False, "random_intercept": True}
+    m.n_features_in_ = 0
+    terms = m._group_terms(X, g)
+    return cross_products(terms, np.ones((len(y), 1)), y), terms

@@ -10,12 +10,16 @@ fixed-effect block of the factor and ``whitened_norms(Az, Ax)`` the norms ``|L^{
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
+
 from . import factor_cholmod
 from .factor_blocked import BlockedFactor
 from .factor_cholmod import CholmodFactor
 from .factor_dense import DenseFactor
 
-__all__ = ["make_factor", "DENSE_SYSTEM_LIMIT", "DENSE_REST_LIMIT"]
+__all__ = ["make_factor", "choose_solver", "check_cost", "DENSE_SYSTEM_LIMIT", "DENSE_REST_LIMIT"]
 
 
 #: Above this many columns in the terms after the first, ``solver="auto"`` uses CHOLMOD
@@ -27,21 +31,94 @@ DENSE_REST_LIMIT = 3000
 DENSE_SYSTEM_LIMIT = 120
 
 
-def make_factor(cp, terms, solver="auto"):
-    """Choose and build the factorization for these terms.
+def choose_solver(cp, terms, solver="auto"):
+    """The factorization ``"auto"`` takes: the dense Cholesky for small systems (at most
+    :data:`DENSE_SYSTEM_LIMIT` columns), the blocked Cholesky when the terms after the first
+    have at most :data:`DENSE_REST_LIMIT` columns (or CHOLMOD is not installed), CHOLMOD
+    otherwise. Any other value is returned as it is."""
+    if solver != "auto":
+        return solver
+    rest = sum(t.q for t in terms[1:])
+    if sum(t.q for t in terms) + cp.p + 1 <= DENSE_SYSTEM_LIMIT:
+        return "dense"
+    if factor_cholmod.HAS_CHOLMOD and rest > DENSE_REST_LIMIT:
+        return "cholmod"
+    return "blocked"
 
-    ``"auto"`` takes the dense Cholesky for small systems (at most :data:`DENSE_SYSTEM_LIMIT`
-    columns), the blocked Cholesky when the terms after the first have at most
-    :data:`DENSE_REST_LIMIT` columns (or CHOLMOD is not installed), CHOLMOD otherwise.
-    """
-    if solver == "auto":
-        rest = sum(t.q for t in terms[1:])
-        if sum(t.q for t in terms) + cp.p + 1 <= DENSE_SYSTEM_LIMIT:
-            solver = "dense"
-        elif factor_cholmod.HAS_CHOLMOD and rest > DENSE_REST_LIMIT:
-            solver = "cholmod"
-        else:
-            solver = "blocked"
+
+#: dense matrices of the block's size that a factorization keeps (the blocked factor: the
+#: unscaled block, the working copy; the dense factor: the system, Lambda, two products)
+DENSE_COPIES = {"blocked": 2, "dense": 4}
+#: a fit asks for at most this share of the memory the machine has available
+MEMORY_SHARE = 0.8
+#: an evaluation estimated to take longer than this (seconds) is warned about
+SLOW_EVALUATION = 1.0
+_FLOP_RATE = []
+
+
+def _available_memory():
+    """Bytes of memory available (Linux's MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _flop_rate():
+    """Floating-point operations per second of a dense Cholesky here, measured once."""
+    if not _FLOP_RATE:
+        import time
+
+        A = np.eye(600) * 600.0 + 1.0
+        t0 = time.perf_counter()
+        for _ in range(3):
+            np.linalg.cholesky(A)
+        _FLOP_RATE.append(3 * 600**3 / 3.0 / max(time.perf_counter() - t0, 1e-6))
+    return _FLOP_RATE[0]
+
+
+def check_cost(cp, terms, solver):
+    """Refuse a factorization whose dense block cannot fit in memory, with the estimate and the
+    fix, before anything is allocated; warn when each evaluation will be slow.
+
+    Returns the estimated seconds per evaluation (0 when the dense block is small)."""
+    solver = choose_solver(cp, terms, solver)
+    if solver not in DENSE_COPIES or not terms:
+        return 0.0
+    m = (sum(t.q for t in terms) if solver == "dense" else sum(t.q for t in terms[1:])) + cp.p + 1
+    need = DENSE_COPIES[solver] * 8.0 * m * m
+    fix = ("install scikit-sparse (CHOLMOD: pip install scikit-sparse, with apt-get install "
+           "libsuitesparse-dev), which solver='auto' then uses for such designs, or use fewer levels"
+           if not factor_cholmod.HAS_CHOLMOD else
+           "use solver='cholmod' (or 'auto', which takes it for such designs), or fewer levels")
+    avail = _available_memory()
+    if avail is not None and need > MEMORY_SHARE * avail:
+        raise MemoryError(
+            f"the {solver} factorization needs a dense {m} x {m} block: about {need / 2**30:.1f} GiB, "
+            f"and {avail / 2**30:.1f} GiB are available. The grouping factors after the first have "
+            f"{m - cp.p - 1} random-effect columns in all; {fix}."
+        )
+    if m < 1500:
+        return 0.0
+    seconds = m**3 / 3.0 / _flop_rate()
+    if seconds > SLOW_EVALUATION:
+        warnings.warn(
+            f"each evaluation of the criterion factors a dense {m} x {m} block, about {seconds:.0f} s "
+            f"on this machine, and a fit takes some 20 to 100 evaluations; {fix}. verbose=1 shows "
+            "the progress.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return seconds
+
+
+def make_factor(cp, terms, solver="auto"):
+    """Choose (:func:`choose_solver`) and build the factorization for these terms."""
+    solver = choose_solver(cp, terms, solver)
     if solver == "blocked":
         return BlockedFactor(cp, terms)
     if solver == "cholmod":
