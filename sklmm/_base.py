@@ -15,6 +15,7 @@ from sklearn.utils.validation import validate_data
 from ._engine.terms import RandomTerm, internal_theta, theta_layout, user_theta
 from ._input import dask_collections as _dask
 from ._input.arrays import (
+    check_coefficient_range,
     _VALIDATION_HINTS,
     _check_magnitude,
     _empty_frame_as_array,
@@ -198,6 +199,14 @@ class GroupedMixin:
         underflow the cross-products are refused.
         """
         X = _empty_frame_as_array(X)
+        if isinstance(X, pd.DataFrame):  # before scikit-learn, whose message is another's
+            text = [str(c) for c in X.columns]
+            repeated = sorted({c for c in text if text.count(c) > 1})
+            if repeated:
+                raise ValueError(
+                    f"X has columns whose names repeat as text: {repeated}; give every column a name "
+                    "of its own (names are what random_slopes, smooth_features and the fitted tables use)."
+                )
         # column labels that are not all text (integers): names to sklmm, though scikit-learn
         # keeps no feature names for them
         labels = list(X.columns) if isinstance(X, pd.DataFrame) and not all(
@@ -251,6 +260,7 @@ class GroupedMixin:
             )
         _check_magnitude(X, "X", names)
         _check_magnitude(y[:, None], "y", ["y"])
+        check_coefficient_range(X, y, names)
         return X, y
 
     def _feature_names(self):

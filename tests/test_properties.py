@@ -359,3 +359,54 @@ def test_no_fit_ends_worse_than_the_random_intercept_model_nested_in_it(seed, co
         return  # a design the checks refuse (too few rows for the slopes): said, not fitted
     assert full.criterion_ <= nested.criterion_ + 1e-7 * abs(nested.criterion_)
     assert full_w.criterion_ <= nested_w.criterion_ + 1e-7 * abs(nested_w.criterion_)
+
+
+NAME_PIECES = st.sampled_from(["Days", "x", "(Intercept)", "s(Days).fx0", "1", "Subject", "a b", "é"])
+
+
+@PROPS
+@given(st.lists(st.one_of(NAME_PIECES, st.integers(0, 3)), min_size=1, max_size=3), st.booleans())
+def test_names_are_kept_or_refused_never_confused(names, gam):
+    """Any column names: the fit keeps them, one fixed effect per name, or refuses them with one
+    of the documented messages (a name sklmm makes, names that repeat as text, mixed types)."""
+    rng = np.random.default_rng(len(names))
+    n = 60
+    g = np.repeat(np.arange(6), 10)
+    X = pd.DataFrame(rng.normal(size=(n, len(names))))
+    X.columns = names
+    y = rng.normal(size=n) + rng.normal(size=6)[g]
+    est = PenalizedSplineRegressor(smooth_features=[names[0]], n_basis=5) if gam else MixedLinearRegressor()
+    try:
+        m = _fit(est, X, y, g)
+    except (ValueError, TypeError) as e:
+        assert any(s in str(e) for s in ("twice: a column of X is named like a term sklmm makes",
+                                         "names repeat as text", "Feature names are only supported",
+                                         "more than once")), str(e)
+        return
+    fe = list(m.fixed_effects_names_)
+    assert len(set(fe)) == len(fe)
+    text = [str(c) for c in names]
+    if not gam:
+        assert fe == ["(Intercept)"] + text
+
+
+@PROPS
+@given(st.integers(-90, 90), st.integers(-90, 90))
+def test_inference_follows_any_accepted_scale_of_y_and_x(y_exp, x_exp):
+    """y * 10^a, x * 10^b for magnitudes within the accepted range: df and p-values as at unit
+    scale, standard errors rescaled."""
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(8), 6)
+    x = rng.normal(size=48)
+    y = 1 + 0.3 * x + rng.normal(size=8)[g] + rng.normal(size=48)
+    a = _fit(MixedLinearRegressor(), x[:, None], y, g)
+    try:
+        b = _fit(MixedLinearRegressor(), x[:, None] * 10.0**x_exp, y * 10.0**y_exp, g)
+    except ValueError as e:  # a coefficient beyond 1e+-100 is refused, with the reason
+        assert "its coefficient would be of that order" in str(e) and abs(y_exp - x_exp) > 98
+        return
+    assert abs(y_exp - x_exp) < 102
+    fa, fb = a.fixed_effects_, b.fixed_effects_
+    np.testing.assert_allclose(fb["df"], fa["df"], rtol=1e-3)
+    np.testing.assert_allclose(fb["p_value"], fa["p_value"], rtol=1e-3, atol=1e-12)
+    np.testing.assert_allclose(fb["std_error"], fa["std_error"] * 10.0**y_exp / np.array([1.0, 10.0**x_exp]), rtol=1e-4)

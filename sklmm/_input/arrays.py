@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
-__all__ = ["check_level", "check_sample_weight", "check_response", "_empty_frame_as_array", "_plain_valid_inputs", "_reject_categorical_columns", "_check_magnitude"]
+__all__ = ["check_coefficient_range", "check_level", "check_sample_weight", "check_response", "_empty_frame_as_array", "_plain_valid_inputs", "_reject_categorical_columns", "_check_magnitude"]
 
 
 def _empty_frame_as_array(X):
@@ -108,6 +108,27 @@ def _check_magnitude(A, what, names):
             f"{_MIN_MAGNITUDE:g} and {_MAX_MAGNITUDE:g}, because the fit is built from sums of "
             "squares that would overflow or underflow. Rescale it (multiply by a power of 10); "
             "the fit is equivariant to the scale of y and of each feature."
+        )
+
+
+def check_coefficient_range(X, y, names):
+    """Refuse features whose coefficient would be beyond 1e+-100: the ratio of y's magnitude to
+    a column's (its coefficient's order) squared in the coefficients' covariance would over- or
+    underflow, though X and y are each within range."""
+    if X.size == 0 or y.size == 0:
+        return
+    top_y = float(np.abs(y).max())
+    top = np.abs(X).max(axis=0)
+    if not top_y > 0:
+        return
+    with np.errstate(divide="ignore", over="ignore"):
+        ratio = top_y / top
+    for j in np.flatnonzero((top > 0) & ((ratio > _MAX_MAGNITUDE) | (ratio < _MIN_MAGNITUDE))):
+        raise ValueError(
+            f"X column {names[j]!r} (magnitude {top[j]:.3g}) and y (magnitude {top_y:.3g}) differ by "
+            f"a factor {ratio[j]:.3g}: its coefficient would be of that order and its variance "
+            f"beyond the float range. Rescale the column or y (multiply by a power of 10) so that "
+            f"they differ by less than {_MAX_MAGNITUDE:g}; the fit is equivariant to both scales."
         )
 
 
