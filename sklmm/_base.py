@@ -12,7 +12,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
-from ._engine.terms import RandomTerm, internal_theta, theta_layout, user_theta
+from ._engine.terms import RandomTerm, internal_theta, theta_layout
 from ._input import dask_collections as _dask
 from ._input.arrays import (
     check_coefficient_range,
