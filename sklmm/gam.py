@@ -15,7 +15,7 @@ from ._base import GroupedMixin
 from ._engine.fit import fit_mixed
 from ._engine.smooth import BASES, SmoothTerm
 from ._engine.terms import RandomTerm, theta_layout
-from ._input.arrays import check_level
+from ._input.arrays import check_level, check_sample_weight
 from ._input.gam_formula import GAM_FORMULA_PARAMS, parse_gam_formula
 
 __all__ = ["PenalizedSplineRegressor"]
@@ -280,7 +280,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         """
         return cls(formula=formula, **params).fit(data)
 
-    def fit(self, X, y=None, groups=None):
+    def fit(self, X, y=None, groups=None, sample_weight=None):
         """Fit the additive (mixed) model.
 
         Parameters
@@ -290,19 +290,24 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             The response; None only with ``formula``, which reads it from X.
         groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
             Group labels for random effects (gamm4's ``random = ~ (1 | g)``). None: a GAM.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Prior weights, as mgcv's ``weights``: row i has residual variance
+            ``sigma^2 / sample_weight[i]``. Positive and finite; any units (``sigma_`` and
+            ``smoothing_params_`` are in theirs).
 
         Returns
         -------
         self : PenalizedSplineRegressor
         """
         self._check_group_params()
-        X, y, groups, _ = self._resolve_fit(X, y, groups)
+        X, y, groups, sample_weight = self._resolve_fit(X, y, groups, sample_weight)
         if y is None:
             raise ValueError(
                 "PenalizedSplineRegressor requires y to be passed, but the target y is None (only "
                 "a model with a formula reads y from the data)."
             )
         X, y = self._validate_X(X, y, groups=None)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
         n = X.shape[0]
         if n < 2:
             raise ValueError(f"n_samples = {n}: fitting a model needs at least 2 observations.")
@@ -338,7 +343,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
                     correlated=False, scalar=True,
                 )
             )
-        fit = fit_mixed(terms, Xf, y, fe_names, reml=bool(self.reml), solver=self.solver,
+        fit = fit_mixed(terms, Xf, y, fe_names, sample_weight=sample_weight, reml=bool(self.reml), solver=self.solver,
                         max_iter=self.max_iter, theta_start=self._warm_theta(terms),
                         verbose=self.verbose, theta_fixed=self._fixed_theta(terms))
         self._set_engine_attributes(fit)
@@ -382,7 +387,8 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         edf, lam = {}, {}
         for sm, k in zip(self.smooths_, self._smooth_term_index):
             edf[sm.name] = sm.n_fixed + float(per_u[z_off[k] : z_off[k + 1]].sum())
-            lam[sm.name] = sm.lambda_from_theta(float(fit.theta[slices[k]][0]))
+            # in the units of the user's weights (the fit divided them by their geometric mean)
+            lam[sm.name] = sm.lambda_from_theta(float(fit.theta[slices[k]][0])) * fit.sigma_scale**2
         self.edf_ = pd.Series(edf, dtype=float)
         self.smoothing_params_ = pd.Series(lam, dtype=float)
         self.edf_total_ = float(len(fit.keep) + per_u.sum())

@@ -114,3 +114,26 @@ def test_gamm_matches_gamm4(solver):
     re = gamm.random_effects_["Subject"]["(Intercept)"]
     np.testing.assert_allclose(re.rename(index=str).loc[ref["ranef_subject"]["levels"]],
                                ref["ranef_subject"]["values"], rtol=1e-5)
+
+
+WEIGHTED = json.loads((DATA / "mgcv_weights_reference.json").read_text())
+
+
+@pytest.mark.parametrize("basis", ["cr", "ps"])
+@pytest.mark.parametrize("unit", [1.0, 1e-6])
+def test_prior_weights_match_mgcvs(basis, unit):
+    """sample_weight is mgcv's weights (tools/mgcv_weights_reference.R), in any units."""
+    ref = WEIGHTED[f"mcycle_{basis}_weighted"]
+    d = load_mcycle()
+    w = 1 + (np.arange(len(d)) % 4) / 2
+    gam = PenalizedSplineRegressor(n_basis=20, basis=basis).fit(d[["times"]], d["accel"], sample_weight=unit * w)
+    scale = np.ptp(ref["fitted"])
+    np.testing.assert_allclose(gam.predict(d[["times"]]), ref["fitted"], atol=1e-5 * scale)
+    assert gam.edf_["s(times)"] == pytest.approx(ref["edf_smooth"], rel=1e-5)
+    assert gam.sigma_**2 / unit == pytest.approx(ref["sig2"], rel=1e-5)
+    assert gam.smoothing_params_["s(times)"] / unit == pytest.approx(ref["lambda"], rel=1e-3)
+    mean, se = gam.predict(pd.DataFrame({"times": ref["grid"]}), return_std=True)
+    np.testing.assert_allclose(se, ref["grid_se"], rtol=1e-3)
+    fixed = PenalizedSplineRegressor(n_basis=20, basis=basis, smoothing_params={"times": ref["lambda"] * unit}).fit(
+        d[["times"]], d["accel"], sample_weight=unit * w)  # mgcv's lambda held fixed: the same fit
+    np.testing.assert_allclose(fixed.predict(d[["times"]]), ref["fitted"], atol=1e-4 * scale)

@@ -311,7 +311,8 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
     else:
         start, step = moment_start(terms, cp, scale, factor)
 
-    theta_fixed = theta_fixed or {}
+    # (given, like theta_start, in the weights' units)
+    theta_fixed = {i: v * np.sqrt(weight_scale) for i, v in (theta_fixed or {}).items()}
     free = np.array([i for i in range(len(start)) if i not in theta_fixed], dtype=np.intp)
     full = start.copy()
     for i, v in theta_fixed.items():
