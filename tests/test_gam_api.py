@@ -18,6 +18,14 @@ EXPECTED_FAILURES = {
     # integer features with 3 distinct values cannot carry a 10-function spline basis; like
     # mgcv we refuse (with a message saying to lower n_basis) rather than silently change k
     "check_estimators_dtypes": "a feature with 3 distinct values cannot carry n_basis=10",
+    # the sample-weight checks fit features with 3 to 9 distinct values (the same refusal);
+    # tests/test_mgcv_reference.py checks the weights against mgcv on real data
+    "check_sample_weights_pandas_series": "features with 4 distinct values cannot carry n_basis=10",
+    "check_sample_weights_not_an_array": "features with 4 distinct values cannot carry n_basis=10",
+    "check_sample_weights_shape": "features with 4 distinct values cannot carry n_basis=10",
+    "check_sample_weights_not_overwritten": "features with 4 distinct values cannot carry n_basis=10",
+    "check_sample_weight_equivalence_on_dense_data": "precision weights are not frequency weights; "
+                                                     "and features with 9 distinct values",
 }
 
 
@@ -227,3 +235,24 @@ def test_a_feature_smoothed_twice_is_refused(features):
     d = load_mcycle()
     with pytest.raises(ValueError, match=r"smooth_features lists \['times'\] more than once"):
         PenalizedSplineRegressor(smooth_features=features).fit(d[["times"]], d["accel"])
+
+
+def test_sample_weight_is_handled_as_scikit_learns_checks_ask():
+    """What check_sample_weights_* ask, on data a spline can carry (their own data cannot):
+    a Series, a list and an array give the same fit; wrong shapes are refused; the caller's
+    array is not overwritten; uniform weights of 1 are no weights."""
+    import pandas as pd
+
+    d = load_mcycle()
+    X, y = d[["times"]], d["accel"]
+    w = np.linspace(1.0, 2.0, len(y))
+    fits = [PenalizedSplineRegressor().fit(X, y, sample_weight=s) for s in (w, pd.Series(w), list(w))]
+    assert fits[0].criterion_ == fits[1].criterion_ == fits[2].criterion_
+    for bad in (w[:10], np.c_[w, w]):
+        with pytest.raises(ValueError, match="sample_weight has shape"):
+            PenalizedSplineRegressor().fit(X, y, sample_weight=bad)
+    w2 = w.copy()
+    PenalizedSplineRegressor().fit(X, y, sample_weight=w2)
+    np.testing.assert_array_equal(w2, w)
+    ones = PenalizedSplineRegressor().fit(X, y, sample_weight=np.ones(len(y)))
+    assert ones.criterion_ == PenalizedSplineRegressor().fit(X, y).criterion_
