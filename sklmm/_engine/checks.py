@@ -271,8 +271,8 @@ def boundary_faces(terms, free, grams=None):
     :data:`FACE_RATIO`; ``grams[k]``, the term's Gram matrix, says), uncorrelated ones and
     correlated ones with few levels (:data:`FACE_LEVELS`): there the criterion has interior
     local optima far above the boundary's, and the face's own optimum is sought, not only its
-    point.
-    A correlated term is fitted centred instead (:meth:`RandomTerm.centre_slopes`).
+    point. (A correlated term far from centred, above ``UNCENTRED_SLOPE_RATIO``, is moreover
+    fitted centred: :meth:`~sklmm._engine.terms.RandomTerm.centre_slopes`.)
     """
     slices, _ = theta_layout(terms)
     pos = {int(i): a for a, i in enumerate(free)}
@@ -284,7 +284,7 @@ def boundary_faces(terms, free, grams=None):
             row = [sl.start + int(d) for d in np.flatnonzero(t.tri_rows == i)]
             if row and all(r in pos for r in row):
                 faces.append((np.array([pos[r] for r in row]), hard))
-    if faces and len(pos) == len(free):
+    if faces:  # every free variance at 0 (fixed ones, such as given smoothing parameters, stay)
         faces.append((np.arange(len(free)), False))
     return faces
 
@@ -311,13 +311,17 @@ FACE_EVALS = 300
 
 
 def face_descent(objective, x, fx, faces, lower_bounds, unit, min_gain=0.0):
-    """A boundary point better than ``x``: the point with one random coefficient (one face) set
-    to 0, or all of them, when its criterion is lower by more than ``min_gain``; else None.
+    """A boundary point better than ``x``, or None: on each face (one random coefficient set
+    to 0, or all of them) the point ``x`` projects to, and for the faces marked by
+    :func:`boundary_faces` the optimum on the face from there (at most :data:`FACE_EVALS`
+    evaluations); the best of them when its criterion is lower than ``fx`` by more than
+    ``min_gain``.
 
     A fit must not end worse than a model nested in it. An interior local optimum can be far
-    worse than the boundary (an uncorrelated slope on a far-from-centred column: 24 units of
-    REML criterion above the random intercept's singular optimum, reported as converged), and
-    neither the gradient check nor BOBYQA can see it from there: one evaluation per face can.
+    worse than the boundary (an uncorrelated slope on a column off centre: 24 units of REML
+    criterion above the random intercept's singular optimum, reported as converged), and
+    neither the gradient check nor BOBYQA can see it from there. ``lower_bounds`` and ``unit``
+    are the bounds and natural units of ``x``.
     """
     best, best_f = None, fx - min_gain
     for face, optimize_it in faces:
@@ -331,8 +335,7 @@ def face_descent(objective, x, fx, faces, lower_bounds, unit, min_gain=0.0):
                 w[rest] = v
                 return objective(w)
 
-            lower = np.where(np.isfinite(lower_bounds[rest]), lower_bounds[rest], -np.inf)
-            res = optimize.minimize_bobyqa(on_face, z[rest], lower, max_evals=FACE_EVALS,
+            res = optimize.minimize_bobyqa(on_face, z[rest], lower_bounds[rest], max_evals=FACE_EVALS,
                                            initial_step=np.maximum(0.2 * np.abs(z[rest]), 0.05 * unit[rest]))
             if res.fmin < f:
                 z = z.copy()
