@@ -53,7 +53,7 @@ def conditional_covariances(fit, chunk_entries=4_000_000):
         return [t.user_covariances(s2 * np.einsum("ab,jbc,dc->jad", T, V, T)) for t, T, V in zip(terms, Ts, out)]
 
 
-def conditional_mean_variance(fit, A, seen_rows, chunk=2048):
+def conditional_mean_variance(fit, A, seen_rows, chunk_entries=4_000_000):
     """Variance of ``x_i' beta_hat + z_i' b_hat`` as an estimate of ``x_i' beta + z_i' b``.
 
     ``A`` holds the kept fixed-effect columns at the rows; ``seen_rows`` lists per term
@@ -71,6 +71,9 @@ def conditional_mean_variance(fit, A, seen_rows, chunk=2048):
         Ts = templates(terms, fit.theta)
         _, z_off = theta_layout(terms)
         q = int(z_off[-1])
+        # as many rows at once as keep the factor's dense right-hand sides near chunk_entries
+        width = getattr(factor, "qr", getattr(factor, "q", q)) + A.shape[1] + 1
+        chunk = max(2048, int(chunk_entries // width))
         for a in range(0, m, chunk):
             b = min(m, a + chunk)
             rows, cols, vals = [], [], []
