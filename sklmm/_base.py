@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.metrics import r2_score
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from sklearn.utils.validation import validate_data
 
 from ._engine.terms import RandomTerm, internal_theta, theta_layout
@@ -105,7 +105,12 @@ class GroupedMixin:
     def _check_group_params(self):
         """The parameters' types and values (scikit-learn's standard messages), then what the
         constraints cannot say (``group_columns`` without repeats)."""
-        self._validate_params()
+        # scikit-learn's own check (what _validate_params does, without get_params' signature
+        # inspection: 0.2 ms of a 3 ms sleepstudy fit)
+        validate_parameter_constraints(
+            self._parameter_constraints, {k: getattr(self, k) for k in self._parameter_constraints},
+            caller_name=type(self).__name__,
+        )
         check_group_columns(self.group_columns)
 
     # ------------------------------------------------------------------ what the user passes
@@ -199,7 +204,7 @@ class GroupedMixin:
         underflow the cross-products are refused.
         """
         X = _empty_frame_as_array(X)
-        if isinstance(X, pd.DataFrame):  # before scikit-learn, whose message is another's
+        if isinstance(X, pd.DataFrame) and X.shape[1] > 1:  # before scikit-learn, whose message is another's
             text = [str(c) for c in X.columns]
             repeated = sorted({c for c in text if text.count(c) > 1})
             if repeated:

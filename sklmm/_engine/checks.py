@@ -328,8 +328,8 @@ def face_descent(objective, x, fx, faces, lower_bounds, unit, min_gain=0.0):
         z = x.copy()
         z[face] = 0.0
         f = objective(z)
-        rest = np.setdiff1d(np.arange(len(x)), face)
-        if optimize_it and len(rest):  # the face's own optimum, from its point
+        rest = np.setdiff1d(np.arange(len(x)), face) if optimize_it else ()
+        if len(rest):  # the face's own optimum, from its point (marked faces only)
             def on_face(v, z=z, rest=rest):
                 w = z.copy()
                 w[rest] = v

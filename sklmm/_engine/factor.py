@@ -54,6 +54,8 @@ MEMORY_SHARE = 0.8
 #: an evaluation estimated to take longer than this (seconds) is warned about
 SLOW_EVALUATION = 1.0
 _FLOP_RATE = []
+#: below this many bytes a dense block is not checked against the available memory
+SMALL_BLOCK_BYTES = 2**24
 
 
 def _available_memory():
@@ -95,7 +97,7 @@ def check_cost(cp, terms, solver):
            "libsuitesparse-dev), which solver='auto' then uses for such designs, or use fewer levels"
            if not factor_cholmod.HAS_CHOLMOD else
            "use solver='cholmod' (or 'auto', which takes it for such designs), or fewer levels")
-    avail = _available_memory()
+    avail = _available_memory() if need >= SMALL_BLOCK_BYTES else None  # (no file read for small)
     if avail is not None and need > MEMORY_SHARE * avail:
         raise MemoryError(
             f"the {solver} factorization needs a dense {m} x {m} block: about {need / 2**30:.1f} GiB, "

@@ -329,8 +329,10 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
 
     def objective(x):
         f = profiled_criterion(factor.update(expand(x)), n, p, reml, cp.sum_log_weights)
-        if np.isfinite(f):
-            seen[0], seen[1] = min(seen[0], f), max(seen[1], f)
+        if f < seen[0]:  # (inf and nan compare false)
+            seen[0] = f
+        if seen[1] < f < np.inf:
+            seen[1] = f
         return f
 
     callback = _progress_printer(verbose, len(free), factor.name) if verbose else None

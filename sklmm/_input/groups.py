@@ -69,7 +69,7 @@ def as_group_frame(groups, n_samples=None, what="groups"):
     if frame.shape[1] == 0:
         raise ValueError(f"{what} has no columns; pass at least one grouping factor.")
     names = list(frame.columns)
-    repeated = sorted({c for c in names if names.count(c) > 1})
+    repeated = sorted({c for c in names if names.count(c) > 1}) if len(names) > 1 else ()
     if repeated:
         raise ValueError(
             f"{what} has columns whose names repeat as text: {repeated} (e.g. the labels 1 and "
