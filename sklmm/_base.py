@@ -450,10 +450,11 @@ class GroupedMixin:
             for k, t in self._group_terms_fitted
         })
 
-    def _random_part(self, X, groups):
-        """Sum over grouping factors of each row's random effects (0 for unseen levels)."""
+    def _random_part(self, X, groups, rows=None):
+        """Sum over grouping factors of each row's random effects (0 for unseen levels);
+        ``rows``: :meth:`_group_rows` already computed."""
         out = np.zeros(X.shape[0])
-        for k, _, codes, seen, vals in self._group_rows(X, groups):
+        for k, _, codes, seen, vals in (self._group_rows(X, groups) if rows is None else rows):
             out[seen] += np.einsum("ij,ij->i", vals, self._fit.b[k][codes[seen]])
         return out
 

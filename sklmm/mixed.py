@@ -409,10 +409,12 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         X = self._validate_X(X, reset=False)
         idx = getattr(self, "_fixed_index", None)
         pred = (X if idx is None else X[:, idx]) @ self.coef_ + self.intercept_
-        if groups is not None and self._fit.terms:
-            pred = pred + self._random_part(X, groups)
+        # each row's levels, encoded once for the mean and the standard error
+        rows = list(self._group_rows(X, groups)) if groups is not None and self._fit.terms else None
+        if rows is not None:
+            pred = pred + self._random_part(X, groups, rows)
         if return_std:
-            return pred, np.sqrt(np.clip(self._prediction_variance(X, groups), 0, None))
+            return pred, np.sqrt(np.clip(self._prediction_variance(X, groups, rows), 0, None))
         return pred
 
     def summary(self):

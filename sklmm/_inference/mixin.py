@@ -184,15 +184,16 @@ class InferenceMixin:
 
     # ------------------------------------------------------------------ predictions
 
-    def _prediction_variance(self, X, groups):
+    def _prediction_variance(self, X, groups, rows=None):
         """Variance of the predicted mean: the joint posterior covariance of the fixed effects
-        and the seen levels' random effects, plus the prior covariance of unseen levels'."""
+        and the seen levels' random effects, plus the prior covariance of unseen levels'
+        (``rows``: the estimator's ``_group_rows`` already computed)."""
         fit = self._fit
         Xf = self._fixed_columns(X)
         seen_rows, extra = [], np.zeros(X.shape[0])
         if groups is not None and fit.terms:
             prior = prior_covariances(fit)
-            for k, t, codes, seen, vals in self._group_rows(X, groups):
+            for k, t, codes, seen, vals in (self._group_rows(X, groups) if rows is None else rows):
                 seen_rows.append((k, np.flatnonzero(seen), codes[seen], vals))
                 unseen = ~seen
                 if unseen.any():
