@@ -7,7 +7,8 @@ import numbers
 import numpy as np
 import pandas as pd
 
-__all__ = ["check_coefficient_range", "check_level", "check_sample_weight", "check_response", "_empty_frame_as_array", "_plain_valid_inputs", "_reject_categorical_columns", "_check_magnitude"]
+__all__ = ["check_coefficient_range", "check_level", "check_sample_weight", "check_response",
+           "_empty_frame_as_array", "_plain_valid_inputs", "_reject_categorical_columns", "_check_magnitude"]
 
 
 def _empty_frame_as_array(X):
@@ -167,7 +168,10 @@ def check_response(y, n_samples=None, what="y"):
     kind = getattr(getattr(y, "dtype", None), "kind", None) or arr.dtype.kind
     if kind == "O":  # datetimes as objects (tz-aware, or a list of them)
         inferred = pd.api.types.infer_dtype(arr.ravel(), skipna=True)
-        kind = "M" if inferred in ("datetime", "datetime64", "date") else "m" if inferred.startswith("timedelta") else kind
+        if inferred in ("datetime", "datetime64", "date"):
+            kind = "M"
+        elif inferred.startswith("timedelta"):
+            kind = "m"
     if kind in ("m", "M"):
         raise ValueError(
             f"{what} holds {'datetimes' if kind == 'M' else 'time durations'} ({getattr(y, 'dtype', arr.dtype)}); "

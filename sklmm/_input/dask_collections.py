@@ -274,7 +274,8 @@ def _finish_terms(est, partial, specs, group_columns, n):
         perms.append(perm.astype(np.intp))
         n_levels.append(len(index))
         structure = est._structure
-        colnames = (["(Intercept)"] if structure["random_intercept"] else []) + [est._feature_names()[c] for c in slope_cols]
+        colnames = (["(Intercept)"] if structure["random_intercept"] else []) + [
+            est._feature_names()[c] for c in slope_cols]
         terms.append(RandomTerm(name=name, levels=index, codes=None, values=None, column_names=colnames,
                                 correlated=bool(structure["correlated_slopes"]), slope_columns=list(slope_cols),
                                 intercept=bool(structure["random_intercept"])))

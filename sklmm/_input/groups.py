@@ -239,7 +239,8 @@ def unseen_type_hint(factor, frame, unseen):
         return None
     return (
         f"{int(unseen.sum())} of {len(unseen)} labels of {factor.name!r} were not seen in fit, and "
-        f"they are {new} while the fitted levels are {old} (e.g. {np.asarray(factor.index, dtype=object)[0]!r}): labels "
+        f"they are {new} while the fitted levels are {old} "
+        f"(e.g. {np.asarray(factor.index, dtype=object)[0]!r}): labels "
         "match only with the same type, so these rows get population-level predictions. "
         "Convert the labels to the fitted type (e.g. .astype(int) or .astype(str))."
     )
