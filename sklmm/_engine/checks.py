@@ -299,11 +299,8 @@ FACE_LEVELS = 12
 
 def _far_from_centred(t, G, ratio=FACE_RATIO):
     """Whether a term with an intercept has a slope column whose |mean| / sd exceeds ratio."""
-    if t.scalar or not t.intercept or t.n_coef < 2 or not G[0, 0] > 0:
-        return False
-    mean = G[0, 1:] / G[0, 0]
-    sd = np.sqrt(np.clip(np.diag(G)[1:] / G[0, 0] - mean**2, 0, None))
-    return bool(np.any(np.abs(mean) > ratio * sd))
+    moments = t.slope_moments(G)
+    return moments is not None and bool(np.any(np.abs(moments[0]) > ratio * moments[1]))
 
 
 #: evaluations allowed for the optimum on one face of a hard term (see :func:`boundary_faces`)

@@ -143,6 +143,14 @@ class RandomTerm:
         return T
 
     # -- centred coordinates ---------------------------------------------------------------
+    def slope_moments(self, G):
+        """Mean and sd over the rows of each slope column, from the term's Gram matrix ``G``
+        (``values' values``, the intercept first); None without an intercept or a slope."""
+        if self.scalar or not self.intercept or self.n_coef < 2 or not G[0, 0] > 0:
+            return None
+        mean = G[0, 1:] / G[0, 0]
+        return mean, np.sqrt(np.clip(np.diag(G)[1:] / G[0, 0] - mean**2, 0, None))
+
     def centre_slopes(self, gram=None, ratio=UNCENTRED_SLOPE_RATIO):
         """Shift the slope columns whose |mean| / sd exceeds ``ratio`` by their means, in place.
 
@@ -152,17 +160,14 @@ class RandomTerm:
         """
         if self.scalar or not self.correlated or not self.intercept or self.n_coef < 2:
             return None
-        G = self.values.T @ self.values if gram is None else gram
-        if not G[0, 0] > 0:
+        moments = self.slope_moments(self.values.T @ self.values if gram is None else gram)
+        if moments is None:
             return None
-        mean = G[0, :] / G[0, 0]
-        sd = np.sqrt(np.clip(np.diag(G) / G[0, 0] - mean**2, 0, None))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            far = (sd > 0) & (np.abs(mean) > ratio * sd)
-        far[0] = False
+        mean, sd = moments
+        far = (sd > 0) & (np.abs(mean) > ratio * sd)
         if not far.any():
             return None
-        self.shift = np.where(far, mean, 0.0)
+        self.shift = np.r_[0.0, np.where(far, mean, 0.0)]
         if self.values is not None:
             self.values = self.values - self.shift
         return self.shift

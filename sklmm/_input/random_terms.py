@@ -82,10 +82,10 @@ def _check_identifiable(terms, factors, columns, nested, n, gram=None, n_pairs=N
 
 def _warn_uncentred_slopes(t, G):
     """Warn about random slopes on columns far from centred (``G``: the term's Gram matrix)."""
-    if not t.intercept or t.n_coef < 2 or G[0, 0] <= 0:
+    moments = t.slope_moments(G)
+    if moments is None:
         return
-    mean = G[0, 1:] / G[0, 0]
-    sd = np.sqrt(np.clip(np.diag(G)[1:] / G[0, 0] - mean**2, 0, None))
+    mean, sd = moments
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(sd > 0, np.abs(mean) / sd, np.inf)
     for j in np.flatnonzero(ratio > UNCENTRED_SLOPE_RATIO):
