@@ -391,9 +391,11 @@ class GroupedMixin:
                     slope_columns=cols, intercept=bool(structure["random_intercept"]),
                 )
             )
-        _check_identifiable(terms, factors, list(frame.columns), bool(structure["nested"]), n)
-        for t in terms:  # a correlated term with far-from-centred slopes: centred coordinates
-            t.centre_slopes()
+        grams = [t.values.T @ t.values for t in terms]  # one pass over the rows per term, used twice
+        _check_identifiable(terms, factors, list(frame.columns), bool(structure["nested"]), n,
+                            gram=grams.__getitem__)
+        for t, G in zip(terms, grams):  # a correlated term with far-from-centred slopes: centred
+            t.centre_slopes(G)
         order = sorted(range(len(terms)), key=lambda k: -terms[k].n_levels)
         self._group_factors = [factors[k] for k in order]
         self._group_columns = list(frame.columns)
