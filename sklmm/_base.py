@@ -32,6 +32,7 @@ from ._input.groups import (
     encode,
     make_factors,
     names_given,
+    repeated_as_text,
     unseen_type_hint,
 )
 from ._input.label_columns import check_group_columns, split_label_columns
@@ -204,9 +205,8 @@ class GroupedMixin:
         underflow the cross-products are refused.
         """
         X = _empty_frame_as_array(X)
-        if isinstance(X, pd.DataFrame) and X.shape[1] > 1:  # before scikit-learn, whose message is another's
-            text = [str(c) for c in X.columns]
-            repeated = sorted({c for c in text if text.count(c) > 1})
+        if isinstance(X, pd.DataFrame):  # before scikit-learn, whose message is another's
+            repeated = repeated_as_text(X.columns)
             if repeated:
                 raise ValueError(
                     f"X has columns whose names repeat as text: {repeated}; give every column a name "
@@ -256,13 +256,7 @@ class GroupedMixin:
             self._column_labels = labels
         else:
             self.__dict__.pop("_column_labels", None)
-        names = self._feature_names()
-        repeated = sorted({nm for nm in names if names.count(nm) > 1})
-        if repeated:
-            raise ValueError(
-                f"X has columns whose names repeat as text: {repeated}; give every column a name of "
-                "its own (names are what random_slopes, smooth_features and the fitted tables use)."
-            )
+        names = self._feature_names()  # (unique: a frame's were checked above, an array's are made)
         _check_magnitude(X, "X", names)
         _check_magnitude(y[:, None], "y", ["y"])
         check_coefficient_range(X, y, names)

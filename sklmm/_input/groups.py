@@ -68,8 +68,7 @@ def as_group_frame(groups, n_samples=None, what="groups"):
             )
     if frame.shape[1] == 0:
         raise ValueError(f"{what} has no columns; pass at least one grouping factor.")
-    names = list(frame.columns)
-    repeated = sorted({c for c in names if names.count(c) > 1}) if len(names) > 1 else ()
+    repeated = repeated_as_text(frame.columns)
     if repeated:
         raise ValueError(
             f"{what} has columns whose names repeat as text: {repeated} (e.g. the labels 1 and "
@@ -183,6 +182,14 @@ def encode(factor: GroupingFactor, frame):
         at = factor.index.get_indexer(pd.Index(np.asarray(uniques.to_numpy())))
         return np.append(at, -1)[codes]
     return factor.index.get_indexer(pd.MultiIndex.from_frame(frame.iloc[:, cols]))
+
+
+def repeated_as_text(labels):
+    """The column labels that repeat once turned into text (1 and "1"), sorted."""
+    if len(labels) < 2:
+        return []
+    text = [str(c) for c in labels]
+    return sorted({c for c in text if text.count(c) > 1})
 
 
 def names_given(groups):
