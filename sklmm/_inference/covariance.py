@@ -9,6 +9,7 @@ from scipy import stats
 from scipy.linalg import solve_triangular
 
 from .._engine.criteria import deviance_theta_sigma
+from .parameters import theta_units
 
 __all__ = ["fixed_cov", "satterthwaite_df", "fixed_effects_table", "wald_intervals"]
 
@@ -94,7 +95,7 @@ def satterthwaite_df(fit, cov):
     if not fit.terms:  # no random effects: the ordinary least-squares residual df
         return np.full(p, float(fit.n - p))
     s0 = fit.sigma
-    unit = fit.theta_unit if fit.theta_unit is not None else np.ones(len(fit.theta))
+    unit = theta_units(fit)
     x0 = np.append(fit.theta / unit, 1.0)
     fit.factor.update(fit.theta)
     var0 = np.diag(_fixed_cov_unscaled(fit.factor))  # Var(beta_j) / sigma^2 at the estimate

@@ -102,3 +102,9 @@ def sdcor_of_fit(fit):
     psi = sdcor_from_theta(fit.terms, fit.theta, fit.sigma)
     psi[-1] *= getattr(fit, "sigma_scale", 1.0)
     return psi
+
+
+def theta_units(fit):
+    """Each theta's natural unit (:func:`~sklmm._engine.start.theta_scale`; 1 where not kept),
+    in which derivatives and profile steps are taken."""
+    return fit.theta_unit if fit.theta_unit is not None else np.ones(len(fit.theta))

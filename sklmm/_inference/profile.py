@@ -21,6 +21,7 @@ from .parameters import (
     sdcor_from_theta,
     sdcor_of_fit,
     theta_from_sdcor,
+    theta_units,
 )
 
 __all__ = ["profile_intervals"]
@@ -50,11 +51,6 @@ def _interval_side(g, est, step, limit, target, xtol):
     return brentq(lambda v: g(v) - target, a, b, xtol=xtol, rtol=1e-10)
 
 
-def _theta_units(fit):
-    """Each theta's natural unit (:func:`~sklmm._engine.start.theta_scale`; 1 where not kept)."""
-    return fit.theta_unit if fit.theta_unit is not None else np.ones(len(fit.theta))
-
-
 def _profile_sdcor(fit, j, cutoff):
     """Profile interval for variance parameter j (sd, cor or sigma) by root finding on zeta.
 
@@ -71,7 +67,7 @@ def _profile_sdcor(fit, j, cutoff):
     free = np.array([i for i in range(m) if i != j], dtype=np.intp)
     # each sd in its natural unit: sigma times its coefficient's unit (a slope on a column of
     # scale 1e90 has an sd of order 1e-90), so that steps and tolerances follow any rescaling
-    natural = fit.sigma * np.append(_theta_units(fit), 1.0)
+    natural = fit.sigma * np.append(theta_units(fit), 1.0)
     scale = np.where(is_cor, 1.0, np.maximum(np.abs(psi_hat), 1e-3 * natural))
     lower = np.where(is_cor, -1.0, 0.0)
     lower[-1] = 1e-8 * fit.sigma
@@ -131,7 +127,7 @@ def _profile_beta(fit, jk, cutoff):
     """
     n, p, reml = fit.n, fit.cp.p, fit.reml
     lower = np.concatenate([t.theta_lower() for t in fit.terms]) if fit.terms else np.zeros(0)
-    unit = _theta_units(fit)
+    unit = theta_units(fit)
     warm = {"x": fit.theta.copy()}
 
     def crit(theta, b):
