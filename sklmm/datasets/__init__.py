@@ -1,22 +1,31 @@
-"""Small example data sets for linear mixed models.
+"""Small example data sets for linear and generalized linear mixed models.
 
 Each loader returns a fresh :class:`pandas.DataFrame`; with ``return_X_y=True`` it returns
 ``(X, y, groups)`` for the grouped data sets (``(X, y)`` for the others), the arguments of
 ``fit(X, y, groups=groups)``, and with ``as_frame=False`` numpy arrays, as scikit-learn's
 loaders do.  Grouping columns are
-``category`` columns whose categories are the sorted labels, which is the
-factor-level order R uses for these data; every numeric column is ``float64``
-(as in R, where they are stored as doubles).
+``category`` columns; for the linear mixed model data sets their categories are
+the sorted labels, which is the factor-level order R uses for these data.
+Every numeric column is ``float64`` (as in R, where they are stored as
+doubles, or as integers for ``VerbAgg``'s ``Anger``).
+
+The generalized linear mixed model data sets (:func:`load_cbpp`,
+:func:`load_grouseticks`, :func:`load_verbagg`, :func:`load_contraception`)
+have factors whose R level order is not the sorted one (``mode``: ``"want"``,
+``"do"``; integer labels ``"1"``, ``"2"``, ..., ``"10"``); every factor of theirs
+is a ``category`` column with the categories in R's order, so the first
+category is R's baseline level and
+``pd.get_dummies(df[cols], drop_first=True)`` gives lme4's treatment-contrast
+columns.  With ``return_X_y=True`` their ``X`` holds those columns, named as lme4
+names them (``period2``, ``YEAR96``, ...).
 
 The CSV files in ``sklmm/datasets/data`` are written by
-``tools/make_datasets.R``; see ``DATA_SOURCES.md`` next to this module for
-their provenance.
+``tools/make_datasets.R`` and ``tools/make_glmm_datasets.R``; see
+``DATA_SOURCES.md`` next to this module for their provenance.
 """
 
-from importlib.resources import files
-
-import numpy as np
-import pandas as pd
+from ._glmm import load_cbpp, load_contraception, load_grouseticks, load_verbagg
+from ._io import _load, _split
 
 __all__ = [
     "load_sleepstudy",
@@ -26,42 +35,11 @@ __all__ = [
     "load_mcycle",
     "load_engine",
     "load_schools",
+    "load_cbpp",
+    "load_grouseticks",
+    "load_verbagg",
+    "load_contraception",
 ]
-
-
-def _load(filename, categorical=()):
-    """Read ``data/<filename>``; make ``categorical`` columns categories.
-
-    Every cell is read as text and numbers are converted with Python's
-    correctly rounded ``float``, so the values are bit-for-bit the doubles
-    that R wrote (the CSVs hold round-trip representations).
-    """
-    resource = files("sklmm.datasets") / "data" / filename
-    with resource.open("r", encoding="utf-8") as fh:
-        raw = pd.read_csv(fh, dtype=str, keep_default_na=False)
-    df = pd.DataFrame(index=pd.RangeIndex(len(raw)))
-    for name in raw.columns:
-        values = raw[name].tolist()
-        if name in categorical:
-            df[name] = pd.Categorical(values, categories=sorted(set(values)))
-        else:
-            df[name] = np.array(
-                [float("nan") if v == "NA" else float(v) for v in values],
-                dtype=np.float64,
-            )
-    return df
-
-
-def _split(df, target, features, groups, return_X_y, as_frame):
-    """The frame, or ``(X, y[, groups])`` as scikit-learn's ``return_X_y`` loaders give them."""
-    if not return_X_y:
-        return df if as_frame else df.to_numpy()
-    X, y = df[list(features)], df[target]
-    g = None if not groups else (df[groups[0]] if len(groups) == 1 else df[list(groups)])
-    if not as_frame:
-        X, y = X.to_numpy(dtype=float), y.to_numpy(dtype=float)
-        g = None if g is None else g.to_numpy(dtype=object)
-    return (X, y) if g is None else (X, y, g)
 
 
 def load_sleepstudy(*, return_X_y=False, as_frame=True):
