@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CrossProducts", "cross_products", "sum_cross_products", "keep_fixed", "reorder_terms", "shift_term",
+__all__ = ["CrossProducts", "CrossProductPlan", "cross_products", "sum_cross_products", "keep_fixed", "reorder_terms", "shift_term",
            "rescale_weights", "random_part_only"]
 
 
@@ -61,36 +61,54 @@ def _by_level(codes, A, B, n_levels):
     return out
 
 
+class CrossProductPlan:
+    """The level structure of the cross-products of fixed terms, found once; :meth:`form` then
+    gives the sums for any fixed columns, response and row weights in one vectorized pass over
+    the rows. A GLMM forms them at every step of penalized IRLS, with new working weights and
+    response; the pairs of levels of two terms that share rows are found once per fit."""
+
+    def __init__(self, terms):
+        self.terms = terms
+        self.pairs = {}
+        for k, tk in enumerate(terms):
+            for l in range(k + 1, len(terms)):
+                tl = terms[l]
+                if tl.n_levels == 1 and tk.n_levels == 1:
+                    self.pairs[(l, k)] = None
+                    continue
+                key = tl.codes.astype(np.int64) * tk.n_levels + tk.codes
+                uniq, inv = np.unique(key, return_inverse=True)
+                self.pairs[(l, k)] = (uniq // tk.n_levels, uniq % tk.n_levels, inv.ravel())
+
+    def form(self, X, y, weights=None) -> CrossProducts:
+        """Cross-products of ``[Z X y]`` with row weights (``Z'WZ``, ...); O(n) per call."""
+        Xy = np.column_stack([X, y])
+        values = [t.values for t in self.terms]
+        if weights is None:
+            left, S = values, Xy
+        else:
+            left = [v * weights[:, None] for v in values]
+            S = Xy * np.sqrt(weights)[:, None]
+        diag = [_by_level(t.codes, a, v, t.n_levels) for t, a, v in zip(self.terms, left, values)]
+        zxy = [_by_level(t.codes, a, Xy, t.n_levels) for t, a in zip(self.terms, left)]
+        off = {}
+        for (l, k), pair in self.pairs.items():
+            if pair is None:
+                off[(l, k)] = (np.zeros(1, np.intp), np.zeros(1, np.intp), (left[l].T @ values[k])[None])
+            else:
+                rows, cols, inv = pair
+                off[(l, k)] = (rows, cols, _by_level(inv, left[l], values[k], len(rows)))
+        return CrossProducts(n=Xy.shape[0], p=Xy.shape[1] - 1, diag=diag, off=off, zxy=zxy, xyxy=S.T @ S)
+
+
 def cross_products(terms, X, y, sample_weight=None) -> CrossProducts:
     """Form every cross-product of ``[Z X y]`` once (cost O(n), done once per fit)."""
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
-    Xy = np.column_stack([X, y])
-    values = [t.values for t in terms]
-    sum_log_w = 0.0
+    cp = CrossProductPlan(terms).form(X, y, sample_weight)
     if sample_weight is not None:
-        sw = np.sqrt(sample_weight)
-        Xy = Xy * sw[:, None]
-        values = [v * sw[:, None] for v in values]
-        sum_log_w = float(np.sum(np.log(sample_weight)))
-    diag, zxy, off = [], [], {}
-    for t, v in zip(terms, values):
-        diag.append(_by_level(t.codes, v, v, t.n_levels))
-        zxy.append(_by_level(t.codes, v, Xy, t.n_levels))
-    for k, tk in enumerate(terms):
-        for l in range(k + 1, len(terms)):
-            tl = terms[l]
-            if tl.n_levels == 1 and tk.n_levels == 1:
-                off[(l, k)] = (np.zeros(1, np.intp), np.zeros(1, np.intp), (values[l].T @ values[k])[None])
-                continue
-            key = tl.codes.astype(np.int64) * tk.n_levels + tk.codes
-            uniq, inv = np.unique(key, return_inverse=True)
-            blocks = _by_level(inv.ravel(), values[l], values[k], len(uniq))
-            off[(l, k)] = (uniq // tk.n_levels, uniq % tk.n_levels, blocks)
-    return CrossProducts(
-        n=X.shape[0], p=X.shape[1], diag=diag, off=off, zxy=zxy, xyxy=Xy.T @ Xy,
-        sum_log_weights=sum_log_w,
-    )
+        cp.sum_log_weights = float(np.sum(np.log(sample_weight)))
+    return cp
 
 
 def _aggregate_blocks(rows, cols, blocks, n_cols):

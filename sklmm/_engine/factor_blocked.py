@@ -53,6 +53,11 @@ def _forward_substitution(L, b):
     return w
 
 
+#: a refilled system (penalized IRLS) whose products of the first term with the rest have at
+#: most this many entries forms its Schur complement with dense products
+DENSE_CZ_ENTRIES = 2_000_000
+
+
 class BlockedFactor(PLSFactor):
     """Blocked Cholesky: first term level by level, the rest as a dense Schur complement."""
 
@@ -63,8 +68,40 @@ class BlockedFactor(PLSFactor):
         first, rest = (terms[0], terms[1:]) if terms else (None, [])
         self.q1 = first.q if first is not None else 0
         self.rest_offsets = np.cumsum([0] + [t.q for t in rest])
-        qr = int(self.rest_offsets[-1])
-        self.qr = qr
+        self.qr = int(self.rest_offsets[-1])
+        self._M = np.empty((self.qr + cp.p + 1,) * 2)  # Lambda_R'(RR - Schur update)Lambda_R + I
+        self._scalar_rest = all(t.n_coef == 1 for t in rest)
+        self._cz_order = None
+        self._fill(cp)
+        self.schur = None
+        if first is not None:
+            p1, n1 = first.n_coef, first.n_levels
+            # entries of C = [Z_rest; X; y]' Z_1 as (row, level of term 1, p1 values)
+            e_rows, e_lev, e_val = [], [], []
+            for i, t in enumerate(rest, start=1):
+                rows, cols, blocks = cp.off[(i, 0)]
+                o = self.rest_offsets[i - 1]
+                e_rows.append((o + rows[:, None] * t.n_coef + np.arange(t.n_coef)).ravel())
+                e_lev.append(np.repeat(cols, t.n_coef))
+                e_val.append(blocks.reshape(-1, p1))
+            for i in range(cp.p + 1):
+                e_rows.append(np.full(n1, self.qr + i))
+                e_lev.append(np.arange(n1))
+                e_val.append(self.Cxy[i].reshape(n1, p1))
+            m = self._M.shape[0]
+            pairs = _LevelPairs(np.concatenate(e_rows), np.concatenate(e_lev), np.concatenate(e_val), n1, m)
+            n_w = len(pairs.pairs_w)
+            if pairs.total * n_w <= SCHUR_UPDATE_BUDGET:
+                self.schur = _SchurUpdate(pairs, self.D1)
+            elif pairs.total * (8 * n_w + 4) <= SCHUR_SCATTER_BYTES:
+                self.schur = _SchurScatter(pairs)
+
+    def _fill(self, cp):
+        """The values of the system's blocks from the cross-products: the dense block of the
+        other terms, X and y (``RR``), the first term's level blocks and its products with the
+        rest (``Cz``: its sparsity pattern is found on the first call and kept)."""
+        terms, qr = self.terms, self.qr
+        rest = terms[1:]
         m = qr + cp.p + 1
         RR = np.zeros((m, m))
         for i, t in enumerate(rest, start=1):
@@ -82,42 +119,40 @@ class BlockedFactor(PLSFactor):
                 RR[c, r] = blocks.ravel()
         RR[qr:, qr:] = cp.xyxy
         self.RR = RR
-        self._M = np.empty_like(RR)  # Lambda_R'(RR - Schur update)Lambda_R + I, factored in place
+        if not terms:
+            return
+        p1 = terms[0].n_coef
+        self.D1 = cp.diag[0]
+        self.Cxy = np.ascontiguousarray(cp.zxy[0].reshape(self.q1, cp.p + 1).T)
+        if not qr:
+            return
+        vals = np.concatenate([cp.off[(i, 0)][2].ravel() for i in range(1, len(terms))])
+        if self._cz_order is not None:  # the same pattern: new values in CSR order
+            self.Cz.data = vals[self._cz_order]
+            self._Cz_dense = self.Cz.toarray() if qr * self.q1 <= DENSE_CZ_ENTRIES else None
+            return
+        rr, cc = [], []
+        for i, t in enumerate(rest, start=1):
+            rows, cols, _ = cp.off[(i, 0)]
+            r, c = _block_entries(rows, cols, t.n_coef, p1, self.rest_offsets[i - 1], 0)
+            rr.append(r)
+            cc.append(c)
+        # each (row, column) is one entry: CSR of the positions 1..N gives the order of the values
+        order = sp.csr_matrix((np.arange(1, len(vals) + 1, dtype=float),
+                               (np.concatenate(rr), np.concatenate(cc))), shape=(qr, self.q1))
+        order.sort_indices()
+        self._cz_order = order.data.astype(np.intp) - 1
+        order.data = vals[self._cz_order]
+        self.Cz = order
+        self._Cz_dense = None
+
+    def refill(self, cp: CrossProducts):
+        """New values of the same cross-products' pattern (a step of penalized IRLS): the blocks
+        are refilled in place, and each evaluation uses a sparse product for the Schur
+        complement (its precomputed form pays only when many evaluations share the values)."""
+        self.cp = cp
+        self._fill(cp)
         self.schur = None
-        self._scalar_rest = all(t.n_coef == 1 for t in rest)
-        if first is not None:
-            p1 = first.n_coef
-            n1 = first.n_levels
-            self.D1 = cp.diag[0]
-            self.Cxy = np.ascontiguousarray(cp.zxy[0].reshape(self.q1, cp.p + 1).T)
-            # entries of C = [Z_rest; X; y]' Z_1 as (row, level of term 1, p1 values)
-            e_rows, e_lev, e_val = [], [], []
-            if qr:
-                rr, cc, vv = [], [], []
-                for i, t in enumerate(rest, start=1):
-                    rows, cols, blocks = cp.off[(i, 0)]
-                    r, c = _block_entries(rows, cols, t.n_coef, p1, self.rest_offsets[i - 1], 0)
-                    rr.append(r)
-                    cc.append(c)
-                    vv.append(blocks.ravel())
-                    o = self.rest_offsets[i - 1]
-                    e_rows.append((o + rows[:, None] * t.n_coef + np.arange(t.n_coef)).ravel())
-                    e_lev.append(np.repeat(cols, t.n_coef))
-                    e_val.append(blocks.reshape(-1, p1))
-                self.Cz = sp.csr_matrix(
-                    (np.concatenate(vv), (np.concatenate(rr), np.concatenate(cc))), shape=(qr, self.q1)
-                )
-                self.Cz.sort_indices()
-            for i in range(cp.p + 1):
-                e_rows.append(np.full(n1, qr + i))
-                e_lev.append(np.arange(n1))
-                e_val.append(self.Cxy[i].reshape(n1, p1))
-            pairs = _LevelPairs(np.concatenate(e_rows), np.concatenate(e_lev), np.concatenate(e_val), n1, m)
-            n_w = len(pairs.pairs_w)
-            if pairs.total * n_w <= SCHUR_UPDATE_BUDGET:
-                self.schur = _SchurUpdate(pairs, self.D1)
-            elif pairs.total * (8 * n_w + 4) <= SCHUR_SCATTER_BYTES:
-                self.schur = _SchurScatter(pairs)
         self._state = None
 
     def _scale_first(self, C, G):
@@ -167,6 +202,14 @@ class BlockedFactor(PLSFactor):
                 G = T1 @ np.linalg.inv(L11).transpose(0, 2, 1)  # T1 L_j^{-T}
             if self.schur is not None:
                 self.schur.apply(M, G, mirror=not self._scalar_rest)
+            elif getattr(self, "_Cz_dense", None) is not None:  # a refilled small system: dense products
+                Sxy = self._scale_first(self.Cxy, G)
+                Sd = self._scale_first(self._Cz_dense, G)
+                M[qr:, qr:] -= Sxy @ Sxy.T
+                M[:qr, :qr] -= Sd @ Sd.T
+                Pzx = Sd @ Sxy.T
+                M[:qr, qr:] -= Pzx
+                M[qr:, :qr] -= Pzx.T
             else:
                 Sz, Sxy = self._scaled = self._scaled_C(G)
                 M[qr:, qr:] -= Sxy @ Sxy.T

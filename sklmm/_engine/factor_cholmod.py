@@ -62,6 +62,11 @@ class CholmodFactor(PLSFactor):
         self.factor = None
         self._state = None
 
+    def refill(self, cp: CrossProducts):
+        """New values of the same pattern: the symbolic analysis (fill-reducing ordering) stays."""
+        self.cp = cp
+        self._state = None
+
     def update(self, theta):
         cp, terms = self.cp, self.terms
         Ts = [t.template(theta[s]) for t, s in zip(terms, self.theta_slices)]

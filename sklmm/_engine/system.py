@@ -59,6 +59,12 @@ class PLSFactor:
         self.q = int(self.z_offsets[-1])
         self._state = None
 
+    def refill(self, cp: CrossProducts):
+        """The same system with new values of its cross-products (the same terms, levels and
+        fixed columns; other weights or another response): what each step of penalized IRLS
+        does. A factorization with a symbolic analysis keeps it."""
+        self.__init__(cp, self.terms)
+
 
 def _block_entries(rows, cols, pr, pc, row_off=0, col_off=0):
     """Row and column indices of the entries of ``(pr x pc)`` blocks at block positions."""

@@ -1,0 +1,192 @@
+"""One GLMM fit, in glmer's two stages.
+
+Stage 1 (glmer's ``nAGQ = 0``): BOBYQA over theta alone, beta found with u by penalized IRLS
+(:mod:`~sklmm._engine.pirls`) at each theta. Stage 2: BOBYQA over theta and beta together on
+the Laplace approximation (or adaptive Gauss-Hermite quadrature,
+:mod:`~sklmm._engine.quadrature`), from stage 1's optimum. Stage 2 works on beta in the
+coordinates ``d = R_X (beta - beta_1)`` (``R_X`` the fixed-effect block of stage 1's factor, so
+d has unit standard errors and no correlations): BOBYQA's trust region is then round in the
+directions it searches. Each evaluation starts PIRLS from the previous evaluation's modes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import solve_triangular
+from sklearn.exceptions import ConvergenceWarning
+
+from . import optimize
+from .fit import MixedFit, SingularFitWarning, independent_columns
+from .factor import check_cost, make_factor
+from .factor_schur import _single_threaded_blas
+from .pirls import GlmmProblem
+from .quadrature import agq_deviance
+from .terms import templates
+
+__all__ = ["GlmmFit", "fit_glmm", "SeparationWarning"]
+
+#: |eta| beyond this at the fit is a fitted probability within 1e-13 of 0 or 1
+SEPARATION_ETA = 30.0
+
+
+class SeparationWarning(UserWarning):
+    """The fitted probabilities reach 0 or 1: a coefficient runs to infinity (separation)."""
+
+
+@dataclass
+class GlmmFit(MixedFit):
+    """A :class:`MixedFit` of a GLMM: ``sigma`` is 1, ``cp`` and ``factor`` hold the working
+    weights at the mode (lme4's ``condVar`` and the Wald covariance use them), ``problem`` the
+    rows for PIRLS (profiles, Hessians, predictions of the marginal mean)."""
+
+    family: object = None
+    n_agq: int = 1
+    problem: object = None
+    stage1: object = None
+    n_passes: int = 0
+
+    @property
+    def n_params(self):
+        return self.cp.p + len(self.theta)
+
+    def criterion_at(self, theta, beta_kept):
+        """``-2 log L`` (Laplace or quadrature) at theta and the kept fixed effects."""
+        return _criterion(self.problem, theta, beta_kept, self.n_agq)
+
+
+def _criterion(problem, theta, beta, n_agq):
+    s = problem.pirls(theta, beta)
+    if not np.isfinite(s.logdet):
+        return np.inf
+    return s.laplace if n_agq <= 1 else agq_deviance(problem, s, n_agq)
+
+
+def _check_groups(terms, y, w, family):
+    """Warn when every level of a grouping factor has a single outcome (all 0 or all 1, or
+    one count): its variance is then driven by separation, not by variation between groups."""
+    for t in terms:
+        lo = np.full(t.n_levels, np.inf)
+        hi = np.full(t.n_levels, -np.inf)
+        np.minimum.at(lo, t.codes, y)
+        np.maximum.at(hi, t.codes, y)
+        if t.n_levels > 1 and np.all(lo == hi) and family.name == "binomial":
+            warnings.warn(
+                f"every level of grouping factor {t.name!r} has a single outcome (all 0 or all 1): "
+                "the random effects separate the data and their variance is not identified "
+                "(it runs to infinity). Use a coarser grouping or drop the factor.",
+                SeparationWarning, stacklevel=5,
+            )
+
+
+#: below this many columns of the dense block, BLAS runs on one thread during a fit: the
+#: products and factorizations are then too small to gain from threads, and the idle threads of
+#: numpy's and scipy's two OpenBLAS libraries, spinning after each call, slow the other's calls
+#: (a 203-column Cholesky after a product: 50 ms instead of 0.2 ms on 2 cores)
+SINGLE_THREAD_BLOCK = 1000
+
+
+def fit_glmm(terms, Xf, y, fe_names, family, *, sample_weight=None, n_agq=1, solver="auto",
+             max_iter=10000, verbose=0, stacklevel=3):
+    """Fit a GLMM (glmer's Laplace fit, or ``nAGQ = n_agq``) by the two stages above."""
+    rest = sum(t.q for t in terms[1:]) + Xf.shape[1] + 1
+    if rest < SINGLE_THREAD_BLOCK:
+        with _single_threaded_blas():
+            return _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter,
+                             verbose, stacklevel + 1)
+    return _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter, verbose,
+                     stacklevel + 1)
+
+
+def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter, verbose, stacklevel):
+    n, n_fixed = Xf.shape
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    keep = independent_columns(Xf.T @ Xf)
+    if len(keep) < n_fixed:
+        dropped = [fe_names[j] for j in range(n_fixed) if j not in keep]
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient, so dropping {len(dropped)} column(s): "
+            f"{dropped} (as lme4 does); their coefficients are reported as 0.",
+            UserWarning, stacklevel=stacklevel,
+        )
+    X = np.ascontiguousarray(Xf[:, keep])
+    _check_groups(terms, y, w, family)
+    problem = GlmmProblem(terms, X, y, w, family, solver)
+    lower = np.concatenate([t.theta_lower() for t in terms])
+    start = np.concatenate([t.theta_start() for t in terms])
+    # stage 1: theta, with beta in PIRLS
+    s1 = optimize.minimize_bobyqa(lambda th: problem.laplace(th), start, lower, max_evals=max_iter,
+                                  ftol_rel=1e-8, ftol_abs=1e-6, xtol_abs=1e-6)
+    st = problem.pirls(s1.final)
+    if not np.isfinite(st.logdet):
+        raise ValueError("penalized IRLS failed at every variance parameter: the data are degenerate "
+                         "(check that y varies and is not determined by the features).")
+    check_cost(problem.plan.form(X, st.eta, np.ones(n)), terms, solver)
+    beta1 = st.beta.copy()
+    LX, _ = problem._factors[True].fixed_part()  # R_X' at stage 1's optimum
+    LX = np.array(LX)
+    k = len(start)
+
+    def beta_of(d):
+        return beta1 + (solve_triangular(LX.T, d, lower=False) if len(d) else d)
+
+    def objective(x):
+        return _criterion(problem, x[:k], beta_of(x[k:]), n_agq)
+
+    x0 = np.concatenate([s1.final, np.zeros(len(beta1))])
+    lower2 = np.concatenate([lower, np.full(len(beta1), -np.inf)])
+    step = np.concatenate([np.maximum(0.1 * np.abs(s1.final), 0.05), np.full(len(beta1), 0.5)])
+    s2 = optimize.minimize_bobyqa(objective, x0, lower2, max_evals=max_iter, initial_step=step,
+                                  ftol_rel=1e-12, ftol_abs=1e-7, xtol_abs=np.concatenate(
+                                      [np.full(k, 1e-7), np.full(len(beta1), 1e-6)]))
+    theta = s2.final[:k]
+    beta_kept = beta_of(s2.final[k:])
+    criterion = objective(s2.final)
+    state, cp = problem.solution(theta, beta_kept)
+    factor = make_factor(cp, terms, solver)
+    factor.update(theta)
+    beta = np.zeros(n_fixed)
+    beta[keep] = beta_kept
+    _, z_off = problem.slices, problem.z_off
+    b = [state.u[z_off[j] : z_off[j + 1]].reshape(t.n_levels, t.n_coef) @ T.T
+         for j, (t, T) in enumerate(zip(terms, templates(terms, theta)))]
+    s2.n_evals += s1.n_evals
+    s2.converged = bool(s1.converged and s2.converged)
+    fit = GlmmFit(terms=terms, theta=theta, beta=beta, keep=keep, u=state.u, b=b, sigma=1.0,
+                  criterion=float(criterion), reml=False, n=n, cp=cp, factor=factor, optimizer=s2,
+                  family=family, n_agq=n_agq, problem=problem, stage1=s1, n_passes=problem.n_passes)
+    if verbose:
+        print(f"[sklmm] GLMM fit: {s1.n_evals} + {s2.n_evals - s1.n_evals} evaluations, "
+              f"{problem.n_passes} passes over the rows; -2 log L {criterion:.8g}")
+    _warn_at_fit(fit, fe_names, X, stacklevel)
+    return fit
+
+
+def _warn_at_fit(fit, fe_names, X, stacklevel):
+    eta = fit.problem.last.eta if fit.problem.last is not None else np.zeros(0)
+    if fit.family.name == "binomial" and eta.size and np.max(np.abs(eta)) > SEPARATION_ETA:
+        names = [fe_names[j] for j in fit.keep]
+        sd = X.std(axis=0)
+        size = np.abs(fit.beta[fit.keep]) * np.where(sd > 0, sd, 1.0)
+        worst = [names[j] for j in np.argsort(-size)[:3]]
+        warnings.warn(
+            f"fitted probabilities of 0 or 1 occur (|linear predictor| up to {np.max(np.abs(eta)):.0f}): "
+            f"the data are (quasi-)completely separated and the largest coefficients ({worst}) run "
+            "towards infinity, with meaningless standard errors. Remove or merge the separating "
+            "feature, or penalize it.",
+            SeparationWarning, stacklevel=stacklevel,
+        )
+    if not fit.optimizer.converged:
+        warnings.warn(
+            f"the optimizer stopped without converging ({fit.optimizer.return_code} after "
+            f"{fit.optimizer.n_evals} evaluations); raise max_iter or simplify the model.",
+            ConvergenceWarning, stacklevel=stacklevel,
+        )
+    if fit.is_singular:
+        warnings.warn(
+            "boundary (singular) fit: a random-effect variance is estimated as (near) zero or a "
+            "correlation as +-1; see variance_components_.",
+            SingularFitWarning, stacklevel=stacklevel,
+        )

@@ -1,0 +1,191 @@
+"""Penalized iteratively reweighted least squares and the Laplace approximation (lme4's glmer).
+
+For a GLMM with linear predictor ``eta = X beta + Z Lambda_theta u`` and ``u ~ N(0, I)``, the
+conditional modes of u at a theta (and beta) minimize the penalized deviance
+
+    pdev(u, beta) = sum_i -2 log p(y_i | eta_i) + |u|^2.
+
+Each PIRLS step is the linear engine's penalized least-squares problem with the working
+weights ``W = w var(mu)`` and the working response ``z = eta + (y - mu) / var(mu)`` (canonical
+links): the same cross-products (:class:`~sklmm._engine.crossprod.CrossProductPlan`, one pass
+over the rows) and the same factorization of ``Lambda' Z'WZ Lambda + I``
+(:mod:`~sklmm._engine.factor`), refilled with the new weights. Steps that raise the penalized
+deviance are halved. At the mode the Laplace approximation to ``-2 log L(theta, beta)`` is
+
+    sum_i -2 log p(y_i | eta_i) + |u|^2 + log |L_theta|^2,
+
+``L_theta`` the Cholesky factor at the mode's weights (the seed's profiled deviance with the
+residual sum of squares replaced by the penalized deviance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .crossprod import CrossProductPlan
+from .factor import make_factor
+from .terms import templates, theta_layout
+
+__all__ = ["GlmmProblem", "PirlsState", "PIRLS_MAX_ITER", "SeparationError"]
+
+#: at most this many PIRLS steps per evaluation
+PIRLS_MAX_ITER = 60
+#: a step that moves no linear predictor by more than this (relative to 1 + |eta|) ends PIRLS:
+#: the convergence is quadratic, so the mode is then exact to rounding and so is the criterion
+PIRLS_ETA_TOL = 1e-10
+#: at most this many halvings of a step that raised the penalized deviance
+MAX_HALVINGS = 12
+
+
+class SeparationError(ValueError):
+    """Penalized IRLS diverged: a fitted probability or mean ran to 0 or 1 (separation)."""
+
+
+@dataclass
+class PirlsState:
+    """The conditional modes at one theta (and beta), with what the criterion and inference need."""
+
+    theta: np.ndarray
+    beta: np.ndarray
+    u: np.ndarray
+    eta: np.ndarray
+    minus2ll: float  # sum_i -2 log p(y_i | eta_i)
+    logdet: float  # log |L_theta|^2 at the mode's weights
+    n_steps: int
+    converged: bool
+
+    @property
+    def laplace(self):
+        return self.minus2ll + float(self.u @ self.u) + self.logdet
+
+
+class GlmmProblem:
+    """The rows of one GLMM and penalized IRLS on them.
+
+    ``X`` holds the kept fixed-effect columns, ``w`` the case weights (a weight w counts a row
+    w times). The factorization is chosen once (:func:`~sklmm._engine.factor.make_factor`)
+    for the system with the fixed columns (``beta`` found by PIRLS with u, glmer's
+    ``nAGQ = 0`` stage) and once for the system without them (beta given).
+    """
+
+    def __init__(self, terms, X, y, w, family, solver="auto"):
+        self.terms, self.X, self.y, self.w, self.family = terms, X, y, w, family
+        self.solver = solver
+        self.plan = CrossProductPlan(terms)
+        self.slices, self.z_off = theta_layout(terms)
+        self.q = int(self.z_off[-1])
+        self.n, self.p = X.shape
+        self._factors = {}
+        self.n_passes = 0  # passes over the rows (one per PIRLS step)
+        self.last = None  # the last state: the warm start of the next evaluation
+        self._empty = np.zeros((self.n, 0))
+
+    # ------------------------------------------------------------------ pieces
+
+    def random_eta(self, theta, u):
+        """``Z Lambda_theta u`` at the rows."""
+        out = np.zeros(self.n)
+        for k, (t, T) in enumerate(zip(self.terms, templates(self.terms, theta))):
+            b = u[self.z_off[k] : self.z_off[k + 1]].reshape(t.n_levels, t.n_coef) @ T.T
+            out += np.einsum("ij,ij->i", t.values, b[t.codes]) if t.n_coef > 1 else t.values[:, 0] * b[t.codes, 0]
+        return out
+
+    def working(self, eta):
+        """Working weights ``W = w var(mu)`` and the working residual ``(y - mu) / var(mu)``."""
+        mu = self.family.mean(eta)
+        var = self.family.variance(mu)
+        return self.w * var, (self.y - mu) / var
+
+    def minus2ll(self, eta):
+        return float(np.sum(self.family.minus2_loglik(self.y, eta, self.w)))
+
+    def factor(self, cp, with_beta):
+        f = self._factors.get(with_beta)
+        if f is None:
+            f = self._factors[with_beta] = make_factor(cp, self.terms, self.solver)
+        else:
+            f.refill(cp)
+        return f
+
+    def start_eta(self):
+        return self.family.start_eta(self.y)
+
+    # ------------------------------------------------------------------ PIRLS
+
+    def pirls(self, theta, beta=None, start=None):
+        """Conditional modes at theta: of u and beta together (``beta=None``) or of u at the
+        given beta. ``start`` is a :class:`PirlsState` to start from (default: the last)."""
+        with_beta = beta is None
+        start = self.last if start is None else start
+        if start is None:  # glm's start: eta from the response, nothing known of u or beta
+            u, b0 = np.zeros(self.q), np.zeros(self.p)
+            eta = self.start_eta()
+            obj = np.inf
+        else:
+            u, b0 = start.u.copy(), start.beta.copy()
+        if not with_beta:
+            b0 = np.asarray(beta, dtype=float)
+        fixed = self.X @ b0
+        if start is not None:
+            eta = fixed + self.random_eta(theta, u)
+            obj = self.minus2ll(eta) + u @ u
+        converged = False
+        logdet = np.nan
+        m2ll = obj - u @ u if np.isfinite(obj) else np.nan
+        steps = 0
+        for steps in range(1, PIRLS_MAX_ITER + 1):
+            W, r = self.working(eta)
+            self.n_passes += 1
+            if with_beta:
+                cp = self.plan.form(self.X, eta + r, W)
+            else:
+                cp = self.plan.form(self._empty, eta - fixed + r, W)
+            factor = self.factor(cp, with_beta)
+            fz = factor.update(theta)
+            if fz is None:
+                break
+            logdet = fz.logdet_L2
+            b_new, u_new = factor.solve()
+            if not with_beta:
+                b_new = b0
+            fixed_new = self.X @ b_new if with_beta else fixed
+            eta_new = fixed_new + self.random_eta(theta, u_new)
+            m2ll_new = self.minus2ll(eta_new)
+            obj_new = m2ll_new + u_new @ u_new
+            halvings = 0
+            while not obj_new <= obj * (1 + 1e-13) and halvings < MAX_HALVINGS and np.isfinite(obj):
+                halvings += 1
+                u_new, b_new = 0.5 * (u + u_new), 0.5 * (b0 + b_new)
+                fixed_new = 0.5 * (fixed + fixed_new)
+                eta_new = 0.5 * (eta + eta_new)
+                m2ll_new = self.minus2ll(eta_new)
+                obj_new = m2ll_new + u_new @ u_new
+            change = np.max(np.abs(eta_new - eta) / (1.0 + np.abs(eta))) if self.n else 0.0
+            if not np.isfinite(obj_new):
+                break
+            small = obj - obj_new <= 1e-14 * abs(obj_new)
+            u, b0, fixed, eta, obj, m2ll = u_new, b_new, fixed_new, eta_new, obj_new, m2ll_new
+            if change < PIRLS_ETA_TOL or (small and halvings):
+                converged = True
+                break
+        state = PirlsState(theta=np.array(theta, dtype=float), beta=b0, u=u, eta=eta,
+                           minus2ll=m2ll if np.isfinite(m2ll) else self.minus2ll(eta), logdet=logdet, n_steps=steps, converged=converged)
+        if np.isfinite(logdet):
+            self.last = state
+        return state
+
+    def laplace(self, theta, beta=None):
+        """The Laplace approximation to ``-2 log L`` at theta (beta from PIRLS when None);
+        inf where the system cannot be factored."""
+        s = self.pirls(theta, beta)
+        return s.laplace if np.isfinite(s.logdet) else np.inf
+
+    def solution(self, theta, beta):
+        """The converged state at (theta, beta) and its cross-products with the fixed columns
+        (the working weights and response at the mode): what the fitted model keeps."""
+        s = self.pirls(theta, beta)
+        W, r = self.working(s.eta)
+        cp = self.plan.form(self.X, s.eta + r, W)
+        return s, cp
