@@ -3,6 +3,7 @@ scikit-learn estimators, fitted by lme4's penalized least squares."""
 
 from ._inference.lrt import LikelihoodRatioTestResult
 from .gam import PenalizedSplineRegressor
+from .glmm import MixedLogisticRegression, MixedPoissonRegressor, SeparationWarning
 from .mixed import (
     MixedLinearRegressor,
     NoGroupsWarning,
@@ -15,6 +16,9 @@ __version__ = "0.1.0"
 __all__ = [
     "MixedLinearRegressor",
     "PenalizedSplineRegressor",
+    "MixedLogisticRegression",
+    "MixedPoissonRegressor",
+    "SeparationWarning",
     "likelihood_ratio_test",
     "LikelihoodRatioTestResult",
     "NoGroupsWarning",

@@ -82,6 +82,10 @@ class GroupedMixin:
     what the formula says.
     """
 
+    #: whether a factor may have a level per observation (a GLMM's observation-level random
+    #: effect models overdispersion; with a Gaussian residual it is not identifiable)
+    _observation_level_effects = False
+
     __metadata_request__fit = {"groups": True}
     __metadata_request__predict = {"groups": True}
     __metadata_request__score = {"groups": True}
@@ -355,7 +359,7 @@ class GroupedMixin:
                     f"grouping factor {f.name!r} has a single level; a variance between groups "
                     "cannot be estimated from one group. Drop it from groups."
                 )
-            if len(f.index) >= n:
+            if len(f.index) >= n and not self._observation_level_effects:
                 raise ValueError(
                     f"grouping factor {f.name!r} has {len(f.index)} levels for {n} observations; "
                     "a random effect per observation is not identifiable with a residual. Use "
@@ -387,7 +391,7 @@ class GroupedMixin:
             )
         grams = [t.values.T @ t.values for t in terms]  # one pass over the rows per term, used twice
         _check_identifiable(terms, factors, list(frame.columns), bool(structure["nested"]), n,
-                            gram=grams.__getitem__)
+                            gram=grams.__getitem__, observation_level=self._observation_level_effects)
         for t, G in zip(terms, grams):  # a correlated term with far-from-centred slopes: centred
             t.centre_slopes(G)
         order = sorted(range(len(terms)), key=lambda k: -terms[k].n_levels)

@@ -125,6 +125,9 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
                          "(check that y varies and is not determined by the features).")
     check_cost(problem.plan.form(X, st.eta, np.ones(n)), terms, solver)
     beta1 = st.beta.copy()
+    if not terms:  # a GLM: PIRLS's optimum is the maximum-likelihood estimate itself
+        return _finish(problem, terms, s1, s1, np.zeros(0), beta1, st.laplace, keep, n_fixed, family,
+                       n_agq, solver, verbose, fe_names, X, stacklevel)
     LX, _ = problem._factors[True].fixed_part()  # R_X' at stage 1's optimum
     LX = np.array(LX)
     k = len(start)
@@ -141,9 +144,16 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     s2 = optimize.minimize_bobyqa(objective, x0, lower2, max_evals=max_iter, initial_step=step,
                                   ftol_rel=1e-12, ftol_abs=1e-7, xtol_abs=np.concatenate(
                                       [np.full(k, 1e-7), np.full(len(beta1), 1e-6)]))
-    theta = s2.final[:k]
-    beta_kept = beta_of(s2.final[k:])
-    criterion = objective(s2.final)
+    s2.n_evals += s1.n_evals
+    s2.converged = bool(s1.converged and s2.converged)
+    return _finish(problem, terms, s1, s2, s2.final[:k], beta_of(s2.final[k:]), objective(s2.final), keep,
+                   n_fixed, family, n_agq, solver, verbose, fe_names, X, stacklevel)
+
+
+def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, family, n_agq, solver,
+            verbose, fe_names, X, stacklevel):
+    """The fitted state at the optimum: the modes, and the system at the mode's weights."""
+    n = problem.n
     state, cp = problem.solution(theta, beta_kept)
     factor = make_factor(cp, terms, solver)
     factor.update(theta)
@@ -152,8 +162,6 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     _, z_off = problem.slices, problem.z_off
     b = [state.u[z_off[j] : z_off[j + 1]].reshape(t.n_levels, t.n_coef) @ T.T
          for j, (t, T) in enumerate(zip(terms, templates(terms, theta)))]
-    s2.n_evals += s1.n_evals
-    s2.converged = bool(s1.converged and s2.converged)
     fit = GlmmFit(terms=terms, theta=theta, beta=beta, keep=keep, u=state.u, b=b, sigma=1.0,
                   criterion=float(criterion), reml=False, n=n, cp=cp, factor=factor, optimizer=s2,
                   family=family, n_agq=n_agq, problem=problem, stage1=s1, n_passes=problem.n_passes)

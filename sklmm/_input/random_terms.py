@@ -16,7 +16,7 @@ from .._engine.terms import UNCENTRED_SLOPE_RATIO
 __all__ = ["_check_identifiable"]
 
 
-def _check_identifiable(terms, factors, columns, nested, n, gram=None, n_pairs=None):
+def _check_identifiable(terms, factors, columns, nested, n, gram=None, n_pairs=None, observation_level=False):
     """Random-effect structures whose variances cannot be estimated, refused before the fit.
 
     lme4's ``check.nobs.vs.nRE`` (as many random effects as observations), and two checks
@@ -27,13 +27,15 @@ def _check_identifiable(terms, factors, columns, nested, n, gram=None, n_pairs=N
 
     ``gram(k)`` (the Gram matrix ``values' values`` of term k's rows) and ``n_pairs(a, b)`` (how
     many pairs of levels of terms a and b share a row) are computed from the terms' rows unless
-    given (a fit from cross-products has only those).
+    given (a fit from cross-products has only those). ``observation_level`` allows as many
+    random effects as observations (a GLMM, where they model overdispersion: glmer's
+    ``check.nobs.vs.nRE = "ignore"``).
     """
     gram = gram or (lambda k: terms[k].values.T @ terms[k].values)
     n_pairs = n_pairs or (lambda a, b: np.unique(
         terms[a].codes.astype(np.int64) * terms[b].n_levels + terms[b].codes).size)
     for k, t in enumerate(terms):
-        if t.q >= n:
+        if t.q >= n and not observation_level:
             raise ValueError(
                 f"grouping factor {t.name!r} has {t.n_levels} levels x {t.n_coef} random "
                 f"coefficient(s) = {t.q} random effects for {n} observations; with at least as "

@@ -1,0 +1,669 @@
+"""MixedLogisticRegression and MixedPoissonRegressor: GLMMs fitted as lme4's glmer fits them."""
+
+from __future__ import annotations
+
+import numbers
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.metrics import accuracy_score, d2_tweedie_score
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from ._base import GroupedMixin, variance_table
+from ._engine.families import Binomial, Poisson
+from ._engine.glmm_fit import SeparationWarning, fit_glmm
+from ._engine.quadrature import gauss_hermite
+from ._inference.bootstrap import percentile_intervals
+from ._inference.conditional import prior_covariances
+from ._inference.covariance import wald_intervals
+from ._inference.glmm import glmm_fixed_table, simulate_glmm
+from ._inference.mixin import InferenceMixin, _fingerprint
+from ._inference.parameters import sdcor_of_fit
+from ._input import dask_collections as _dask
+from ._input.arrays import check_level, check_sample_weight
+from ._input.formula import FORMULA_PARAM_DEFAULTS, FORMULA_PARAMS, parse_formula
+from ._input.groups import NoGroupsWarning
+
+__all__ = ["MixedLogisticRegression", "MixedPoissonRegressor", "SeparationWarning"]
+
+#: nodes of the Gauss-Hermite rule for the marginal mean (the probability averaged over the
+#: random effects) of a binomial model
+MARGINAL_NODES = 40
+
+_CBIND = re.compile(r"^\s*cbind\s*\(\s*([^,()]+?)\s*,\s*([^()]+?)\s*\)\s*~")
+
+
+class _MixedGLM(GroupedMixin, BaseEstimator):
+    """What the two GLMM estimators share: the fit, the linear predictor, the tables."""
+
+    _family = None
+    #: GLMMs are fitted by maximum likelihood (the Laplace approximation); there is no REML
+    reml = False
+    warm_start = False
+    _observation_level_effects = True
+    _formula_defaults = FORMULA_PARAM_DEFAULTS
+    _parse_formula = staticmethod(parse_formula)
+    _parameter_constraints = {
+        **{k: v for k, v in GroupedMixin._group_parameter_constraints.items()
+           if k not in ("reml", "warm_start", "formula")},
+        "fit_intercept": ["boolean"],
+        "unseen_groups": [StrOptions({"population", "error", "marginal"})],
+        "n_quadrature_points": [Interval(numbers.Integral, 1, 100, closed="both")],
+    }
+
+    def __init__(self, random_slopes=None, correlated_slopes=True, nested=False, fit_intercept=True,
+                 unseen_groups="population", n_quadrature_points=1, random_intercept=True,
+                 solver="auto", max_iter=10000, verbose=0, group_columns=None):
+        self.random_slopes = random_slopes
+        self.correlated_slopes = correlated_slopes
+        self.nested = nested
+        self.fit_intercept = fit_intercept
+        self.unseen_groups = unseen_groups
+        self.n_quadrature_points = n_quadrature_points
+        self.random_intercept = random_intercept
+        self.solver = solver
+        self.max_iter = max_iter
+        self.verbose = verbose
+        self.group_columns = group_columns
+
+    # ------------------------------------------------------------------ fit
+
+    def _encode_target(self, y):
+        """y as floats of the family's scale (0/1 for the classifier)."""
+        return y
+
+    def fit(self, X, y=None, groups=None, sample_weight=None):
+        """Fit the GLMM by glmer's two stages (see the class description).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Fixed-effect features (and the source of random-slope columns).
+        y : array-like of shape (n_samples,)
+            The response.
+        groups : array-like of shape (n_samples,) or (n_samples, n_factors), default=None
+            Group labels, one column per grouping factor. Without groups a GLM is fitted,
+            with a warning.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Case weights: a weight w counts the row w times in the likelihood (binomial data
+            with trials: two rows per observation, successes and failures as weights).
+
+        Returns
+        -------
+        self
+        """
+        self._check_group_params()
+        if _dask.is_dask_collection(X, y, groups, sample_weight):
+            raise ValueError(
+                f"{type(self).__name__} fits in-memory data only: each step of penalized IRLS "
+                "needs a pass over every row with new weights (a GLMM fit makes hundreds), which "
+                "over Dask partitions would be hundreds of distributed passes. Compute the "
+                "collections (.compute()) and pass numpy or pandas objects."
+            )
+        X, y, groups, sample_weight = self._resolve_fit(X, y, groups, sample_weight)
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        y = self._encode_target(y)
+        X, y = self._validate_X(X, y, groups=groups)
+        self._family.check(y)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
+        if y.shape[0] < 2:
+            raise ValueError(f"n_samples = {y.shape[0]}: fitting a GLMM needs at least 2 observations.")
+        if np.ptp(y) == 0:
+            raise ValueError(
+                f"y has no variation (every value is {y[0]:g}): no {self._family.name} model can be "
+                "fitted (the intercept would run to infinity, or every effect is 0)."
+            )
+        if groups is None:
+            warnings.warn(
+                "fit was called without groups, so no random effects are fitted: this is an "
+                "ordinary GLM fit of the fixed effects. Pass groups=<labels> to fit random effects.",
+                NoGroupsWarning, stacklevel=2,
+            )
+            terms, self._group_factors, self._group_columns = [], [], None
+            self._group_names_given = False
+        else:
+            terms = self._group_terms(X, groups)
+        if self.n_quadrature_points > 1 and (len(terms) != 1 or terms[0].n_coef != 1):
+            raise ValueError(
+                f"n_quadrature_points={self.n_quadrature_points} (adaptive Gauss-Hermite "
+                "quadrature) needs a single grouping factor with a random intercept only, as "
+                "glmer's nAGQ > 1; this model has "
+                f"{sum(t.n_coef for t in terms)} random coefficient(s) in {len(terms)} factor(s). Use "
+                "n_quadrature_points=1 (the Laplace approximation)."
+            )
+        names = self._feature_names()
+        self._fixed_index = None
+        Xf = self._fixed_columns(X)
+        fe_names = (["(Intercept)"] if self._structure["fit_intercept"] else []) + names
+        self._check_fixed_names(fe_names, "'(Intercept)'")
+        fit = fit_glmm(terms, Xf, y, fe_names, self._family, sample_weight=sample_weight,
+                       n_agq=int(self.n_quadrature_points), solver=self.solver, max_iter=self.max_iter,
+                       verbose=self.verbose)
+        self._set_engine_attributes(fit)
+        del self.sigma_  # (1 for these families: not a parameter)
+        self.n_passes_ = int(fit.n_passes)
+        self.fixed_effects_names_ = fe_names
+        self._data_fingerprint = _fingerprint(y, sample_weight)
+        self._inference_cache = {}
+        self._set_coefficients(fit.beta if self._structure["fit_intercept"] else np.r_[0.0, fit.beta])
+        return self
+
+    # ------------------------------------------------------------------ predictions
+
+    def _linear_predictor(self, X, groups):
+        """``(eta, var)``: the linear predictor conditional on the groups' seen levels, and the
+        variance of the random effects left out (unseen levels, or every factor without groups),
+        which only ``unseen_groups="marginal"`` integrates over."""
+        check_is_fitted(self)
+        X, groups = self._resolve_predict(X, groups)
+        X = self._validate_X(X, reset=False)
+        fit = self._fit
+        eta = self._fixed_columns(X) @ fit.beta
+        var = np.zeros(X.shape[0])
+        marginal = self.unseen_groups == "marginal"
+        if not fit.terms:
+            return eta, var
+        prior = prior_covariances(fit) if marginal else None
+        if groups is None:
+            if marginal:
+                for t, S in zip(fit.terms, prior):
+                    v = t.rows(X)
+                    var += np.einsum("ij,jk,ik->i", v, S, v)
+            return eta, var
+        rows = list(self._group_rows(X, groups))
+        eta = eta + self._random_part(X, groups, rows)
+        if marginal:
+            for k, t, codes, seen, _ in rows:
+                if (~seen).any():
+                    v = t.rows(X[~seen])
+                    var[~seen] += np.einsum("ij,jk,ik->i", v, prior[k], v)
+        return eta, var
+
+    def _mean(self, X, groups):
+        eta, var = self._linear_predictor(X, groups)
+        mu = self._family.mean(eta)
+        out = var > 0
+        if out.any():
+            nodes, weights = gauss_hermite(MARGINAL_NODES)
+            mu[out] = self._family.marginal_mean(eta[out], var[out], nodes, weights)
+        return mu
+
+    def decision_function(self, X, groups=None):
+        """The linear predictor (log-odds or log-mean), conditional on the groups' levels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        groups : array-like, default=None
+            Group labels; without them the population-level linear predictor (random
+            effects 0). ``unseen_groups="marginal"`` does not change the linear predictor.
+
+        Returns
+        -------
+        eta : ndarray of shape (n_samples,)
+        """
+        return self._linear_predictor(X, groups)[0]
+
+    # ------------------------------------------------------------------ tables
+
+    @property
+    def variance_components_(self):
+        """DataFrame: the random effects' variances, standard deviations and correlations (lme4
+        ``VarCorr``; no residual row: these families have none)."""
+        table = self._fit_table("variance_components", variance_table)
+        return table[table["factor"] != "Residual"].reset_index(drop=True)
+
+    def _tables(self):
+        check_is_fitted(self)
+        cache = self.__dict__.setdefault("_inference_cache", {})
+        if "fixed" not in cache:
+            cache["fixed"] = glmm_fixed_table(self._fit, self.fixed_effects_names_)
+        return cache["fixed"]
+
+    @property
+    def fixed_effects_(self):
+        """DataFrame of the fixed effects as glmer's summary: ``estimate``, ``std_error``,
+        ``z_value``, ``p_value`` (Wald z tests), indexed by term. The covariance is twice the
+        inverse Hessian of ``-2 log L`` in the variance parameters and fixed effects together
+        (glmer's default); computed on first access."""
+        return self._tables()[0].copy()
+
+    @property
+    def fixed_effects_cov_(self):
+        """DataFrame: covariance matrix of the fixed effects (glmer ``vcov``), by term name."""
+        return self._tables()[1].copy()
+
+    random_effects_std_ = InferenceMixin.random_effects_std_
+    random_effects_cov = InferenceMixin.random_effects_cov
+    plot_random_effects = InferenceMixin.plot_random_effects
+    _condvar = InferenceMixin._condvar
+    _cached = InferenceMixin._cached
+
+    def summary(self):
+        """A glmer-like text summary: family, AIC/BIC/logLik/deviance, variance components,
+        fixed effects with z tests.
+
+        Returns
+        -------
+        text : str
+        """
+        check_is_fitted(self)
+        how = "Laplace Approximation" if self.n_quadrature_points == 1 else \
+            f"Adaptive Gauss-Hermite Quadrature (nAGQ = {self.n_quadrature_points})"
+        lines = [f"Generalized linear mixed model fit by maximum likelihood ({how}) [sklmm]",
+                 f" Family: {self._family.name}  ( {self._family.link} )",
+                 f"     AIC       BIC    logLik  -2logLik",
+                 f"{self.aic_:9.2f} {self.bic_:9.2f} {self.loglik_:9.2f} {self.criterion_:9.2f}",
+                 "", "Random effects:"]
+        lines += self._variance_lines()
+        lines += ["", "Fixed effects:",
+                  f" {'':<14}{'Estimate':>12}{'Std. Error':>12}{'z value':>10}{'Pr(>|z|)':>11}"]
+        for nm, r in self.fixed_effects_.iterrows():
+            if np.isnan(r["estimate"]):
+                lines.append(f" {nm:<14}{'(dropped: aliased)':>30}")
+                continue
+            lines.append(f" {nm:<14}{r['estimate']:12.4f}{r['std_error']:12.4f}{r['z_value']:10.3f}"
+                         f"{r['p_value']:11.3g}")
+        lines += ["", self._optimizer_line() + f"; {self.n_passes_} passes over the rows"]
+        return "\n".join(lines)
+
+    def _variance_lines(self):
+        vc = self.variance_components_
+        lines = [f" {'Groups':<12}{'Name':<14}{'Variance':>12}{'Std.Dev.':>11}  Corr"]
+        for _, r in vc[vc["term2"].isna()].iterrows():
+            corr = vc[(vc["factor"] == r["factor"]) & (vc["term2"] == r["term"])]["correlation"]
+            name = "" if pd.isna(r["term"]) else r["term"]
+            lines.append(f" {r['factor']:<12}{name:<14}{r['variance']:12.4f}{r['std_dev']:11.4f}  "
+                         + " ".join(f"{c:6.3f}" for c in corr))
+        grp = ", ".join(f"{k}, {v}" for k, v in self.n_groups_.items())
+        lines.append(f"Number of obs: {self.n_obs_}" + (f", groups:  {grp}" if grp else ""))
+        return lines
+
+    # ------------------------------------------------------------------ simulation and intervals
+
+    def simulate(self, n_draws=1, random_state=None):
+        """Responses simulated from the fitted model at the training rows (lme4 ``simulate``):
+        new random effects from their fitted distribution, then responses from the family.
+
+        Parameters
+        ----------
+        n_draws : int, default=1
+        random_state : int, RandomState instance or None, default=None
+
+        Returns
+        -------
+        y_sim : ndarray of shape (n_samples, n_draws)
+            On the scale of the fit's y (0/1, or proportions for rows with whole-number
+            weights, for the classifier; counts for the Poisson model).
+        """
+        check_is_fitted(self)
+        if not isinstance(n_draws, numbers.Integral) or n_draws < 1:
+            raise ValueError(f"n_draws must be a positive integer; got {n_draws!r}.")
+        from sklearn.utils import check_random_state
+
+        rng = np.random.default_rng(check_random_state(random_state).randint(0, 2**31 - 1))
+        return simulate_glmm(self._fit, int(n_draws), rng)
+
+    def bootstrap(self, n_boot=200, random_state=None):
+        """Parametric bootstrap (lme4 ``bootMer``): ``n_boot`` responses simulated from the fit,
+        each refitted.
+
+        Returns
+        -------
+        replicates : DataFrame of shape (n_boot, n_parameters)
+            The random effects' standard deviations and correlations, then the fixed effects;
+            a failed refit is a row of NaN.
+        """
+        check_is_fitted(self)
+        from sklearn.utils import check_random_state
+
+        rng = np.random.default_rng(check_random_state(random_state).randint(0, 2**31 - 1))
+        fit = self._fit
+        p = fit.problem
+        names = _parameter_names(self)
+        rows = []
+        for _ in range(int(n_boot)):
+            y = simulate_glmm(fit, 1, rng)[:, 0]
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    new = fit_glmm(fit.terms, p.X, y, [self.fixed_effects_names_[j] for j in fit.keep],
+                                   fit.family, sample_weight=p.w, n_agq=fit.n_agq, solver=self.solver)
+                beta = np.full(len(self.fixed_effects_names_), np.nan)
+                beta[fit.keep] = new.beta[: len(fit.keep)]
+                rows.append(np.concatenate([_sdcor(new), beta[fit.keep]]))
+            except (ValueError, np.linalg.LinAlgError):
+                rows.append(np.full(len(names), np.nan))
+        return pd.DataFrame(np.array(rows), columns=names)
+
+    def confidence_intervals(self, method="wald", level=0.95, *, n_boot=200, random_state=None):
+        """Confidence intervals (lme4 ``confint``).
+
+        Parameters
+        ----------
+        method : {"wald", "bootstrap"}, default="wald"
+            "wald": ``estimate +- z std_error`` for the fixed effects. "bootstrap": percentile
+            intervals of a parametric bootstrap (:meth:`bootstrap`) for the random effects'
+            standard deviations and correlations and the fixed effects. (Profile intervals,
+            lme4's default, are not available for GLMMs yet.)
+        level : float, default=0.95
+        n_boot, random_state
+            For ``method="bootstrap"``.
+
+        Returns
+        -------
+        intervals : DataFrame
+            Columns ``estimate``, ``lower``, ``upper``.
+        """
+        check_is_fitted(self)
+        level = check_level(level)
+        if method == "wald":
+            return wald_intervals(self.fixed_effects_.dropna(subset=["std_error"]), level)
+        if method == "bootstrap":
+            reps = self.bootstrap(n_boot, random_state=random_state)
+            fit = self._fit
+            est = pd.Series(np.concatenate([_sdcor(fit), fit.beta[fit.keep]]), index=reps.columns)
+            return percentile_intervals(reps, est, level)
+        if method == "profile":
+            raise ValueError(
+                "profile intervals are not available for GLMMs yet; use method='wald' (fixed "
+                "effects) or method='bootstrap' (all parameters)."
+            )
+        raise ValueError(f"method must be 'wald' or 'bootstrap'; got {method!r}.")
+
+    # ------------------------------------------------------------------ formulas
+
+    @classmethod
+    def _formula_data(cls, formula, data, weights):
+        """``(formula, data, weights)`` with a binomial ``cbind(s, f) ~ ...`` turned into two
+        case-weighted rows per observation (y = 1 weighted s, y = 0 weighted f; rows of weight 0
+        dropped)."""
+        return formula, data, weights
+
+    @classmethod
+    def from_formula(cls, formula, data, weights=None, **params):
+        """Fit an lme4 formula: ``glmer(formula, data, family)`` in one line.
+
+        The fixed part is turned into a model matrix by formulaic; the random-effect terms set
+        the parameters (``(1 | g)``, ``(x | g)``, ``(x || g)``, crossed and nested factors), as
+        :meth:`sklmm.MixedLinearRegressor.from_formula`. For the classifier the response may
+        be any two labels (a factor such as ``"N"``/``"Y"``) or ``cbind(successes, failures)``.
+
+        Parameters
+        ----------
+        formula : str
+        data : pandas.DataFrame
+        weights : str or array-like, default=None
+            Case weights: a column of data or one value per row.
+        **params
+            Other constructor parameters (``n_quadrature_points``, ``unseen_groups``, ...).
+
+        Returns
+        -------
+        model : the fitted estimator
+        """
+        given = [p for p in FORMULA_PARAMS if p in params]
+        if given:
+            raise ValueError(f"{given} are set by the formula; remove them from the arguments of from_formula.")
+        if isinstance(weights, str):
+            if weights not in getattr(data, "columns", []):
+                raise ValueError(f"weights={weights!r} is not a column of data.")
+            weights = np.asarray(data[weights], dtype=float)
+        formula, data, weights = cls._formula_data(formula, data, weights)
+        spec = parse_formula(formula)
+        labels = None
+        if spec.response in getattr(data, "columns", []) and not pd.api.types.is_numeric_dtype(data[spec.response]):
+            labels = data[spec.response]  # a factor response: numbers for formulaic, labels for fit
+            data = data.assign(**{spec.response: pd.factorize(labels, sort=True)[0].astype(float)})
+        X, y, groups, formula_params = spec.fit_design(data)
+        if spec.random_only:
+            raise ValueError(
+                f"{formula!r} has a random slope that is not a fixed effect; add it to the fixed part."
+            )
+        keep = spec.complete_rows
+        if labels is not None:
+            y = np.asarray(labels)[keep]
+        w = None if weights is None else cls._rows_kept(weights, keep, "weights")
+        model = cls(**formula_params, **params).fit(X, y, groups=groups, sample_weight=w)
+        model.formula_ = formula
+        model.formula_design_ = spec
+        return model
+
+
+def _sdcor(fit):
+    return sdcor_of_fit(fit)[:-1]  # (no sigma)
+
+
+def _parameter_names(est):
+    from ._inference.parameters import parameter_names
+
+    return parameter_names(est._fit.terms)[:-1] + [est.fixed_effects_names_[j] for j in est._fit.keep]
+
+
+class MixedLogisticRegression(ClassifierMixin, _MixedGLM):
+    """Logistic regression with random effects: a binomial GLMM fitted as lme4's ``glmer``.
+
+    The log-odds of the positive class are ``eta = X beta + Z b`` with random effects
+    ``b ~ N(0, Sigma_theta)`` for the levels of one or more grouping factors (``groups``). The
+    likelihood integrates over b by the Laplace approximation (glmer's default) or, for a
+    single grouping factor with a random intercept, by adaptive Gauss-Hermite quadrature.
+    The fit follows glmer: penalized iteratively reweighted least squares (PIRLS) for the
+    conditional modes of b at each value of the parameters, on the same Cholesky factorization
+    of ``Lambda' Z'WZ Lambda + I`` as :class:`MixedLinearRegressor`; BOBYQA first over the
+    variance parameters with beta inside PIRLS (glmer's ``nAGQ = 0``), then over the variance
+    parameters and beta together.
+
+    Parameters
+    ----------
+    random_slopes : None, list or dict, default=None
+        Features with a random slope, as in :class:`MixedLinearRegressor`.
+    correlated_slopes : bool, default=True
+        lme4 ``(x | g)`` (True) or ``(x || g)`` (False).
+    nested : bool, default=False
+        Several group columns as a hierarchy (lme4 ``(1 | a/b)``) rather than crossed.
+    fit_intercept : bool, default=True
+        Whether the fixed effects include an intercept.
+    unseen_groups : {"population", "error", "marginal"}, default="population"
+        What prediction does for a level not seen in fit (and, with ``groups=None``, for every
+        factor): ``"population"`` sets its random effect to 0 (lme4 ``re.form = NA``), the
+        probability of a typical group; ``"marginal"`` averages the probability over the
+        random effects' distribution, the probability of a new group drawn at random (calibrated
+        across groups); ``"error"`` raises.
+    n_quadrature_points : int, default=1
+        1: the Laplace approximation. More: adaptive Gauss-Hermite quadrature with that many
+        points (glmer's ``nAGQ``), only for a single grouping factor with a random intercept.
+    random_intercept : bool, default=True
+        Whether each grouping factor has a random intercept.
+    solver : {"auto", "blocked", "cholmod", "dense"}, default="auto"
+        The Cholesky factorization (see :class:`MixedLinearRegressor`).
+    max_iter : int, default=10000
+        Most evaluations of the criterion per optimization stage.
+    verbose : int, default=0
+    group_columns : str, int or list, default=None
+        Columns of X that hold the group labels (see :class:`MixedLinearRegressor`).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        The two labels; the second is the positive class.
+    coef_ : ndarray of shape (1, n_features)
+    intercept_ : ndarray of shape (1,)
+    theta_ : ndarray
+        Relative covariance parameters, lme4's ``getME(fit, "theta")``.
+    variance_components_ : DataFrame
+    random_effects_ : dict of DataFrame
+        Conditional modes per factor (lme4 ``ranef``).
+    random_effects_std_ : dict of DataFrame
+        Their conditional standard deviations (lme4 ``ranef(condVar = TRUE)``).
+    fixed_effects_ : DataFrame
+        ``estimate``, ``std_error``, ``z_value``, ``p_value`` (glmer's summary).
+    fixed_effects_cov_ : DataFrame
+    criterion_ : float
+        ``-2 log L`` at the optimum (lme4's ``-2 * logLik(fit)`` for a Laplace fit of 0/1 data;
+        with case weights, the likelihood of the weighted rows, without binomial coefficients).
+    loglik_, aic_, bic_ : float
+    converged_ : bool
+    n_iter_ : int
+        Evaluations of the criterion, both stages.
+    n_passes_ : int
+        Passes over the rows (PIRLS steps and quadrature nodes).
+    is_singular_ : bool
+
+    See Also
+    --------
+    MixedPoissonRegressor : The Poisson GLMM.
+    sklearn.linear_model.LogisticRegression : Without random effects.
+
+    Notes
+    -----
+    ``sample_weight`` are case weights. Binomial data with trials (lme4
+    ``cbind(successes, failures)``) are two rows per observation, y = 1 with weight
+    ``successes`` and y = 0 with weight ``failures``; :meth:`from_formula` accepts ``cbind``.
+    The estimates are lme4's; the log-likelihood lacks lme4's binomial coefficients
+    ``sum(log choose(n, s))``, a constant.
+
+    Examples
+    --------
+    >>> from sklmm import MixedLogisticRegression
+    >>> from sklmm.datasets import load_contraception
+    >>> X, y, groups = load_contraception(return_X_y=True)
+    >>> clf = MixedLogisticRegression().fit(X, y, groups=groups)
+    >>> round(clf.criterion_, 2)
+    2372.46
+    >>> clf.predict_proba(X.head(2), groups=groups.head(2)).round(3)
+    array([[0.751, 0.249],
+           [0.636, 0.364]])
+    """
+
+    _family = Binomial
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def _encode_target(self, y):
+        y = column_or_1d(np.asarray(y) if not isinstance(y, pd.Series) else y.to_numpy(), warn=False)
+        check_classification_targets(y)
+        classes = np.unique(y)
+        if len(classes) != 2:
+            raise ValueError(
+                f"{type(self).__name__} is a binary classifier: y must have exactly 2 classes; "
+                f"got {len(classes)} ({classes[:5].tolist()}). For binomial proportions use 0/1 "
+                "rows with sample_weight (successes and failures)."
+            )
+        self.classes_ = classes
+        return (y == classes[1]).astype(float)
+
+    def _set_coefficients(self, beta):
+        self.intercept_ = np.array([beta[0]])
+        self.coef_ = np.asarray(beta[1:])[None, :]
+
+    def predict_proba(self, X, groups=None):
+        """Class probabilities, conditional on the groups' levels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        groups : array-like, default=None
+            Group labels. Seen levels use their conditional modes; unseen levels (and every
+            factor when groups is None) follow ``unseen_groups``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, 2)
+        """
+        mu = self._mean(X, groups)
+        return np.column_stack([1.0 - mu, mu])
+
+    def predict(self, X, groups=None):
+        """The more probable class (see :meth:`predict_proba`)."""
+        return self.classes_[(self._mean(X, groups) > 0.5).astype(int)]
+
+    def score(self, X, y=None, groups=None, sample_weight=None):
+        """Accuracy of ``predict(X, groups)``, as every scikit-learn classifier."""
+        y = self._response(X, y)
+        return accuracy_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
+
+    @classmethod
+    def _formula_data(cls, formula, data, weights):
+        m = _CBIND.match(formula)
+        if m is None:
+            return formula, data, weights
+        s = np.asarray(data.eval(m.group(1)), dtype=float)
+        f = np.asarray(data.eval(m.group(2)), dtype=float)
+        w0 = np.ones(len(data)) if weights is None else np.asarray(weights, dtype=float)
+        col = "_cbind_response"
+        both = pd.concat([data.assign(**{col: 1.0}), data.assign(**{col: 0.0})], ignore_index=True)
+        w = np.concatenate([s * w0, f * w0])
+        keep = w > 0
+        return col + " ~" + formula[m.end():], both.loc[keep].reset_index(drop=True), w[keep]
+
+
+class MixedPoissonRegressor(RegressorMixin, _MixedGLM):
+    """Poisson regression with random effects: a Poisson GLMM (log link) fitted as lme4's
+    ``glmer(family = poisson)``.
+
+    The log of the mean count is ``eta = X beta + Z b``; everything else is as in
+    :class:`MixedLogisticRegression` (same parameters and fitted attributes), except:
+    ``predict`` returns the mean count, ``score`` is D^2 (the fraction of Poisson deviance
+    explained, as :class:`sklearn.linear_model.PoissonRegressor`), ``coef_`` is 1-D and
+    ``intercept_`` a float. With ``unseen_groups="marginal"`` the mean of a new group is
+    ``exp(eta + v / 2)``, v the variance of its random effects.
+
+    Parameters
+    ----------
+    random_slopes, correlated_slopes, nested, fit_intercept, unseen_groups,
+    n_quadrature_points, random_intercept, solver, max_iter, verbose, group_columns
+        As :class:`MixedLogisticRegression`.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,)
+    intercept_ : float
+    theta_, variance_components_, random_effects_, random_effects_std_, fixed_effects_,
+    fixed_effects_cov_, criterion_, loglik_, aic_, bic_, converged_, n_iter_, n_passes_,
+    is_singular_
+        As :class:`MixedLogisticRegression`.
+
+    See Also
+    --------
+    MixedLogisticRegression : The binomial GLMM.
+
+    Examples
+    --------
+    >>> from sklmm import MixedPoissonRegressor
+    >>> from sklmm.datasets import load_grouseticks
+    >>> X, y, groups = load_grouseticks(return_X_y=True)
+    >>> X = X.assign(HEIGHT=X["HEIGHT"] - X["HEIGHT"].mean())
+    >>> m = MixedPoissonRegressor().fit(X, y, groups=groups)
+    >>> round(m.criterion_, 2)
+    1780.54
+    """
+
+    _family = Poisson
+
+    def _set_coefficients(self, beta):
+        self.intercept_ = float(beta[0])
+        self.coef_ = np.asarray(beta[1:])
+
+    def predict(self, X, groups=None):
+        """The mean count, conditional on the groups' levels (see
+        :meth:`MixedLogisticRegression.predict_proba` for ``groups`` and unseen levels).
+
+        Returns
+        -------
+        mean : ndarray of shape (n_samples,)
+        """
+        return self._mean(X, groups)
+
+    def score(self, X, y=None, groups=None, sample_weight=None):
+        """D^2: the fraction of Poisson deviance explained by ``predict(X, groups)``."""
+        y = self._response(X, y)
+        return d2_tweedie_score(y, self.predict(X, groups=groups), sample_weight=sample_weight, power=1)
