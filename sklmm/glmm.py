@@ -12,7 +12,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, d2_tweedie_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
 
 from ._base import GroupedMixin, variance_table
 from ._engine.families import Binomial, Poisson
@@ -77,6 +78,9 @@ class _MixedGLM(GroupedMixin, BaseEstimator):
         """y as floats of the family's scale (0/1 for the classifier)."""
         return y
 
+    def _check_weighted_target(self, y, sample_weight):
+        """What the response must have beyond its values (the classifier: both classes)."""
+
     def fit(self, X, y=None, groups=None, sample_weight=None):
         """Fit the GLMM by glmer's two stages (see the class description).
 
@@ -108,12 +112,14 @@ class _MixedGLM(GroupedMixin, BaseEstimator):
         X, y, groups, sample_weight = self._resolve_fit(X, y, groups, sample_weight)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        n = _num_samples(y)
+        if n < 2:
+            raise ValueError(f"n_samples = {n}: fitting a GLMM needs at least 2 observations.")
         y = self._encode_target(y)
         X, y = self._validate_X(X, y, groups=groups)
         self._family.check(y)
-        sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        if y.shape[0] < 2:
-            raise ValueError(f"n_samples = {y.shape[0]}: fitting a GLMM needs at least 2 observations.")
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], case_weights=True)
+        self._check_weighted_target(y, sample_weight)
         if np.ptp(y) == 0:
             raise ValueError(
                 f"y has no variation (every value is {y[0]:g}): no {self._family.name} model can be "
@@ -194,7 +200,7 @@ class _MixedGLM(GroupedMixin, BaseEstimator):
             mu[out] = self._family.marginal_mean(eta[out], var[out], nodes, weights)
         return mu
 
-    def decision_function(self, X, groups=None):
+    def linear_predictor(self, X, groups=None):
         """The linear predictor (log-odds or log-mean), conditional on the groups' levels.
 
         Parameters
@@ -549,17 +555,28 @@ class MixedLogisticRegression(ClassifierMixin, _MixedGLM):
         return tags
 
     def _encode_target(self, y):
-        y = column_or_1d(np.asarray(y) if not isinstance(y, pd.Series) else y.to_numpy(), warn=False)
+        y = column_or_1d(np.asarray(y) if not isinstance(y, pd.Series) else y.to_numpy(), warn=True)
         check_classification_targets(y)
         classes = np.unique(y)
-        if len(classes) != 2:
+        if len(classes) > 2:
             raise ValueError(
-                f"{type(self).__name__} is a binary classifier: y must have exactly 2 classes; "
-                f"got {len(classes)} ({classes[:5].tolist()}). For binomial proportions use 0/1 "
-                "rows with sample_weight (successes and failures)."
+                f"Only binary classification is supported. The type of the target is "
+                f"{type_of_target(y, input_name='y')}: {len(classes)} classes ({classes[:5].tolist()}). "
+                "For binomial proportions use 0/1 rows with sample_weight (successes and failures)."
             )
+        if len(classes) < 2:
+            raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs samples of both classes.")
         self.classes_ = classes
         return (y == classes[1]).astype(float)
+
+    def _check_weighted_target(self, y, sample_weight):
+        w = np.ones_like(y) if sample_weight is None else sample_weight
+        present = [bool(np.any((y == v) & (w > 0))) for v in (0.0, 1.0)]
+        if not all(present):
+            raise ValueError(
+                f"y has a single class with positive sample_weight ({self.classes_[present.index(True)]!r}); "
+                "a classifier needs samples of both classes."
+            )
 
     def _set_coefficients(self, beta):
         self.intercept_ = np.array([beta[0]])
@@ -582,9 +599,19 @@ class MixedLogisticRegression(ClassifierMixin, _MixedGLM):
         mu = self._mean(X, groups)
         return np.column_stack([1.0 - mu, mu])
 
+    def decision_function(self, X, groups=None):
+        """The log-odds of the positive class: :meth:`linear_predictor`.
+
+        Returns
+        -------
+        eta : ndarray of shape (n_samples,)
+        """
+        return self.linear_predictor(X, groups)
+
     def predict(self, X, groups=None):
         """The more probable class (see :meth:`predict_proba`)."""
-        return self.classes_[(self._mean(X, groups) > 0.5).astype(int)]
+        positive = self._mean(X, groups) > 0.5
+        return self.classes_[positive.astype(int)]
 
     def score(self, X, y=None, groups=None, sample_weight=None):
         """Accuracy of ``predict(X, groups)``, as every scikit-learn classifier."""
@@ -648,6 +675,11 @@ class MixedPoissonRegressor(RegressorMixin, _MixedGLM):
     """
 
     _family = Poisson
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True
+        return tags
 
     def _set_coefficients(self, beta):
         self.intercept_ = float(beta[0])

@@ -19,9 +19,10 @@ from scipy.special import expit, gammaln
 
 __all__ = ["Binomial", "Poisson", "FAMILIES"]
 
-#: working variances are kept above this, so that a fitted probability or mean that underflows
-#: (complete separation, a huge negative eta) gives a finite working response
-VARIANCE_FLOOR = 1e-30
+#: working variances are kept above this (machine epsilon, as R's ``binomial()$mu.eta``), so that
+#: a fitted probability or mean that underflows (complete separation, a huge negative eta) gives
+#: a finite working response and a system that can still be factored
+VARIANCE_FLOOR = np.finfo(float).eps
 
 
 class Binomial:

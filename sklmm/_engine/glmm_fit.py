@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 from scipy.linalg import solve_triangular
@@ -103,7 +104,7 @@ def fit_glmm(terms, Xf, y, fe_names, family, *, sample_weight=None, n_agq=1, sol
 def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter, verbose, stacklevel):
     n, n_fixed = Xf.shape
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    keep = independent_columns(Xf.T @ Xf)
+    keep = independent_columns(Xf.T @ (Xf * w[:, None]))  # (rows of weight 0 do not count)
     if len(keep) < n_fixed:
         dropped = [fe_names[j] for j in range(n_fixed) if j not in keep]
         warnings.warn(
@@ -113,9 +114,10 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
         )
     X = np.ascontiguousarray(Xf[:, keep])
     _check_groups(terms, y, w, family)
+    check_cost(SimpleNamespace(p=X.shape[1]), terms, solver)  # (only the sizes: before any algebra)
     problem = GlmmProblem(terms, X, y, w, family, solver)
-    lower = np.concatenate([t.theta_lower() for t in terms])
-    start = np.concatenate([t.theta_start() for t in terms])
+    lower = np.concatenate([t.theta_lower() for t in terms] + [np.zeros(0)])
+    start = np.concatenate([t.theta_start() for t in terms] + [np.zeros(0)])
     # stage 1: theta, with beta in PIRLS
     s1 = optimize.minimize_bobyqa(lambda th: problem.laplace(th), start, lower, max_evals=max_iter,
                                   ftol_rel=1e-8, ftol_abs=1e-6, xtol_abs=1e-6)
@@ -123,7 +125,6 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     if not np.isfinite(st.logdet):
         raise ValueError("penalized IRLS failed at every variance parameter: the data are degenerate "
                          "(check that y varies and is not determined by the features).")
-    check_cost(problem.plan.form(X, st.eta, np.ones(n)), terms, solver)
     beta1 = st.beta.copy()
     if not terms:  # a GLM: PIRLS's optimum is the maximum-likelihood estimate itself
         return _finish(problem, terms, s1, s1, np.zeros(0), beta1, st.laplace, keep, n_fixed, family,

@@ -101,6 +101,15 @@ class GlmmProblem:
     def minus2ll(self, eta):
         return float(np.sum(self.family.minus2_loglik(self.y, eta, self.w)))
 
+    def form(self, X, z, W):
+        """The weighted cross-products of ``[Z X z]``, with ``z'Wz`` raised so that the last pivot
+        of the factor stays positive: PIRLS reads the solution from the factor's last row, which
+        the (y, y) entry does not change, and never the residual sum of squares, which is 0 when
+        the working response is fitted exactly (a saturated model) and then fails the factorization."""
+        cp = self.plan.form(X, z, W)
+        cp.xyxy[-1, -1] = 2.0 * cp.xyxy[-1, -1] + 1.0
+        return cp
+
     def factor(self, cp, with_beta):
         f = self._factors.get(with_beta)
         if f is None:
@@ -139,9 +148,9 @@ class GlmmProblem:
             W, r = self.working(eta)
             self.n_passes += 1
             if with_beta:
-                cp = self.plan.form(self.X, eta + r, W)
+                cp = self.form(self.X, eta + r, W)
             else:
-                cp = self.plan.form(self._empty, eta - fixed + r, W)
+                cp = self.form(self._empty, eta - fixed + r, W)
             factor = self.factor(cp, with_beta)
             fz = factor.update(theta)
             if fz is None:
@@ -187,5 +196,4 @@ class GlmmProblem:
         (the working weights and response at the mode): what the fitted model keeps."""
         s = self.pirls(theta, beta)
         W, r = self.working(s.eta)
-        cp = self.plan.form(self.X, s.eta + r, W)
-        return s, cp
+        return s, self.form(self.X, s.eta + r, W)

@@ -140,9 +140,10 @@ def check_level(level):
     return float(level)
 
 
-def check_sample_weight(sample_weight, n_samples):
+def check_sample_weight(sample_weight, n_samples, case_weights=False):
     """Prior weights: None, or positive finite numbers, one per row (fit, score and the Dask
-    partitions use this one check)."""
+    partitions use this one check). ``case_weights`` (GLMMs: a weight counts a row that many
+    times) also allows zeros, rows that count for nothing, as scikit-learn's estimators do."""
     if sample_weight is None:
         return None
     w = np.asarray(sample_weight)
@@ -154,6 +155,13 @@ def check_sample_weight(sample_weight, n_samples):
         w = w.astype(float)
     except (TypeError, ValueError):
         raise ValueError("sample_weight must be numeric (prior weights, one per row).") from None
+    if case_weights:
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+            raise ValueError(
+                "sample_weight must be finite and non-negative, and not all zero (case weights: "
+                "a weight w counts the row w times)."
+            )
+        return w
     if not np.all(np.isfinite(w)) or np.any(w <= 0):
         raise ValueError(
             "sample_weight must be positive and finite (they are prior weights: residual "
