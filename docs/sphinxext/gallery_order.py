@@ -16,6 +16,7 @@ ORDER = [
     "gam_mcycle.py",
     "gam_engine_wear.py",
     "gamm_sleepstudy.py",
+    "glmm_calibration.py",
 ]
 
 
