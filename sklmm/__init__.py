@@ -2,14 +2,10 @@
 scikit-learn estimators, fitted by lme4's penalized least squares."""
 
 from ._inference.lrt import LikelihoodRatioTestResult
+from .comparison import likelihood_ratio_test
 from .gam import PenalizedSplineRegressor
 from .glmm import MixedLogisticRegression, MixedPoissonRegressor, SeparationWarning
-from .mixed import (
-    MixedLinearRegressor,
-    NoGroupsWarning,
-    SingularFitWarning,
-    likelihood_ratio_test,
-)
+from .mixed import MixedLinearRegressor, NoGroupsWarning, SingularFitWarning
 
 __version__ = "0.1.0"
 

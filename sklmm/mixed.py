@@ -10,14 +10,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import GroupedMixin
 from ._engine.fit import SingularFitWarning, fit_mixed
-from ._inference import lrt
 from ._inference.mixin import InferenceMixin
 from ._input import dask_collections as _dask
 from ._input.arrays import check_sample_weight
 from ._input.formula import FORMULA_PARAM_DEFAULTS, FORMULA_PARAMS, parse_formula
 from ._input.groups import NoGroupsWarning
 
-__all__ = ["MixedLinearRegressor", "likelihood_ratio_test", "SingularFitWarning", "NoGroupsWarning"]
+__all__ = ["MixedLinearRegressor", "SingularFitWarning", "NoGroupsWarning"]
 
 
 class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEstimator):
@@ -448,36 +447,3 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
             )
         lines += ["", self._optimizer_line()]
         return "\n".join(lines)
-
-
-def likelihood_ratio_test(smaller, larger, refit=True):
-    """Likelihood-ratio test between two nested mixed models (lme4 ``anova(smaller, larger)``).
-
-    Parameters
-    ----------
-    smaller, larger : MixedLinearRegressor
-        Fitted to the same rows and response; every fixed effect and every random-effect term
-        of ``smaller`` must be in ``larger``, which has more parameters.
-    refit : bool, default=True
-        Refit REML fits by maximum likelihood first (lme4's default): REML likelihoods are not
-        comparable between models with different fixed effects. With ``refit=False`` two REML
-        fits with the same fixed effects are compared on their REML criteria.
-
-    Returns
-    -------
-    result : LikelihoodRatioTestResult
-        ``statistic`` (twice the log-likelihood difference), ``df`` (difference in the number
-        of parameters), ``p_value`` (chi-squared), ``refitted`` and ``table`` (lme4's anova
-        table). It unpacks as ``statistic, df, p_value = likelihood_ratio_test(m0, m1)``.
-
-    Notes
-    -----
-    As lme4, the p-value uses the chi-squared distribution even when the smaller model puts a
-    variance on the boundary of its space (0), where it is conservative; a parametric
-    bootstrap of the statistic is the remedy.
-    """
-    for nm, est in (("smaller", smaller), ("larger", larger)):
-        if not isinstance(est, MixedLinearRegressor):
-            raise TypeError(f"{nm} must be a fitted MixedLinearRegressor; got {type(est).__name__}.")
-        check_is_fitted(est)
-    return lrt.likelihood_ratio_test(smaller, larger, refit=refit)

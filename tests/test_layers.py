@@ -28,6 +28,7 @@ LAYERS = {
     "sklmm._base": 3,
     "sklmm.mixed": 4,
     "sklmm.gam": 4,
+    "sklmm.glmm": 4,
     "sklmm": 5,
 }
 #: what the engine may import besides the standard library and itself

@@ -20,10 +20,9 @@ from scipy.linalg import solve_triangular
 from sklearn.exceptions import ConvergenceWarning
 
 from . import optimize
-from .fit import MixedFit, SingularFitWarning, independent_columns
 from .factor import check_cost, make_factor
-from .factor_schur import _single_threaded_blas
-from .pirls import GlmmProblem
+from .fit import MixedFit, SingularFitWarning, independent_columns
+from .pirls import GlmmProblem, blas_threads
 from .quadrature import agq_deviance
 from .terms import templates
 
@@ -55,7 +54,8 @@ class GlmmFit(MixedFit):
 
     def criterion_at(self, theta, beta_kept):
         """``-2 log L`` (Laplace or quadrature) at theta and the kept fixed effects."""
-        return _criterion(self.problem, theta, beta_kept, self.n_agq)
+        with blas_threads(self.terms, self.cp.p):
+            return _criterion(self.problem, theta, beta_kept, self.n_agq)
 
 
 def _criterion(problem, theta, beta, n_agq):
@@ -65,7 +65,7 @@ def _criterion(problem, theta, beta, n_agq):
     return s.laplace if n_agq <= 1 else agq_deviance(problem, s, n_agq)
 
 
-def _check_groups(terms, y, w, family):
+def _check_groups(terms, y, w, family, stacklevel):
     """Warn when every level of a grouping factor has a single outcome (all 0 or all 1, or
     one count): its variance is then driven by separation, not by variation between groups."""
     for t in terms:
@@ -78,27 +78,16 @@ def _check_groups(terms, y, w, family):
                 f"every level of grouping factor {t.name!r} has a single outcome (all 0 or all 1): "
                 "the random effects separate the data and their variance is not identified "
                 "(it runs to infinity). Use a coarser grouping or drop the factor.",
-                SeparationWarning, stacklevel=5,
+                SeparationWarning, stacklevel=stacklevel,
             )
-
-
-#: below this many columns of the dense block, BLAS runs on one thread during a fit: the
-#: products and factorizations are then too small to gain from threads, and the idle threads of
-#: numpy's and scipy's two OpenBLAS libraries, spinning after each call, slow the other's calls
-#: (a 203-column Cholesky after a product: 50 ms instead of 0.2 ms on 2 cores)
-SINGLE_THREAD_BLOCK = 1000
 
 
 def fit_glmm(terms, Xf, y, fe_names, family, *, sample_weight=None, n_agq=1, solver="auto",
              max_iter=10000, verbose=0, stacklevel=3):
     """Fit a GLMM (glmer's Laplace fit, or ``nAGQ = n_agq``) by the two stages above."""
-    rest = sum(t.q for t in terms[1:]) + Xf.shape[1] + 1
-    if rest < SINGLE_THREAD_BLOCK:
-        with _single_threaded_blas():
-            return _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter,
-                             verbose, stacklevel + 1)
-    return _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter, verbose,
-                     stacklevel + 1)
+    with blas_threads(terms, Xf.shape[1]):
+        return _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter,
+                         verbose, stacklevel + 1)
 
 
 def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter, verbose, stacklevel):
@@ -113,7 +102,7 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
             UserWarning, stacklevel=stacklevel,
         )
     X = np.ascontiguousarray(Xf[:, keep])
-    _check_groups(terms, y, w, family)
+    _check_groups(terms, y, w, family, stacklevel + 1)
     check_cost(SimpleNamespace(p=X.shape[1]), terms, solver)  # (only the sizes: before any algebra)
     problem = GlmmProblem(terms, X, y, w, family, solver)
     lower = np.concatenate([t.theta_lower() for t in terms] + [np.zeros(0)])
@@ -169,7 +158,7 @@ def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, 
     if verbose:
         print(f"[sklmm] GLMM fit: {s1.n_evals} + {s2.n_evals - s1.n_evals} evaluations, "
               f"{problem.n_passes} passes over the rows; -2 log L {criterion:.8g}")
-    _warn_at_fit(fit, fe_names, X, stacklevel)
+    _warn_at_fit(fit, fe_names, X, stacklevel + 2)  # (two frames below _fit_glmm)
     return fit
 
 

@@ -3,15 +3,25 @@ Laplace criterion (glmer's ``vcov``), z tests, simulation and the parametric boo
 
 from __future__ import annotations
 
+import numbers
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.linalg import solve_triangular
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
+from .._engine.glmm_fit import fit_glmm
 from .._engine.terms import templates
-from .covariance import _hessian
+from .._input.arrays import check_level
+from .bootstrap import percentile_intervals
+from .covariance import _hessian, wald_intervals
+from .mixin import InferenceMixin
+from .parameters import parameter_names, sdcor_of_fit
 
-__all__ = ["glmm_fixed_cov", "glmm_fixed_table", "simulate_glmm", "draw_random_eta"]
+__all__ = ["GlmmInferenceMixin", "glmm_fixed_cov", "glmm_fixed_table", "simulate_glmm", "draw_random_eta"]
 
 
 def _rx_cov(fit):
@@ -101,3 +111,131 @@ def simulate_glmm(fit, n_draws, rng):
 def random_effect_sds(fit):
     """Per term, the covariance ``T T'`` of one level's random effects (sigma = 1)."""
     return [T @ T.T for T in templates(fit.terms, fit.theta)]
+
+
+def _sdcor(fit):
+    return sdcor_of_fit(fit)[:-1]  # (no sigma)
+
+
+def _parameter_names(est):
+    return parameter_names(est._fit.terms)[:-1] + [est.fixed_effects_names_[j] for j in est._fit.keep]
+
+
+class GlmmInferenceMixin:
+    """What a glmer user expects after the fit: the z-test table, conditional variances of the
+    random effects, simulation, the bootstrap and intervals. Needs ``self._fit`` (a GlmmFit)."""
+
+    def _tables(self):
+        check_is_fitted(self)
+        cache = self.__dict__.setdefault("_inference_cache", {})
+        if "fixed" not in cache:
+            cache["fixed"] = glmm_fixed_table(self._fit, self.fixed_effects_names_)
+        return cache["fixed"]
+
+    @property
+    def fixed_effects_(self):
+        """DataFrame of the fixed effects as glmer's summary: ``estimate``, ``std_error``,
+        ``z_value``, ``p_value`` (Wald z tests), indexed by term. The covariance is twice the
+        inverse Hessian of ``-2 log L`` in the variance parameters and fixed effects together
+        (glmer's default); computed on first access."""
+        return self._tables()[0].copy()
+
+    @property
+    def fixed_effects_cov_(self):
+        """DataFrame: covariance matrix of the fixed effects (glmer ``vcov``), by term name."""
+        return self._tables()[1].copy()
+
+    random_effects_std_ = InferenceMixin.random_effects_std_
+    random_effects_cov = InferenceMixin.random_effects_cov
+    plot_random_effects = InferenceMixin.plot_random_effects
+    _condvar = InferenceMixin._condvar
+    _cached = InferenceMixin._cached
+
+    # ------------------------------------------------------------------ simulation and intervals
+
+    def simulate(self, n_draws=1, random_state=None):
+        """Responses simulated from the fitted model at the training rows (lme4 ``simulate``):
+        new random effects from their fitted distribution, then responses from the family.
+
+        Parameters
+        ----------
+        n_draws : int, default=1
+        random_state : int, RandomState instance or None, default=None
+
+        Returns
+        -------
+        y_sim : ndarray of shape (n_samples, n_draws)
+            On the scale of the fit's y (0/1, or proportions for rows with whole-number
+            weights, for the classifier; counts for the Poisson model).
+        """
+        check_is_fitted(self)
+        if not isinstance(n_draws, numbers.Integral) or n_draws < 1:
+            raise ValueError(f"n_draws must be a positive integer; got {n_draws!r}.")
+        rng = np.random.default_rng(check_random_state(random_state).randint(0, 2**31 - 1))
+        return simulate_glmm(self._fit, int(n_draws), rng)
+
+    def bootstrap(self, n_boot=200, random_state=None):
+        """Parametric bootstrap (lme4 ``bootMer``): ``n_boot`` responses simulated from the fit,
+        each refitted.
+
+        Returns
+        -------
+        replicates : DataFrame of shape (n_boot, n_parameters)
+            The random effects' standard deviations and correlations, then the fixed effects;
+            a failed refit is a row of NaN.
+        """
+        check_is_fitted(self)
+        rng = np.random.default_rng(check_random_state(random_state).randint(0, 2**31 - 1))
+        fit = self._fit
+        p = fit.problem
+        names = _parameter_names(self)
+        rows = []
+        for _ in range(int(n_boot)):
+            y = simulate_glmm(fit, 1, rng)[:, 0]
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    new = fit_glmm(fit.terms, p.X, y, [self.fixed_effects_names_[j] for j in fit.keep],
+                                   fit.family, sample_weight=p.w, n_agq=fit.n_agq, solver=self.solver)
+                beta = np.full(len(self.fixed_effects_names_), np.nan)
+                beta[fit.keep] = new.beta[: len(fit.keep)]
+                rows.append(np.concatenate([_sdcor(new), beta[fit.keep]]))
+            except (ValueError, np.linalg.LinAlgError):
+                rows.append(np.full(len(names), np.nan))
+        return pd.DataFrame(np.array(rows), columns=names)
+
+    def confidence_intervals(self, method="wald", level=0.95, *, n_boot=200, random_state=None):
+        """Confidence intervals (lme4 ``confint``).
+
+        Parameters
+        ----------
+        method : {"wald", "bootstrap"}, default="wald"
+            "wald": ``estimate +- z std_error`` for the fixed effects. "bootstrap": percentile
+            intervals of a parametric bootstrap (:meth:`bootstrap`) for the random effects'
+            standard deviations and correlations and the fixed effects. (Profile intervals,
+            lme4's default, are not available for GLMMs yet.)
+        level : float, default=0.95
+        n_boot, random_state
+            For ``method="bootstrap"``.
+
+        Returns
+        -------
+        intervals : DataFrame
+            Columns ``estimate``, ``lower``, ``upper``.
+        """
+        check_is_fitted(self)
+        level = check_level(level)
+        if method == "wald":
+            return wald_intervals(self.fixed_effects_.dropna(subset=["std_error"]), level)
+        if method == "bootstrap":
+            reps = self.bootstrap(n_boot, random_state=random_state)
+            fit = self._fit
+            est = pd.Series(np.concatenate([_sdcor(fit), fit.beta[fit.keep]]), index=reps.columns)
+            return percentile_intervals(reps, est, level)
+        if method == "profile":
+            raise ValueError(
+                "profile intervals are not available for GLMMs yet; use method='wald' (fixed "
+                "effects) or method='bootstrap' (all parameters)."
+            )
+        raise ValueError(f"method must be 'wald' or 'bootstrap'; got {method!r}.")
+
