@@ -118,11 +118,16 @@ def check_cost(cp, terms, solver):
     return seconds
 
 
-def make_factor(cp, terms, solver="auto"):
-    """Choose (:func:`choose_solver`) and build the factorization for these terms."""
+def make_factor(cp, terms, solver="auto", repeated=True):
+    """Choose (:func:`choose_solver`) and build the factorization for these terms.
+
+    ``repeated=False`` says that each set of cross-products will be factored at few values of
+    theta (a step of penalized IRLS factors its weighted cross-products once): the blocked
+    factorization then skips the precomputed form of its Schur update, which pays only over
+    many evaluations."""
     solver = choose_solver(cp, terms, solver)
     if solver == "blocked":
-        return BlockedFactor(cp, terms)
+        return BlockedFactor(cp, terms, precompute=repeated)
     if solver == "cholmod":
         return CholmodFactor(cp, terms)
     if solver == "dense":

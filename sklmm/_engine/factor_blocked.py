@@ -63,7 +63,7 @@ class BlockedFactor(PLSFactor):
 
     name = "blocked"
 
-    def __init__(self, cp: CrossProducts, terms):
+    def __init__(self, cp: CrossProducts, terms, precompute=True):
         super().__init__(cp, terms)
         first, rest = (terms[0], terms[1:]) if terms else (None, [])
         self.q1 = first.q if first is not None else 0
@@ -72,9 +72,10 @@ class BlockedFactor(PLSFactor):
         self._M = np.empty((self.qr + cp.p + 1,) * 2)  # Lambda_R'(RR - Schur update)Lambda_R + I
         self._scalar_rest = all(t.n_coef == 1 for t in rest)
         self._cz_order = None
+        self._Cz_dense = None
         self._fill(cp)
         self.schur = None
-        if first is not None:
+        if first is not None and precompute:
             p1, n1 = first.n_coef, first.n_levels
             # entries of C = [Z_rest; X; y]' Z_1 as (row, level of term 1, p1 values)
             e_rows, e_lev, e_val = [], [], []

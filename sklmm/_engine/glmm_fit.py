@@ -109,7 +109,7 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     start = np.concatenate([t.theta_start() for t in terms] + [np.zeros(0)])
     # stage 1: theta, with beta in PIRLS
     s1 = optimize.minimize_bobyqa(lambda th: problem.laplace(th), start, lower, max_evals=max_iter,
-                                  ftol_rel=1e-8, ftol_abs=1e-6, xtol_abs=1e-6)
+                                  ftol_rel=1e-7, ftol_abs=1e-4, xtol_abs=1e-4)
     st = problem.pirls(s1.final)
     if not np.isfinite(st.logdet):
         raise ValueError("penalized IRLS failed at every variance parameter: the data are degenerate "
@@ -145,7 +145,7 @@ def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, 
     """The fitted state at the optimum: the modes, and the system at the mode's weights."""
     n = problem.n
     state, cp = problem.solution(theta, beta_kept)
-    factor = make_factor(cp, terms, solver)
+    factor = make_factor(cp, terms, solver, repeated=False)
     factor.update(theta)
     beta = np.zeros(n_fixed)
     beta[keep] = beta_kept

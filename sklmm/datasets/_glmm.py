@@ -61,10 +61,12 @@ def load_cbpp(*, return_X_y=False, as_frame=True):
         Return ``(X, y, groups)`` instead of the whole frame: ``X`` the treatment-contrast
         columns ``period2``, ``period3``, ``period4`` (float64 0/1; period 1 is the baseline),
         ``y`` ``proportion`` = ``incidence / size`` with ``groups`` the column ``herd``.
-        ``size`` is the number of binomial trials: a binomial fit of ``y`` with
-        ``sample_weight=df["size"]`` is the ``cbind(incidence, size - incidence)`` fit (in
-        lme4, ``glmer(incidence / size ~ period + (1 | herd), weights = size, family =
-        binomial)`` gives the same estimates).
+        ``size`` is the number of binomial trials. :class:`~sklmm.MixedLogisticRegression`
+        takes 0/1 outcomes with case weights, so the ``cbind(incidence, size - incidence)``
+        fit is two rows per herd and period (y = 1 with weight ``incidence``, y = 0 with
+        weight ``size - incidence``), which ``MixedLogisticRegression.from_formula`` builds
+        from the ``cbind`` formula (in lme4, ``glmer(incidence / size ~ period + (1 | herd),
+        weights = size, family = binomial)`` gives the same estimates).
     as_frame : bool, default=True
         pandas objects (True) or numpy arrays (False; labels as an object array).
 
