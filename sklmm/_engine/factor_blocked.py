@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import solve_triangular
+from scipy.linalg import blas, solve_triangular
 
 from .crossprod import CrossProducts
 from .factor_schur import (
@@ -166,6 +166,7 @@ class BlockedFactor(PLSFactor):
     def update(self, theta):
         terms, qr, p = self.terms, self.qr, self.p
         self._scaled = None  # C scaled by this theta's G, formed once when asked for
+        self._dense_scaled = None
         Ts = [t.template(theta[s]) for t, s in zip(terms, self.theta_slices)]
         M = self._M  # a buffer of its own: a fresh m x m array would be page-faulted in each time
         np.copyto(M, self.RR)
@@ -203,11 +204,14 @@ class BlockedFactor(PLSFactor):
                 G = T1 @ np.linalg.inv(L11).transpose(0, 2, 1)  # T1 L_j^{-T}
             if self.schur is not None:
                 self.schur.apply(M, G, mirror=not self._scalar_rest)
-            elif getattr(self, "_Cz_dense", None) is not None:  # a refilled small system: dense products
+            elif self._Cz_dense is not None:  # a refilled small system: dense products
                 Sxy = self._scale_first(self.Cxy, G)
                 Sd = self._scale_first(self._Cz_dense, G)
+                self._dense_scaled = (Sd, Sxy)  # (what solve() needs, dense)
                 M[qr:, qr:] -= Sxy @ Sxy.T
-                M[:qr, :qr] -= Sd @ Sd.T
+                # Sd Sd' by a symmetric rank-k update (half a product's flops; the upper triangle,
+                # which is all the factorization reads, through Sd' in Fortran order: no copy)
+                M[:qr, :qr] -= blas.dsyrk(1.0, Sd.T, trans=1, lower=0)
                 Pzx = Sd @ Sxy.T
                 M[:qr, qr:] -= Pzx
                 M[qr:, :qr] -= Pzx.T
@@ -353,7 +357,10 @@ class BlockedFactor(PLSFactor):
     def solve(self):
         """Conditional beta and spherical modes u at the last updated theta."""
         Ts, L11, G, Lm = self._state
-        Sz, Sxy = self._scaled_current() if self.terms else (None, None)
+        if getattr(self, "_dense_scaled", None) is not None:
+            Sz, Sxy = self._dense_scaled
+        else:
+            Sz, Sxy = self._scaled_current() if self.terms else (None, None)
         qr = self.qr
         top = Lm[:-1, :-1]
         x_rest = solve_triangular(top, Lm[-1, :-1], lower=True, trans="T") if top.size else np.zeros(0)

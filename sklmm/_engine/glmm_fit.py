@@ -164,7 +164,8 @@ def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, 
 
 def _warn_at_fit(fit, fe_names, X, stacklevel):
     eta = fit.problem.last.eta if fit.problem.last is not None else np.zeros(0)
-    if fit.family.name == "binomial" and eta.size and np.max(np.abs(eta)) > SEPARATION_ETA:
+    separated = fit.family.name == "binomial" and eta.size and np.max(np.abs(eta)) > SEPARATION_ETA
+    if separated:
         names = [fe_names[j] for j in fit.keep]
         sd = X.std(axis=0)
         size = np.abs(fit.beta[fit.keep]) * np.where(sd > 0, sd, 1.0)
@@ -175,6 +176,14 @@ def _warn_at_fit(fit, fe_names, X, stacklevel):
             "towards infinity, with meaningless standard errors. Remove or merge the separating "
             "feature, or penalize it.",
             SeparationWarning, stacklevel=stacklevel,
+        )
+    last = fit.problem.last
+    if last is not None and not last.converged and not separated:
+        warnings.warn(
+            f"penalized IRLS did not converge at the optimum ({last.n_steps} steps): the conditional "
+            "modes, and so the criterion and the estimates, are approximate. Check the data for "
+            "extreme values of the features or counts.",
+            ConvergenceWarning, stacklevel=stacklevel,
         )
     if not fit.optimizer.converged:
         warnings.warn(

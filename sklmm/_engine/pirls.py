@@ -85,14 +85,17 @@ class GlmmProblem:
     def __init__(self, terms, X, y, w, family, solver="auto"):
         self.terms, self.X, self.y, self.w, self.family = terms, X, y, w, family
         self.solver = solver
-        self.plan = CrossProductPlan(terms)
+        self.plan = CrossProductPlan(terms, repeated=True)
         self.slices, self.z_off = theta_layout(terms)
         self.q = int(self.z_off[-1])
         self.n, self.p = X.shape
         self._factors = {}
         self.n_passes = 0  # passes over the rows (one per PIRLS step)
         self.last = None  # the last state: the warm start of the next evaluation
-        self._empty = np.zeros((self.n, 0))
+        # [X z] and [z] as buffers: each PIRLS step writes its working response in the last column
+        self._Xz = np.empty((self.n, self.p + 1))
+        self._Xz[:, : self.p] = X
+        self._z = np.empty((self.n, 1))
 
     # ------------------------------------------------------------------ pieces
 
@@ -113,12 +116,14 @@ class GlmmProblem:
     def minus2ll(self, eta):
         return float(np.sum(self.family.minus2_loglik(self.y, eta, self.w)))
 
-    def form(self, X, z, W):
+    def form(self, with_beta, z, W):
         """The weighted cross-products of ``[Z X z]``, with ``z'Wz`` raised so that the last pivot
         of the factor stays positive: PIRLS reads the solution from the factor's last row, which
         the (y, y) entry does not change, and never the residual sum of squares, which is 0 when
         the working response is fitted exactly (a saturated model) and then fails the factorization."""
-        cp = self.plan.form(X, z, W)
+        Xz = self._Xz if with_beta else self._z
+        Xz[:, -1] = z
+        cp = self.plan.form(None, None, W, Xy=Xz)
         cp.xyxy[-1, -1] = 2.0 * cp.xyxy[-1, -1] + 1.0
         return cp
 
@@ -172,9 +177,9 @@ class GlmmProblem:
             W, r = self.working(eta)
             self.n_passes += 1
             if with_beta:
-                cp = self.form(self.X, eta + r, W)
+                cp = self.form(True, eta + r, W)
             else:
-                cp = self.form(self._empty, eta - fixed + r, W)
+                cp = self.form(False, eta - fixed + r, W)
             factor = self.factor(cp, with_beta)
             fz = factor.update(theta)
             if fz is None:
@@ -220,4 +225,4 @@ class GlmmProblem:
         (the working weights and response at the mode): what the fitted model keeps."""
         s = self.pirls(theta, beta)
         W, r = self.working(s.eta)
-        return s, self.form(self.X, s.eta + r, W)
+        return s, self.form(True, s.eta + r, W)
