@@ -28,6 +28,12 @@ from .terms import templates
 
 __all__ = ["GlmmFit", "fit_glmm", "SeparationWarning"]
 
+#: first steps of the optimizer: stage 1's in standard errors of theta (at theta = 1),
+#: stage 2's in standard errors of theta and of beta
+STAGE1_STEPS = 4.0
+STAGE2_THETA_STEPS = 1.0
+STAGE2_BETA_STEPS = 0.5
+
 #: |eta| beyond this at the fit is a fitted probability within 1e-13 of 0 or 1
 SEPARATION_ETA = 30.0
 
@@ -108,7 +114,13 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     lower = np.concatenate([t.theta_lower() for t in terms] + [np.zeros(0)])
     start = np.concatenate([t.theta_start() for t in terms] + [np.zeros(0)])
     # stage 1: theta, with beta in PIRLS
+    # each theta's first step in proportion to its standard error, about 1 / sqrt(2 levels):
+    # the criterion is far more curved in the theta of a factor with 5,000 levels than in that
+    # of one with 200, and steps of one size for both make BOBYQA crawl along the flat one
+    levels = np.concatenate([np.full(t.n_theta, t.n_levels, dtype=float) for t in terms] + [np.zeros(0)])
+    se_unit = 1.0 / np.sqrt(2.0 * np.maximum(levels, 1.0))
     s1 = optimize.minimize_bobyqa(lambda th: problem.laplace(th), start, lower, max_evals=max_iter,
+                                  initial_step=np.minimum(0.75, STAGE1_STEPS * se_unit),
                                   ftol_rel=1e-7, ftol_abs=1e-4, xtol_abs=1e-4)
     st = problem.pirls(s1.final)
     if not np.isfinite(st.logdet):
@@ -130,7 +142,8 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
 
     x0 = np.concatenate([s1.final, np.zeros(len(beta1))])
     lower2 = np.concatenate([lower, np.full(len(beta1), -np.inf)])
-    step = np.concatenate([np.maximum(0.1 * np.abs(s1.final), 0.05), np.full(len(beta1), 0.5)])
+    step = np.concatenate([np.maximum(np.abs(s1.final), 0.1) * se_unit * STAGE2_THETA_STEPS,
+                           np.full(len(beta1), STAGE2_BETA_STEPS)])
     s2 = optimize.minimize_bobyqa(objective, x0, lower2, max_evals=max_iter, initial_step=step,
                                   ftol_rel=1e-12, ftol_abs=1e-7, xtol_abs=np.concatenate(
                                       [np.full(k, 1e-7), np.full(len(beta1), 1e-6)]))
