@@ -145,7 +145,7 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     step = np.concatenate([np.maximum(np.abs(s1.final), 0.1) * se_unit * STAGE2_THETA_STEPS,
                            np.full(len(beta1), STAGE2_BETA_STEPS)])
     s2 = optimize.minimize_bobyqa(objective, x0, lower2, max_evals=max_iter, initial_step=step,
-                                  ftol_rel=1e-12, ftol_abs=1e-7, xtol_abs=np.concatenate(
+                                  ftol_rel=1e-12, ftol_abs=1e-8, xtol_abs=np.concatenate(
                                       [np.full(k, 1e-7), np.full(len(beta1), 1e-6)]))
     s2.n_evals += s1.n_evals
     s2.converged = bool(s1.converged and s2.converged)
