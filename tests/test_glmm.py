@@ -267,6 +267,15 @@ def test_clone_pickle_and_grouped_cross_validation(contraception):
     assert np.all(scores["test_score"] > 0.6)
 
 
+def test_profile_intervals_match_glmer(cbpp):
+    ref = REF["cbpp_laplace"]["confint_profile"]
+    ci = cbpp.confidence_intervals("profile")
+    assert list(ci.index)[0] == "sd_(Intercept)|herd" and len(ci) == len(ref["names"])
+    # lme4 interpolates its profile by splines; the two agree to about 3e-5
+    np.testing.assert_allclose(ci["lower"], ref["lower"], atol=1e-3)
+    np.testing.assert_allclose(ci["upper"], ref["upper"], atol=1e-3)
+
+
 def test_simulate_and_bootstrap(cbpp):
     sims = cbpp.simulate(n_draws=200, random_state=0)
     assert sims.shape == (cbpp.n_obs_, 200)
@@ -292,8 +301,8 @@ def test_bad_input_gets_a_clear_error(cbpp):
         MixedPoissonRegressor().fit(X, np.full(len(y), 3.0), groups=g)
     with pytest.raises(ValueError, match="unseen_groups"):
         MixedLogisticRegression(unseen_groups="mean").fit(X, y, groups=g)
-    with pytest.raises(ValueError, match="not available for GLMMs"):
-        cbpp.confidence_intervals("profile")
+    with pytest.raises(ValueError, match="method must be"):
+        cbpp.confidence_intervals("profiles")
     with pytest.warns(NoGroupsWarning):
         MixedLogisticRegression().fit(X, y)
 

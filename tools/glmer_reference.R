@@ -261,6 +261,9 @@ res$entry$lchoose_constant <- jnum(lchoose_const)
 res$entry$loglik_without_lchoose <- jnum(as.numeric(logLik(res$fit)) - lchoose_const)
 res$entry$saturated_minus2loglik <- jnum(sat_m2ll)
 res$entry$proportion_weights_fit <- prop_extra(w$fit, w$warnings)
+# profile-likelihood intervals (lme4's confint default), 95%: rows .sig01, then the fixed effects
+ci <- suppressWarnings(suppressMessages(confint(res$fit, method = "profile", level = 0.95)))
+res$entry$confint_profile <- list(names = rownames(ci), lower = jvec(ci[, 1]), upper = jvec(ci[, 2]))
 out[["cbpp_laplace"]] <- res$entry
 cat(sprintf("    lchoose constant = %.10f; weights=size fit logLik = %.10f (cbind fit %.10f)\n",
             lchoose_const, as.numeric(logLik(w$fit)), as.numeric(logLik(res$fit))))

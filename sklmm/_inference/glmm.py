@@ -14,12 +14,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._engine.glmm_fit import fit_glmm
+from .._engine.optimize import minimize_bobyqa
 from .._engine.terms import templates
 from .._input.arrays import check_level
 from .bootstrap import percentile_intervals
 from .covariance import _hessian, wald_intervals
 from .mixin import InferenceMixin
 from .parameters import parameter_names, sdcor_of_fit
+from .profile import _interval_side
 
 __all__ = ["GlmmInferenceMixin", "glmm_fixed_cov", "glmm_fixed_table", "simulate_glmm", "draw_random_eta"]
 
@@ -209,11 +211,13 @@ class GlmmInferenceMixin:
 
         Parameters
         ----------
-        method : {"wald", "bootstrap"}, default="wald"
-            "wald": ``estimate +- z std_error`` for the fixed effects. "bootstrap": percentile
-            intervals of a parametric bootstrap (:meth:`bootstrap`) for the random effects'
-            standard deviations and correlations and the fixed effects. (Profile intervals,
-            lme4's default, are not available for GLMMs yet.)
+        method : {"wald", "profile", "bootstrap"}, default="wald"
+            "wald": ``estimate +- z std_error`` for the fixed effects. "profile":
+            profile-likelihood intervals (lme4's default) for the fixed effects and the
+            standard deviations of random intercepts (one-coefficient terms; the parameters of
+            terms with slopes are NaN). "bootstrap": percentile intervals of a parametric
+            bootstrap (:meth:`bootstrap`) for the random effects' standard deviations and
+            correlations and the fixed effects.
         level : float, default=0.95
         n_boot, random_state
             For ``method="bootstrap"``.
@@ -233,9 +237,74 @@ class GlmmInferenceMixin:
             est = pd.Series(np.concatenate([_sdcor(fit), fit.beta[fit.keep]]), index=reps.columns)
             return percentile_intervals(reps, est, level)
         if method == "profile":
-            raise ValueError(
-                "profile intervals are not available for GLMMs yet; use method='wald' (fixed "
-                "effects) or method='bootstrap' (all parameters)."
-            )
-        raise ValueError(f"method must be 'wald' or 'bootstrap'; got {method!r}.")
+            with self._fit.lock:
+                return glmm_profile_intervals(self._fit, self.fixed_effects_names_, level)
+        raise ValueError(f"method must be 'wald', 'profile' or 'bootstrap'; got {method!r}.")
 
+
+
+def glmm_profile_intervals(fit, names, level):
+    """Profile-likelihood intervals (lme4 ``confint(method = "profile")``) for the fixed effects
+    and the standard deviations of scalar random-effect terms (``sd = theta`` there, sigma being
+    1); parameters of vector terms (intercept and slopes) are NaN.
+
+    Each point of a profile fixes one parameter and minimizes ``-2 log L`` over the others by
+    BOBYQA, in coordinates scaled by their standard errors, from the previous point's optimum;
+    the interval's ends are where the profile rises by ``chi2_1(level)``."""
+    k = len(fit.theta)
+    beta = fit.beta[fit.keep]
+    x_hat = np.concatenate([fit.theta, beta])
+    f_hat = fit.criterion
+    cutoff = stats.chi2.ppf(level, 1)
+    cov, _ = glmm_fixed_cov(fit)
+    levels = np.concatenate([np.full(t.n_theta, t.n_levels, dtype=float) for t in fit.terms] + [np.zeros(0)])
+    scale = np.concatenate([np.maximum(np.abs(fit.theta), 0.1) / np.sqrt(2.0 * np.maximum(levels, 1)),
+                            np.sqrt(np.diag(cov))])
+    lower = np.concatenate([np.concatenate([t.theta_lower() for t in fit.terms] + [np.zeros(0)]),
+                            np.full(len(beta), -np.inf)])
+    profiled = [i for i in range(k) if _scalar_theta(fit, i)] + list(range(k, k + len(beta)))
+    saved = fit.problem.last
+    out = {}
+    try:
+        for i in profiled:
+            free = np.array([j for j in range(len(x_hat)) if j != i], dtype=np.intp)
+            lo_free = (lower[free] - x_hat[free]) / scale[free]
+            warm = {}
+
+            def g(v, i=i, free=free, lo_free=lo_free, warm=warm):
+                side = v > x_hat[i]
+                z0 = np.maximum(warm.get(side, np.zeros(len(free))), lo_free)
+
+                def obj(z):
+                    x = x_hat.copy()
+                    x[free] += scale[free] * z
+                    x[i] = v
+                    return fit.criterion_at(x[:k], x[k:])
+
+                res = minimize_bobyqa(obj, z0, lo_free, initial_step=np.full(len(free), 0.5),
+                                      ftol_rel=1e-10, ftol_abs=1e-6, xtol_abs=1e-5)
+                warm[side] = res.final
+                return max(res.fmin - f_hat, 0.0)
+
+            limit = 0.0 if i < k else None
+            lo = _interval_side(g, x_hat[i], -scale[i], limit, cutoff, 1e-6 * scale[i])
+            hi = _interval_side(g, x_hat[i], scale[i], None, cutoff, 1e-6 * scale[i])
+            out[i] = (lo, hi)
+    finally:
+        fit.problem.last = saved
+    pnames = parameter_names(fit.terms)[:-1] + [names[j] for j in fit.keep]
+    est = np.concatenate([sdcor_of_fit(fit)[:-1], beta])
+    lo = np.array([out.get(i, (np.nan, np.nan))[0] for i in range(len(pnames))])
+    hi = np.array([out.get(i, (np.nan, np.nan))[1] for i in range(len(pnames))])
+    return pd.DataFrame({"estimate": est, "lower": lo, "upper": hi},
+                        index=pd.Index(pnames, name="parameter"))
+
+
+def _scalar_theta(fit, i):
+    """Whether theta i is the only parameter of a one-coefficient term (so that sd = theta)."""
+    start = 0
+    for t in fit.terms:
+        if start <= i < start + t.n_theta:
+            return t.n_coef == 1
+        start += t.n_theta
+    return False
