@@ -249,18 +249,6 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
         lines += ["", self._optimizer_line() + f"; {self.n_passes_} passes over the rows"]
         return "\n".join(lines)
 
-    def _variance_lines(self):
-        vc = self.variance_components_
-        lines = [f" {'Groups':<12}{'Name':<14}{'Variance':>12}{'Std.Dev.':>11}  Corr"]
-        for _, r in vc[vc["term2"].isna()].iterrows():
-            corr = vc[(vc["factor"] == r["factor"]) & (vc["term2"] == r["term"])]["correlation"]
-            name = "" if pd.isna(r["term"]) else r["term"]
-            lines.append(f" {r['factor']:<12}{name:<14}{r['variance']:12.4f}{r['std_dev']:11.4f}  "
-                         + " ".join(f"{c:6.3f}" for c in corr))
-        grp = ", ".join(f"{k}, {v}" for k, v in self.n_groups_.items())
-        lines.append(f"Number of obs: {self.n_obs_}" + (f", groups:  {grp}" if grp else ""))
-        return lines
-
     # ------------------------------------------------------------------ formulas
 
     @classmethod

@@ -27,45 +27,7 @@ if (!dir.exists("sklmm/datasets/data") || !dir.exists("tests/data")) {
   stop("run this script from the repository root: Rscript tools/make_datasets.R")
 }
 
-# Shortest round-trip decimal representation of each double.
-fmt_double <- function(x) {
-  out <- sprintf("%.15g", x)
-  bad <- !is.na(x) & as.numeric(out) != x
-  out[bad] <- sprintf("%.16g", x[bad])
-  bad <- !is.na(x) & as.numeric(out) != x
-  out[bad] <- sprintf("%.17g", x[bad])
-  stopifnot(all(is.na(x) | as.numeric(out) == x))
-  out[is.na(x)] <- "NA"
-  out
-}
-
-write_data <- function(df, path) {
-  out <- lapply(df, function(col) {
-    if (is.factor(col)) col <- as.character(col)
-    if (is.character(col)) {
-      if (any(grepl("[,\"\n]", col))) stop("label with comma/quote in ", path)
-      col
-    } else if (is.numeric(col)) {
-      fmt_double(as.double(col))
-    } else {
-      stop("unsupported column type in ", path)
-    }
-  })
-  out <- as.data.frame(out, stringsAsFactors = FALSE, optional = TRUE)
-  names(out) <- names(df)
-  write.table(out, path, sep = ",", quote = FALSE, row.names = FALSE,
-              col.names = TRUE, eol = "\n")
-  # round-trip check
-  back <- read.csv(path, colClasses = "character")
-  for (nm in names(df)) {
-    if (is.numeric(df[[nm]])) {
-      stopifnot(identical(as.numeric(back[[nm]]), as.double(df[[nm]])))
-    } else {
-      stopifnot(identical(back[[nm]], as.character(df[[nm]])))
-    }
-  }
-  cat(sprintf("wrote %-40s %4d rows x %d cols\n", path, nrow(df), ncol(df)))
-}
+source("tools/csv_helpers.R")  # fmt_double, write_data
 
 dd <- "sklmm/datasets/data"
 
