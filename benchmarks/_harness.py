@@ -257,6 +257,22 @@ def git_commit(path=None):
     return sha + ("+dirty" if dirty else "")
 
 
+def fmt(value, spec):
+    """``format(value, spec)``, or None for a missing value (an empty cell of a table)."""
+    return None if value is None else format(value, spec)
+
+
+def describe_failure(exc, timeout):
+    """One line for a table cell saying why a fit failed: killed at the timeout, out of memory,
+    or the last lines of its error."""
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"timeout (killed after {timeout} s)"
+    text = str(exc)
+    if "cannot allocate" in text or "MemoryError" in text:
+        return "out of memory: " + text.strip().splitlines()[-1][:150]
+    return "failed: " + " ".join(text.strip().splitlines()[-2:])[:200]
+
+
 def markdown_table(rows):
     """Format rows as a GitHub markdown table.
 

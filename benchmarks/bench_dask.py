@@ -32,7 +32,7 @@ import pandas as pd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _harness import git_commit, machine_info, markdown_table, report, run_python  # noqa: E402
+from _harness import fmt, git_commit, machine_info, markdown_table, report, run_python  # noqa: E402
 
 SEED = 1
 N_GROUPS = 100_000
@@ -79,9 +79,9 @@ def _dask_worker(n, rows_per_partition):
     import time
 
     os.environ["PYTHONPATH"] = HERE + os.pathsep + os.environ.get("PYTHONPATH", "")
+    from _harness import emit_result
     from distributed import Client, LocalCluster
 
-    from _harness import emit_result
     from sklmm import MixedLinearRegressor
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -106,6 +106,7 @@ def _memory_worker(n, rows_per_partition):
     import time
 
     from _harness import emit_result
+
     from sklmm import MixedLinearRegressor
 
     n_parts = -(-n // rows_per_partition)
@@ -151,9 +152,6 @@ def run(sizes, rows_per_partition, compare_max, log=print):
 
 def table(rows):
     """Markdown table of :func:`run`'s rows."""
-    def fmt(v, spec):
-        return None if v is None else format(v, spec)
-
     return markdown_table([{
         "rows": f"{r['n']:,}", "fit": r["where"], "partitions": r["partitions"],
         "fit time (s)": fmt(r["time"], ".3g"),

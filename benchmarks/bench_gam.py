@@ -15,8 +15,16 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import (machine_info, markdown_table, median_time,  # noqa: E402
-                      python_peak_memory_mb, r_available, report, run_r)
+from _harness import (  # noqa: E402
+    fmt,
+    machine_info,
+    markdown_table,
+    median_time,
+    python_peak_memory_mb,
+    r_available,
+    report,
+    run_r,
+)
 
 SEED = 0
 FORMULA = 'y ~ s(x1, bs = "cr", k = 20) + s(x2, bs = "cr", k = 20)'
@@ -127,9 +135,6 @@ def table(results, n):
     -------
     str
     """
-    def fmt(v, spec):
-        return None if v is None else format(v, spec)
-
     rows = []
     for r in results:
         sk = r["tool"].startswith("sklmm")

@@ -47,8 +47,19 @@ import pandas as pd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _harness import (emit_result, git_commit, machine_info, markdown_table,  # noqa: E402
-                      median_time, r_available, report, run_python, run_r)
+from _harness import (  # noqa: E402
+    describe_failure,
+    emit_result,
+    fmt,
+    git_commit,
+    machine_info,
+    markdown_table,
+    median_time,
+    r_available,
+    report,
+    run_python,
+    run_r,
+)
 
 SEED = 1
 TIMEOUT = 1800  # seconds, for every glmer run
@@ -248,17 +259,6 @@ def glmer_warning(out):
 
 # --------------------------------------------------------------------------- driver
 
-def _fmt(v, spec):
-    return None if v is None else format(v, spec)
-
-
-def _failure(exc, timeout):
-    if isinstance(exc, subprocess.TimeoutExpired):
-        return f"timeout (killed after {timeout} s)"
-    text = str(exc)
-    if "cannot allocate" in text or "MemoryError" in text:
-        return "out of memory: " + text.strip().splitlines()[-1][:150]
-    return "failed: " + " ".join(text.strip().splitlines()[-2:])[:200]
 
 
 def run_workload(name, quick=False, have_r=True, log=print):
@@ -273,13 +273,13 @@ def run_workload(name, quick=False, have_r=True, log=print):
             try:
                 row["r"] = run_glmer(name, tmp, quick)
             except (subprocess.TimeoutExpired, RuntimeError) as exc:
-                row["notes"].append("glmer " + _failure(exc, TIMEOUT))
+                row["notes"].append("glmer " + describe_failure(exc, TIMEOUT))
                 log(f"{name}: {row['notes'][-1]}")
     log(f"{name}: sklmm ...")
     try:
         row["sk"] = run_sklmm(name, quick, spec["repeats"]["sklmm"])
     except (subprocess.TimeoutExpired, RuntimeError) as exc:
-        row["notes"].append("sklmm " + _failure(exc, None))
+        row["notes"].append("sklmm " + describe_failure(exc, None))
         log(f"{name}: {row['notes'][-1]}")
     sk, r = row["sk"], row["r"]
     if sk is not None:
@@ -321,17 +321,17 @@ def table(rows):
         speed = (r["time"] / sk["time"]) if sk and r and sk["time"] > 0 else None
         out.append({
             "workload": esc(row["workload"]),
-            "sklmm time (s)": _fmt(sk.get("time"), ".3g"),
-            "glmer time (s)": _fmt(r.get("time"), ".3g"),
+            "sklmm time (s)": fmt(sk.get("time"), ".3g"),
+            "glmer time (s)": fmt(r.get("time"), ".3g"),
             "speed-up": None if speed is None else f"{speed:.2g}x",
-            "sklmm -2logL": _fmt(crit_sk, ".10f").rstrip("0") if crit_sk is not None else None,
-            "glmer -2logL": _fmt(crit_r, ".10f").rstrip("0") if crit_r is not None else None,
-            "diff (sklmm - glmer)": _fmt(diff, "+.2e"),
+            "sklmm -2logL": fmt(crit_sk, ".10f").rstrip("0") if crit_sk is not None else None,
+            "glmer -2logL": fmt(crit_r, ".10f").rstrip("0") if crit_r is not None else None,
+            "diff (sklmm - glmer)": fmt(diff, "+.2e"),
             "glmer warned": esc(glmer_warning(r)) if r else None,
             "n_iter_": sk.get("n_iter"), "n_passes_": sk.get("n_passes"),
             "peak MB (sklmm / glmer)": (None if not sk and not r else
-                                        f"{_fmt(sk.get('peak_mb'), '.0f') or 'n/a'} / "
-                                        f"{_fmt(r.get('peak_mb'), '.0f') or 'n/a'}"),
+                                        f"{fmt(sk.get('peak_mb'), '.0f') or 'n/a'} / "
+                                        f"{fmt(r.get('peak_mb'), '.0f') or 'n/a'}"),
             "repeats (sklmm / glmer)": f"{row['reps']['sklmm']} / {row['reps']['glmer']}",
             "notes": esc("; ".join(row["notes"]))})
     return markdown_table(out)

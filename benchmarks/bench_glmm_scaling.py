@@ -22,8 +22,15 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _harness import git_commit, machine_info, markdown_table, report, run_python  # noqa: E402
-from bench_glmm import _failure  # noqa: E402
+from _harness import (  # noqa: E402
+    describe_failure,
+    fmt,
+    git_commit,
+    machine_info,
+    markdown_table,
+    report,
+    run_python,
+)
 
 SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 ROWS_PER_SUBJECT = 100
@@ -42,9 +49,9 @@ def _worker(n, address_space_gb=None):
         resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
 
     import pandas as pd
-
     from _harness import emit_result
     from bench_glmm import simulate_binary_crossed
+
     from sklmm import MixedLogisticRegression
 
     t0 = time.perf_counter()
@@ -93,7 +100,7 @@ def run(sizes, memory_limit_gb=MEMORY_LIMIT_GB, timeout=None, log=print):
         try:
             out = run_python(code, timeout=timeout)
         except (subprocess.TimeoutExpired, RuntimeError) as exc:
-            row["notes"] = _failure(exc, timeout)
+            row["notes"] = describe_failure(exc, timeout)
             log(f"n={n:,}: {row['notes']}")
             rows.append(row)
             continue
@@ -142,9 +149,6 @@ def plot(rows, path):
 
 def table(rows):
     """Markdown table of :func:`run`'s rows."""
-    def fmt(v, spec):
-        return None if v is None else format(v, spec)
-
     return markdown_table([{
         "n": f"{r['n']:,}", "subjects": f"{r['n'] // ROWS_PER_SUBJECT:,}", "items": N_ITEMS,
         "fit time (s)": fmt(r["time"], ".3g"), "-2logL": fmt(r["criterion"], ".10g"),

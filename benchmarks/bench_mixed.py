@@ -27,8 +27,19 @@ import pandas as pd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _harness import (emit_result, git_commit, machine_info, markdown_table,  # noqa: E402
-                      median_time, r_available, report, run_python, run_r)
+from _harness import (  # noqa: E402
+    describe_failure,
+    emit_result,
+    fmt,
+    git_commit,
+    machine_info,
+    markdown_table,
+    median_time,
+    r_available,
+    report,
+    run_python,
+    run_r,
+)
 
 SEED = 1
 TIMEOUT = 600  # seconds, for every lme4 and GPBoost run
@@ -304,17 +315,6 @@ def run_lme4(name, data_path, formula, repeats=1, timeout=TIMEOUT, memory_limit_
 
 # --------------------------------------------------------------------------- driver
 
-def _fmt(v, spec):
-    return None if v is None else format(v, spec)
-
-
-def _failure(exc, timeout):
-    if isinstance(exc, subprocess.TimeoutExpired):
-        return f"timeout (killed after {timeout} s)"
-    text = str(exc)
-    if "cannot allocate" in text or "MemoryError" in text:
-        return "out of memory: " + text.strip().splitlines()[-1][:150]
-    return "failed: " + " ".join(text.strip().splitlines()[-2:])[:200]
 
 
 def run_workload(name, quick=False, have_r=True, log=print):
@@ -357,7 +357,7 @@ def run_workload(name, quick=False, have_r=True, log=print):
                                  peak_mb=lme4["peak_mb"], notes=note))
             except (subprocess.TimeoutExpired, RuntimeError) as exc:
                 rows.append(dict(tool="lme4 lmer", time=None, criterion=None, peak_mb=None,
-                                 notes=_failure(exc, TIMEOUT)))
+                                 notes=describe_failure(exc, TIMEOUT)))
                 log(f"{name}: lme4 {rows[-1]['notes']}")
         ref_uncorr, ref_uncorr_from = None, None
         if have_r and spec["formula_uncorrelated"] and "gpboost" in spec["tools"]:
@@ -366,7 +366,7 @@ def run_workload(name, quick=False, have_r=True, log=print):
                 ref_uncorr = run_lme4(name, data_path, spec["formula_uncorrelated"])["criterion"]
                 ref_uncorr_from = "lme4 " + spec["formula_uncorrelated"].split("~")[1].strip()
             except (subprocess.TimeoutExpired, RuntimeError) as exc:
-                log(f"{name}: lme4 uncorrelated {_failure(exc, TIMEOUT)}")
+                log(f"{name}: lme4 uncorrelated {describe_failure(exc, TIMEOUT)}")
         ref = lme4["criterion"] if lme4 else None
 
         # ---- Python tools, each in a fresh process
@@ -385,7 +385,7 @@ def run_workload(name, quick=False, have_r=True, log=print):
                 label = {"sklmm": "sklmm", "statsmodels": "statsmodels MixedLM",
                          "gpboost": "GPBoost GPModel"}[tool]
                 rows.append(dict(tool=label, time=None, criterion=None, peak_mb=None,
-                                 notes=_failure(exc, TIMEOUT)))
+                                 notes=describe_failure(exc, TIMEOUT)))
                 log(f"{name}: {tool} {rows[-1]['notes']}")
                 continue
             warn = "; ".join(out.get("warnings", []))
@@ -422,7 +422,7 @@ def _gpboost_row(name, quick, py_path, spec, reps, out, ref_uncorr, ref_uncorr_f
         exact = run_tool("gpboost_eval", name, quick, py_path, params=out,
                          timeout=TIMEOUT)["criterion"]
     except (subprocess.TimeoutExpired, RuntimeError) as exc:
-        log(f"{name}: gpboost exact evaluation {_failure(exc, TIMEOUT)}")
+        log(f"{name}: gpboost exact evaluation {describe_failure(exc, TIMEOUT)}")
     reported = out["criterion_reported"]
     crit = exact if exact is not None else reported
     note = model
@@ -458,10 +458,10 @@ def table(rows):
 
     return markdown_table([{
         "workload": esc(r["workload"]), "tool": r["tool"],
-        "time (s)": _fmt(r["time"], ".3g"),
-        "criterion (ML deviance)": _fmt(r["criterion"], ".12g"),
-        "vs lme4 (relative)": _fmt(r["diff"], "+.1e"),
-        "peak memory (MB)": _fmt(r["peak_mb"], ".0f"),
+        "time (s)": fmt(r["time"], ".3g"),
+        "criterion (ML deviance)": fmt(r["criterion"], ".12g"),
+        "vs lme4 (relative)": fmt(r["diff"], "+.1e"),
+        "peak memory (MB)": fmt(r["peak_mb"], ".0f"),
         "notes": esc(r["notes"] or "")} for r in rows])
 
 

@@ -16,10 +16,23 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _harness import (git_commit, machine_info, markdown_table, r_available,  # noqa: E402
-                      report, run_python)
-from bench_mixed import (TIMEOUT, _failure, r_messages, run_lme4,  # noqa: E402
-                         simulate_slopes, write_binary_columns)
+from _harness import (  # noqa: E402
+    describe_failure,
+    fmt,
+    git_commit,
+    machine_info,
+    markdown_table,
+    r_available,
+    report,
+    run_python,
+)
+from bench_mixed import (  # noqa: E402
+    TIMEOUT,
+    r_messages,
+    run_lme4,
+    simulate_slopes,
+    write_binary_columns,
+)
 
 SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 ROWS_PER_GROUP = 10
@@ -32,6 +45,7 @@ def _worker(n):
     import time
 
     from _harness import emit_result
+
     from sklmm import MixedLinearRegressor
 
     d = simulate_slopes(n, n // ROWS_PER_GROUP)
@@ -57,7 +71,7 @@ def run(sizes, have_r, log=print):
                                    + ("" if out["converged"] else ", NOT converged")))
         except RuntimeError as exc:
             rows.append(dict(n=n, tool="sklmm", time=None, criterion=None, peak_mb=None,
-                             notes=_failure(exc, None)))
+                             notes=describe_failure(exc, None)))
         if have_r and n <= LME4_MAX_N:
             log(f"n={n:,}: lme4 ...")
             with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +83,7 @@ def run(sizes, have_r, log=print):
                                      notes=f"{out['feval']} evals" + r_messages(out)))
                 except (subprocess.TimeoutExpired, RuntimeError) as exc:
                     rows.append(dict(n=n, tool="lme4", time=None, criterion=None,
-                                     peak_mb=None, notes=_failure(exc, TIMEOUT)))
+                                     peak_mb=None, notes=describe_failure(exc, TIMEOUT)))
     for r in rows:
         ref = next((q["criterion"] for q in rows if q["n"] == r["n"] and q["tool"] == "lme4"),
                    None)
@@ -109,9 +123,6 @@ def plot(rows, path):
 
 def table(rows):
     """Markdown table of :func:`run`'s rows."""
-    def fmt(v, spec):
-        return None if v is None else format(v, spec)
-
     return markdown_table([{
         "n": f"{r['n']:,}", "groups": f"{r['n'] // ROWS_PER_GROUP:,}", "tool": r["tool"],
         "time (s)": fmt(r["time"], ".3g"), "criterion (ML deviance)": fmt(r["criterion"], ".12g"),
