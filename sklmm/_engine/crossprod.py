@@ -91,6 +91,14 @@ class CrossProductPlan:
                 uniq, inv = np.unique(key, return_inverse=True)
                 self.pairs[(l, k)] = (uniq // tk.n_levels, uniq % tk.n_levels, inv.ravel())
 
+    def pattern(self, p):
+        """What the choice of a factorization reads of the cross-products, without forming them:
+        the number of fixed columns and which levels of two terms share rows."""
+        zero = np.zeros(1, np.intp)
+        off = {key: (zero, zero, None) if pair is None else (pair[0], pair[1], None)
+               for key, pair in self.pairs.items()}
+        return dataclasses.replace(CrossProducts(n=0, p=p, diag=[], off={}, zxy=[], xyxy=None), off=off)
+
     def form(self, X, y, weights=None, Xy=None) -> CrossProducts:
         """Cross-products of ``[Z X y]`` with row weights (``Z'WZ``, ...); O(n) per call.
 

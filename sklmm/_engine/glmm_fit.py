@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 from scipy.linalg import solve_triangular
@@ -109,8 +108,8 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
         )
     X = np.ascontiguousarray(Xf[:, keep])
     _check_groups(terms, y, w, family, stacklevel + 1)
-    check_cost(SimpleNamespace(p=X.shape[1]), terms, solver)  # (only the sizes: before any algebra)
     problem = GlmmProblem(terms, X, y, w, family, solver)
+    check_cost(problem.plan.pattern(X.shape[1]), terms, solver)  # (only the pattern: before any algebra)
     lower = np.concatenate([t.theta_lower() for t in terms] + [np.zeros(0)])
     start = np.concatenate([t.theta_start() for t in terms] + [np.zeros(0)])
     # stage 1: theta, with beta in PIRLS
