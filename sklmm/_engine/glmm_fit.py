@@ -19,9 +19,9 @@ from scipy.linalg import solve_triangular
 from sklearn.exceptions import ConvergenceWarning
 
 from . import optimize
-from .factor import check_cost, make_factor
+from .factor import blas_threads, check_cost, make_factor
 from .fit import MixedFit, SingularFitWarning, independent_columns
-from .pirls import GlmmProblem, blas_threads
+from .pirls import GlmmProblem
 from .quadrature import agq_deviance
 from .terms import templates
 

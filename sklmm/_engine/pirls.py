@@ -20,17 +20,15 @@ residual sum of squares replaced by the penalized deviance).
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 
 from .crossprod import CrossProductPlan
 from .factor import make_factor
-from .factor_schur import _single_threaded_blas
 from .terms import templates, theta_layout
 
-__all__ = ["GlmmProblem", "PirlsState", "PIRLS_MAX_ITER", "blas_threads"]
+__all__ = ["GlmmProblem", "PirlsState", "PIRLS_MAX_ITER"]
 
 #: at most this many PIRLS steps per evaluation
 PIRLS_MAX_ITER = 60
@@ -39,20 +37,6 @@ PIRLS_MAX_ITER = 60
 PIRLS_ETA_TOL = 1e-10
 #: at most this many halvings of a step that raised the penalized deviance
 MAX_HALVINGS = 12
-
-
-#: below this many columns of the dense block (the terms after the first, X and the response),
-#: BLAS runs on one thread while PIRLS runs: its products and factorizations are then too small
-#: to gain from threads, and the idle threads of numpy's and scipy's two OpenBLAS libraries,
-#: spinning after each call, slow the other's calls (a 203-column Cholesky after a product:
-#: 50 ms instead of 0.2 ms on 2 cores)
-SINGLE_THREAD_BLOCK = 1000
-
-
-def blas_threads(terms, p):
-    """The BLAS threading for PIRLS on these terms and ``p`` fixed columns (a context)."""
-    small = sum(t.q for t in terms[1:]) + p + 1 < SINGLE_THREAD_BLOCK
-    return _single_threaded_blas() if small else nullcontext()
 
 
 @dataclass
