@@ -9,18 +9,22 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.metrics import r2_score
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import validate_data
 
 from ._engine.terms import RandomTerm, internal_theta, theta_layout
 from ._input import dask_collections as _dask
 from ._input.arrays import (
-    check_coefficient_range,
     _VALIDATION_HINTS,
     _check_magnitude,
     _empty_frame_as_array,
     _plain_valid_inputs,
     _reject_categorical_columns,
+    check_coefficient_range,
     check_response,
     check_sample_weight,
 )

@@ -28,6 +28,7 @@ from sklmm import (
     SingularFitWarning,
     likelihood_ratio_test,
 )
+from sklmm._engine import factor_cholmod
 from sklmm.datasets import load_cbpp, load_contraception, load_grouseticks, load_verbagg
 
 REF = json.loads((Path(__file__).parent / "data" / "glmer_reference.json").read_text())
@@ -275,6 +276,15 @@ def test_profile_intervals_match_glmer(cbpp):
     # lme4 interpolates its profile by splines; the two agree to about 3e-5
     np.testing.assert_allclose(ci["lower"], ref["lower"], atol=1e-3)
     np.testing.assert_allclose(ci["upper"], ref["upper"], atol=1e-3)
+
+
+@pytest.mark.skipif(not factor_cholmod.HAS_CHOLMOD, reason="scikit-sparse not installed")
+def test_a_cholmod_fit_pickles_and_refits_its_modes():
+    m = quiet(MixedLogisticRegression.from_formula, CBPP, load_cbpp(), solver="cholmod")
+    assert m.solver_ == "cholmod"
+    back = pickle.loads(pickle.dumps(m))  # (a CHOLMOD factor does not pickle: rebuilt)
+    pd.testing.assert_frame_equal(back.fixed_effects_, m.fixed_effects_)
+    assert back._fit.criterion_at(back._fit.theta, back._fit.beta) == pytest.approx(m.criterion_, abs=1e-8)
 
 
 def test_simulate_and_bootstrap(cbpp):

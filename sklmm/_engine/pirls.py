@@ -81,6 +81,22 @@ class GlmmProblem:
         self._Xz[:, : self.p] = X
         self._z = np.empty((self.n, 1))
 
+    def __getstate__(self):
+        # the factorizations (a CHOLMOD factor does not pickle), the row-sized buffers and the
+        # cross-product plan are rebuilt after unpickling
+        state = dict(self.__dict__)
+        for key in ("_factors", "_Xz", "_z", "plan"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._factors = {}
+        self.plan = CrossProductPlan(self.terms, repeated=True)
+        self._Xz = np.empty((self.n, self.p + 1))
+        self._Xz[:, : self.p] = self.X
+        self._z = np.empty((self.n, 1))
+
     # ------------------------------------------------------------------ pieces
 
     def random_eta(self, theta, u):
@@ -124,7 +140,7 @@ class GlmmProblem:
         term is scalar (u rescaled by the ratio of the thetas), its u elsewhere. The modes of b
         move less with theta than those of u, so PIRLS from here takes fewer steps."""
         u = start.u.copy()
-        for t, sl, k in zip(self.terms, self.slices, range(len(self.terms))):
+        for k, (t, sl) in enumerate(zip(self.terms, self.slices)):
             if t.n_coef == 1:
                 old, new = float(start.theta[sl][0]), float(theta[sl][0])
                 if old != 0.0 and new != 0.0:
@@ -193,7 +209,8 @@ class GlmmProblem:
                 converged = True
                 break
         state = PirlsState(theta=np.array(theta, dtype=float), beta=b0, u=u, eta=eta,
-                           minus2ll=m2ll if np.isfinite(m2ll) else self.minus2ll(eta), logdet=logdet, n_steps=steps, converged=converged)
+                           minus2ll=m2ll if np.isfinite(m2ll) else self.minus2ll(eta), logdet=logdet,
+                           n_steps=steps, converged=converged)
         if np.isfinite(logdet):
             self.last = state
         return state
