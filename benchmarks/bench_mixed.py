@@ -3,6 +3,12 @@
 Workloads (all maximum likelihood, lme4 ``REML = FALSE``):
 
 * ``sleepstudy``: ``Reaction ~ Days + (Days | Subject)``, 180 rows (``load_sleepstudy``).
+* ``kb07``: simulated (seed 1) like MixedModels.jl's kb07: 56 subjects x 32 items fully
+  crossed, 1,790 rows, +-1 contrasts ``spkr``, ``prec``, ``load``; the maximal model
+  ``y ~ 1 + spkr + prec + load + (1 + spkr + prec + load | subj)
+  + (1 + spkr + prec + load | item)`` (20 theta); sklmm and lme4 only.
+* ``maximal_large``: the same model on 200 subjects x 100 items fully crossed, one row per
+  pair (20,000 rows); sklmm and lme4 only.
 * ``insteval``: ``y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)``, lme4's ``InstEval``
   (73,421 rows, 2,972 + 1,128 + 14 levels), exported by Rscript into a temporary CSV.
 * ``crossed``: simulated (seed 1), 20,000 subjects, 500 items, 1,000,000 rows, each row a
@@ -44,10 +50,19 @@ from _harness import (  # noqa: E402
 SEED = 1
 TIMEOUT = 600  # seconds, for every lme4 and GPBoost run
 R_MEMORY_LIMIT_MB = 14_000  # address-space cap of R in the "large" workload
-WORKLOADS = ("sleepstudy", "insteval", "crossed", "large")
+WORKLOADS = ("sleepstudy", "kb07", "maximal_large", "insteval", "crossed", "large")
 
 # Covariance of the simulated (intercept, slope) random effects: sd 1 and 0.3, correlation 0.2.
 _SLOPE_COV = np.array([[1.0, 0.2 * 0.3], [0.2 * 0.3, 0.3**2]])
+
+# The kb07-like maximal model: contrasts, fixed effects (intercept first) and the sds of the
+# independent subject and item effects (intercept, spkr, prec, load).
+_KB07_CONTRASTS = ["spkr", "prec", "load"]
+_KB07_BETA = np.array([2000.0, 60.0, -330.0, 80.0])
+_KB07_SUBJ_SD = np.array([300.0, 50.0, 100.0, 30.0])
+_KB07_ITEM_SD = np.array([350.0, 20.0, 200.0, 40.0])
+_KB07_FORMULA = ("y ~ 1 + spkr + prec + load + (1 + spkr + prec + load | subj) "
+                 "+ (1 + spkr + prec + load | item)")
 
 
 # --------------------------------------------------------------------------- data
@@ -94,6 +109,39 @@ def simulate_slopes(n_rows, n_groups, seed=SEED):
     return pd.DataFrame({"y": y, "x": x, "g": g})
 
 
+def simulate_maximal(n_subjects, n_items, n_rows=None, seed=SEED):
+    """Fully crossed subjects and items with three +-1 contrasts, shaped like kb07.
+
+    ``y = 2000 + 60 spkr - 330 prec + 80 load + s0[subj] + s1[subj] spkr + s2[subj] prec
+    + s3[subj] load + i0[item] + i1[item] spkr + i2[item] prec + i3[item] load + e`` with
+    independent normal subject effects of sd 300, 50, 100, 30, item effects of sd 350, 20, 200,
+    40 and ``e ~ N(0, 700^2)``; each row draws each contrast as -1 or +1 with equal chance.
+    The rows are the ``n_subjects x n_items`` grid (subject-major); ``n_rows`` below its size
+    drops that many rows of the grid at random (kb07: 56 x 32 = 1,792 cells, 1,790 rows).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``y``, ``spkr``, ``prec``, ``load`` (float64), ``subj``, ``item`` (int32 codes).
+    """
+    rng = np.random.default_rng(seed)
+    subj = np.repeat(np.arange(n_subjects, dtype=np.int32), n_items)
+    item = np.tile(np.arange(n_items, dtype=np.int32), n_subjects)
+    if n_rows is not None and n_rows < subj.size:
+        keep = np.sort(rng.choice(subj.size, n_rows, replace=False))
+        subj, item = subj[keep], item[keep]
+    n = subj.size
+    C = np.column_stack([np.ones(n), rng.choice([-1.0, 1.0], size=(n, 3))])
+    s = rng.normal(size=(n_subjects, 4)) * _KB07_SUBJ_SD
+    w = rng.normal(size=(n_items, 4)) * _KB07_ITEM_SD
+    y = (C @ _KB07_BETA + np.einsum("ij,ij->i", C, s[subj] + w[item])
+         + rng.normal(0.0, 700.0, size=n))
+    data = pd.DataFrame(C[:, 1:], columns=_KB07_CONTRASTS)
+    data.insert(0, "y", y)
+    data["subj"], data["item"] = subj, item
+    return data
+
+
 def workload_spec(name, quick=False):
     """Size, formula and repeats of one workload.
 
@@ -102,7 +150,8 @@ def workload_spec(name, quick=False):
     dict
         ``label`` (for the table), ``formula`` (lme4), ``formula_uncorrelated`` (the model
         GPBoost can fit, or None), ``n``, sizes for the simulations, ``repeats`` per tool and
-        ``tools`` (the Python tools that run).
+        ``tools`` (the Python tools that run), and optionally ``unsupported`` (tool to the
+        table note of a tool that cannot fit the model; it gets an n/a row).
     """
     if name == "sleepstudy":
         reps = 3 if quick else 20
@@ -111,12 +160,27 @@ def workload_spec(name, quick=False):
                     formula_uncorrelated="Reaction ~ Days + (Days || Subject)",
                     repeats={"sklmm": reps, "statsmodels": reps, "gpboost": reps, "lme4": reps},
                     tools=("sklmm", "statsmodels", "gpboost"))
+    if name in ("kb07", "maximal_large"):
+        unsupported = {"statsmodels": "n/a (no crossed effects)",
+                       "gpboost": "n/a (no correlated random slopes)"}
+        if name == "kb07":
+            return dict(label="kb07-like maximal, 56 subj x 32 items, n=1,790", n_subjects=56,
+                        n_items=32, n=1790, formula=_KB07_FORMULA, formula_uncorrelated=None,
+                        repeats={"sklmm": 1 if quick else 3, "lme4": 1},
+                        tools=("sklmm", "statsmodels", "gpboost"), unsupported=unsupported)
+        n_subj, n_items = (60, 40) if quick else (200, 100)
+        return dict(label=f"maximal, {n_subj} subj x {n_items} items, n={n_subj * n_items:,}",
+                    n_subjects=n_subj, n_items=n_items, n=n_subj * n_items,
+                    formula=_KB07_FORMULA, formula_uncorrelated=None,
+                    repeats={"sklmm": 1, "lme4": 1},
+                    tools=("sklmm", "statsmodels", "gpboost"), unsupported=unsupported)
     if name == "insteval":
         return dict(label="InstEval (1|s)+(1|d)+(1|dept), n=73,421",
                     formula="y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)",
                     formula_uncorrelated=None,
                     repeats={"sklmm": 1 if quick else 3, "gpboost": 1, "lme4": 1},
-                    tools=("sklmm", "statsmodels", "gpboost"))
+                    tools=("sklmm", "statsmodels", "gpboost"),
+                    unsupported={"statsmodels": "n/a (no crossed effects)"})
     if name == "crossed":
         n = 50_000 if quick else 1_000_000
         n_subj = n // 50
@@ -124,7 +188,8 @@ def workload_spec(name, quick=False):
                     n_items=500, formula="y ~ 1 + x + (1 + x | subj) + (1 | item)",
                     formula_uncorrelated="y ~ 1 + x + (1 + x || subj) + (1 | item)",
                     repeats={"sklmm": 1, "gpboost": 1, "lme4": 1},
-                    tools=("sklmm", "statsmodels", "gpboost"))
+                    tools=("sklmm", "statsmodels", "gpboost"),
+                    unsupported={"statsmodels": "n/a (no crossed effects)"})
     if name == "large":
         n = 200_000 if quick else 10_000_000
         return dict(label=f"large (x|g), n={n:,}, {n // 100:,} groups", n=n, n_groups=n // 100,
@@ -144,6 +209,8 @@ def load_data(name, quick=False, data_path=None):
         return pd.read_csv(data_path, dtype={"s": str, "d": str, "dept": str})
     if name == "crossed":
         return simulate_crossed(spec["n"], spec["n_subjects"], spec["n_items"])
+    if name in ("kb07", "maximal_large"):
+        return simulate_maximal(spec["n_subjects"], spec["n_items"], spec["n"])
     return simulate_slopes(spec["n"], spec["n_groups"])
 
 
@@ -155,6 +222,8 @@ def model_arrays(name, data):
         return data["y"], data[["service"]], data[["s", "d", "dept"]], None
     if name == "crossed":
         return data["y"], data[["x"]], data[["subj", "item"]], {"subj": ["x"]}
+    if name in ("kb07", "maximal_large"):  # a list of slopes applies to both factors
+        return data["y"], data[_KB07_CONTRASTS], data[["subj", "item"]], list(_KB07_CONTRASTS)
     return data["y"], data[["x"]], data["g"], {"g": ["x"]}
 
 
@@ -283,6 +352,12 @@ rd <- function(nm, what, size) readBin(file.path(p, paste0(nm, ".bin")), what, n
 d <- data.frame(y = rd("y", "double", 8), x = rd("x", "double", 8),
                 g = factor(rd("g", "integer", 4)))""",
 }
+_R_READ["kb07"] = _R_READ["maximal_large"] = """n <- as.integer(readLines(file.path(p, "n.txt")))
+rd <- function(nm, what, size) readBin(file.path(p, paste0(nm, ".bin")), what, n = n, size = size)
+d <- data.frame(y = rd("y", "double", 8), spkr = rd("spkr", "double", 8),
+                prec = rd("prec", "double", 8), load = rd("load", "double", 8),
+                subj = factor(rd("subj", "integer", 4)),
+                item = factor(rd("item", "integer", 4)))"""
 
 R_TEMPLATE = """\
 suppressPackageStartupMessages(library(lme4))
@@ -373,9 +448,10 @@ def run_workload(name, quick=False, have_r=True, log=print):
         py_path = data_path if name == "insteval" else None
         for tool in spec["tools"]:
             log(f"{name}: {tool} ...")
-            if tool == "statsmodels" and name != "sleepstudy":
-                rows.append(dict(tool="statsmodels MixedLM", time=None, criterion=None,
-                                 peak_mb=None, notes="n/a (no crossed effects)"))
+            if tool in spec.get("unsupported", {}):
+                label = {"statsmodels": "statsmodels MixedLM", "gpboost": "GPBoost GPModel"}[tool]
+                rows.append(dict(tool=label, time=None, criterion=None, peak_mb=None,
+                                 notes=spec["unsupported"][tool]))
                 continue
             reps = spec["repeats"][tool]
             try:
@@ -469,7 +545,8 @@ def main(argv=None):
     """Command-line entry point; see ``--help``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="small versions: crossed 50k rows, large 200k rows, 1-3 repeats")
+                        help="small versions: crossed 50k rows, large 200k rows, "
+                             "maximal_large 60 x 40, 1-3 repeats")
     parser.add_argument("--only", action="append", choices=WORKLOADS,
                         help="run only this workload (repeatable)")
     parser.add_argument("--no-r", action="store_true", help="skip lme4")
