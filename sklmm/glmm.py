@@ -43,6 +43,8 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
     reml = False
     warm_start = False
     _observation_level_effects = True
+    #: whether a formula's response may be labels (the classifier's two classes)
+    _label_response = False
     _formula_defaults = FORMULA_PARAM_DEFAULTS
     _parse_formula = staticmethod(parse_formula)
     _parameter_constraints = {
@@ -290,7 +292,8 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
         formula, data, weights = cls._formula_data(formula, data, weights)
         spec = parse_formula(formula)
         labels = None
-        if spec.response in getattr(data, "columns", []) and not pd.api.types.is_numeric_dtype(data[spec.response]):
+        if cls._label_response and spec.response in getattr(data, "columns", []) \
+                and not pd.api.types.is_numeric_dtype(data[spec.response]):
             labels = data[spec.response]  # a factor response: numbers for formulaic, labels for fit
             data = data.assign(**{spec.response: pd.factorize(labels, sort=True)[0].astype(float)})
         X, y, groups, formula_params = spec.fit_design(data)
@@ -404,6 +407,7 @@ class MixedLogisticRegression(ClassifierMixin, _MixedGLM):
     """
 
     _family = Binomial
+    _label_response = True
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

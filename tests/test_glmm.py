@@ -316,6 +316,9 @@ def test_bad_input_gets_a_clear_error(cbpp):
         cbpp.confidence_intervals("profiles")
     with pytest.warns(NoGroupsWarning):
         MixedLogisticRegression().fit(X, y)
+    labels = pd.DataFrame({"y": ["a", "b"] * 20, "x": np.arange(40.0), "g": np.repeat(np.arange(10), 4)})
+    with pytest.raises(ValueError, match="numeric"):  # labels are counts for no one
+        MixedPoissonRegressor.from_formula("y ~ x + (1 | g)", labels)
 
 
 def test_separation_is_warned_about():

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["CrossProducts", "CrossProductPlan", "cross_products", "sum_cross_products", "keep_fixed", "reorder_terms", "shift_term",
-           "rescale_weights", "random_part_only"]
+__all__ = ["CrossProducts", "CrossProductPlan", "cross_products", "sum_cross_products", "keep_fixed",
+           "reorder_terms", "shift_term", "rescale_weights", "random_part_only"]
 
 
 @dataclass
@@ -105,9 +105,8 @@ class CrossProductPlan:
         ``Xy`` may give ``[X y]`` as one array (a buffer the caller refills), else it is formed."""
         if Xy is None:
             Xy = np.column_stack([X, y])
-        n = Xy.shape[0]
+        n, m = Xy.shape
         values = [t.values for t in self.terms]
-        m = Xy.shape[1]
         wXy = np.empty((n, m + 1))  # [w, W X, W y]
         if weights is None:
             wXy[:, 0] = 1.0
@@ -126,8 +125,8 @@ class CrossProductPlan:
                 zxy.append(sums[:, None, 1:])
             elif one:  # sums of the weights, and of the weighted columns, by level
                 diag.append(np.bincount(t.codes, w, minlength=t.n_levels).reshape(-1, 1, 1))
-                zxy.append(np.stack([np.bincount(t.codes, WXy[:, m], minlength=t.n_levels)
-                                     for m in range(Xy.shape[1])], axis=1)[:, None, :])
+                zxy.append(np.stack([np.bincount(t.codes, WXy[:, c], minlength=t.n_levels)
+                                     for c in range(m)], axis=1)[:, None, :])
             else:
                 diag.append(_by_level(t.codes, a, v, t.n_levels))
                 zxy.append(_by_level(t.codes, a, Xy, t.n_levels))
@@ -139,7 +138,7 @@ class CrossProductPlan:
                 rows, cols, inv = pair
                 off[(l, k)] = (rows, cols, _by_level(inv, left[l], values[k], len(rows)))
         xyxy = WXy.T @ Xy
-        return CrossProducts(n=n, p=Xy.shape[1] - 1, diag=diag, off=off, zxy=zxy, xyxy=0.5 * (xyxy + xyxy.T))
+        return CrossProducts(n=n, p=m - 1, diag=diag, off=off, zxy=zxy, xyxy=0.5 * (xyxy + xyxy.T))
 
 
 def cross_products(terms, X, y, sample_weight=None) -> CrossProducts:

@@ -155,8 +155,10 @@ class BlockedFactor(PLSFactor):
 
     def refill(self, cp: CrossProducts):
         """New values of the same cross-products' pattern (a step of penalized IRLS): the blocks
-        are refilled in place, and each evaluation uses a sparse product for the Schur
-        complement (its precomputed form pays only when many evaluations share the values)."""
+        are refilled in place, and the Schur complement is formed by dense products when the
+        first term's products with the rest are small and dense enough (:data:`DENSE_CZ_ENTRIES`),
+        else by a sparse product (its precomputed form pays only when many evaluations share
+        the values)."""
         self.cp = cp
         self._fill(cp)
         self.schur = None
