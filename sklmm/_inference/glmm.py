@@ -15,7 +15,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._engine.glmm_fit import fit_glmm
 from .._engine.optimize import minimize_bobyqa
-from .._engine.terms import templates
 from .._input.arrays import check_level
 from .bootstrap import percentile_intervals
 from .covariance import _hessian, wald_intervals
@@ -23,7 +22,8 @@ from .mixin import InferenceMixin
 from .parameters import parameter_names, sdcor_of_fit
 from .profile import _interval_side
 
-__all__ = ["GlmmInferenceMixin", "glmm_fixed_cov", "glmm_fixed_table", "simulate_glmm", "draw_random_eta"]
+__all__ = ["GlmmInferenceMixin", "glmm_fixed_cov", "glmm_fixed_table", "glmm_profile_intervals", "simulate_glmm",
+           "draw_random_eta"]
 
 
 def _rx_cov(fit):
@@ -110,11 +110,6 @@ def simulate_glmm(fit, n_draws, rng):
     return out
 
 
-def random_effect_sds(fit):
-    """Per term, the covariance ``T T'`` of one level's random effects (sigma = 1)."""
-    return [T @ T.T for T in templates(fit.terms, fit.theta)]
-
-
 def _sdcor(fit):
     return sdcor_of_fit(fit)[:-1]  # (no sigma)
 
@@ -128,11 +123,7 @@ class GlmmInferenceMixin:
     random effects, simulation, the bootstrap and intervals. Needs ``self._fit`` (a GlmmFit)."""
 
     def _tables(self):
-        check_is_fitted(self)
-        cache = self.__dict__.setdefault("_inference_cache", {})
-        if "fixed" not in cache:
-            cache["fixed"] = glmm_fixed_table(self._fit, self.fixed_effects_names_)
-        return cache["fixed"]
+        return self._cached("fixed", lambda: glmm_fixed_table(self._fit, self.fixed_effects_names_))
 
     @property
     def fixed_effects_(self):
@@ -187,6 +178,8 @@ class GlmmInferenceMixin:
             a failed refit is a row of NaN.
         """
         check_is_fitted(self)
+        if not isinstance(n_boot, numbers.Integral) or n_boot < 1:
+            raise ValueError(f"n_boot must be a positive integer; got {n_boot!r}.")
         rng = np.random.default_rng(check_random_state(random_state).randint(0, 2**31 - 1))
         fit = self._fit
         p = fit.problem
