@@ -260,6 +260,11 @@ class GroupedMixin:
             if hint is None:
                 raise
             raise ValueError(f"{e} {hint}") from e
+        if y is not None and y.dtype.kind not in "fiub":  # numpy strings pass y_numeric as they are
+            raise ValueError(
+                f"y must be numeric; got values of dtype {y.dtype} (e.g. {y[:3].tolist()}). Convert "
+                "it to numbers; for two class labels use MixedLogisticRegression."
+            )
         if labels is not None:
             self._column_labels = labels
         else:

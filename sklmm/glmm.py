@@ -416,7 +416,16 @@ class MixedLogisticRegression(ClassifierMixin, _MixedGLM):
 
     def _encode_target(self, y):
         y = column_or_1d(np.asarray(y) if not isinstance(y, pd.Series) else y.to_numpy(), warn=True)
-        check_classification_targets(y)
+        try:
+            check_classification_targets(y)
+        except ValueError as e:
+            if type_of_target(y, input_name="y") != "continuous":
+                raise
+            raise ValueError(
+                f"{e} {type(self).__name__} takes two class labels; binomial proportions are two "
+                "rows per observation (y = 1 weighted by the successes, y = 0 by the failures, as "
+                "sample_weight), which from_formula builds from 'cbind(successes, failures) ~ ...'."
+            ) from None
         classes = np.unique(y)
         if len(classes) > 2:
             raise ValueError(

@@ -316,6 +316,10 @@ def test_bad_input_gets_a_clear_error(cbpp):
         cbpp.confidence_intervals("profiles")
     with pytest.warns(NoGroupsWarning):
         MixedLogisticRegression().fit(X, y)
+    with pytest.raises(ValueError, match="cbind"):  # proportions are not labels
+        MixedLogisticRegression().fit(X, np.full(len(y), 0.3) + 0.4 * y, groups=g)
+    with pytest.raises(ValueError, match="y must be numeric"):
+        MixedPoissonRegressor().fit(X, np.array(["a"] * len(y)), groups=g)
     labels = pd.DataFrame({"y": ["a", "b"] * 20, "x": np.arange(40.0), "g": np.repeat(np.arange(10), 4)})
     with pytest.raises(ValueError, match="numeric"):  # labels are counts for no one
         MixedPoissonRegressor.from_formula("y ~ x + (1 | g)", labels)

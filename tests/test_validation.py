@@ -100,3 +100,11 @@ def test_rank_deficient_fixed_effects_are_dropped_like_lme4(sleep):
     assert m2.criterion_ == pytest.approx(m.criterion_, rel=1e-10)
     np.testing.assert_allclose(m2.coef_, [m.coef_[0], 0, 0])
     np.testing.assert_allclose(m2.predict(X2, groups=g), m.predict(X, groups=g))
+
+
+def test_a_string_response_is_refused_before_any_arithmetic():
+    """numpy string arrays pass scikit-learn's y_numeric as they are: sklmm says what is wrong."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 1))
+    with pytest.raises(ValueError, match="y must be numeric.*dtype <U1"):
+        MixedLinearRegressor().fit(X, np.array(["a", "b"] * 20), groups=np.repeat(np.arange(8), 5))
