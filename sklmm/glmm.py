@@ -33,6 +33,8 @@ __all__ = ["MixedLogisticRegression", "MixedPoissonRegressor", "SeparationWarnin
 MARGINAL_NODES = 40
 
 _CBIND = re.compile(r"^\s*cbind\s*\(\s*([^,()]+?)\s*,\s*([^()]+?)\s*\)\s*~")
+#: the 0/1 response column a ``cbind(successes, failures)`` formula becomes
+CBIND_COLUMN = "_cbind_response"
 
 
 class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
@@ -43,13 +45,11 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
     reml = False
     warm_start = False
     _observation_level_effects = True
-    #: whether a formula's response may be labels (the classifier's two classes)
-    _label_response = False
     _formula_defaults = FORMULA_PARAM_DEFAULTS
     _parse_formula = staticmethod(parse_formula)
     _parameter_constraints = {
         **{k: v for k, v in GroupedMixin._group_parameter_constraints.items()
-           if k not in ("reml", "warm_start", "formula")},
+           if k not in ("reml", "warm_start")},
         "fit_intercept": ["boolean"],
         "unseen_groups": [StrOptions({"population", "error", "marginal"})],
         "n_quadrature_points": [Interval(numbers.Integral, 1, 100, closed="both")],
@@ -57,7 +57,7 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
 
     def __init__(self, random_slopes=None, correlated_slopes=True, nested=False, fit_intercept=True,
                  unseen_groups="population", n_quadrature_points=1, random_intercept=True,
-                 solver="auto", max_iter=10000, verbose=0, group_columns=None):
+                 solver="auto", max_iter=10000, verbose=0, group_columns=None, formula=None):
         self.random_slopes = random_slopes
         self.correlated_slopes = correlated_slopes
         self.nested = nested
@@ -69,6 +69,7 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
         self.max_iter = max_iter
         self.verbose = verbose
         self.group_columns = group_columns
+        self.formula = formula
 
     # ------------------------------------------------------------------ fit
 
@@ -107,7 +108,13 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
                 "over Dask partitions would be hundreds of distributed passes. Compute the "
                 "collections (.compute()) and pass numpy or pandas objects."
             )
+        labels = None
+        if self.formula is not None:  # a cbind or label response made ready for the design
+            y_given = y is not None
+            X, sample_weight, labels = self._formula_frame(self.formula, X, sample_weight)
         X, y, groups, sample_weight = self._resolve_fit(X, y, groups, sample_weight)
+        if labels is not None and not y_given:
+            y = np.asarray(labels)[self.formula_design_.complete_rows]
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         n = _num_samples(y)
@@ -254,11 +261,12 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
     # ------------------------------------------------------------------ formulas
 
     @classmethod
-    def _formula_data(cls, formula, data, weights):
-        """``(formula, data, weights)`` with a binomial ``cbind(s, f) ~ ...`` turned into two
-        case-weighted rows per observation (y = 1 weighted s, y = 0 weighted f; rows of weight 0
-        dropped)."""
-        return formula, data, weights
+    def _formula_frame(cls, formula, data, weights):
+        """``(data, weights, labels)`` ready for the formula's design: what the classifier
+        changes (a ``cbind(s, f)`` response as two case-weighted rows per observation; a
+        response of labels coded as numbers for formulaic, ``labels`` keeping them); else the
+        data as they are and ``labels`` None."""
+        return data, weights, None
 
     @classmethod
     def from_formula(cls, formula, data, weights=None, **params):
@@ -289,13 +297,8 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
             if weights not in getattr(data, "columns", []):
                 raise ValueError(f"weights={weights!r} is not a column of data.")
             weights = np.asarray(data[weights], dtype=float)
-        formula, data, weights = cls._formula_data(formula, data, weights)
-        spec = parse_formula(formula)
-        labels = None
-        if cls._label_response and spec.response in getattr(data, "columns", []) \
-                and not pd.api.types.is_numeric_dtype(data[spec.response]):
-            labels = data[spec.response]  # a factor response: numbers for formulaic, labels for fit
-            data = data.assign(**{spec.response: pd.factorize(labels, sort=True)[0].astype(float)})
+        data, weights, labels = cls._formula_frame(formula, data, weights)
+        spec = cls._parse_formula(formula)
         X, y, groups, formula_params = spec.fit_design(data)
         if spec.random_only:
             raise ValueError(
@@ -352,6 +355,12 @@ class MixedLogisticRegression(ClassifierMixin, _MixedGLM):
     verbose : int, default=0
     group_columns : str, int or list, default=None
         Columns of X that hold the group labels (see :class:`MixedLinearRegressor`).
+    formula : str, default=None
+        An lme4 formula (``"r2 ~ Anger + Gender + (1 | id) + (1 | item)"``, or
+        ``"cbind(successes, failures) ~ ..."``): ``fit``, ``predict`` and ``score`` then take
+        the data frame as X (the response and the groups are its columns; a response of two
+        labels is read as labels), so the estimator clones and cross-validates on data frames.
+        The random-effect parameters then come from the formula and must keep their defaults.
 
     Attributes
     ----------
@@ -407,7 +416,6 @@ class MixedLogisticRegression(ClassifierMixin, _MixedGLM):
     """
 
     _family = Binomial
-    _label_response = True
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -487,19 +495,39 @@ class MixedLogisticRegression(ClassifierMixin, _MixedGLM):
         y = self._response(X, y)
         return accuracy_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
 
+    @staticmethod
+    def _parse_formula(formula):
+        # a cbind(s, f) response is the 0/1 column that _formula_frame makes
+        return parse_formula(_CBIND.sub(CBIND_COLUMN + " ~", formula, count=1))
+
     @classmethod
-    def _formula_data(cls, formula, data, weights):
+    def _formula_frame(cls, formula, data, weights):
+        if not isinstance(data, pd.DataFrame):
+            return data, weights, None
         m = _CBIND.match(formula)
-        if m is None:
-            return formula, data, weights
-        s = np.asarray(data.eval(m.group(1)), dtype=float)
-        f = np.asarray(data.eval(m.group(2)), dtype=float)
-        w0 = np.ones(len(data)) if weights is None else np.asarray(weights, dtype=float)
-        col = "_cbind_response"
-        both = pd.concat([data.assign(**{col: 1.0}), data.assign(**{col: 0.0})], ignore_index=True)
-        w = np.concatenate([s * w0, f * w0])
-        keep = w > 0
-        return col + " ~" + formula[m.end():], both.loc[keep].reset_index(drop=True), w[keep]
+        if m is not None:  # two rows per observation, y = 1 weighted s and y = 0 weighted f
+            s = np.asarray(data.eval(m.group(1)), dtype=float)
+            f = np.asarray(data.eval(m.group(2)), dtype=float)
+            w0 = np.ones(len(data)) if weights is None else np.asarray(weights, dtype=float)
+            both = pd.concat([data.assign(**{CBIND_COLUMN: 1.0}), data.assign(**{CBIND_COLUMN: 0.0})],
+                             ignore_index=True)
+            w = np.concatenate([s * w0, f * w0])
+            keep = w > 0  # (rows of weight 0 count for nothing)
+            return both.loc[keep].reset_index(drop=True), w[keep], None
+        response = parse_formula(formula).response
+        if response in data.columns and not pd.api.types.is_numeric_dtype(data[response]):
+            labels = data[response]  # numbers for formulaic, the labels for fit
+            return data.assign(**{response: pd.factorize(labels, sort=True)[0].astype(float)}), weights, labels
+        return data, weights, None
+
+    def _response(self, X, y):
+        """y, or with a formula the response column of X (labels as they are)."""
+        design = getattr(self, "formula_design_", None)
+        if y is None and getattr(self, "formula", None) is not None and design is not None \
+                and isinstance(X, pd.DataFrame) and design.response in X.columns \
+                and not pd.api.types.is_numeric_dtype(X[design.response]):
+            return X[design.response].to_numpy()
+        return super()._response(X, y)
 
 
 class MixedPoissonRegressor(RegressorMixin, _MixedGLM):
@@ -516,8 +544,8 @@ class MixedPoissonRegressor(RegressorMixin, _MixedGLM):
     Parameters
     ----------
     random_slopes, correlated_slopes, nested, fit_intercept, unseen_groups,
-    n_quadrature_points, random_intercept, solver, max_iter, verbose, group_columns
-        As :class:`MixedLogisticRegression`.
+    n_quadrature_points, random_intercept, solver, max_iter, verbose, group_columns, formula
+        As :class:`MixedLogisticRegression` (a Poisson formula's response is a count column).
 
     Attributes
     ----------

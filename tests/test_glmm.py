@@ -17,7 +17,7 @@ import pytest
 from scipy import integrate, stats
 from scipy.special import expit, gammaln
 from sklearn.base import clone
-from sklearn.model_selection import GroupKFold, cross_validate
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklmm import (
@@ -258,6 +258,24 @@ def test_labels_formulas_and_case_weights(cbpp):
     manual = quiet(MixedLogisticRegression().fit, X, y, groups=herd, sample_weight=w)
     assert manual.criterion_ == pytest.approx(cbpp.criterion_, abs=1e-6)
     np.testing.assert_allclose(manual.coef_, cbpp.coef_, atol=1e-5)
+
+
+def test_formula_parameter_fits_clones_and_cross_validates_on_data_frames(cbpp):
+    by_param = MixedLogisticRegression(formula=CBPP).fit(load_cbpp())
+    assert by_param.criterion_ == pytest.approx(cbpp.criterion_, abs=1e-9)
+    va = load_verbagg().iloc[:2000]
+    f = "r2 ~ Anger + Gender + (1 | id)"
+    m = quiet(MixedLogisticRegression(formula=f).fit, va)
+    assert list(m.classes_) == ["N", "Y"]
+    assert m.criterion_ == pytest.approx(quiet(MixedLogisticRegression.from_formula, f, va).criterion_, abs=1e-9)
+    assert m.score(va) == pytest.approx(np.mean(m.predict(va) == va["r2"].to_numpy()))
+    ct = load_contraception()
+    search = quiet(GridSearchCV(MixedLogisticRegression(formula="use ~ age + urban + (1 | district)"),
+                                {"unseen_groups": ["population", "marginal"]}, cv=GroupKFold(3),
+                                scoring="neg_log_loss").fit, ct, ct["use"], groups=ct["district"])
+    assert search.best_params_ == {"unseen_groups": "marginal"}  # new districts: calibrated
+    with pytest.raises(ValueError, match="set by the formula"):
+        MixedLogisticRegression(formula=f, nested=True).fit(va)
 
 
 def test_clone_pickle_and_grouped_cross_validation(contraception):
