@@ -64,7 +64,10 @@ def variance_table(fit):
                     denom = sd[a] * sd[c]
                     corr = cov[a, c] / denom if denom > 0 else np.nan
                     rows.append((t.name, t.column_names[a], t.column_names[c], cov[a, c], np.nan, corr))
-    rows.append(("Residual", None, None, s2, fit.sigma, np.nan))
+    # (sigma in the units of the user's weights, as lme4's sigma(fit); the random effects'
+    # variances above do not depend on the weights' scale)
+    sigma = fit.user_sigma()
+    rows.append(("Residual", None, None, sigma**2, sigma, np.nan))
     return pd.DataFrame(rows, columns=["factor", "term", "term2", "variance", "std_dev", "correlation"])
 
 

@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -93,6 +94,13 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
     edf_total_ : float
         Total effective degrees of freedom of the fitted values, intercept and linear terms
         included (mgcv ``sum(gam$edf)``), counting grouping factors' random effects too.
+    fixed_effects_ : DataFrame
+        The parametric terms (intercept and linear features) as mgcv's ``summary(gam)$p.table``:
+        ``estimate``, ``std_error`` (posterior, from ``Vp``), ``t_value``, ``p_value`` (t with
+        ``residual_df_`` degrees of freedom).
+    residual_df_, r2_adj_, deviance_explained_ : float
+        ``n - edf_total_``, the adjusted R^2 and the deviance explained, as mgcv's
+        ``summary(gam)`` reports them (with prior weights as mgcv weighs them).
     smoothing_params_ : Series
         ``lambda`` of each smooth in ``||y - f||^2 + lambda beta' S beta`` with the basis's
         own, unscaled penalty ``S`` (for "cr": ``int f''^2``); mgcv reports ``sp = lambda *
@@ -352,6 +360,10 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         self.coef_ = fit.beta[1 : 1 + len(self._linear)]
         self._smooth_term_index = list(range(n_group_terms, len(terms)))
         self._posterior()
+        fitted = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in zip(self._smooth_term_index, Zs))
+        if groups is not None and self._group_factors:
+            fitted = fitted + self._random_part(X, groups)
+        self._summary_statistics(y, fitted, sample_weight)
         # a smooth's variance on the scale of its own (unscaled) penalty: sigma^2 / lambda
         vc = self.variance_components_
         for nm, lam in self.smoothing_params_.items():
@@ -392,6 +404,30 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         self.edf_ = pd.Series(edf, dtype=float)
         self.smoothing_params_ = pd.Series(lam, dtype=float)
         self.edf_total_ = float(len(fit.keep) + per_u.sum())
+
+    def _summary_statistics(self, y, fitted, sample_weight):
+        """mgcv's ``summary.gam`` numbers: the parametric terms (intercept and linear features)
+        with posterior standard errors and t tests on the residual df ``n - total edf``, the
+        adjusted R^2 and the deviance explained (prior weights as mgcv weighs them)."""
+        fit, n = self._fit, len(y)
+        w = np.ones(n) if sample_weight is None else sample_weight
+        mean_y = np.sum(w * y) / np.sum(w)
+        self.residual_df_ = float(n - self.edf_total_)
+        sw = np.sqrt(w)
+        self.r2_adj_ = float(1.0 - np.var(sw * (y - fitted), ddof=1) * (n - 1)
+                             / (np.var(sw * (y - mean_y), ddof=1) * self.residual_df_))
+        self.deviance_explained_ = float(1.0 - np.sum(w * (y - fitted) ** 2) / np.sum(w * (y - mean_y) ** 2))
+        k = 1 + len(self._linear)
+        q = int(theta_layout(fit.terms)[1][-1])
+        kept_pos = {j: i for i, j in enumerate(fit.keep)}
+        var = np.array([self._Vp[q + kept_pos[j], q + kept_pos[j]] if j in kept_pos else np.nan for j in range(k)])
+        est = np.where(np.isfinite(var), fit.beta[:k], np.nan)
+        se = np.sqrt(var)
+        t = est / se
+        self.fixed_effects_ = pd.DataFrame(
+            {"estimate": est, "std_error": se, "t_value": t,
+             "p_value": 2.0 * stats.t.sf(np.abs(t), self.residual_df_)},
+            index=pd.Index(self.fixed_effects_names_[:k], name="term"))
 
     # ------------------------------------------------------------------ predict
 
@@ -531,7 +567,8 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         return axes
 
     def summary(self):
-        """A text summary: smooths (edf, lambda), linear terms, variance components, criterion.
+        """A text summary: smooths (edf, lambda), parametric terms with t tests, adjusted R^2 and
+        deviance explained (as mgcv's ``summary.gam``), variance components, criterion.
 
         Returns
         -------
@@ -546,9 +583,12 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         for sm in self.smooths_:
             lines.append(f" {sm.name:<16}{sm.basis:>6}{sm.n_basis:>5}{self.edf_[sm.name]:10.3f}"
                          f"{self.smoothing_params_[sm.name]:14.5g}")
-        lines += ["", "Linear terms:", f" {'(Intercept)':<16}{self.intercept_:12.4f}"]
-        for nm, b in zip(self.linear_features_, self.coef_):
-            lines.append(f" {nm:<16}{b:12.4f}")
+        lines += ["", "Parametric terms:",
+                  f" {'':<16}{'Estimate':>12}{'Std. Error':>12}{'t value':>10}{'Pr(>|t|)':>11}"]
+        for nm, r in self.fixed_effects_.iterrows():
+            lines.append(f" {nm:<16}{r['estimate']:12.4f}{r['std_error']:12.4f}{r['t_value']:10.3f}"
+                         f"{r['p_value']:11.3g}")
+        lines.append(f"R-sq.(adj) = {self.r2_adj_:.4f}   Deviance explained = {100 * self.deviance_explained_:.1f}%")
         lines += ["", "Variance components:"] + self._variance_lines() + ["", self._optimizer_line()]
         return "\n".join(lines)
 

@@ -137,3 +137,30 @@ def test_prior_weights_match_mgcvs(basis, unit):
     fixed = PenalizedSplineRegressor(n_basis=20, basis=basis, smoothing_params={"times": ref["lambda"] * unit}).fit(
         d[["times"]], d["accel"], sample_weight=unit * w)  # mgcv's lambda held fixed: the same fit
     np.testing.assert_allclose(fixed.predict(d[["times"]]), ref["fitted"], atol=1e-4 * scale)
+
+
+SUMMARY = json.loads((DATA / "mgcv_summary_reference.json").read_text())
+
+
+@pytest.mark.parametrize("key", ["mcycle_cr", "two_linear", "two_linear_weighted"])
+def test_summary_statistics_match_mgcv(key):
+    """summary.gam's parametric table (posterior standard errors, t tests on n - total edf),
+    adjusted R^2 and deviance explained (tools/mgcv_summary_reference.R)."""
+    ref = SUMMARY[key]
+    if key == "mcycle_cr":
+        d = load_mcycle()
+        m = PenalizedSplineRegressor(n_basis=20, basis="cr").fit(d[["times"]], d["accel"])
+    else:
+        d = pd.read_csv(DATA / "sim_two_smooth.csv")
+        w = 1 + (np.arange(len(d)) % 4) / 2 if key.endswith("weighted") else None
+        m = PenalizedSplineRegressor(smooth_features=["x2"], basis="cr", n_basis=10).fit(
+            d[["x1", "x2"]], d["y"], sample_weight=w)
+    fe = m.fixed_effects_
+    assert list(fe.index) == ref["terms"]
+    for col in ("estimate", "std_error", "t_value"):
+        np.testing.assert_allclose(fe[col], ref[col], rtol=1e-5)
+    np.testing.assert_allclose(fe["p_value"], ref["p_value"], rtol=1e-3)
+    assert m.residual_df_ == pytest.approx(ref["residual_df"], rel=1e-6)
+    assert m.r2_adj_ == pytest.approx(ref["r2_adj"], abs=1e-6)
+    assert m.deviance_explained_ == pytest.approx(ref["deviance_explained"], abs=1e-6)
+    assert "R-sq.(adj)" in m.summary()

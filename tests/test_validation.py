@@ -108,3 +108,18 @@ def test_a_string_response_is_refused_before_any_arithmetic():
     X = rng.normal(size=(40, 1))
     with pytest.raises(ValueError, match="y must be numeric.*dtype <U1"):
         MixedLinearRegressor().fit(X, np.array(["a", "b"] * 20), groups=np.repeat(np.arange(8), 5))
+
+
+def test_the_residual_row_of_a_weighted_fit_is_sigma_in_the_weights_units():
+    """lme4: Var(e_i) = sigma^2 / w_i, so weights 10 w give 10 sigma^2 and the same random-effect
+    variances; the Residual row of variance_components_ is sigma_ (lme4's VarCorr)."""
+    from sklmm.datasets import load_sleepstudy
+
+    d = load_sleepstudy()
+    w = 1 + (np.arange(len(d)) % 4) / 2
+    fits = [MixedLinearRegressor(random_slopes=["Days"]).fit(d[["Days"]], d["Reaction"], groups=d["Subject"],
+                                                           sample_weight=c * w) for c in (1.0, 10.0)]
+    vc1, vc10 = (f.variance_components_ for f in fits)
+    assert vc1["std_dev"].iloc[-1] == pytest.approx(fits[0].sigma_, rel=1e-12)
+    assert vc10["variance"].iloc[-1] == pytest.approx(10 * vc1["variance"].iloc[-1], rel=1e-6)
+    np.testing.assert_allclose(vc10["variance"].iloc[:-1], vc1["variance"].iloc[:-1], rtol=1e-6)
