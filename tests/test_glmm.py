@@ -17,6 +17,7 @@ import pytest
 from scipy import integrate, stats
 from scipy.special import expit, gammaln
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -351,6 +352,16 @@ def test_separation_is_warned_about():
     warnings.simplefilter("ignore", SingularFitWarning)  # (the random effects are not needed)
     with pytest.warns(SeparationWarning, match="separated"):
         MixedLogisticRegression().fit(x[:, None], y, groups=g)
+
+
+def test_groups_that_each_have_one_outcome_are_warned_about():
+    g = np.repeat(np.arange(10), 10)
+    y = (g % 2).astype(float)  # every group all 0 or all 1
+    x = np.random.default_rng(0).normal(size=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(SeparationWarning, match="every level of grouping factor"):
+            MixedLogisticRegression().fit(x[:, None], y, groups=g)
 
 
 def test_dask_collections_are_refused_with_the_reason():

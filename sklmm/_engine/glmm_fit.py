@@ -71,14 +71,15 @@ def _criterion(problem, theta, beta, n_agq):
 
 
 def _check_groups(terms, y, w, family, stacklevel):
-    """Warn when every level of a grouping factor has a single outcome (all 0 or all 1, or
-    one count): its variance is then driven by separation, not by variation between groups."""
+    """Warn when every level of a grouping factor has a single binary outcome (all 0 or all 1):
+    the random effects then separate the data, and their variance is not identified. (Some
+    groups with one outcome among others are ordinary data for a GLMM.)"""
+    if family.name != "binomial":
+        return
     for t in terms:
-        lo = np.full(t.n_levels, np.inf)
-        hi = np.full(t.n_levels, -np.inf)
-        np.minimum.at(lo, t.codes, y)
-        np.maximum.at(hi, t.codes, y)
-        if t.n_levels > 1 and np.all(lo == hi) and family.name == "binomial":
+        ones = np.bincount(t.codes, w * y, minlength=t.n_levels)  # (rows of weight 0: nothing)
+        zeros = np.bincount(t.codes, w * (1.0 - y), minlength=t.n_levels)
+        if t.n_levels > 1 and np.all((ones == 0) | (zeros == 0)):
             warnings.warn(
                 f"every level of grouping factor {t.name!r} has a single outcome (all 0 or all 1): "
                 "the random effects separate the data and their variance is not identified "
