@@ -16,7 +16,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from . import factor_cholmod
-from .factor_blocked import BlockedFactor
+from .factor_blocked import DENSE_CZ_ENTRIES, BlockedFactor, schur_costs
 from .factor_cholmod import CholmodFactor
 from .factor_dense import DenseFactor
 from .factor_schur import _single_threaded_blas
@@ -37,33 +37,24 @@ DENSE_SYSTEM_LIMIT = 120
 #: up to this many columns (32 MB a copy) ``"auto"`` also weighs the dense factorization's cost
 #: against the blocked one's (:func:`evaluation_costs`)
 DENSE_COST_LIMIT = 2000
-#: a sparse multiply-add of the blocked Schur update costs about this many dense BLAS flops
-SPARSE_FLOP_RATIO = 5.0
-
-
 def evaluation_costs(cp, terms):
     """Estimated flops of one evaluation by the dense and by the blocked factorization.
 
     Dense: the Cholesky of the whole system, ``m^3 / 3``, and the term-by-term scaling of its
-    level blocks, ``2 m^2 p_k``. Blocked: the Schur update, ``L_j (L_j + 1) / 2`` products per
-    level j of the first term (``L_j`` its entries against the other terms, X and y; one per
-    entry of ``W_j``), at sparse speed, and the Cholesky of the block of the other terms. A
-    maximal crossed model (kb07: 56 subjects and 32 items with four coefficients each, 357
-    columns) is cheaper dense (1.6e7 against 2.6e7; measured 1.1 against 6.6 ms); a model
-    with many levels of one factor is far cheaper blocked."""
+    level blocks, ``2 m^2 p_k``. Blocked: the cheaper of its two Schur updates
+    (:func:`~sklmm._engine.factor_blocked.schur_costs`) and the Cholesky of the block of the
+    other terms. A maximal crossed model (kb07: 56 subjects and 32 items with four coefficients
+    each, 357 columns) is cheapest blocked with dense Schur products; a model with many levels
+    of one factor, blocked with the sparse ones."""
     m = sum(t.q for t in terms) + cp.p + 1
     dense = m**3 / 3.0 + 2.0 * m * m * max((t.n_coef for t in terms), default=1)
     if not terms:
         return dense, dense
-    first = terms[0]
-    L = np.full(first.n_levels, (cp.p + 1) * first.n_coef, dtype=float)
-    for i in range(1, len(terms)):
-        _, cols, _ = cp.off[(i, 0)]
-        L += np.bincount(cols, minlength=first.n_levels) * terms[i].n_coef * first.n_coef
-    n_w = first.n_coef * (first.n_coef + 1) / 2.0
     rest = sum(t.q for t in terms[1:]) + cp.p + 1
-    blocked = SPARSE_FLOP_RATIO * n_w * float(np.sum(L * (L + 1) / 2.0)) / first.n_coef**2 + rest**3 / 3.0
-    return dense, blocked
+    sparse, dense_products = schur_costs(cp, terms)
+    if rest * terms[0].q > DENSE_CZ_ENTRIES:
+        dense_products = np.inf
+    return dense, min(sparse, dense_products) + rest**3 / 3.0
 
 
 def choose_solver(cp, terms, solver="auto"):
