@@ -245,16 +245,15 @@ class BlockedFactor(PLSFactor):
                 Sxy = self._scale_first(self.Cxy, G)
                 Sd = self._scale_first(self._Cz_dense, G)
                 self._dense_scaled = (Sd, Sxy)  # (what solve() needs, dense)
-                M[qr:, qr:] -= Sxy @ Sxy.T
-                # Sd Sd' by a symmetric rank-k update: half a product's flops, through Sd' in
-                # Fortran order (no copy), and by scipy's BLAS as the factorization is (numpy's
-                # and scipy's OpenBLAS threads spin against each other when calls alternate:
-                # 50 ms instead of 0.2 for a kb07 evaluation)
-                S = blas.dsyrk(1.0, Sd.T, trans=1, lower=0)  # (upper triangle)
+                # every product by scipy's BLAS, as the factorization below (numpy's and scipy's
+                # OpenBLAS threads spin against each other when their calls alternate: a
+                # 405-column Cholesky took 8 ms instead of 0.3), on Fortran-ordered transposes
+                M[qr:, qr:] -= blas.dgemm(1.0, Sxy.T, Sxy.T, trans_a=1)
+                S = blas.dsyrk(1.0, Sd.T, trans=1, lower=0)  # Sd Sd': its upper triangle only
                 M[:qr, :qr] -= S
                 if not self._scalar_rest:  # the rest's Lambda blocks mix both triangles
                     M[:qr, :qr] -= np.triu(S, 1).T
-                Pzx = Sd @ Sxy.T
+                Pzx = blas.dgemm(1.0, Sd.T, Sxy.T, trans_a=1)
                 M[:qr, qr:] -= Pzx
                 M[qr:, :qr] -= Pzx.T
             else:
