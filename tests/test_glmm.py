@@ -370,3 +370,18 @@ def test_dask_collections_are_refused_with_the_reason():
     y = da.from_array((np.arange(100) % 2).astype(float), chunks=50)
     with pytest.raises(ValueError, match="penalized IRLS"):
         MixedLogisticRegression().fit(X, y, groups=da.from_array(np.arange(100) % 5, chunks=50))
+
+
+def test_the_factorizations_agree_on_crossed_random_slopes():
+    """PIRLS refills the blocked factor (dense Schur products, both triangles of the rest's
+    slope blocks) and the dense one: the same Laplace optimum."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    s, i, x = rng.integers(0, 60, n), rng.integers(0, 20, n), rng.normal(size=n)
+    eta = (-0.3 + 0.7 * x + rng.normal(0, 1, 60)[s] + rng.normal(0, 0.5, 60)[s] * x
+           + rng.normal(0, 0.7, 20)[i] + rng.normal(0, 0.4, 20)[i] * x)
+    y = (rng.random(n) < expit(eta)).astype(float)
+    fits = [quiet(MixedLogisticRegression(random_slopes=[0], solver=solver).fit, x[:, None], y,
+                  groups=np.column_stack([s, i])) for solver in ("blocked", "dense")]
+    assert fits[0].criterion_ == pytest.approx(fits[1].criterion_, abs=1e-6)
+    np.testing.assert_allclose(fits[0].theta_, fits[1].theta_, atol=1e-4)
