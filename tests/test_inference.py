@@ -356,3 +356,23 @@ def test_pickled_fits_keep_their_inference(solver):
     pd.testing.assert_frame_equal(m2.fixed_effects_, m.fixed_effects_)
     m3 = pickle.loads(pickle.dumps(m2))  # and again, after the factor was rebuilt
     np.testing.assert_allclose(m3.random_effects_std_["plate"], m.random_effects_std_["plate"])
+
+
+@pytest.mark.parametrize("slopes", [None, ["Days"]])
+def test_one_factor_prediction_variances_by_closed_form_equal_the_solves(monkeypatch, slopes):
+    """predict(return_std=True) with one grouping factor uses per-level closed forms
+    (conditional._one_term_mean_variance); they are the factor solves' numbers, for seen and
+    unseen levels, with prior weights."""
+    from sklmm._inference import conditional
+
+    d = load_sleepstudy()
+    X, y, g = d[["Days"]], d["Reaction"], d["Subject"].astype(str)
+    w = 1 + (np.arange(len(d)) % 4) / 2
+    m = MixedLinearRegressor(random_slopes=slopes).fit(X, y, groups=g, sample_weight=w)
+    g_new = g.copy()
+    g_new.iloc[:10] = "new"
+    fast = [m.predict(X, groups=g_new, return_std=True)[1], m.predict(X, return_std=True)[1]]
+    monkeypatch.setattr(conditional, "ONE_TERM_CLOSED_FORM", False)
+    slow = [m.predict(X, groups=g_new, return_std=True)[1], m.predict(X, return_std=True)[1]]
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a, b, rtol=1e-10)

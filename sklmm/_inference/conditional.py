@@ -63,6 +63,8 @@ def conditional_mean_variance(fit, A, seen_rows, chunk_entries=4_000_000):
     Cholesky factor and ``a_i = [Lambda' z_i; x_i]``: one sparse triangular solve per row, in
     chunks, on the fit's own factorization.
     """
+    if len(fit.terms) == 1 and ONE_TERM_CLOSED_FORM:  # closed forms level by level, no solves
+        return _one_term_mean_variance(fit, A, seen_rows)
     with fit.lock:  # it moves the shared factorization: one thread at a time
         m = A.shape[0]
         out = np.empty(m)
@@ -95,6 +97,39 @@ def conditional_mean_variance(fit, A, seen_rows, chunk_entries=4_000_000):
             )
             out[a:b] = factor.whitened_norms(Az, A[a:b].T)
         return fit.sigma**2 * out
+
+
+#: prediction variances of one-term models by :func:`_one_term_mean_variance` (the solves
+#: through the factor serve every model; tests compare the two)
+ONE_TERM_CLOSED_FORM = True
+
+
+def _one_term_mean_variance(fit, A, seen_rows):
+    """:func:`conditional_mean_variance` for a single random-effect term, from the
+    cross-products: with ``M = [[D, B], [B', E]]`` (``D`` block diagonal by level,
+    ``D_j = T'Z_j'Z_j T + I``, ``B_j = T'Z_j'X``, ``E = X'X``) and ``S = E - B'D^{-1}B``,
+
+        a'M^{-1}a = a_z' D_j^{-1} a_z + c' S^{-1} c,   c = a_x - B_j' D_j^{-1} a_z,
+
+    for a row of level j (``a_z = T'z``; 0 for a level not seen in fit). O(n) and vectorized:
+    the 500,000 rows of 5,000 groups with slopes take a fraction of the fit."""
+    cp, p = fit.cp, A.shape[1]
+    T = templates(fit.terms, fit.theta)[0]
+    D = T.T @ cp.diag[0] @ T + np.eye(T.shape[0])
+    Dinv = np.linalg.inv(D)
+    B = T.T @ cp.zxy[0][:, :, :p]  # (levels, p1, p)
+    DinvB = Dinv @ B
+    S = cp.xyxy[:p, :p] - np.einsum("jab,jac->bc", B, DinvB)
+    Sinv = np.linalg.inv(S) if p else np.zeros((0, 0))
+    c = np.array(A, dtype=float, copy=True)
+    out = np.zeros(A.shape[0])
+    for _, idx, codes, v in seen_rows:
+        az = v @ T  # (T'z) as rows
+        w = np.matmul(Dinv[codes], az[:, :, None])[:, :, 0]  # (batched matmul: faster than einsum)
+        out[idx] += np.einsum("ia,ia->i", az, w)
+        c[idx] -= np.matmul(az[:, None, :], DinvB[codes])[:, 0, :]
+    out += np.einsum("ib,ib->i", c @ Sinv, c)
+    return fit.sigma**2 * out
 
 
 def prior_covariances(fit):
