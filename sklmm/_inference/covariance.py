@@ -77,6 +77,12 @@ def _jacobian(f, x, h=0.02, levels=3):
     return _richardson(est, h, levels)
 
 
+#: Richardson levels of the differences behind Satterthwaite's df: two (error O(h^4) at
+#: h = 0.02 in each parameter's natural unit) agree with lmerTest as three do, in 80
+#: evaluations of the criterion for three theta instead of 120
+SATTERTHWAITE_LEVELS = 2
+
+
 def satterthwaite_df(fit, cov):
     """Satterthwaite's denominator degrees of freedom for each fixed effect (as lmerTest).
 
@@ -109,8 +115,8 @@ def satterthwaite_df(fit, cov):
         return x[-1] ** 2 * np.diag(_fixed_cov_unscaled(fit.factor)) / var0
 
     try:
-        H = _hessian(dev, x0)
-        J = _jacobian(var_beta, x0)
+        H = _hessian(dev, x0, levels=SATTERTHWAITE_LEVELS)
+        J = _jacobian(var_beta, x0, levels=SATTERTHWAITE_LEVELS)
     finally:
         _restore(fit)
     H = 0.5 * (H + H.T)
