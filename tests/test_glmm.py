@@ -82,9 +82,9 @@ def test_cbpp_binomial_with_trials_matches_glmer(cbpp):
     fe = cbpp.fixed_effects_
     np.testing.assert_allclose(fe["estimate"], ref["fixef"], atol=1e-3)
     # glmer's use.hessian = FALSE covariance, (R_X'R_X)^-1 at the mode's weights
-    from sklmm._inference.glmm import _rx_cov
+    from sklmm._inference.covariance import fixed_cov
 
-    np.testing.assert_allclose(np.sqrt(np.diag(_rx_cov(cbpp._fit))), ref["se_rx"], rtol=1e-3)
+    np.testing.assert_allclose(np.sqrt(np.diag(fixed_cov(cbpp._fit))), ref["se_rx"], rtol=1e-3)
     # the Hessian-based errors: glmer's own come from a finite-difference Hessian of a
     # deviance its PIRLS resolves to ~5e-4 only (see test_laplace_is_exact_at_fixed_parameters)
     np.testing.assert_allclose(fe["std_error"], ref["se"], rtol=0.02)

@@ -16,7 +16,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from . import factor_cholmod
-from .factor_blocked import DENSE_CZ_ENTRIES, BlockedFactor, schur_costs
+from .factor_blocked import BlockedFactor, schur_costs
 from .factor_cholmod import CholmodFactor
 from .factor_dense import DenseFactor
 from .factor_schur import _single_threaded_blas
@@ -51,10 +51,7 @@ def evaluation_costs(cp, terms):
     if not terms:
         return dense, dense
     rest = sum(t.q for t in terms[1:]) + cp.p + 1
-    sparse, dense_products = schur_costs(cp, terms)
-    if rest * terms[0].q > DENSE_CZ_ENTRIES:
-        dense_products = np.inf
-    return dense, min(sparse, dense_products) + rest**3 / 3.0
+    return dense, min(schur_costs(cp, terms)) + rest**3 / 3.0
 
 
 def choose_solver(cp, terms, solver="auto"):

@@ -71,7 +71,7 @@ def schur_costs(cp, terms):
     evaluation: ``(sparse, dense)``. Sparse: ``L_j (L_j + 1) / 2`` products for each level j of
     the first term (``L_j`` its entries against the rest, one product per entry of ``W_j``) at
     sparse speed; dense: one symmetric rank-k update of the ``qr + p + 1`` rows with all ``q1``
-    columns. Where every subject meets every item (kb07: 128 rows, 224 columns) the dense one is
+    columns (inf where the dense ``qr x q1`` products would pass :data:`DENSE_CZ_ENTRIES`). Where every subject meets every item (kb07: 128 rows, 224 columns) the dense one is
     several times cheaper; where each level meets few of the rest (InstEval), the sparse one."""
     first = terms[0]
     L = np.full(first.n_levels, (cp.p + 1) * first.n_coef, dtype=float)
@@ -80,8 +80,9 @@ def schur_costs(cp, terms):
         L += np.bincount(cols, minlength=first.n_levels) * terms[i].n_coef * first.n_coef
     n_w = first.n_coef * (first.n_coef + 1) / 2.0
     sparse = SPARSE_FLOP_RATIO * n_w * float(np.sum(L * (L + 1) / 2.0)) / first.n_coef**2
-    rows = sum(t.q for t in terms[1:]) + cp.p + 1
-    return sparse, float(rows) ** 2 * first.q
+    rest = sum(t.q for t in terms[1:])
+    dense = float(rest + cp.p + 1) ** 2 * first.q if rest * first.q <= DENSE_CZ_ENTRIES else np.inf
+    return sparse, dense
 
 
 class BlockedFactor(PLSFactor):
@@ -101,7 +102,7 @@ class BlockedFactor(PLSFactor):
         self._Cz_dense = None
         self._fill(cp)
         self.schur = None
-        if first is not None and self.qr and self.qr * self.q1 <= DENSE_CZ_ENTRIES:
+        if first is not None and self.qr:
             sparse, dense = schur_costs(cp, terms)
             if dense < sparse:  # dense products of C with itself at each evaluation
                 self._Cz_dense = self.Cz.toarray()

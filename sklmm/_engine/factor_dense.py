@@ -83,13 +83,8 @@ class DenseFactor(PLSFactor):
         np.copyto(M, self.A)
         for k, (t, s) in enumerate(zip(self.terms, self.theta_slices)):
             T = t.template(theta[s])
-            o = int(self.z_offsets[k])
-            if t.n_coef == 1:  # a scaled identity: rows and columns times theta
-                th = float(T[0, 0])
-                M[o : o + t.q, :] *= th
-                M[:, o : o + t.q] *= th
-            else:  # (M.T is C-ordered: its rows are M's columns, the same by symmetry)
-                _lambda_sandwich(M.T, T, o, t.n_levels)
+            # (M.T is C-ordered: its rows are M's columns, the same by symmetry)
+            _lambda_sandwich(M.T, T, int(self.z_offsets[k]), t.n_levels)
         M.T.reshape(-1)[self._diag_q] += 1.0
         return self._factor(M)
 

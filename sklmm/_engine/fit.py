@@ -20,7 +20,7 @@ from . import optimize
 from .checks import _verified, boundary_faces, column_mirrors, covariance_terms
 from .criteria import profiled_criterion
 from .crossprod import cross_products, keep_fixed, rescale_weights
-from .factor import check_cost, make_factor
+from .factor import check_cost, choose_solver, make_factor
 from .optimize import OptSummary
 from .start import moment_start, theta_scale
 from .system import _tail_cholesky, dense_system
@@ -301,6 +301,7 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
     grouped = any(not t.scalar for t in terms)
     if terms:
         _check_response(cp, grouped, stacklevel)
+    solver = choose_solver(cp, terms, solver)  # (once: the costs it weighs read the level pairs)
     check_cost(cp, terms, solver)  # before any large allocation: refuse or warn, with the fix
     factor = make_factor(cp, terms, solver)
     lower = np.concatenate([t.theta_lower() for t in terms]) if terms else np.zeros(0)

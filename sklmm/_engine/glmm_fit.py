@@ -19,7 +19,7 @@ from scipy.linalg import solve_triangular
 from sklearn.exceptions import ConvergenceWarning
 
 from . import optimize
-from .factor import blas_threads, check_cost, make_factor
+from .factor import blas_threads, check_cost, choose_solver, make_factor
 from .fit import MixedFit, SingularFitWarning, independent_columns
 from .pirls import GlmmProblem
 from .quadrature import agq_deviance
@@ -110,7 +110,9 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     X = np.ascontiguousarray(Xf[:, keep])
     _check_groups(terms, y, w, family, stacklevel + 1)
     problem = GlmmProblem(terms, X, y, w, family, solver)
-    check_cost(problem.plan.pattern(X.shape[1]), terms, solver)  # (only the pattern: before any algebra)
+    pattern = problem.plan.pattern(X.shape[1])  # (only the pattern: before any algebra)
+    solver = problem.solver = choose_solver(pattern, terms, solver)  # once, for every PIRLS step
+    check_cost(pattern, terms, solver)
     lower = np.concatenate([t.theta_lower() for t in terms] + [np.zeros(0)])
     start = np.concatenate([t.theta_start() for t in terms] + [np.zeros(0)])
     # stage 1: theta, with beta in PIRLS

@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.linalg import solve_triangular
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -17,23 +16,13 @@ from .._engine.glmm_fit import fit_glmm
 from .._engine.optimize import minimize_bobyqa
 from .._input.arrays import check_level
 from .bootstrap import percentile_intervals
-from .covariance import _hessian, wald_intervals
+from .covariance import _hessian, fixed_cov, wald_intervals
 from .mixin import InferenceMixin
 from .parameters import parameter_names, sdcor_of_fit
 from .profile import _interval_side
 
 __all__ = ["GlmmInferenceMixin", "glmm_fixed_cov", "glmm_fixed_table", "glmm_profile_intervals", "simulate_glmm",
            "draw_random_eta"]
-
-
-def _rx_cov(fit):
-    """``(R_X' R_X)^{-1}`` at the mode's working weights (glmer's ``use.hessian = FALSE``)."""
-    fit.factor.update(fit.theta)
-    LX, _ = fit.factor.fixed_part()
-    if LX.shape[0] == 0:
-        return np.zeros((0, 0))
-    Linv = solve_triangular(LX, np.eye(LX.shape[0]), lower=True)
-    return Linv.T @ Linv
 
 
 def glmm_fixed_cov(fit):
@@ -44,7 +33,7 @@ def glmm_fixed_cov(fit):
     The Hessian is by central differences with Richardson extrapolation, each parameter in
     units of its own scale (beta in units of its ``R_X`` standard error, theta in units of
     ``max(theta, 0.1)``), so that its steps suit any scaling of the features."""
-    rx = _rx_cov(fit)
+    rx = fixed_cov(fit)  # (R_X'R_X)^{-1}: sigma is 1, glmer's use.hessian = FALSE
     k = len(fit.theta)
     beta = fit.beta[fit.keep]
     if k == 0 or len(beta) == 0:
