@@ -143,7 +143,7 @@ def test_errors():
     d = load_mcycle()
     X, y = d[["times"]], d["accel"]
     with pytest.raises(ValueError, match="The 'basis' parameter of PenalizedSplineRegressor must be a str among"):
-        PenalizedSplineRegressor(basis="tp").fit(X, y)
+        PenalizedSplineRegressor(basis="te").fit(X, y)
     with pytest.raises(ValueError, match="n_basis must be at least 4"):
         PenalizedSplineRegressor(n_basis=3).fit(X, y)
     with pytest.raises(ValueError, match="The 'n_basis' parameter of PenalizedSplineRegressor must be an int in the range"):
@@ -183,6 +183,18 @@ def test_gam_formulas_fit_what_the_parameters_fit():
     np.testing.assert_array_equal(a.predict(s.drop(columns="Subject")), b.predict(s[["x", "Days"]]))
 
 
+def test_gam_formula_default_basis_is_mgcvs_thin_plate_spline():
+    """s(x) without bs= is mgcv's default: bs='tp' with k=10."""
+    d = load_mcycle()
+    a = PenalizedSplineRegressor.from_formula("accel ~ s(times)", d)
+    b = PenalizedSplineRegressor(n_basis=10, basis="tp").fit(d[["times"]], d["accel"])
+    assert a.smooths_[0].basis == "tp" and a.smooths_[0].n_basis == 10
+    assert a.criterion_ == b.criterion_
+    np.testing.assert_array_equal(a.predict(d), b.predict(d[["times"]]))
+    c = PenalizedSplineRegressor.from_formula("accel ~ s(times, bs='cc', k=8)", d)
+    assert c.smooths_[0].basis == "cc" and c.smooths_[0].n_basis == 8
+
+
 def test_gam_formula_estimators_cross_validate():
     from sklearn.base import clone
     from sklearn.model_selection import KFold, cross_validate
@@ -201,8 +213,8 @@ def test_gam_formula_estimators_cross_validate():
 
 
 @pytest.mark.parametrize("formula, match", [
-    ("accel ~ s(times)", "give the basis, bs='cr'"),
-    ("accel ~ s(times, bs='tp')", "bs='tp' is not available"),
+    ("accel ~ s(times, bs='te')", "bs='te' is not available"),
+    ("accel ~ s(times, bs='cr', k=4.5)", "k must be an integer"),
     ("accel ~ s(times, bs='cr', by=f)", r"\['by'\] are not supported yet"),
     ("accel ~ s(times, accel, bs='cr')", "smooths one variable"),
     ("accel ~ times + s(times, bs='cr')", "both as a smooth and as a parametric term"),

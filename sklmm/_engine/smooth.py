@@ -25,6 +25,13 @@ Bases (``basis=``):
     The cubic smoothing-spline basis on [0, 1] of Wood (2006), section 3.2, used in the seed:
     ``[1, x, R(x, z_1), ..., R(x, z_{k-2})]`` with the reproducing kernel ``R`` and penalty
     ``S_ij = R(z_i, z_j)`` on the kernel columns; x is scaled to [0, 1] by its training range.
+``"cc"``
+    Cyclic cubic regression spline (:mod:`~sklmm._engine.smooth_bases`): ``k`` knots, the last
+    one the first one again, so ``k - 1`` functions; its penalty's null space, the constant, is
+    removed by the constraint, so the term has no fixed-effect columns.
+``"tp"``
+    Thin plate regression spline (:class:`~sklmm._engine.smooth_bases.ThinPlateBasis`) of one
+    or more variables: x of shape (n,) or (n, d).
 """
 
 from __future__ import annotations
@@ -33,9 +40,17 @@ import numpy as np
 from scipy.interpolate import BSpline
 from scipy.linalg import qr
 
+from .smooth_bases import (
+    ThinPlateBasis,
+    cc_basis,
+    cc_knots,
+    cc_matrices,
+    quantile_knots,
+)
+
 __all__ = ["SmoothTerm", "BASES", "cr_knots", "cr_basis", "cr_penalty", "ps_basis", "rk"]
 
-BASES = ("cr", "ps", "rk")
+BASES = ("cr", "ps", "rk", "cc", "tp")
 
 
 # ----------------------------------------------------------------------------- cubic regression
@@ -49,10 +64,7 @@ def cr_knots(x, k):
             f"a cubic regression spline with n_basis={k} needs at least {k} distinct values of "
             f"the feature; it has {len(xu)}. Lower n_basis."
         )
-    pos = np.linspace(0, len(xu) - 1, k)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, len(xu) - 1)
-    return xu[lo] + (pos - lo) * (xu[hi] - xu[lo])
+    return quantile_knots(xu, k)
 
 
 def _cr_matrices(knots):
@@ -197,25 +209,31 @@ class SmoothTerm:
         Display name, ``"s(feature)"``.
     column : int
         Column of X the smooth is a function of.
-    basis : {"cr", "ps", "rk"}
+    basis : {"cr", "ps", "rk", "cc", "tp"}
     n_basis : int
-        Number of basis functions ``k`` before the identifiability constraint.
+        Basis dimension ``k`` (mgcv's ``k``): the number of basis functions before the
+        identifiability constraint, except for ``cc``, whose ``k`` knots give ``k - 1`` functions.
     knots : array-like or None
         Knots in the units of the feature (``cr``: the k knots; ``rk``: the k - 2 kernel knots;
-        ``ps``: the k - 2 equally spaced base knots). None places them from the data.
+        ``ps``: the k - 2 equally spaced base knots; ``cc``: the k knots, or the two ends of the
+        period; ``tp``: at least k points, shape (n_knots,) or (n_knots, d), whose spline is
+        truncated). None places them from the data.
     """
 
     def __init__(self, name, column, basis, n_basis, knots=None):
         if basis not in BASES:
             raise ValueError(f"basis must be one of {BASES}; got {basis!r}.")
-        min_k = 4 if basis != "rk" else 3
+        min_k = {"rk": 3, "tp": 1}.get(basis, 4)  # tp's minimum depends on d: checked in fit
         if int(n_basis) < min_k:
             raise ValueError(f"n_basis must be at least {min_k} for basis {basis!r}; got {n_basis}.")
         self.name = name
         self.column = column
         self.basis = basis
         self.n_basis = int(n_basis)
-        self.user_knots = None if knots is None else _checked_knots(knots, name)
+        if knots is not None and basis == "tp" and np.ndim(knots) == 2:
+            self.user_knots = np.asarray(knots, dtype=float)  # points: ThinPlateBasis checks them
+        else:
+            self.user_knots = None if knots is None else _checked_knots(knots, name)
 
     # -- raw basis and penalty ------------------------------------------------------------
     def _setup(self, x):
@@ -238,6 +256,22 @@ class SmoothTerm:
             self.knot_sequence_ = _ps_spline(self.knots_).t
             D = np.diff(np.eye(k), n=2, axis=0)
             self.S_raw_ = D.T @ D
+        elif self.basis == "cc":
+            knots = self.user_knots
+            if knots is None or len(knots) == 2:
+                knots = cc_knots(x, k, ends=knots, name=self.name)
+            if len(knots) != k:
+                raise ValueError(
+                    f"{self.name}: basis 'cc' needs n_basis={k} knots, or the period's 2 ends; got "
+                    f"{len(knots)}.")
+            self.knots_ = knots
+            self._cc_F, self.S_raw_ = cc_matrices(knots)
+        elif self.basis == "tp":
+            self._tp = ThinPlateBasis(k, knots=self.user_knots, name=self.name)
+            B = self._tp.fit(x)
+            self.knots_ = self._tp.knots_[:, 0] if self._tp.d_ == 1 else self._tp.knots_
+            self.S_raw_ = self._tp.penalty_
+            return B
         else:  # rk
             self.x_min_, self.x_max_ = float(np.min(x)), float(np.max(x))
             xs = self._scale(x)
@@ -259,6 +293,10 @@ class SmoothTerm:
     def raw_basis(self, x):
         """The unconstrained basis ``B(x)``, shape (n, n_basis)."""
         x = np.asarray(x, dtype=float)
+        if self.basis == "tp":
+            return self._tp.basis(x)
+        if self.basis == "cc":
+            return cc_basis(x, self.knots_, self._cc_F)
         if self.basis == "cr":
             return cr_basis(x, self.knots_)
         if self.basis == "ps":
@@ -275,20 +313,27 @@ class SmoothTerm:
     def fit_design(self, x):
         """:meth:`fit`, returning :meth:`design` at the training values (one basis evaluation)."""
         x = np.asarray(x, dtype=float)
-        if len(np.unique(x)) < 3:
+        if x.ndim > 1 and self.basis != "tp":
+            raise ValueError(f"{self.name}: basis {self.basis!r} smooths one variable; x has shape {x.shape}.")
+        n_unique = len(np.unique(x, axis=0))
+        if n_unique < 3:
             raise ValueError(
-                f"{self.name}: the feature has {len(np.unique(x))} distinct values; a smooth needs "
+                f"{self.name}: the feature has {n_unique} distinct values; a smooth needs "
                 "at least 3 (enter it linearly instead)."
             )
-        self._setup(x)
-        B = self.raw_basis(x)
+        B = self._setup(x)
+        if B is None:
+            B = self.raw_basis(x)
         Q, _ = qr(B.sum(axis=0)[:, None])  # full QR of B'1
         self.Qc_ = Q[:, 1:]
         Bc = B @ self.Qc_
         Sc = self.Qc_.T @ self.S_raw_ @ self.Qc_
         Sc = 0.5 * (Sc + Sc.T)
         d, U = np.linalg.eigh(Sc)
-        pos = d > d.max() * 1e-10
+        # the penalty's null space minus the constant (which the constraint removes): known for
+        # each basis, so that a wide range of eigenvalues (large k) is never mistaken for it
+        n_null = {"cc": 0, "tp": getattr(getattr(self, "_tp", None), "n_null_", 1) - 1}.get(self.basis, 1)
+        pos = np.arange(len(d)) >= n_null  # eigh: ascending
         self.U0_ = U[:, ~pos]
         Zraw = Bc @ (U[:, pos] / np.sqrt(d[pos]))
         # rescale the penalty so that at theta = 1 the prior and the data weigh the penalized

@@ -1,7 +1,8 @@
 """mgcv / gamm4 style formulas for :class:`PenalizedSplineRegressor`.
 
 ``"accel ~ s(times, k=20, bs='cr')"`` or ``"Reaction ~ s(Days, k=5, bs='cr') + (1 | Subject)"``:
-smooth terms ``s(x, k=..., bs=...)`` (arguments as Python literals), a parametric part read by
+smooth terms ``s(x, k=..., bs=...)`` (arguments as Python literals; as in mgcv, ``bs`` defaults
+to the thin plate regression spline ``"tp"`` and ``k`` to 10), a parametric part read by
 formulaic, and lme4 random-effect terms (gamm4's ``random = ~ (1 | g)`` written into the
 formula). The smooths map onto the estimator's ``smooth_features``, ``n_basis`` and ``basis``;
 the rest is an lme4 formula without the smooths (:class:`~sklmm._input.formula.MixedFormula`).
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .._engine.smooth import BASES
 from .formula import _as_frame, _scan, _split_signed, parse_formula
 
 __all__ = ["GamFormula", "parse_gam_formula", "GAM_FORMULA_PARAMS"]
@@ -22,11 +24,13 @@ __all__ = ["GamFormula", "parse_gam_formula", "GAM_FORMULA_PARAMS"]
 #: the estimator parameters a GAM formula sets, with their defaults
 GAM_FORMULA_PARAMS = dict(smooth_features=None, n_basis=10, basis="cr", random_slopes=None,
                           correlated_slopes=True, nested=False, random_intercept=True)
-BASES = ("cr", "ps", "rk")
 
 
 def _smooth_call(piece, formula):
-    """``(variable, k, bs)`` for a piece ``s(x, k=10, bs='cr')``, or None for other pieces."""
+    """``(variable, k, bs)`` for a piece ``s(x, k=10, bs='cr')``, or None for other pieces.
+
+    Without ``bs=`` the basis is mgcv's default, the thin plate regression spline ``"tp"``;
+    without ``k=`` it is 10 (mgcv's default for one variable, for every basis here)."""
     if not piece.startswith("s("):
         return None
     try:
@@ -49,17 +53,13 @@ def _smooth_call(piece, formula):
             kw[k.arg] = ast.literal_eval(k.value)
         except ValueError:
             raise ValueError(f"{piece}: the argument {k.arg}= must be a literal (a number or a string).") from None
-    if "bs" not in kw:
-        raise ValueError(
-            f"{piece}: give the basis, bs='cr', 'ps' or 'rk'. mgcv's default, the thin-plate "
-            "basis 'tp', is not available yet, so s(x) without bs= would be a different model."
-        )
-    if kw["bs"] not in BASES:
-        raise ValueError(f"{piece}: bs={kw['bs']!r} is not available; sklmm has {list(BASES)}.")
+    bs = kw.get("bs", "tp")
+    if bs not in BASES:
+        raise ValueError(f"{piece}: bs={bs!r} is not available; sklmm has {list(BASES)}.")
     k = kw.get("k", 10)
     if not isinstance(k, int) or isinstance(k, bool):
         raise ValueError(f"{piece}: k must be an integer; got {k!r}.")
-    return node.args[0].id, k, kw["bs"]
+    return node.args[0].id, k, bs
 
 
 @dataclass
