@@ -57,7 +57,8 @@ REPORT_GAIN = 1e-4
 RESTARTS = 2
 
 
-def optimum_problem(objective, x, lower, fx, tol=GRAD_TOL, delta=GRAD_DELTA, scale=None, polish=None):
+def optimum_problem(objective, x, lower, fx, tol=GRAD_TOL, delta=GRAD_DELTA, scale=None, polish=None,
+                    gradient=None):
     """lme4's ``checkConv`` at the optimizer's answer ``x``: None if it passes, else why not.
 
     Central differences of the criterion with step ``delta``. A parameter within ``delta`` of
@@ -73,6 +74,10 @@ def optimum_problem(objective, x, lower, fx, tol=GRAD_TOL, delta=GRAD_DELTA, sca
     A check that passes with the Hessian while it still predicts a decrease above
     :data:`POLISH_GAIN` (BOBYQA can stop on a small step short of the optimum) appends the
     Newton step from ``x`` to the list ``polish``, for the caller to try.
+
+    With ``gradient`` (the analytic gradient, :mod:`~sklmm._engine.gradient`) the check costs one
+    gradient where it passes at once, and the Hessian, when needed, is the forward differences
+    of the gradient (one gradient per parameter) instead of those of the criterion.
     """
     x = np.asarray(x, dtype=float)
     tol = max(tol, CRITERION_RESOLUTION * abs(fx) / delta)
@@ -85,6 +90,8 @@ def optimum_problem(objective, x, lower, fx, tol=GRAD_TOL, delta=GRAD_DELTA, sca
         x, lower = x / scale, lower / scale
     k = x.size
     at_bound = x - lower < delta
+    if gradient is not None:
+        return _gradient_problem(objective, gradient, x, lower, fx, tol, delta, scale, polish, at_bound)
     fp, fm = np.empty(k), np.full(k, np.nan)
     for j in range(k):
         e = np.zeros(k)
@@ -111,6 +118,38 @@ def optimum_problem(objective, x, lower, fx, tol=GRAD_TOL, delta=GRAD_DELTA, sca
             z = x.copy()
             z[[i, j]] += delta
             H[a, c] = H[c, a] = (objective(z) - fp[i] - fp[j] + fx) / delta**2
+    return _scaled_problem(H, grad, idx, x, lower, fx, tol, scale, polish)
+
+
+def _gradient_problem(objective, gradient, x, lower, fx, tol, delta, scale, polish, at_bound):
+    """:func:`optimum_problem` from the analytic gradient (x, lower in the scaled units)."""
+    unit = np.ones_like(x) if scale is None else scale
+
+    def grad_at(z):
+        return np.asarray(gradient(z * unit), dtype=float) * unit
+
+    grad = grad_at(x)
+    if not np.all(np.isfinite(grad)):
+        return "the criterion is not finite next to the optimum"
+    off_bound = np.flatnonzero(at_bound & (grad < -tol))
+    if off_bound.size:
+        j = int(off_bound[0])
+        return f"moving theta[{j}] off its bound lowers the criterion (slope {grad[j]:.3g})"
+    idx = np.flatnonzero(~at_bound)
+    if np.all(np.abs(grad[idx]) <= tol):
+        return None
+    H = np.empty((idx.size, idx.size))
+    for a, i in enumerate(idx):
+        z = x.copy()
+        z[i] += delta
+        H[:, a] = (grad_at(z)[idx] - grad[idx]) / delta
+    if not np.all(np.isfinite(H)):
+        return "the criterion is not finite next to the optimum"
+    return _scaled_problem(0.5 * (H + H.T), grad, idx, x, lower, fx, tol, scale, polish)
+
+
+def _scaled_problem(H, grad, idx, x, lower, fx, tol, scale, polish):
+    """The Hessian-scaled part of :func:`optimum_problem`: lme4's ``solve(chol(H), g)``."""
     try:
         scaled = np.linalg.solve(np.linalg.cholesky(H).T, grad[idx])  # lme4: solve(chol(H), g)
     except np.linalg.LinAlgError:
@@ -342,17 +381,20 @@ def face_descent(objective, x, fx, faces, lower_bounds, unit, min_gain=0.0):
     return best
 
 
-def _verified(objective, summ, lower, max_iter, scale, mirrors=None, candidates=(), faces=()):
+def _verified(objective, summ, lower, max_iter, scale, mirrors=None, candidates=(), faces=(),
+              fun_grad=None):
     """The optimizer's answer after lme4's convergence check and the probes in covariance space
     (:func:`mirrored_descent`, :func:`covariance_probe`) and on the boundary faces
     (:func:`face_descent`), with up to :data:`RESTARTS` restarts when any fails: from the better
-    point a probe found, or from the answer itself."""
+    point a probe found, or from the answer itself. With ``fun_grad`` (criterion and analytic
+    gradient) the check reads the gradient and the restarts are L-BFGS-B's, else BOBYQA's."""
+    gradient = None if fun_grad is None else (lambda x: fun_grad(x)[1])
     boundary = ("it stopped where the criterion still decreases along a direction of a random-"
                 "effect covariance (a singular or nearly singular point)")
 
     def check(x, fx, min_gain):
         polish = []
-        problem = optimum_problem(objective, x, lower, fx, scale=scale, polish=polish)
+        problem = optimum_problem(objective, x, lower, fx, scale=scale, polish=polish, gradient=gradient)
         if problem is not None:
             return problem, x
         if polish:
@@ -374,9 +416,12 @@ def _verified(objective, summ, lower, max_iter, scale, mirrors=None, candidates=
     for attempt in range(RESTARTS):
         if problem is None or n_evals >= max_iter:
             break
-        again = optimize.minimize_bobyqa(objective, restart, lower, max_evals=max_iter - n_evals,
-                                xtol_abs=1e-10 * scale,
-                                initial_step=np.maximum(0.05 * np.abs(restart), 0.01 * scale))
+        if fun_grad is not None:
+            again = optimize.minimize_lbfgsb(fun_grad, restart, lower, max_evals=max_iter - n_evals)
+        else:
+            again = optimize.minimize_bobyqa(objective, restart, lower, max_evals=max_iter - n_evals,
+                                             xtol_abs=1e-10 * scale,
+                                             initial_step=np.maximum(0.05 * np.abs(restart), 0.01 * scale))
         n_evals += again.n_evals
         if again.converged and again.fmin <= summ.fmin:
             summ = again

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,7 @@ from .checks import _verified, boundary_faces, column_mirrors, covariance_terms
 from .criteria import profiled_criterion
 from .crossprod import cross_products, keep_fixed, rescale_weights
 from .factor import check_cost, choose_solver, make_factor
+from .gradient import make_gradient
 from .optimize import OptSummary
 from .start import moment_start, theta_scale
 from .system import _tail_cholesky, dense_system
@@ -233,10 +235,10 @@ class MixedFit:
         return M[:-1, :-1]
 
 
-def _progress_printer(verbose, n_theta, solver):
+def _progress_printer(verbose, n_theta, solver, method="BOBYQA"):
     """Print every evaluation (verbose >= 2) or every 10th and each new best (verbose == 1)."""
     best = [np.inf]
-    print(f"[sklmm] optimizing {n_theta} covariance parameter(s) with BOBYQA ({solver} Cholesky)")
+    print(f"[sklmm] optimizing {n_theta} covariance parameter(s) with {method} ({solver} Cholesky)")
 
     def callback(k, x, f):
         improved = f < best[0]
@@ -336,16 +338,37 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
             seen[1] = f
         return f
 
-    callback = _progress_printer(verbose, len(free), factor.name) if verbose else None
-    summ = optimize.minimize_bobyqa(objective, start[free], lower[free], max_evals=max_iter, callback=callback,
-                           initial_step=step[free], xtol_abs=1e-10 * scale[free])
-    if verbose:
-        print(f"[sklmm] {summ.return_code} after {summ.n_evals} evaluations: criterion {summ.fmin:.10g}")
-    problem = None
-    if check_convergence and summ.converged and len(free) and np.isfinite(summ.fmin):
-        summ, problem = _verified(objective, summ, lower[free], max_iter, scale[free],
-                                  column_mirrors(terms, free), covariance_terms(terms, free, scale[free]),
-                                  boundary_faces(terms, free, [D.sum(axis=0) for D in cp.diag]))
+    # many covariance parameters: L-BFGS-B on the analytic gradient (kb07's 20 theta: ~120
+    # evaluations instead of ~1000); few: BOBYQA, derivative-free, as lme4
+    evaluator = make_gradient(cp, terms, solver, reml, len(free))
+    fun_grad = None
+    if evaluator is not None:
+        def fun_grad(x):
+            f, g = evaluator(expand(x))
+            if f < seen[0]:
+                seen[0] = f
+            if seen[1] < f < np.inf:
+                seen[1] = f
+            return f, g[free]
+
+    method = "BOBYQA" if evaluator is None else "L-BFGS-B"
+    callback = _progress_printer(verbose, len(free), factor.name, method) if verbose else None
+    with evaluator.threads() if evaluator is not None else nullcontext():
+        if evaluator is None:
+            summ = optimize.minimize_bobyqa(objective, start[free], lower[free], max_evals=max_iter,
+                                            callback=callback, initial_step=step[free],
+                                            xtol_abs=1e-10 * scale[free])
+        else:
+            summ = optimize.minimize_lbfgsb(fun_grad, start[free], lower[free], max_evals=max_iter,
+                                            callback=callback)
+        if verbose:
+            print(f"[sklmm] {summ.return_code} after {summ.n_evals} evaluations: criterion {summ.fmin:.10g}")
+        problem = None
+        if check_convergence and summ.converged and len(free) and np.isfinite(summ.fmin):
+            summ, problem = _verified(objective, summ, lower[free], max_iter, scale[free],
+                                      column_mirrors(terms, free), covariance_terms(terms, free, scale[free]),
+                                      boundary_faces(terms, free, [D.sum(axis=0) for D in cp.diag]),
+                                      fun_grad=fun_grad)
     if len(free) and summ.n_evals > 2 * len(free) and seen[1] - seen[0] <= FLAT_CRITERION * max(1.0, abs(seen[0])):
         # every point the optimizer tried gave the same criterion: theta is not identified
         summ.converged = False

@@ -12,7 +12,7 @@ try:
 except ImportError:  # pragma: no cover - nlopt is a hard dependency
     nlopt = None
 
-__all__ = ["OptSummary", "minimize_bobyqa"]
+__all__ = ["OptSummary", "minimize_bobyqa", "minimize_lbfgsb"]
 
 _NLOPT_MESSAGES = {
     1: "SUCCESS",
@@ -104,4 +104,43 @@ def minimize_bobyqa(fun, x0, lower, *, max_evals=10000, ftol_rel=1e-12, ftol_abs
     summ.fmin = best["f"]
     summ.return_code = _NLOPT_MESSAGES.get(code, str(code))
     summ.converged = code in (1, 2, 3, 4) or (code == -4 and np.isfinite(best["f"]))
+    return summ
+
+
+def minimize_lbfgsb(fun_grad, x0, lower, *, max_evals=10000, ftol_rel=1e-15, gtol=1e-7,
+                    callback=None, history=20) -> OptSummary:
+    """Minimize ``f`` over ``lower <= x`` with scipy's L-BFGS-B, ``fun_grad(x) -> (f, gradient)``.
+
+    For many covariance parameters with the analytic gradient of
+    :mod:`~sklmm._engine.gradient`. It stops when the relative decrease of an iteration falls
+    below ``ftol_rel`` (scipy's ``ftol``; tighter than BOBYQA's 1e-12, since a gradient method
+    can resolve it) or the projected gradient below ``gtol``; the best point evaluated is kept.
+    ``converged`` as for :func:`minimize_bobyqa`: a tolerance-based stop.
+    """
+    from scipy.optimize import minimize
+
+    x0 = np.asarray(x0, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    summ = OptSummary(initial=x0.copy(), lower=lower.copy(), ftol_rel=ftol_rel, max_evals=max_evals)
+    best = {"x": x0.copy(), "f": np.inf}
+
+    def wrapped(x):
+        f, g = fun_grad(x)
+        f = float(f)
+        summ.n_evals += 1
+        if f < best["f"]:
+            best["x"], best["f"] = x.copy(), f
+        if callback is not None:
+            callback(summ.n_evals, x, f)
+        if not (math.isfinite(f) and np.all(np.isfinite(g))):
+            return 1e300, np.zeros_like(x)  # (the line search then backs off)
+        return f, g
+
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    res = minimize(wrapped, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxcor": history, "ftol": ftol_rel, "gtol": gtol,
+                            "maxiter": int(max_evals), "maxfun": int(max_evals)})
+    summ.final, summ.fmin = best["x"], best["f"]
+    summ.return_code = "LBFGSB_" + ("CONVERGED" if res.success else "STOPPED") + ": " + str(res.message)
+    summ.converged = bool(res.success) and np.isfinite(best["f"])
     return summ
