@@ -35,6 +35,7 @@ from itertools import product
 
 import numpy as np
 from scipy.linalg import eigh, qr
+from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 from scipy.spatial.distance import cdist
 
 __all__ = [
@@ -159,15 +160,18 @@ def tps_eta(r, m, d):
         d odd:  Gamma(d/2 - m) / (2^(2m) pi^(d/2) (m-1)!) r^(2m-d)
     """
     r = np.asarray(r, dtype=float)
+    p = 2 * m - d  # >= 1
+    out = r.copy()
+    for _ in range(p - 1):  # r^p by products (numpy's power is slow for exponents other than 2)
+        out *= r
     if d % 2 == 0:
         c = (-1.0) ** (m + 1 + d // 2) / (
             2.0 ** (2 * m - 1) * math.pi ** (d / 2) * math.factorial(m - 1) * math.factorial(m - d // 2))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = c * r ** (2 * m - d) * np.log(r)
+        out *= np.log(np.where(r > 0, r, 1.0))  # r^p log r -> 0 as r -> 0
     else:
         c = math.gamma(d / 2 - m) / (2.0 ** (2 * m) * math.pi ** (d / 2) * math.factorial(m - 1))
-        out = c * r ** (2 * m - d)
-    return np.where(r > 0, out, 0.0)
+    out *= c
+    return out
 
 
 def _unique_rows(x):
@@ -175,8 +179,17 @@ def _unique_rows(x):
 
 
 def _largest_eigen(E, k):
-    """The k eigenpairs of the symmetric E with the largest absolute eigenvalues."""
-    w, U = eigh(E)
+    """The k eigenpairs of the symmetric E with the largest absolute eigenvalues: by Lanczos
+    iterations (ARPACK, from a fixed start) when k is small beside E, as mgcv; else all of them."""
+    n = E.shape[0]
+    if n > 300 and k < n // 3:
+        v0 = np.random.default_rng(0).standard_normal(n)
+        try:
+            w, U = eigsh(E, k, which="LM", v0=v0, tol=0)
+        except ArpackNoConvergence:  # pragma: no cover - the full decomposition always works
+            w, U = eigh(E)
+    else:
+        w, U = eigh(E)
     order = np.argsort(-np.abs(w), kind="stable")[:k]
     return w[order], U[:, order]
 
