@@ -42,11 +42,11 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
     n_basis : int or dict, default=10
         Basis dimension ``k`` of each smooth (mgcv's ``k``), or a dict from feature to ``k``.
         After the sum-to-zero constraint a smooth has ``k - 1`` coefficients.
-    basis : {"cr", "ps", "rk"} or dict, default="cr"
-        "cr": cubic regression spline with knots at quantiles (mgcv ``bs="cr"``); "ps":
-        P-spline, cubic B-splines with a second-order difference penalty (mgcv ``bs="ps"``);
-        "rk": the cubic smoothing-spline basis on [0, 1] of Wood (2006, section 3.2). A dict
-        chooses per feature.
+    basis : {"cr", "ps", "rk", "cc", "tp"} or dict, default="cr"
+        "cr": cubic regression spline, knots at quantiles (mgcv ``bs="cr"``); "ps": P-spline
+        (``bs="ps"``); "rk": the cubic smoothing-spline basis of Wood (2006, section 3.2); "cc":
+        cyclic cubic spline (``bs="cc"``); "tp": thin plate regression spline (``bs="tp"``,
+        mgcv's default). A dict chooses per feature. See the user guide's GAM page.
     smoothing_params : dict, default=None
         Smoothing parameters held fixed instead of estimated (mgcv's ``sp``): a dict from
         smooth feature to ``lambda`` on the scale of :attr:`smoothing_params_` (the basis's
