@@ -15,6 +15,7 @@ ORDER = [
     "label_columns_pipeline.py",
     "gam_mcycle.py",
     "gam_engine_wear.py",
+    "plot_cyclic_smooth.py",
     "gamm_sleepstudy.py",
     "glmm_calibration.py",
 ]
