@@ -746,7 +746,7 @@ def test_threads_reading_one_fitted_gam_get_what_one_thread_gets(sleep_df):
     (PenalizedSplineRegressor, "reml", "False"),
     (PenalizedSplineRegressor, "n_basis", "10"),
     (PenalizedSplineRegressor, "n_basis", 2),
-    (PenalizedSplineRegressor, "basis", "tp"),
+    (PenalizedSplineRegressor, "basis", "te"),
     (PenalizedSplineRegressor, "knots", [1.0, 2.0]),
     (PenalizedSplineRegressor, "smoothing_params", 1.0),
     (PenalizedSplineRegressor, "smooth_features", "times"),
