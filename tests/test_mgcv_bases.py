@@ -272,3 +272,12 @@ def test_thin_plate_basis_dimension_below_the_null_space():
         SmoothTerm("s(x2,z2)", None, "cr", 10).fit(SIM[["x2", "z2"]].to_numpy())
     with pytest.raises(ValueError, match=r"knots must have 2 column\(s\)"):
         ThinPlateBasis(10, knots=np.zeros((20, 3))).fit(SIM[["x2", "z2"]].to_numpy())
+
+
+def test_new_bases_pickle_and_predict_alike():
+    import pickle
+
+    for key in ("mcycle_tp_k10", "add_cc_tp"):
+        gam, X = _fit(key)
+        again = pickle.loads(pickle.dumps(gam))
+        np.testing.assert_array_equal(again.predict(X, return_std=True)[1], gam.predict(X, return_std=True)[1])
