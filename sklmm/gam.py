@@ -6,7 +6,6 @@ import numbers
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -16,6 +15,7 @@ from ._base import GroupedMixin
 from ._engine.fit import fit_mixed
 from ._engine.smooth import BASES, SmoothTerm
 from ._engine.terms import RandomTerm, theta_layout
+from ._inference import smooth_summary, smooth_tests
 from ._input.arrays import check_level, check_sample_weight
 from ._input.gam_formula import GAM_FORMULA_PARAMS, parse_gam_formula
 
@@ -358,12 +358,23 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         self.fixed_effects_names_ = fe_names
         self.intercept_ = float(fit.beta[0])
         self.coef_ = fit.beta[1 : 1 + len(self._linear)]
-        self._smooth_term_index = list(range(n_group_terms, len(terms)))
-        self._posterior()
-        fitted = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in zip(self._smooth_term_index, Zs))
+        sm_terms = self._smooth_term_index = list(range(n_group_terms, len(terms)))
+        M, Minv, self.edf_, self.smoothing_params_, self.edf_total_ = smooth_summary.smooth_posterior(
+            fit, self.smooths_, sm_terms)
+        self._Vp = fit.sigma**2 * Minv  # the posterior covariance of (u, kept beta): mgcv's Vp
+        fitted = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in zip(sm_terms, Zs))
         if groups is not None and self._group_factors:
             fitted = fitted + self._random_part(X, groups)
-        self._summary_statistics(y, fitted, sample_weight)
+        table = smooth_summary.parametric_table(fit, self._Vp, fe_names[: 1 + len(self._linear)], y, fitted,
+                                                sample_weight, self.edf_total_)
+        self.fixed_effects_, self.residual_df_, self.r2_adj_, self.deviance_explained_ = table
+        starts = np.cumsum([1 + len(self._linear)] + [sm.n_fixed for sm in self.smooths_])
+        null_space = [list(range(a, a + sm.n_fixed)) for a, sm in zip(starts, self.smooths_)]
+        self.smooth_tests_ = smooth_tests.significance_table(fit, M, Minv, self.smooths_, sm_terms, null_space,
+                                                             n_group_terms)
+        w = 1.0 if sample_weight is None else np.sqrt(sample_weight)
+        self._basis_check = smooth_tests.basis_dimension_state(w * (y - fitted),
+                                                               [X[:, sm.column] for sm in self.smooths_])
         # a smooth's variance on the scale of its own (unscaled) penalty: sigma^2 / lambda
         vc = self.variance_components_
         for nm, lam in self.smoothing_params_.items():
@@ -388,71 +399,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             fixed[by_name[sm.name]] = 1.0 / np.sqrt(lam * sm.penalty_scale_)
         return fixed
 
-    def _posterior(self):
-        """Posterior covariance of (u, beta) and the effective degrees of freedom."""
-        fit = self._fit
-        Minv = np.linalg.inv(fit.posterior_precision())
-        self._Vp = fit.sigma**2 * Minv  # covariance of (u, kept beta)
-        slices, z_off = theta_layout(fit.terms)
-        q = z_off[-1]
-        per_u = 1.0 - np.diag(Minv)[:q]
-        edf, lam = {}, {}
-        for sm, k in zip(self.smooths_, self._smooth_term_index):
-            edf[sm.name] = sm.n_fixed + float(per_u[z_off[k] : z_off[k + 1]].sum())
-            # in the units of the user's weights (the fit divided them by their geometric mean)
-            lam[sm.name] = sm.lambda_from_theta(float(fit.theta[slices[k]][0])) * fit.sigma_scale**2
-        self.edf_ = pd.Series(edf, dtype=float)
-        self.smoothing_params_ = pd.Series(lam, dtype=float)
-        self.edf_total_ = float(len(fit.keep) + per_u.sum())
-
-    def _summary_statistics(self, y, fitted, sample_weight):
-        """mgcv's ``summary.gam`` numbers: the parametric terms (intercept and linear features)
-        with posterior standard errors and t tests on the residual df ``n - total edf``, the
-        adjusted R^2 and the deviance explained (prior weights as mgcv weighs them)."""
-        fit, n = self._fit, len(y)
-        w = np.ones(n) if sample_weight is None else sample_weight
-        mean_y = np.sum(w * y) / np.sum(w)
-        self.residual_df_ = float(n - self.edf_total_)
-        sw = np.sqrt(w)
-        self.r2_adj_ = float(1.0 - np.var(sw * (y - fitted), ddof=1) * (n - 1)
-                             / (np.var(sw * (y - mean_y), ddof=1) * self.residual_df_))
-        self.deviance_explained_ = float(1.0 - np.sum(w * (y - fitted) ** 2) / np.sum(w * (y - mean_y) ** 2))
-        k = 1 + len(self._linear)
-        q = int(theta_layout(fit.terms)[1][-1])
-        kept_pos = {j: i for i, j in enumerate(fit.keep)}
-        var = np.array([self._Vp[q + kept_pos[j], q + kept_pos[j]] if j in kept_pos else np.nan for j in range(k)])
-        est = np.where(np.isfinite(var), fit.beta[:k], np.nan)
-        se = np.sqrt(var)
-        t = est / se
-        self.fixed_effects_ = pd.DataFrame(
-            {"estimate": est, "std_error": se, "t_value": t,
-             "p_value": 2.0 * stats.t.sf(np.abs(t), self.residual_df_)},
-            index=pd.Index(self.fixed_effects_names_[:k], name="term"))
-
     # ------------------------------------------------------------------ predict
-
-    def _posterior_se(self, fixed, smooths):
-        """Posterior standard error of ``sum(fixed columns) + sum(smooth terms)`` at some rows.
-
-        ``fixed`` maps fixed-effect column index to its values at the rows, ``smooths`` lists
-        ``(term index, Z at the rows)``. Only the covariance of the columns involved is used, so
-        grouping factors with many levels cost nothing here.
-        """
-        fit = self._fit
-        slices, z_off = theta_layout(fit.terms)
-        kept_pos = {j: i for i, j in enumerate(fit.keep)}
-        cols, parts = [], []
-        for k, Z in smooths:
-            cols.append(np.arange(z_off[k], z_off[k + 1]))
-            parts.append(Z * fit.theta[slices[k]][0])
-        for col, values in fixed.items():
-            if col in kept_pos:  # aliased columns were dropped from the fit
-                cols.append([z_off[-1] + kept_pos[col]])
-                parts.append(np.asarray(values)[:, None])
-        idx = np.concatenate(cols)
-        a = np.hstack(parts)
-        var = np.einsum("ij,jk,ik->i", a, self._Vp[np.ix_(idx, idx)], a)
-        return np.sqrt(np.clip(var, 0, None))
 
     def predict(self, X, groups=None, return_std=False):
         """Predict the response, optionally with the standard error of the fitted curve.
@@ -486,7 +433,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             mean = mean + self._random_part(X, groups)
         if not return_std:
             return mean
-        return mean, self._posterior_se(dict(enumerate(Xf.T)), smooths)
+        return mean, smooth_summary.posterior_se(self._fit, self._Vp, dict(enumerate(Xf.T)), smooths)
 
     # ------------------------------------------------------------------ smooth curves
 
@@ -521,7 +468,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             fixed_cols = list(range(fixed_start, fixed_start + sm.n_fixed))
             fixed_start += sm.n_fixed
             est = F @ fit.beta[fixed_cols] + Z @ fit.b[k][0]
-            se = self._posterior_se(dict(zip(fixed_cols, F.T)), [(k, Z)])
+            se = smooth_summary.posterior_se(self._fit, self._Vp, dict(zip(fixed_cols, F.T)), [(k, Z)])
             frames.append(pd.DataFrame({"smooth": sm.name, "x": x, "estimate": est, "std_error": se,
                                         "lower": est - z * se, "upper": est + z * se}))
         if not frames:
@@ -566,9 +513,50 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             a.set_ylabel(f"{nm}, edf {self.edf_[nm]:.2f}")
         return axes
 
+    def check_basis_dimension(self, n_permutations=400, random_state=None):
+        """Whether each smooth's basis is large enough: mgcv's ``k.check`` (printed by ``gam.check``).
+
+        The residuals ordered by the smooth's feature: when the basis is too small to follow the
+        signal, neighbouring residuals resemble each other. ``k_index`` is their mean squared
+        difference (halved) over the residuals' mean square, near 1 or above when nothing is
+        left to fit; below 1 with a small p-value, refit with a larger ``n_basis`` and see
+        whether the edf grows. Residuals are weighted by ``sqrt(sample_weight)`` and, in a
+        GAMM, include the random effects; beyond 5,000 rows a fixed subsample of 5,000 is used.
+
+        Parameters
+        ----------
+        n_permutations : int, default=400
+            Random orders of the residuals for the p-value (mgcv's ``n.rep``).
+        random_state : int, RandomState instance or None, default=None
+            Seeds the permutations. The p-value is a Monte Carlo estimate, the share of
+            permutations with a smaller mean squared difference: it differs from mgcv's
+            (R's generator) within Monte Carlo error; the k-index is mgcv's exactly.
+
+        Returns
+        -------
+        table : DataFrame
+            Indexed by smooth: ``k_prime`` (basis dimension after the sum-to-zero constraint,
+            mgcv's ``k'``), ``edf``, ``k_index``, ``p_value``.
+
+        Examples
+        --------
+        >>> from sklmm import PenalizedSplineRegressor
+        >>> from sklmm.datasets import load_mcycle
+        >>> d = load_mcycle()
+        >>> gam = PenalizedSplineRegressor(n_basis=5).fit(d[["times"]], d["accel"])
+        >>> gam.check_basis_dimension(random_state=0).round(2)
+                  k_prime   edf  k_index  p_value
+        s(times)        4  3.82     0.41      0.0
+        """
+        check_is_fitted(self)
+        return smooth_tests.basis_dimension_table(self._basis_check, [sm.name for sm in self.smooths_],
+                                                  [sm.n_fixed + sm.n_random for sm in self.smooths_],
+                                                  self.edf_.to_numpy(), n_permutations, random_state)
+
     def summary(self):
-        """A text summary: smooths (edf, lambda), parametric terms with t tests, adjusted R^2 and
-        deviance explained (as mgcv's ``summary.gam``), variance components, criterion.
+        """A text summary: smooths (lambda, edf and mgcv's approximate significance), parametric
+        terms with t tests, adjusted R^2 and deviance explained (as mgcv's ``summary.gam``),
+        variance components, criterion.
 
         Returns
         -------
@@ -579,10 +567,8 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         lines = [f"Penalized spline model fit by {how} (sklmm, solver={self.solver_})",
                  f"{'REML criterion' if self.reml else 'deviance'}: {self.criterion_:.4f}   "
                  f"sigma: {self.sigma_:.4f}   total edf: {self.edf_total_:.3f}", "",
-                 "Smooth terms:", f" {'term':<16}{'basis':>6}{'k':>5}{'edf':>10}{'lambda':>14}"]
-        for sm in self.smooths_:
-            lines.append(f" {sm.name:<16}{sm.basis:>6}{sm.n_basis:>5}{self.edf_[sm.name]:10.3f}"
-                         f"{self.smoothing_params_[sm.name]:14.5g}")
+                 "Smooth terms (approximate significance: Wood 2013, as mgcv's summary.gam):"]
+        lines += smooth_summary.smooth_lines(self.smooths_, self.edf_, self.smoothing_params_, self.smooth_tests_)
         lines += ["", "Parametric terms:",
                   f" {'':<16}{'Estimate':>12}{'Std. Error':>12}{'t value':>10}{'Pr(>|t|)':>11}"]
         for nm, r in self.fixed_effects_.iterrows():

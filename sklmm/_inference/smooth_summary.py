@@ -1,0 +1,102 @@
+"""The posterior of a penalized spline model and mgcv's ``summary.gam`` numbers.
+
+A smooth is a random-effect term (``sklmm._engine.smooth``), so the posterior covariance of all
+coefficients is ``sigma^2 M^{-1}`` with ``M`` the penalized least-squares matrix at the estimated
+variances (mgcv's ``Vp``). From it: each smooth's effective degrees of freedom, the parametric
+terms' standard errors and t tests, the standard error of a fitted curve, and the text of
+``summary()``. The tests of the smooth terms are in :mod:`.smooth_tests`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .._engine.terms import theta_layout
+
+__all__ = ["smooth_posterior", "parametric_table", "posterior_se", "format_p_value", "smooth_lines"]
+
+
+def smooth_posterior(fit, smooths, term_index):
+    """``(M, M^{-1}, edf, lambda, total edf)`` of a fit: the posterior precision ``M`` of ``(u,
+    kept beta)`` (their covariance is ``sigma^2 M^{-1}``), each smooth's edf and smoothing
+    parameter (in the units of the user's weights) and the trace of the hat matrix."""
+    M = fit.posterior_precision()
+    Minv = np.linalg.inv(M)
+    slices, z_off = theta_layout(fit.terms)
+    per_u = 1.0 - np.diag(Minv)[: z_off[-1]]
+    edf, lam = {}, {}
+    for sm, k in zip(smooths, term_index):
+        edf[sm.name] = sm.n_fixed + float(per_u[z_off[k] : z_off[k + 1]].sum())
+        # in the units of the user's weights (the fit divided them by their geometric mean)
+        lam[sm.name] = sm.lambda_from_theta(float(fit.theta[slices[k]][0])) * fit.sigma_scale**2
+    return M, Minv, pd.Series(edf, dtype=float), pd.Series(lam, dtype=float), float(len(fit.keep) + per_u.sum())
+
+
+def parametric_table(fit, Vp, names, y, fitted, sample_weight, edf_total):
+    """mgcv's ``summary.gam`` numbers: the parametric terms (the first ``len(names)`` fixed
+    columns) with posterior standard errors and t tests on the residual df ``n - total edf``,
+    the adjusted R^2 and the deviance explained (prior weights as mgcv weighs them).
+
+    Returns ``(table, residual_df, r2_adj, deviance_explained)``.
+    """
+    n = len(y)
+    w = np.ones(n) if sample_weight is None else sample_weight
+    mean_y = np.sum(w * y) / np.sum(w)
+    residual_df = float(n - edf_total)
+    sw = np.sqrt(w)
+    r2_adj = float(1.0 - np.var(sw * (y - fitted), ddof=1) * (n - 1)
+                   / (np.var(sw * (y - mean_y), ddof=1) * residual_df))
+    deviance_explained = float(1.0 - np.sum(w * (y - fitted) ** 2) / np.sum(w * (y - mean_y) ** 2))
+    k = len(names)
+    q = int(theta_layout(fit.terms)[1][-1])
+    kept_pos = {j: i for i, j in enumerate(fit.keep)}
+    var = np.array([Vp[q + kept_pos[j], q + kept_pos[j]] if j in kept_pos else np.nan for j in range(k)])
+    est = np.where(np.isfinite(var), fit.beta[:k], np.nan)
+    se = np.sqrt(var)
+    t = est / se
+    table = pd.DataFrame({"estimate": est, "std_error": se, "t_value": t,
+                          "p_value": 2.0 * stats.t.sf(np.abs(t), residual_df)},
+                         index=pd.Index(names, name="term"))
+    return table, residual_df, r2_adj, deviance_explained
+
+
+def posterior_se(fit, Vp, fixed, smooths):
+    """Posterior standard error of ``sum(fixed columns) + sum(smooth terms)`` at some rows.
+
+    ``fixed`` maps fixed-effect column index to its values at the rows, ``smooths`` lists
+    ``(term index, Z at the rows)``. Only the covariance of the columns involved is used, so
+    grouping factors with many levels cost nothing here.
+    """
+    slices, z_off = theta_layout(fit.terms)
+    kept_pos = {j: i for i, j in enumerate(fit.keep)}
+    cols, parts = [], []
+    for k, Z in smooths:
+        cols.append(np.arange(z_off[k], z_off[k + 1]))
+        parts.append(Z * fit.theta[slices[k]][0])
+    for col, values in fixed.items():
+        if col in kept_pos:  # aliased columns were dropped from the fit
+            cols.append([z_off[-1] + kept_pos[col]])
+            parts.append(np.asarray(values)[:, None])
+    idx = np.concatenate(cols)
+    a = np.hstack(parts)
+    var = np.einsum("ij,jk,ik->i", a, Vp[np.ix_(idx, idx)], a)
+    return np.sqrt(np.clip(var, 0, None))
+
+
+def format_p_value(p):
+    """A p-value as R prints it: ``<2e-16`` below the double precision's epsilon."""
+    return "<2e-16" if p < np.finfo(float).eps else f"{p:.3g}"
+
+
+def smooth_lines(smooths, edf, smoothing_params, tests):
+    """The smooth-term table of ``summary()``: basis, k, lambda and mgcv's approximate
+    significance (edf, Ref.df, F, p-value)."""
+    lines = [f" {'term':<16}{'basis':>6}{'k':>5}{'lambda':>12}{'edf':>9}{'Ref.df':>9}{'F':>10}{'p-value':>10}"]
+    for sm in smooths:
+        t = tests.loc[sm.name]
+        lines.append(f" {sm.name:<16}{sm.basis:>6}{sm.n_basis:>5}{smoothing_params[sm.name]:12.4g}"
+                     f"{edf[sm.name]:9.3f}{t['ref_df']:9.3f}{t['statistic']:10.3f}"
+                     f"{format_p_value(t['p_value']):>10}")
+    return lines

@@ -1,0 +1,303 @@
+"""Tests for the smooth terms of a penalized spline model: significance and basis dimension.
+
+Significance (mgcv's ``summary.gam`` table of smooth terms)
+    A smooth ``f = B c`` with posterior (Bayesian) covariance ``V_c`` of its coefficients is
+    tested for ``f = 0`` by Wood (2013, Biometrika 100:221-228). With ``R`` a square root of the
+    smooth's data information (``R'R = B'WB``), the statistic is ``T = (R c)' (R V_c R')^-_r
+    (R c)``, where ``(.)^-_r`` is a pseudo-inverse truncated to rank ``r``, the smooth's
+    effective degrees of freedom. ``r`` need not be an integer: with ``r = k + nu`` the first
+    ``k - 1`` eigen-directions of ``R V_c R'`` enter in full, and the last two (``k``, ``k +
+    1``) through a 2 x 2 matrix ``[[1, b], [b, nu]]`` (``b = sqrt(nu (1 - nu) / 2)``) that
+    interpolates between ranks ``k`` and ``k + 1``. Under ``f = 0`` the statistic is then
+    approximately a weighted sum of chi-squares with the weights ``1`` (``k - 1`` times) and
+    the two eigenvalues of that matrix; with the residual variance estimated, each chi-square
+    is divided by an independent ``chi^2_m / m`` (``m`` the residual df rounded), an F-type
+    reference. The sign of the eigenvectors changes the off-diagonal's sign, so the p-value is
+    the mean over both signs; the statistic reported is the one with the eigenvectors' first
+    elements positive, in the smooth's original (constrained) basis, as mgcv reports it. An
+    integer rank gives ``F = T / r`` with an F(r, residual df) reference.
+
+    A smooth without unpenalized (null-space) coefficients can be shrunk to exactly zero, and
+    its test is Wood's (2013, Biometrika 100:1005-1010) test for a random effect:
+    ``T = c' V_c^{-1} c`` against the weighted sum of chi-squares whose weights are the
+    eigenvalues of ``V_e V_c^{-1}`` (``V_e`` the frequentist covariance of ``c``), again divided
+    by the residual ``chi^2_m / m``.
+
+    The tail probabilities of these sums are computed by inverting their moment generating
+    function along a vertical contour through its saddle point (:func:`chisq_sum_positive`),
+    accurate in relative terms far into the tail (mgcv uses Davies' algorithm, whose error is
+    bounded by 2e-5 in absolute terms, so that it reports 0 for the smallest p-values).
+
+Basis dimension (mgcv's ``k.check``, printed by ``gam.check``)
+    The residuals ordered by a smooth's covariate: if the basis is too small to follow the
+    signal, neighbours' residuals resemble each other. The k-index is ``mean(diff(r)^2) / 2``
+    over the ordered residuals divided by ``mean(r^2)``: near 1 (or above) when nothing is
+    left, below 1 when a pattern remains. Its p-value is the share of random orderings of the
+    residuals (permutations) with a smaller mean squared difference: a Monte Carlo estimate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import integrate, optimize, stats
+from scipy.linalg import eigh
+from sklearn.utils import check_random_state
+
+from .._engine.terms import theta_layout
+
+__all__ = ["chisq_sum_positive", "fractional_rank_test", "random_effect_test", "significance_table",
+           "neighbour_differences", "basis_dimension_state", "basis_dimension_table"]
+
+EPS = np.finfo(float).eps
+#: rows kept for the basis-dimension check (mgcv's ``k.check(subsample = 5000)``)
+BASIS_CHECK_ROWS = 5000
+
+
+# ----------------------------------------------------------------------------- reference sums
+
+
+def chisq_sum_positive(weights, df):
+    """``P(sum_j weights_j X_j > 0)`` for independent ``X_j ~ chi^2(df_j)``.
+
+    With ``K(s) = -sum_j df_j / 2 log(1 - 2 w_j s)`` the cumulant generating function of the
+    sum, the probability is ``(1 / 2 pi i) int exp(K(s)) / s ds`` along any vertical line
+    ``Re s = c`` inside ``0 < c < 1 / (2 max w)``. Taking ``c`` at the saddle point of
+    ``K(s) - log s`` the integrand varies slowly and stays positive near its peak, so the
+    integral keeps its relative accuracy however small the probability (no ``1 - (1 - p)``).
+    """
+    w = np.asarray(weights, dtype=float)
+    h = np.asarray(df, dtype=float)
+    h, w = h[w != 0], w[w != 0]
+    if not np.any(w < 0):
+        return 1.0 if np.any(w > 0) else 0.0
+    if not np.any(w > 0):
+        return 0.0
+    s_max = 0.5 / w.max()
+
+    def slope(s):  # d/ds (K(s) - log s), increasing from -inf at 0 to +inf at s_max
+        return np.sum(h * w / (1.0 - 2.0 * w * s)) - 1.0 / s
+
+    c = optimize.brentq(slope, s_max * 1e-12, s_max * (1 - 1e-12), xtol=1e-300, rtol=4 * EPS, maxiter=500)
+
+    def psi(s):
+        return -0.5 * np.sum(h * np.log1p(-2.0 * w * s)) - np.log(s)
+
+    psi0 = float(np.real(psi(c)))
+    curvature = np.sum(2.0 * h * w**2 / (1.0 - 2.0 * w * c) ** 2) + 1.0 / c**2
+    width = 1.0 / np.sqrt(curvature)
+
+    def integrand(tau):
+        return float(np.real(np.exp(psi(c + 1j * width * tau) - psi0)))
+
+    value, _ = integrate.quad(integrand, 0.0, np.inf, epsabs=0.0, epsrel=1e-11, limit=400)
+    return float(min(1.0, np.exp(psi0) * width * value / np.pi))
+
+
+def _f_type_p(weights, statistic, residual_df):
+    """``P(sum_j weights_j chi^2_1 > statistic * chi^2_m / m)``, ``m`` the rounded residual df."""
+    m = max(1, int(np.round(residual_df)))
+    weights = np.asarray(weights, dtype=float)
+    return chisq_sum_positive(np.r_[weights, -statistic / m], np.r_[np.ones(len(weights)), m])
+
+
+# ----------------------------------------------------------------------------- the tests
+
+
+def fractional_rank_test(coef, cov, root, rank, residual_df):
+    """Wood's (2013) test of ``f = 0`` for one smooth: ``(F, reference df, p-value)``.
+
+    Parameters
+    ----------
+    coef : ndarray of shape (p,)
+        The smooth's coefficients.
+    cov : ndarray of shape (p, p)
+        Their posterior (Bayesian) covariance.
+    root : ndarray of shape (p, p)
+        Upper-triangular ``R`` with ``R'R`` the smooth's data information (its columns of the
+        weighted model matrix, crossed).
+    rank : float
+        The truncation rank, at most ``p``: the smooth's effective degrees of freedom.
+    residual_df : float
+        Residual degrees of freedom of the F-type reference distribution.
+    """
+    Vr = root @ cov @ root.T
+    ev, vec = np.linalg.eigh(0.5 * (Vr + Vr.T))
+    ev, vec = ev[::-1], vec[:, ::-1]
+    vec = vec * np.where(vec[0] < 0, -1.0, 1.0)  # the eigenvectors' first elements positive
+    k = max(0, int(np.floor(rank)))
+    nu = abs(rank - k)
+    k1 = k + 1 if nu > 0 else k
+    numerical_rank = int(np.sum(ev > ev[0] * EPS**0.9)) if ev[0] > 0 else 0
+    if numerical_rank < k1:
+        k = k1 = numerical_rank
+        nu, rank = 0.0, float(numerical_rank)
+    if k1 == 0:
+        return 0.0, 0.0, 1.0
+    z = vec[:, :k1].T @ (root @ coef)
+    full = z[: k1 - 1 if nu > 0 else k1] ** 2 / ev[: k1 - 1 if nu > 0 else k1]
+    if nu > 0 and k > 0:
+        # the last two directions through [[1, b], [b, nu]], scaled by their eigenvalues
+        b = np.sqrt(max(0.0, 0.5 * nu * (1 - nu)))
+        head = np.sum(full[:-1]) + z[k - 1] ** 2 / ev[k - 1] + nu * z[k] ** 2 / ev[k]
+        cross = 2.0 * b * z[k - 1] * z[k] / np.sqrt(ev[k - 1] * ev[k])
+        stat, stat_flipped = head + cross, head - cross
+        weights = np.r_[np.ones(k - 1), np.linalg.eigvalsh([[1.0, b], [b, nu]])]
+        p = 0.5 * (_f_type_p(weights, stat, residual_df) + _f_type_p(weights, stat_flipped, residual_df))
+    elif nu > 0:  # rank below 1: one direction, a chi^2_1 over the residual chi^2
+        stat = z[0] ** 2 / ev[0]
+        p = stats.f.sf(stat, 1, max(1, int(np.round(residual_df))))
+    else:
+        stat = float(np.sum(full))
+        p = stats.f.sf(stat / rank, rank, residual_df)
+    return float(stat / rank), float(rank), float(min(1.0, p))
+
+
+def random_effect_test(coef, cov, cov_freq, residual_df):
+    """Wood's (2013b) test of ``f = 0`` for a smooth without null space: ``(F, rank, p-value)``.
+
+    ``cov`` is the posterior covariance of the coefficients, ``cov_freq`` their frequentist
+    covariance (``cov X'WX cov / sigma^2``).
+    """
+    stat = float(coef @ np.linalg.solve(cov, coef))
+    ev = np.clip(eigh(0.5 * (cov_freq + cov_freq.T), 0.5 * (cov + cov.T), eigvals_only=True), 0, None)
+    rank = int(np.sum(ev > ev.max() * EPS**0.8)) if ev.max() > 0 else 0
+    if rank == 0 or stat <= 0:
+        return 0.0, float(rank), 1.0
+    return stat / rank, float(rank), _f_type_p(ev, stat, residual_df)
+
+
+def _upper_root(G):
+    """Upper-triangular ``R`` with ``R'R = G`` (Cholesky; through a QR of the symmetric square
+    root when G is singular)."""
+    try:
+        return np.linalg.cholesky(G).T
+    except np.linalg.LinAlgError:
+        d, U = np.linalg.eigh(0.5 * (G + G.T))
+        return np.linalg.qr(np.sqrt(np.clip(d, 0, None))[:, None] * U.T, mode="r")
+
+
+def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group_terms):
+    """mgcv's table of smooth terms for a fitted penalized spline model.
+
+    Parameters
+    ----------
+    fit : MixedFit
+    M, Minv : ndarray
+        The posterior precision of ``(u, kept beta)`` (``fit.posterior_precision()``) and its
+        inverse.
+    smooths : list of SmoothTerm
+    term_index : list of int
+        Each smooth's position in ``fit.terms``.
+    fixed_columns : list of list of int
+        Each smooth's null-space columns among the fixed effects (all columns, kept or not).
+    n_group_terms : int
+        Number of grouping-factor terms (the first terms of ``fit.terms``).
+
+    Returns
+    -------
+    table : DataFrame
+        Indexed by smooth name: ``edf``, ``ref_df``, ``statistic`` (F), ``p_value``.
+
+    Notes
+    -----
+    The residual df is ``n`` minus the edf of the fixed and smooth coefficients. Without
+    grouping factors that is ``n`` minus the total edf, and the truncation rank is the smooth's
+    alternative edf ``tr(2F - F^2)`` (mgcv's ``edf1``, ``F`` the map from the data to the
+    coefficients); with grouping factors the smooths' data information is marginal over the
+    random effects (their variances held at the estimates) and the rank is the edf, as gamm4's
+    ``$gam`` reports them.
+    """
+    cp, sigma2 = fit.cp, fit.sigma**2
+    slices, z_off = theta_layout(fit.terms)
+    q = int(z_off[-1])
+    kept_pos = {j: i for i, j in enumerate(fit.keep)}
+    diag = np.diag(Minv)
+    smooth_u = np.arange(z_off[n_group_terms], q)
+    residual_df = fit.n - len(fit.keep) - float(np.sum(1.0 - diag[smooth_u]))
+    group = np.arange(z_off[n_group_terms])
+    if len(group):  # the marginal (non-group) block, for information marginal over the groups
+        rest = np.arange(z_off[n_group_terms], Minv.shape[0])
+        Minv_rest = Minv[np.ix_(rest, rest)]
+    rows = {}
+    for sm, k, fcols in zip(smooths, term_index, fixed_columns):
+        u = np.arange(z_off[k], z_off[k + 1])
+        theta = float(fit.theta[slices[k]][0])
+        fpos = [kept_pos[j] for j in fcols if j in kept_pos]
+        idx = np.r_[q + np.asarray(fpos, dtype=np.intp), u]
+        edf = len(fpos) + float(np.sum(1.0 - diag[u]))
+        scale = np.r_[np.ones(len(fpos)), np.full(len(u), theta)]  # (beta, u) -> (beta, b)
+        coef = np.r_[fit.beta[[j for j in fcols if j in kept_pos]], fit.b[k][0]]
+        if len(fpos) == 0:  # no null space: the random-effect test, in the coordinates u
+            others = np.r_[smooth_u, q + np.arange(len(fit.keep))]
+            Ms = Minv[np.ix_(others, others)]
+            D = np.isin(others, smooth_u).astype(float)
+            Ve = sigma2 * (Ms - (Ms * D) @ Ms)
+            inside = np.isin(others, u)
+            stat, ref_df, p = random_effect_test(fit.u[u], sigma2 * Minv[np.ix_(u, u)],
+                                                 Ve[np.ix_(inside, inside)], residual_df)
+            rows[sm.name] = (edf, ref_df, stat, p)
+            continue
+        V = sigma2 * Minv[np.ix_(idx, idx)] * np.outer(scale, scale)
+        # the smooth's data information B'WB, in the coordinates (beta, b)
+        ZX = cp.zxy[k][0][:, fpos]
+        G = np.block([[cp.xyxy[np.ix_(fpos, fpos)], ZX.T], [ZX, cp.diag[k][0]]])
+        if len(group):  # minus what the grouping factors' random effects explain
+            B = M[np.ix_(group, idx)] / np.where(scale > 0, scale, np.inf)
+            Minv_rg = Minv[np.ix_(rest, group)]
+            AinvB = Minv[np.ix_(group, group)] @ B - Minv_rg.T @ np.linalg.solve(Minv_rest, Minv_rg @ B)
+            G = G - B.T @ AinvB
+            rank = edf
+        else:  # mgcv's edf1: tr(2F - F^2) over the smooth, F = I - Minv D (D: 1 on u)
+            rank = len(fpos) + float(np.sum(1.0 - np.sum(Minv[np.ix_(u, smooth_u)] ** 2, axis=1)))
+        if len(fpos) == sm.n_fixed:  # the smooth's original basis (mgcv's coefficients)
+            T = np.hstack([sm.U0_, sm.Uplus_])
+            Tinv = np.linalg.inv(T)
+            coef, V, G = T @ coef, T @ V @ T.T, Tinv.T @ G @ Tinv
+        stat, ref_df, p = fractional_rank_test(coef, V, _upper_root(0.5 * (G + G.T)),
+                                               min(len(coef), rank), residual_df)
+        rows[sm.name] = (edf, ref_df, stat, p)
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["edf", "ref_df", "statistic", "p_value"])
+
+
+# ----------------------------------------------------------------------------- basis dimension
+
+
+def neighbour_differences(residuals):
+    """``mean(diff(r)^2) / 2`` of residuals in some order, for each row of a 2-d array."""
+    r = np.atleast_2d(residuals)
+    return np.mean(np.diff(r, axis=1) ** 2, axis=1) / 2.0
+
+
+def basis_dimension_state(residuals, covariates):
+    """What the basis-dimension check keeps from the fit: at most :data:`BASIS_CHECK_ROWS`
+    residuals (a subsample drawn with a fixed seed beyond that, as mgcv subsamples) and, for
+    each smooth's covariate, the residuals' mean squared neighbour difference in its order
+    (ties in the order of the rows, as R's ``order``)."""
+    r = np.asarray(residuals, dtype=float)
+    covariates = [np.asarray(x) for x in covariates]
+    if len(r) > BASIS_CHECK_ROWS:
+        rows = np.random.default_rng(0).choice(len(r), BASIS_CHECK_ROWS, replace=False)
+        r, covariates = r[rows], [x[rows] for x in covariates]
+    observed = [float(neighbour_differences(r[np.argsort(x, kind="stable")])[0]) for x in covariates]
+    return r, np.asarray(observed)
+
+
+def basis_dimension_table(state, names, k_prime, edf, n_permutations=400, random_state=None):
+    """mgcv's ``k.check`` table from :func:`basis_dimension_state`: ``k_prime``, ``edf``,
+    ``k_index``, ``p_value`` (the share of ``n_permutations`` random orders of the residuals
+    with a smaller mean squared neighbour difference), indexed by smooth name."""
+    r, observed = state
+    rng = check_random_state(random_state)
+    p_values = []
+    for v in observed:
+        below, done = 0, 0
+        while done < n_permutations:  # in blocks of at most 100 orders
+            m = min(100, n_permutations - done)
+            order = np.argsort(rng.random_sample((m, len(r))), axis=1)
+            below += int(np.sum(neighbour_differences(r[order]) < v))
+            done += m
+        p_values.append(below / n_permutations)
+    return pd.DataFrame({"k_prime": np.asarray(k_prime, dtype=int), "edf": np.asarray(edf, dtype=float),
+                         "k_index": observed / np.mean(r**2), "p_value": p_values},
+                        index=pd.Index(names))
