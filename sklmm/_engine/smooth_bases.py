@@ -213,8 +213,10 @@ class ThinPlateBasis:
     name : str
         For error messages.
 
-    Attributes (after :meth:`fit`)
+    Attributes
     ----------
+    d_, m_, n_null_ : int
+        Set by :meth:`fit`: the number of variables, the penalty order, the null space's dimension.
     shift_ : ndarray (d,)
         The data means subtracted from each variable.
     knots_ : ndarray (n_knots, d)
