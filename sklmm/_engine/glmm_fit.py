@@ -89,14 +89,26 @@ def _check_groups(terms, y, w, family, stacklevel):
 
 
 def fit_glmm(terms, Xf, y, fe_names, family, *, sample_weight=None, n_agq=1, solver="auto",
-             max_iter=10000, verbose=0, stacklevel=3):
-    """Fit a GLMM (glmer's Laplace fit, or ``nAGQ = n_agq``) by the two stages above."""
+             max_iter=10000, verbose=0, stacklevel=3, reml=False, theta_fixed=None):
+    """Fit a GLMM (glmer's Laplace fit, or ``nAGQ = n_agq``) by the two stages above.
+
+    ``reml=True`` fits the Laplace approximate restricted likelihood instead (Wood 2011, mgcv's
+    ``method = "REML"`` for a GAM of a non-Gaussian family): beta is integrated out with u, so
+    the criterion is stage 1's with ``log|R_X|^2`` added (:attr:`PirlsState.laml`), minimized
+    over theta with beta at the joint mode, and there is no stage 2. ``theta_fixed`` maps
+    positions of theta to values held fixed (a smooth's given smoothing parameter).
+    """
     with blas_threads(terms, Xf.shape[1]):
         return _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter,
-                         verbose, stacklevel + 1)
+                         verbose, stacklevel + 1, reml, theta_fixed or {})
 
 
-def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter, verbose, stacklevel):
+#: stage 1's tolerances when it is the whole fit (the restricted criterion)
+REML_TOLERANCES = dict(ftol_rel=1e-12, ftol_abs=1e-8, xtol_abs=1e-7)
+
+
+def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter, verbose, stacklevel,
+              reml=False, theta_fixed=None):
     n, n_fixed = Xf.shape
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
     keep = independent_columns(Xf.T @ (Xf * w[:, None]))  # (rows of weight 0 do not count)
@@ -121,42 +133,54 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     # of one with 200, and steps of one size for both make BOBYQA crawl along the flat one
     levels = np.concatenate([np.full(t.n_theta, t.n_levels, dtype=float) for t in terms] + [np.zeros(0)])
     se_unit = 1.0 / np.sqrt(2.0 * np.maximum(levels, 1.0))
-    s1 = optimize.minimize_bobyqa(lambda th: problem.laplace(th), start, lower, max_evals=max_iter,
-                                  initial_step=np.minimum(0.75, STAGE1_STEPS * se_unit),
-                                  ftol_rel=1e-7, ftol_abs=1e-4, xtol_abs=1e-4)
+    free = np.array([i for i in range(len(start)) if i not in theta_fixed], dtype=np.intp)
+    full = start.copy()
+    for i, v in theta_fixed.items():
+        full[i] = v
+
+    def expand(x):
+        th = full.copy()
+        th[free] = x
+        return th
+
+    stage1 = problem.laml if reml else problem.laplace
+    tolerances = REML_TOLERANCES if reml else dict(ftol_rel=1e-7, ftol_abs=1e-4, xtol_abs=1e-4)
+    s1 = optimize.minimize_bobyqa(lambda th: stage1(expand(th)), start[free], lower[free], max_evals=max_iter,
+                                  initial_step=np.minimum(0.75, STAGE1_STEPS * se_unit[free]), **tolerances)
+    s1.final = expand(s1.final)
     st = problem.pirls(s1.final)
     if not np.isfinite(st.logdet):
         raise ValueError("penalized IRLS failed at every variance parameter: the data are degenerate "
                          "(check that y varies and is not determined by the features).")
     beta1 = st.beta.copy()
-    if not terms:  # a GLM: PIRLS's optimum is the maximum-likelihood estimate itself
-        return _finish(problem, terms, s1, s1, np.zeros(0), beta1, st.laplace, keep, n_fixed, family,
-                       n_agq, solver, verbose, fe_names, X, stacklevel)
+    if not terms or reml:  # a GLM (PIRLS gives its ML estimate), or the restricted fit: no stage 2
+        return _finish(problem, terms, s1, s1, s1.final, beta1, st.laml if reml else st.laplace, keep,
+                       n_fixed, family, n_agq, solver, verbose, fe_names, X, stacklevel, reml)
     LX, _ = problem._factors[True].fixed_part()  # R_X' at stage 1's optimum
     LX = np.array(LX)
-    k = len(start)
 
     def beta_of(d):
         return beta1 + (solve_triangular(LX.T, d, lower=False) if len(d) else d)
 
     def objective(x):
-        return _criterion(problem, x[:k], beta_of(x[k:]), n_agq)
+        return _criterion(problem, expand(x[:k]), beta_of(x[k:]), n_agq)
 
-    x0 = np.concatenate([s1.final, np.zeros(len(beta1))])
-    lower2 = np.concatenate([lower, np.full(len(beta1), -np.inf)])
-    step = np.concatenate([np.maximum(np.abs(s1.final), 0.1) * se_unit * STAGE2_THETA_STEPS,
+    k = len(free)
+    x0 = np.concatenate([s1.final[free], np.zeros(len(beta1))])
+    lower2 = np.concatenate([lower[free], np.full(len(beta1), -np.inf)])
+    step = np.concatenate([np.maximum(np.abs(s1.final[free]), 0.1) * se_unit[free] * STAGE2_THETA_STEPS,
                            np.full(len(beta1), STAGE2_BETA_STEPS)])
     s2 = optimize.minimize_bobyqa(objective, x0, lower2, max_evals=max_iter, initial_step=step,
                                   ftol_rel=1e-12, ftol_abs=1e-8, xtol_abs=np.concatenate(
                                       [np.full(k, 1e-7), np.full(len(beta1), 1e-6)]))
     s2.n_evals += s1.n_evals
     s2.converged = bool(s1.converged and s2.converged)
-    return _finish(problem, terms, s1, s2, s2.final[:k], beta_of(s2.final[k:]), objective(s2.final), keep,
-                   n_fixed, family, n_agq, solver, verbose, fe_names, X, stacklevel)
+    return _finish(problem, terms, s1, s2, expand(s2.final[:k]), beta_of(s2.final[k:]), objective(s2.final),
+                   keep, n_fixed, family, n_agq, solver, verbose, fe_names, X, stacklevel)
 
 
 def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, family, n_agq, solver,
-            verbose, fe_names, X, stacklevel):
+            verbose, fe_names, X, stacklevel, reml=False):
     """The fitted state at the optimum: the modes, and the system at the mode's weights."""
     n = problem.n
     state, cp = problem.solution(theta, beta_kept)
@@ -168,7 +192,7 @@ def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, 
     b = [state.u[z_off[j] : z_off[j + 1]].reshape(t.n_levels, t.n_coef) @ T.T
          for j, (t, T) in enumerate(zip(terms, templates(terms, theta)))]
     fit = GlmmFit(terms=terms, theta=theta, beta=beta, keep=keep, u=state.u, b=b, sigma=1.0,
-                  criterion=float(criterion), reml=False, n=n, cp=cp, factor=factor, optimizer=s2,
+                  criterion=float(criterion), reml=reml, n=n, cp=cp, factor=factor, optimizer=s2,
                   family=family, n_agq=n_agq, problem=problem, stage1=s1, n_passes=problem.n_passes)
     if verbose:
         print(f"[sklmm] GLMM fit: {s1.n_evals} + {s2.n_evals - s1.n_evals} evaluations, "

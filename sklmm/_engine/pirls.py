@@ -51,10 +51,18 @@ class PirlsState:
     logdet: float  # log |L_theta|^2 at the mode's weights
     n_steps: int
     converged: bool
+    logdet_RX2: float = np.nan  # log |R_X|^2 there (beta found with u; else nan)
 
     @property
     def laplace(self):
         return self.minus2ll + float(self.u @ self.u) + self.logdet
+
+    @property
+    def laml(self):
+        """The Laplace approximate restricted criterion (Wood 2011): the Laplace approximation
+        integrating beta as well as u (flat prior on beta), ``laplace + log|R_X|^2``, at the
+        joint mode of u and beta."""
+        return self.laplace + self.logdet_RX2
 
 
 class GlmmProblem:
@@ -170,7 +178,7 @@ class GlmmProblem:
             eta = fixed + self.random_eta(theta, u)
             obj = self.minus2ll(eta) + u @ u
         converged = False
-        logdet = np.nan
+        logdet = logdet_RX2 = np.nan
         m2ll = obj - u @ u if np.isfinite(obj) else np.nan
         steps = 0
         for steps in range(1, PIRLS_MAX_ITER + 1):
@@ -185,6 +193,7 @@ class GlmmProblem:
             if fz is None:
                 break
             logdet = fz.logdet_L2
+            logdet_RX2 = fz.logdet_RX2 if with_beta else np.nan
             b_new, u_new = factor.solve()
             if not with_beta:
                 b_new = b0
@@ -210,7 +219,7 @@ class GlmmProblem:
                 break
         state = PirlsState(theta=np.array(theta, dtype=float), beta=b0, u=u, eta=eta,
                            minus2ll=m2ll if np.isfinite(m2ll) else self.minus2ll(eta), logdet=logdet,
-                           n_steps=steps, converged=converged)
+                           n_steps=steps, converged=converged, logdet_RX2=logdet_RX2)
         if np.isfinite(logdet):
             self.last = state
         return state
@@ -220,6 +229,11 @@ class GlmmProblem:
         inf where the system cannot be factored."""
         s = self.pirls(theta, beta)
         return s.laplace if np.isfinite(s.logdet) else np.inf
+
+    def laml(self, theta):
+        """The Laplace approximate restricted criterion at theta (:attr:`PirlsState.laml`)."""
+        s = self.pirls(theta)
+        return s.laml if np.isfinite(s.logdet) else np.inf
 
     def solution(self, theta, beta):
         """The converged state at (theta, beta) and its cross-products with the fixed columns
