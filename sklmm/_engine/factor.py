@@ -11,7 +11,6 @@ fixed-effect block of the factor and ``whitened_norms(Az, Ax)`` the norms ``|L^{
 from __future__ import annotations
 
 import warnings
-from contextlib import nullcontext
 
 import numpy as np
 
@@ -19,7 +18,7 @@ from . import factor_cholmod
 from .factor_blocked import BlockedFactor, schur_costs
 from .factor_cholmod import CholmodFactor
 from .factor_dense import DenseFactor
-from .factor_schur import _single_threaded_blas
+from .threads import blas_limit
 
 __all__ = ["make_factor", "choose_solver", "check_cost", "evaluation_costs", "DENSE_SYSTEM_LIMIT", "DENSE_REST_LIMIT",
            "DENSE_COST_LIMIT", "blas_threads"]
@@ -148,20 +147,10 @@ def check_cost(cp, terms, solver):
     return seconds
 
 
-#: below this many columns of the dense block (the terms after the first, X and the response),
-#: BLAS runs on one thread during a GLMM fit: its products and factorizations are then too
-#: small to gain from threads, and the idle threads of numpy's and scipy's two OpenBLAS
-#: libraries, spinning after each call, slow the other's calls (a 203-column Cholesky after a
-#: product: 50 ms instead of 0.2 ms on 2 cores). (The linear fits measured no gain from it:
-#: their evaluations do not alternate the two libraries' calls.)
-SINGLE_THREAD_BLOCK = 1000
-
-
 def blas_threads(terms, p):
     """The BLAS threading for a GLMM fit (penalized IRLS) on these terms and ``p`` fixed
     columns: a context."""
-    small = sum(t.q for t in terms[1:]) + p + 1 < SINGLE_THREAD_BLOCK
-    return _single_threaded_blas() if small else nullcontext()
+    return blas_limit(sum(t.q for t in terms[1:]) + p + 1)
 
 
 def make_factor(cp, terms, solver="auto", repeated=True):

@@ -19,7 +19,6 @@ from .factor_schur import (
     _LevelPairs,
     _SchurScatter,
     _SchurUpdate,
-    _single_threaded_blas,
 )
 from .system import (
     Factorization,
@@ -29,6 +28,7 @@ from .system import (
     _lambda_t_rows,
     _tail_cholesky,
 )
+from .threads import single_threaded_blas
 
 __all__ = ["BlockedFactor", "SCHUR_UPDATE_BUDGET", "SCHUR_SCATTER_BYTES"]
 
@@ -282,7 +282,7 @@ class BlockedFactor(PLSFactor):
             # the scatter's two threads would compete with OpenBLAS's, which keep spinning for a
             # while after each call: the small dense block is factored on one thread (1M-row
             # crossed benchmark: about 50 instead of 88 ms per evaluation)
-            with _single_threaded_blas():
+            with single_threaded_blas():
                 Lm = _tail_cholesky(M, overwrite=True, clean=False)
         else:
             Lm = _tail_cholesky(M, overwrite=True, clean=False)  # every use reads the lower triangle
@@ -294,6 +294,10 @@ class BlockedFactor(PLSFactor):
         logdet_RX2 = 2.0 * float(np.sum(np.log(diag[qr : qr + p])))
         self._state = (Ts, L11, G, Lm)
         return Factorization(logdet, logdet_RX2, float(diag[-1] ** 2))
+
+    def dense_side(self):
+        """Columns of the dense block factored at each evaluation (the rest, X and y)."""
+        return self.qr + self.p + 1
 
     def fixed_part(self):
         """``(L_X, l_y)`` at the last updated theta: the lower Cholesky factor of the fixed-effect

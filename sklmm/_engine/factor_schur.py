@@ -84,16 +84,6 @@ class _LevelPairs:
         return pos, data
 
 
-_BLAS_CONTROLLER = []
-
-
-def _single_threaded_blas():
-    """Context: BLAS libraries limited to one thread (a controller built once, ~10 us a call)."""
-    if not _BLAS_CONTROLLER:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS_CONTROLLER.append(ThreadpoolController())
-    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 def _schur_weights(G, pairs_w):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +26,7 @@ from .optimize import OptSummary
 from .start import moment_start, theta_scale
 from .system import _tail_cholesky, dense_system
 from .terms import templates, theta_layout, user_theta
+from .threads import blas_limit
 
 __all__ = ["MixedFit", "fit_mixed", "fit_cross_products", "SingularFitWarning", "SINGULAR_TOL", "RANK_TOL"]
 
@@ -353,7 +353,7 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
 
     method = "BOBYQA" if evaluator is None else "L-BFGS-B"
     callback = _progress_printer(verbose, len(free), factor.name, method) if verbose else None
-    with evaluator.threads() if evaluator is not None else nullcontext():
+    with evaluator.threads() if evaluator is not None else blas_limit(factor.dense_side(), single_below=False):
         if evaluator is None:
             summ = optimize.minimize_bobyqa(objective, start[free], lower[free], max_evals=max_iter,
                                             callback=callback, initial_step=step[free],

@@ -5,7 +5,8 @@ With ``A(theta) = Gamma' C'C Gamma + E`` the PLS system without its response row
 the profiled criterion (:mod:`sklmm._engine.criteria`) are ``log|L|^2 = log det A_uu``,
 ``log|L|^2 + log|R_X|^2 = log det A`` and the penalized residual sum of squares ``r^2``. For a
 parameter ``theta_k`` with ``dLambda = dLambda / dtheta_k`` (the template's entry ``(a, b)``
-in every level's block of its term; the whole diagonal for a smooth's scalar term):
+in every level's block of its term; the whole diagonal for a smooth's scalar term, weighted by
+``dT_ii / dtheta_k`` for a term with several penalties):
 
 * ``d log det A = tr(A^{-1} dA) = 2 tr(W dLambda)`` with ``W = P_u. [Lambda'Z'Z; X'Z]`` and
   ``P = A^{-1}``: only the level blocks of ``W`` on the diagonal are needed, each ``r x r``
@@ -24,14 +25,13 @@ saves the derivative-free optimizer most of its evaluations.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 from scipy.linalg import lapack
 
 from .criteria import profiled_criterion
 from .factor_dense import DenseFactor
 from .system import _lambda_t_rows
+from .threads import blas_limit
 
 __all__ = ["DenseGradient", "BlockedGradient", "make_gradient", "GRADIENT_MAX_SIZE", "GRADIENT_MIN_THETA"]
 
@@ -57,17 +57,16 @@ class DenseGradient:
         """The BLAS threading for these evaluations (a context): one thread when the dense part
         is small, where OpenBLAS's threads cost more than they bring and numpy's and scipy's
         spin against each other between calls (kb07: 1.7 instead of 18 ms an evaluation)."""
-        from .factor import SINGLE_THREAD_BLOCK
-        from .factor_schur import _single_threaded_blas
-
         side = self.factor.qr + self.p if isinstance(self, BlockedGradient) else self.q + self.p
-        return _single_threaded_blas() if side < SINGLE_THREAD_BLOCK else nullcontext()
+        return blas_limit(side)
 
     def _dlambda(self, per_term, theta):
         """Each theta's ``sum over levels`` of ``per_term[k][:, row, col]`` at its template entry."""
         g = np.empty(self.n_theta)
         for t, s, block in zip(self.terms, self.factor.theta_slices, per_term):
-            if t.scalar:  # T = theta I: the whole diagonal of the term's one block
+            if t.penalties is not None:  # diagonal T(theta), nonlinear: the chain rule
+                g[s] = t.penalized_derivatives(theta[s]) @ np.diagonal(block[0])
+            elif t.scalar:  # T = theta I: the whole diagonal of the term's one block
                 g[s] = np.trace(block[0])
             else:
                 g[s] = block[:, t.tri_rows, t.tri_cols].sum(axis=0)

@@ -59,6 +59,11 @@ class PLSFactor:
         self.q = int(self.z_offsets[-1])
         self._state = None
 
+    def dense_side(self):
+        """Columns of the largest dense block factored at each evaluation (what BLAS threads
+        can speed up): the whole system here; the blocked factorization's is its rest."""
+        return self.q + self.p + 1
+
     def refill(self, cp: CrossProducts):
         """The same system with new values of its cross-products (the same terms, levels and
         fixed columns; other weights or another response): what each step of penalized IRLS
