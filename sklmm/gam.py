@@ -98,6 +98,11 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         The parametric terms (intercept and linear features) as mgcv's ``summary(gam)$p.table``:
         ``estimate``, ``std_error`` (posterior, from ``Vp``), ``t_value``, ``p_value`` (t with
         ``residual_df_`` degrees of freedom).
+    smooth_tests_ : DataFrame
+        Approximate significance of each smooth (mgcv's ``summary(gam)$s.table``, Wood 2013):
+        ``edf``, ``ref_df``, ``statistic`` (F) and ``p_value`` of the test of ``f = 0``; in a GAMM
+        conditional on the estimated variances, as gamm4's ``summary(b$gam)``. See also
+        :meth:`check_basis_dimension` (mgcv's ``k.check``).
     residual_df_, r2_adj_, deviance_explained_ : float
         ``n - edf_total_``, the adjusted R^2 and the deviance explained, as mgcv's
         ``summary(gam)`` reports them (with prior weights as mgcv weighs them).

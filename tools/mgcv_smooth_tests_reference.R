@@ -6,6 +6,10 @@
 #     100:1005-1010) (mgcv's reTest);
 #   * k.check (gam.check's basis-dimension table: k', edf, k-index, p-value);
 #   * psum.chisq, the reference distribution of the fractional-rank tests, at a few points.
+# Models: bases cr, ps, tp and cc (no null space), linear terms, prior weights, smooths REML
+# shrinks to a line or to 0, an under-fitted k, and two gamm4 GAMMs. Each gam entry also holds
+# lambda = sp / S.scale (the penalty of sklmm's smoothing_params_), so that the tests can fit
+# at mgcv's smoothing parameters as well as by REML.
 #
 # How to run (from the repository root):
 #     Rscript tools/mgcv_smooth_tests_reference.R
@@ -104,6 +108,8 @@ out$two_ps <- entry('y ~ s(x1, bs = "ps") + s(z, bs = "ps")', two)
 out$mcycle_tp <- entry('accel ~ s(times, bs = "tp", k = 20)', mcycle)
 out$two_tp <- entry('y ~ s(x1, bs = "tp") + s(x2, bs = "tp")', two)
 out$mcycle_cc <- entry('accel ~ s(times, bs = "cc", k = 20)', mcycle)  # no null space: reTest
+out$two_cc <- entry('y ~ s(x1, bs = "cr") + s(x2, bs = "cr") + s(z, bs = "cc")', two)
+out$two_cc_null <- entry('y ~ s(z, bs = "cc")', two)  # shrunk to 0: sp 5e7, edf 0.0002
 out$gamm4_sleep <- gamm_entry('Reaction ~ s(Days, bs = "cr", k = 5)', "~ (1 | Subject)", sleepstudy)
 out$gamm4_two <- gamm_entry('y_g ~ s(x1, bs = "cr") + s(x2, bs = "cr")', "~ (1 | g)", two)
 

@@ -44,6 +44,7 @@ from scipy import integrate, optimize, stats
 from scipy.linalg import eigh
 from sklearn.utils import check_random_state
 
+from .._engine.system import dense_system
 from .._engine.terms import theta_layout
 
 __all__ = ["chisq_sum_positive", "fractional_rank_test", "random_effect_test", "significance_table",
@@ -62,9 +63,11 @@ def chisq_sum_positive(weights, df):
 
     With ``K(s) = -sum_j df_j / 2 log(1 - 2 w_j s)`` the cumulant generating function of the
     sum, the probability is ``(1 / 2 pi i) int exp(K(s)) / s ds`` along any vertical line
-    ``Re s = c`` inside ``0 < c < 1 / (2 max w)``. Taking ``c`` at the saddle point of
+    ``Re s = c`` inside ``0 < c < s_max = 1 / (2 max w)``. Taking ``c`` at the saddle point of
     ``K(s) - log s`` the integrand varies slowly and stays positive near its peak, so the
     integral keeps its relative accuracy however small the probability (no ``1 - (1 - p)``).
+    The saddle point is sought as ``c = s_max (1 - eps)`` in ``log eps``, which keeps
+    ``1 - 2 w_j c`` exact when a large statistic pushes ``c`` against ``s_max``.
     """
     w = np.asarray(weights, dtype=float)
     h = np.asarray(df, dtype=float)
@@ -74,21 +77,28 @@ def chisq_sum_positive(weights, df):
     if not np.any(w > 0):
         return 0.0
     s_max = 0.5 / w.max()
+    r = w / w.max()
 
-    def slope(s):  # d/ds (K(s) - log s), increasing from -inf at 0 to +inf at s_max
-        return np.sum(h * w / (1.0 - 2.0 * w * s)) - 1.0 / s
+    def real_part(log_eps):  # 1 - 2 w_j c for c = s_max (1 - eps), without cancellation
+        eps = np.exp(log_eps)
+        return (1.0 - r) + r * eps, s_max * (1.0 - eps)
 
-    c = optimize.brentq(slope, s_max * 1e-12, s_max * (1 - 1e-12), xtol=1e-300, rtol=4 * EPS, maxiter=500)
+    def slope(log_eps):  # d/ds (K(s) - log s) at c: increasing in s, so decreasing in eps
+        g, c = real_part(log_eps)
+        return np.sum(h * w / g) - 1.0 / c
 
-    def psi(s):
-        return -0.5 * np.sum(h * np.log1p(-2.0 * w * s)) - np.log(s)
-
-    psi0 = float(np.real(psi(c)))
-    curvature = np.sum(2.0 * h * w**2 / (1.0 - 2.0 * w * c) ** 2) + 1.0 / c**2
+    log_eps = optimize.brentq(slope, np.log(1e-300), np.log1p(-1e-15), xtol=1e-15, rtol=4 * EPS, maxiter=500)
+    g, c = real_part(log_eps)
+    curvature = np.sum(2.0 * h * w**2 / g**2) + 1.0 / c**2
     width = 1.0 / np.sqrt(curvature)
+    psi0 = -0.5 * np.sum(h * np.log(g)) - np.log(c)
+    if psi0 < -760.0:  # the saddle-point bound exp(psi0) underflows: so does the probability
+        return 0.0
 
-    def integrand(tau):
-        return float(np.real(np.exp(psi(c + 1j * width * tau) - psi0)))
+    def integrand(tau):  # Re exp(psi(c + i t) - psi(c)), t = width * tau
+        t = width * tau
+        z = -0.5 * np.sum(h * np.log(g - 2j * w * t)) - np.log(c + 1j * t) - psi0
+        return float(np.real(np.exp(z)))
 
     value, _ = integrate.quad(integrand, 0.0, np.inf, epsabs=0.0, epsrel=1e-11, limit=400)
     return float(min(1.0, np.exp(psi0) * width * value / np.pi))
@@ -135,11 +145,11 @@ def fractional_rank_test(coef, cov, root, rank, residual_df):
     if k1 == 0:
         return 0.0, 0.0, 1.0
     z = vec[:, :k1].T @ (root @ coef)
-    full = z[: k1 - 1 if nu > 0 else k1] ** 2 / ev[: k1 - 1 if nu > 0 else k1]
     if nu > 0 and k > 0:
-        # the last two directions through [[1, b], [b, nu]], scaled by their eigenvalues
+        # the first k - 1 directions in full, directions k and k + 1 (k - 1 and k from 0)
+        # through [[1, b], [b, nu]] scaled by their eigenvalues
         b = np.sqrt(max(0.0, 0.5 * nu * (1 - nu)))
-        head = np.sum(full[:-1]) + z[k - 1] ** 2 / ev[k - 1] + nu * z[k] ** 2 / ev[k]
+        head = np.sum(z[: k - 1] ** 2 / ev[: k - 1]) + z[k - 1] ** 2 / ev[k - 1] + nu * z[k] ** 2 / ev[k]
         cross = 2.0 * b * z[k - 1] * z[k] / np.sqrt(ev[k - 1] * ev[k])
         stat, stat_flipped = head + cross, head - cross
         weights = np.r_[np.ones(k - 1), np.linalg.eigvalsh([[1.0, b], [b, nu]])]
@@ -148,7 +158,7 @@ def fractional_rank_test(coef, cov, root, rank, residual_df):
         stat = z[0] ** 2 / ev[0]
         p = stats.f.sf(stat, 1, max(1, int(np.round(residual_df))))
     else:
-        stat = float(np.sum(full))
+        stat = float(np.sum(z**2 / ev[:k]))
         p = stats.f.sf(stat / rank, rank, residual_df)
     return float(stat / rank), float(rank), float(min(1.0, p))
 
@@ -165,6 +175,40 @@ def random_effect_test(coef, cov, cov_freq, residual_df):
     if rank == 0 or stat <= 0:
         return 0.0, float(rank), 1.0
     return stat / rank, float(rank), _f_type_p(ev, stat, residual_df)
+
+
+def _group_solve(M, Minv, zg, B):
+    """``A^-1 B`` for the grouping factors' block ``A = M[:zg, :zg]``, from ``M^-1``:
+    ``A^-1 = Minv_gg - Minv_gr Minv_rr^-1 Minv_rg`` (the rest ``r`` is small)."""
+    Minv_rg = Minv[zg:, :zg]
+    return Minv[:zg, :zg] @ B - Minv_rg.T @ np.linalg.solve(Minv[zg:, zg:], Minv_rg @ B)
+
+
+def _frequentist_covariance(fit, theta, M, Minv, term_index, zg):
+    """``Ve = Vp X'V^-1X Vp / sigma^2`` of the coordinates after the grouping factors' (the
+    smooths' u and the kept beta), ``V`` the covariance of y given them (the grouping factors
+    integrated out). The data information ``X'V^-1X`` is the posterior precision minus the
+    prior (1 on each smooth's u), but the smooths' blocks are taken from the cross-products
+    (``theta^2 Z'WZ``): ``M - I`` there would lose the digits of a heavily penalized smooth."""
+    slices, z_off = theta_layout(fit.terms)
+    info = M[zg:, zg:].copy()
+    for k in term_index:
+        u = slice(z_off[k] - zg, z_off[k + 1] - zg)
+        info[u, u] = float(theta[slices[k]][0]) ** 2 * fit.cp.diag[k][0]
+    if zg:
+        info -= M[zg:, :zg] @ _group_solve(M, Minv, zg, M[:zg, zg:])
+    Ms = Minv[zg:, zg:]
+    return fit.sigma**2 * Ms @ info @ Ms
+
+
+def _near_zero_variance(fit, position, k):
+    """``(theta, M, M^-1, u)`` with term k's theta moved from 0 to where its data part is 1e-10
+    of its prior: the first-order limit of the random-effect test as its variance vanishes."""
+    theta = fit.theta.copy()
+    theta[position] = np.sqrt(1e-10 / np.mean(np.diag(fit.cp.diag[k][0])))
+    A = dense_system(fit.cp, fit.terms, theta)
+    Minv = np.linalg.inv(A[:-1, :-1])
+    return theta, A[:-1, :-1], Minv, Minv @ A[:-1, -1]
 
 
 def _upper_root(G):
@@ -215,11 +259,8 @@ def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group
     diag = np.diag(Minv)
     smooth_u = np.arange(z_off[n_group_terms], q)
     residual_df = fit.n - len(fit.keep) - float(np.sum(1.0 - diag[smooth_u]))
-    group = np.arange(z_off[n_group_terms])
-    if len(group):  # the marginal (non-group) block, for information marginal over the groups
-        rest = np.arange(z_off[n_group_terms], Minv.shape[0])
-        Minv_rest = Minv[np.ix_(rest, rest)]
-    rows = {}
+    zg = int(z_off[n_group_terms])  # the grouping factors' u come first
+    rows, Ve = {}, None
     for sm, k, fcols in zip(smooths, term_index, fixed_columns):
         u = np.arange(z_off[k], z_off[k + 1])
         theta = float(fit.theta[slices[k]][0])
@@ -229,24 +270,24 @@ def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group
         scale = np.r_[np.ones(len(fpos)), np.full(len(u), theta)]  # (beta, u) -> (beta, b)
         coef = np.r_[fit.beta[[j for j in fcols if j in kept_pos]], fit.b[k][0]]
         if len(fpos) == 0:  # no null space: the random-effect test, in the coordinates u
-            others = np.r_[smooth_u, q + np.arange(len(fit.keep))]
-            Ms = Minv[np.ix_(others, others)]
-            D = np.isin(others, smooth_u).astype(float)
-            Ve = sigma2 * (Ms - (Ms * D) @ Ms)
-            inside = np.isin(others, u)
-            stat, ref_df, p = random_effect_test(fit.u[u], sigma2 * Minv[np.ix_(u, u)],
-                                                 Ve[np.ix_(inside, inside)], residual_df)
+            if theta == 0:  # its limit as the variance goes to 0 (mgcv stops at a large sp)
+                th, M_, Minv_, u_hat = _near_zero_variance(fit, slices[k], k)
+                Ve_ = _frequentist_covariance(fit, th, M_, Minv_, term_index, zg)
+            else:
+                if Ve is None:
+                    Ve = _frequentist_covariance(fit, fit.theta, M, Minv, term_index, zg)
+                Minv_, Ve_, u_hat = Minv, Ve, fit.u
+            stat, ref_df, p = random_effect_test(u_hat[u], sigma2 * Minv_[np.ix_(u, u)],
+                                                 Ve_[np.ix_(u - zg, u - zg)], residual_df)
             rows[sm.name] = (edf, ref_df, stat, p)
             continue
         V = sigma2 * Minv[np.ix_(idx, idx)] * np.outer(scale, scale)
         # the smooth's data information B'WB, in the coordinates (beta, b)
         ZX = cp.zxy[k][0][:, fpos]
         G = np.block([[cp.xyxy[np.ix_(fpos, fpos)], ZX.T], [ZX, cp.diag[k][0]]])
-        if len(group):  # minus what the grouping factors' random effects explain
-            B = M[np.ix_(group, idx)] / np.where(scale > 0, scale, np.inf)
-            Minv_rg = Minv[np.ix_(rest, group)]
-            AinvB = Minv[np.ix_(group, group)] @ B - Minv_rg.T @ np.linalg.solve(Minv_rest, Minv_rg @ B)
-            G = G - B.T @ AinvB
+        if zg:  # minus what the grouping factors' random effects explain
+            B = M[:zg, idx] / np.where(scale > 0, scale, np.inf)  # Lambda_g' Z_g' W [F, Z]
+            G = G - B.T @ _group_solve(M, Minv, zg, B)
             rank = edf
         else:  # mgcv's edf1: tr(2F - F^2) over the smooth, F = I - Minv D (D: 1 on u)
             rank = len(fpos) + float(np.sum(1.0 - np.sum(Minv[np.ix_(u, smooth_u)] ** 2, axis=1)))
