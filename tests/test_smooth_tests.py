@@ -11,7 +11,7 @@ from scipy import integrate, stats
 
 from sklmm import PenalizedSplineRegressor
 from sklmm._engine.smooth import BASES
-from sklmm._inference.smooth_tests import chisq_sum_positive as chisq_sum
+from sklmm._inference.smooth_tests import chisq_sum_sf as chisq_sum
 from sklmm._inference.smooth_tests import fractional_rank_test, random_effect_test
 from sklmm.datasets import load_mcycle, load_sleepstudy
 
@@ -213,6 +213,12 @@ def test_chisq_sums_match_mgcvs_psum_chisq():
         assert abs(chisq_sum(e["lb"], e["df"]) - e["p"]) <= DAVIES_TOL
 
 
+def test_known_scale_chisq_sums_match_mgcvs_psum_chisq():
+    """The chi-square reference of a known scale (non-Gaussian families)."""
+    for e in REF["psum_chisq_known_scale"]:
+        assert abs(chisq_sum(e["lb"], np.ones(len(e["lb"])), e["q"]) - e["p"]) <= DAVIES_TOL
+
+
 @pytest.mark.parametrize("rank", [1, 2, 7])
 @pytest.mark.parametrize("m", [1, 4, 120, 10**5])
 def test_chisq_sums_are_accurate_in_the_tail(rank, m):
@@ -220,6 +226,12 @@ def test_chisq_sums_are_accurate_in_the_tail(rank, m):
     for f in [0.01, 0.7, 3.0, 30.0, 300.0]:
         p = chisq_sum(np.r_[np.ones(rank), -f * rank / m], np.r_[np.ones(rank), m])
         assert p == pytest.approx(stats.f.sf(f, rank, m), rel=1e-8)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 5, 20])
+def test_chisq_sums_with_a_known_scale_are_accurate_in_both_tails(rank):
+    for q in [0.01, 0.5, 3.0, 10.0, 50.0, 300.0, 1400.0]:
+        assert chisq_sum(np.ones(rank), np.ones(rank), q) == pytest.approx(stats.chi2.sf(q, rank), rel=1e-10)
 
 
 def test_chisq_sums_agree_with_imhof():
@@ -235,8 +247,8 @@ def test_chisq_sums_agree_with_imhof():
 
 
 def test_integer_rank_and_equal_weights_give_f_tests():
-    """Both tests reduce to F tests: an integer rank, or a frequentist covariance equal to the
-    Bayesian one (all weights 1)."""
+    """Both tests reduce to F tests (chi-square tests with a known scale): an integer rank, or a
+    frequentist covariance equal to the Bayesian one (all weights 1)."""
     rng = np.random.default_rng(2)
     A = rng.normal(size=(5, 5))
     V = A @ A.T + np.eye(5)
@@ -247,6 +259,12 @@ def test_integer_rank_and_equal_weights_give_f_tests():
     assert p == pytest.approx(stats.f.sf(F, 5, 37.0), rel=1e-12)
     F, df, p = random_effect_test(c, V, V, 37.2)
     assert df == 5 and p == pytest.approx(stats.f.sf(F, 5, 37), rel=1e-8)
+    # a known scale: chi-square statistics and references
+    chisq, df, p = fractional_rank_test(c, V, R, 5.0, None)
+    assert chisq == pytest.approx(c @ np.linalg.solve(V, c), rel=1e-10)
+    assert p == pytest.approx(stats.chi2.sf(chisq, 5), rel=1e-12)
+    chisq, df, p = random_effect_test(c, V, V, None)
+    assert p == pytest.approx(stats.chi2.sf(chisq, 5), rel=1e-8)
 
 
 def test_summary_prints_the_smooth_tests():

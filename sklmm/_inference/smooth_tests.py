@@ -9,22 +9,24 @@ Significance (mgcv's ``summary.gam`` table of smooth terms)
     ``k - 1`` eigen-directions of ``R V_c R'`` enter in full, and the last two (``k``, ``k +
     1``) through a 2 x 2 matrix ``[[1, b], [b, nu]]`` (``b = sqrt(nu (1 - nu) / 2)``) that
     interpolates between ranks ``k`` and ``k + 1``. Under ``f = 0`` the statistic is then
-    approximately a weighted sum of chi-squares with the weights ``1`` (``k - 1`` times) and
-    the two eigenvalues of that matrix; with the residual variance estimated, each chi-square
-    is divided by an independent ``chi^2_m / m`` (``m`` the residual df rounded), an F-type
-    reference. The sign of the eigenvectors changes the off-diagonal's sign, so the p-value is
-    the mean over both signs; the statistic reported is the one with the eigenvectors' first
-    elements positive, in the smooth's original (constrained) basis, as mgcv reports it. An
-    integer rank gives ``F = T / r`` with an F(r, residual df) reference.
+    approximately a weighted sum of chi-squares with the weights ``1`` (``k - 1`` times) and the
+    two eigenvalues of that matrix. With the residual variance estimated (the Gaussian model)
+    the sum is compared with an independent ``chi^2_m / m`` times the statistic (``m`` the
+    residual df rounded), an F-type reference; with a known scale, with the statistic itself.
+    The sign of the eigenvectors changes the off-diagonal's sign, so the p-value is the mean
+    over both signs; the statistic reported is the one with the eigenvectors' first elements
+    positive, in the smooth's original (constrained) basis, as mgcv reports it. An integer rank
+    gives ``F = T / r`` with an F(r, residual df) reference.
 
     A smooth without unpenalized (null-space) coefficients can be shrunk to exactly zero, and
     its test is Wood's (2013, Biometrika 100:1005-1010) test for a random effect:
     ``T = c' V_c^{-1} c`` against the weighted sum of chi-squares whose weights are the
-    eigenvalues of ``V_e V_c^{-1}`` (``V_e`` the frequentist covariance of ``c``), again divided
-    by the residual ``chi^2_m / m``.
+    eigenvalues of ``V_e V_c^{-1}`` (``V_e`` the frequentist covariance of ``c``), with the same
+    references. At variance 0 it is evaluated in its limit (a score-type test), which mgcv's
+    approaches as its smoothing parameter grows.
 
     The tail probabilities of these sums are computed by inverting their moment generating
-    function along a vertical contour through its saddle point (:func:`chisq_sum_positive`),
+    function along a vertical contour through its saddle point (:func:`chisq_sum_sf`),
     accurate in relative terms far into the tail (mgcv uses Davies' algorithm, whose error is
     bounded by 2e-5 in absolute terms, so that it reports 0 for the smallest p-values).
 
@@ -38,6 +40,8 @@ Basis dimension (mgcv's ``k.check``, printed by ``gam.check``)
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import integrate, optimize, stats
@@ -47,7 +51,7 @@ from sklearn.utils import check_random_state
 from .._engine.system import dense_system
 from .._engine.terms import theta_layout
 
-__all__ = ["chisq_sum_positive", "fractional_rank_test", "random_effect_test", "significance_table",
+__all__ = ["chisq_sum_sf", "fractional_rank_test", "random_effect_test", "significance_table",
            "neighbour_differences", "basis_dimension_state", "basis_dimension_table"]
 
 EPS = np.finfo(float).eps
@@ -58,64 +62,82 @@ BASIS_CHECK_ROWS = 5000
 # ----------------------------------------------------------------------------- reference sums
 
 
-def chisq_sum_positive(weights, df):
-    """``P(sum_j weights_j X_j > 0)`` for independent ``X_j ~ chi^2(df_j)``.
+def chisq_sum_sf(weights, df, x=0.0):
+    """``P(sum_j weights_j X_j > x)`` for independent ``X_j ~ chi^2(df_j)`` and ``x >= 0``.
 
     With ``K(s) = -sum_j df_j / 2 log(1 - 2 w_j s)`` the cumulant generating function of the
-    sum, the probability is ``(1 / 2 pi i) int exp(K(s)) / s ds`` along any vertical line
-    ``Re s = c`` inside ``0 < c < s_max = 1 / (2 max w)``. Taking ``c`` at the saddle point of
-    ``K(s) - log s`` the integrand varies slowly and stays positive near its peak, so the
-    integral keeps its relative accuracy however small the probability (no ``1 - (1 - p)``).
-    The saddle point is sought as ``c = s_max (1 - eps)`` in ``log eps``, which keeps
-    ``1 - 2 w_j c`` exact when a large statistic pushes ``c`` against ``s_max``.
+    sum ``L``, ``P(L > x) = (1 / 2 pi i) int exp(K(s) - s x) / s ds`` along any vertical line
+    ``Re s = c`` with ``0 < c < s_max = 1 / (2 max w)``, and ``P(L <= x)`` is minus the same
+    integral along a line with ``c < 0`` (the pole at 0 crossed). Taking ``c`` at the saddle
+    point of ``K(s) - s x - log |s|`` on the side of the smaller tail, the integrand varies
+    slowly and stays positive near its peak, so the integral keeps its relative accuracy however
+    small that tail (no ``1 - (1 - p)``). For ``c > 0`` the saddle point is sought as ``c =
+    s_max (1 - eps)`` in ``log eps``, which keeps ``1 - 2 w_j c`` exact when a large statistic
+    pushes ``c`` against ``s_max``.
     """
     w = np.asarray(weights, dtype=float)
     h = np.asarray(df, dtype=float)
     h, w = h[w != 0], w[w != 0]
-    if not np.any(w < 0):
-        return 1.0 if np.any(w > 0) else 0.0
     if not np.any(w > 0):
         return 0.0
-    s_max = 0.5 / w.max()
-    r = w / w.max()
+    if x <= 0 and not np.any(w < 0):
+        return 1.0
+    lower = not np.any(w < 0) and np.sum(h * w) > x  # the lower tail is the smaller one
 
-    def real_part(log_eps):  # 1 - 2 w_j c for c = s_max (1 - eps), without cancellation
-        eps = np.exp(log_eps)
-        return (1.0 - r) + r * eps, s_max * (1.0 - eps)
+    def real_part(v):  # (1 - 2 w_j c, c) for c = -exp(v), or c = s_max (1 - exp(v))
+        if lower:
+            return 1.0 + 2.0 * w * np.exp(v), -np.exp(v)
+        eps, r = np.exp(v), w / w.max()
+        return (1.0 - r) + r * eps, 0.5 / w.max() * (1.0 - eps)
 
-    def slope(log_eps):  # d/ds (K(s) - log s) at c: increasing in s, so decreasing in eps
-        g, c = real_part(log_eps)
-        return np.sum(h * w / g) - 1.0 / c
+    def slope(v):  # d/ds (K(s) - s x - log |s|) at c, decreasing in v
+        g, c = real_part(v)
+        return np.sum(h * w / g) - x - 1.0 / c
 
-    log_eps = optimize.brentq(slope, np.log(1e-300), np.log1p(-1e-15), xtol=1e-15, rtol=4 * EPS, maxiter=500)
-    g, c = real_part(log_eps)
-    curvature = np.sum(2.0 * h * w**2 / g**2) + 1.0 / c**2
-    width = 1.0 / np.sqrt(curvature)
-    psi0 = -0.5 * np.sum(h * np.log(g)) - np.log(c)
-    if psi0 < -760.0:  # the saddle-point bound exp(psi0) underflows: so does the probability
-        return 0.0
+    bracket = (-690.0, 690.0) if lower else (np.log(1e-300), np.log1p(-1e-15))
+    g, c = real_part(optimize.brentq(slope, *bracket, xtol=1e-15, rtol=4 * EPS, maxiter=500))
+    width = 1.0 / np.sqrt(np.sum(2.0 * h * w**2 / g**2) + 1.0 / c**2)
+    log_g = np.log(g)
+    psi0 = -0.5 * np.sum(h * log_g) - c * x - np.log(abs(c))
+    if psi0 < -760.0:  # the saddle-point bound exp(psi0) underflows: so does the tail
+        return 1.0 if lower else 0.0
 
-    def integrand(tau):  # Re exp(psi(c + i t) - psi(c)), t = width * tau
+    def amplitude(tau):  # exp(psi(c + i t) - psi(c)) but for its factor exp(-i t x), t = width * tau
         t = width * tau
-        z = -0.5 * np.sum(h * np.log(g - 2j * w * t)) - np.log(c + 1j * t) - psi0
-        return float(np.real(np.exp(z)))
+        return np.exp(-0.5 * np.sum(h * (np.log(g - 2j * w * t) - log_g)) - np.log(1 + 1j * t / c))
 
-    value, _ = integrate.quad(integrand, 0.0, np.inf, epsabs=0.0, epsrel=1e-11, limit=400)
-    return float(min(1.0, np.exp(psi0) * width * value / np.pi))
+    if x == 0:
+        value = integrate.quad(lambda tau: amplitude(tau).real, 0.0, np.inf, epsabs=0.0, epsrel=1e-11,
+                               limit=400)[0]
+    else:  # Re(A exp(-i omega tau)) = Re A cos(omega tau) + Im A sin(omega tau): Fourier integrals
+        with warnings.catch_warnings():  # (QAWF reports cycles short of epsabs; the sum is fine)
+            warnings.simplefilter("ignore", integrate.IntegrationWarning)
+            value = sum(integrate.quad(lambda tau, part=part: getattr(amplitude(tau), part), 0.0, np.inf,
+                                       weight=weight, wvar=width * x, epsabs=1e-12, limlst=200)[0]
+                        for part, weight in (("real", "cos"), ("imag", "sin")))
+    tail = float(np.clip(np.exp(psi0) * width * value / np.pi, 0.0, 1.0))
+    return 1.0 - tail if lower else tail
 
 
-def _f_type_p(weights, statistic, residual_df):
-    """``P(sum_j weights_j chi^2_1 > statistic * chi^2_m / m)``, ``m`` the rounded residual df."""
-    m = max(1, int(np.round(residual_df)))
+def _reference_p(weights, statistic, residual_df):
+    """``P(sum_j weights_j chi^2_1 > statistic * chi^2_m / m)``, ``m`` the rounded residual df
+    (an estimated scale), or ``P(sum_j weights_j chi^2_1 > statistic)`` when ``residual_df`` is
+    None (a known scale)."""
     weights = np.asarray(weights, dtype=float)
-    return chisq_sum_positive(np.r_[weights, -statistic / m], np.r_[np.ones(len(weights)), m])
+    if residual_df is None:
+        return chisq_sum_sf(weights, np.ones(len(weights)), statistic)
+    m = max(1, int(np.round(residual_df)))
+    return chisq_sum_sf(np.r_[weights, -statistic / m], np.r_[np.ones(len(weights)), m])
 
 
 # ----------------------------------------------------------------------------- the tests
 
 
 def fractional_rank_test(coef, cov, root, rank, residual_df):
-    """Wood's (2013) test of ``f = 0`` for one smooth: ``(F, reference df, p-value)``.
+    """Wood's (2013) test of ``f = 0`` for one smooth: ``(statistic, reference df, p-value)``.
+
+    The statistic is mgcv's F (the Wald statistic over the reference df) when the scale is
+    estimated, its Chi.sq (the Wald statistic) when the scale is known.
 
     Parameters
     ----------
@@ -128,8 +150,9 @@ def fractional_rank_test(coef, cov, root, rank, residual_df):
         weighted model matrix, crossed).
     rank : float
         The truncation rank, at most ``p``: the smooth's effective degrees of freedom.
-    residual_df : float
-        Residual degrees of freedom of the F-type reference distribution.
+    residual_df : float or None
+        Residual degrees of freedom of the F-type reference distribution (an estimated scale,
+        as the Gaussian model's); None for a chi-square reference (a known scale).
     """
     Vr = root @ cov @ root.T
     ev, vec = np.linalg.eigh(0.5 * (Vr + Vr.T))
@@ -153,18 +176,19 @@ def fractional_rank_test(coef, cov, root, rank, residual_df):
         cross = 2.0 * b * z[k - 1] * z[k] / np.sqrt(ev[k - 1] * ev[k])
         stat, stat_flipped = head + cross, head - cross
         weights = np.r_[np.ones(k - 1), np.linalg.eigvalsh([[1.0, b], [b, nu]])]
-        p = 0.5 * (_f_type_p(weights, stat, residual_df) + _f_type_p(weights, stat_flipped, residual_df))
-    elif nu > 0:  # rank below 1: one direction, a chi^2_1 over the residual chi^2
+        p = 0.5 * (_reference_p(weights, stat, residual_df) + _reference_p(weights, stat_flipped, residual_df))
+    elif nu > 0:  # rank below 1: one direction, a chi^2_1 (over the residual chi^2)
         stat = z[0] ** 2 / ev[0]
-        p = stats.f.sf(stat, 1, max(1, int(np.round(residual_df))))
+        p = stats.chi2.sf(stat, 1) if residual_df is None else stats.f.sf(stat, 1, max(1, round(residual_df)))
     else:
         stat = float(np.sum(z**2 / ev[:k]))
-        p = stats.f.sf(stat / rank, rank, residual_df)
-    return float(stat / rank), float(rank), float(min(1.0, p))
+        p = stats.chi2.sf(stat, rank) if residual_df is None else stats.f.sf(stat / rank, rank, residual_df)
+    return float(stat / (1 if residual_df is None else rank)), float(rank), float(min(1.0, p))
 
 
 def random_effect_test(coef, cov, cov_freq, residual_df):
-    """Wood's (2013b) test of ``f = 0`` for a smooth without null space: ``(F, rank, p-value)``.
+    """Wood's (2013b) test of ``f = 0`` for a smooth without null space: ``(statistic, rank,
+    p-value)``, the statistic and ``residual_df`` as in :func:`fractional_rank_test`.
 
     ``cov`` is the posterior covariance of the coefficients, ``cov_freq`` their frequentist
     covariance (``cov X'WX cov / sigma^2``).
@@ -174,7 +198,7 @@ def random_effect_test(coef, cov, cov_freq, residual_df):
     rank = int(np.sum(ev > ev.max() * EPS**0.8)) if ev.max() > 0 else 0
     if rank == 0 or stat <= 0:
         return 0.0, float(rank), 1.0
-    return stat / rank, float(rank), _f_type_p(ev, stat, residual_df)
+    return stat / (1 if residual_df is None else rank), float(rank), _reference_p(ev, stat, residual_df)
 
 
 def _group_solve(M, Minv, zg, B):
