@@ -319,7 +319,7 @@ def boundary_faces(terms, free, grams=None):
     for k, (t, sl) in enumerate(zip(terms, slices)):
         hard = grams is not None and (not t.correlated or t.n_levels <= FACE_LEVELS) \
             and _far_from_centred(t, grams[k])
-        for i in range(t.n_coef if not t.scalar else 1):
+        for i in range(t.n_coef if not t.scalar else t.n_theta):  # (a smooth: each penalty)
             row = [sl.start + int(d) for d in np.flatnonzero(t.tri_rows == i)]
             if row and all(r in pos for r in row):
                 faces.append((np.array([pos[r] for r in row]), hard))

@@ -10,7 +10,11 @@ lower-triangular order (lme4's order): all of them for an unstructured covarianc
 (lme4 ``(x | g)``), only the diagonal for independent coefficients (lme4 ``(x || g)``).
 Diagonal entries are bounded below by 0, off-diagonal entries are free.  A penalized smooth is
 a term with a single "level" whose ``p`` columns share one variance: ``T_k = theta_k I``
-(``scalar=True``).
+(``scalar=True``).  A smooth with several penalties (a tensor product, one per margin) made
+diagonal together (:mod:`sklmm._engine.tensor`) is a scalar term with ``penalties`` ``a`` of
+shape (n_penalties, p): one theta per penalty, bounded below by 0, and the diagonal template
+``T_ii = (sum_j a_ji / theta_j^2)^(-1/2)`` (the relative precision of coefficient i is
+``sum_j a_ji / theta_j^2``; 0 where a theta_j with ``a_ji > 0`` is 0).
 
 A correlated term with an intercept and slope columns far from centred (a calendar year, a
 timestamp) is fitted in centred coordinates: its slope columns are shifted by their means
@@ -71,6 +75,11 @@ class RandomTerm:
     shift : ndarray of shape (p,) or None
         What was subtracted from each column of ``values`` (0 for the intercept); None when
         the term is in the user's coordinates. Set by :meth:`centre_slopes`.
+    penalties : ndarray of shape (n_penalties, p) or None
+        A scalar term with several penalties (see the module docstring): non-negative, each
+        column with a positive entry.
+    penalty_names : list of str or None
+        Names of the penalties in :meth:`theta_names` (default 1, 2, ...).
     """
 
     name: str
@@ -83,10 +92,18 @@ class RandomTerm:
     intercept: bool = True
     scalar: bool = False
     shift: np.ndarray = None
+    penalties: np.ndarray = None
+    penalty_names: list = None
 
     def __post_init__(self):
         p = self.n_coef
-        if self.scalar:
+        if self.penalties is not None:
+            a = self.penalties = np.atleast_2d(np.asarray(self.penalties, dtype=float))
+            if not self.scalar or a.shape[1] != p or np.any(a < 0) or np.any(a.sum(axis=0) <= 0):
+                raise ValueError(f"{self.name}: penalties must be a non-negative (n_penalties, {p}) array "
+                                 "with a positive entry per coefficient, for a scalar term.")
+            rows = cols = list(range(a.shape[0]))
+        elif self.scalar:
             rows = cols = [0]
         elif self.correlated:
             rows, cols = [], []
@@ -123,6 +140,9 @@ class RandomTerm:
         return np.where(self.tri_rows == self.tri_cols, 1.0, 0.0)
 
     def theta_names(self) -> list:
+        if self.penalties is not None:
+            names = self.penalty_names or [str(j + 1) for j in range(self.n_theta)]
+            return [f"{self.name}.(scale){nm}" for nm in names]
         if self.scalar:
             return [f"{self.name}.(scale)"]
         out = []
@@ -136,11 +156,41 @@ class RandomTerm:
     def template(self, theta_k: np.ndarray) -> np.ndarray:
         """The lower-triangular relative covariance factor ``T_k`` for this term's theta."""
         p = self.n_coef
+        if self.penalties is not None:
+            return np.diag(self.penalized_diagonal(theta_k))
         if self.scalar:
             return float(theta_k[0]) * np.eye(p)
         T = np.zeros((p, p))
         T[self.tri_rows, self.tri_cols] = theta_k
         return T
+
+    def penalized_diagonal(self, theta_k):
+        """``T_ii = (sum_j a_ji / theta_j^2)^(-1/2)`` of a term with ``penalties`` (the limit 0
+        where a theta_j with ``a_ji > 0`` is 0; even in each theta_j)."""
+        a = self.penalties
+        t2 = np.asarray(theta_k, dtype=float)[:, None] ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            prec = np.where(a > 0, a / t2, 0.0).sum(axis=0)  # inf where a theta_j is 0
+            return 1.0 / np.sqrt(prec)
+
+    def penalized_derivatives(self, theta_k):
+        """``dT_ii / dtheta_j`` (n_penalties, p) of a term with ``penalties``:
+        ``a_ji T_ii^3 / theta_j^3 = a_ji (T_ii / theta_j)^3``; at ``theta_j = 0`` its one-sided
+        limit ``a_ji^(-1/2)`` (0 when another theta with a positive penalty is 0 too)."""
+        a = self.penalties
+        t = np.asarray(theta_k, dtype=float)
+        diag = self.penalized_diagonal(t)
+        zero = t == 0
+        out = np.zeros_like(a)
+        pos = ~zero
+        if pos.any():
+            out[pos] = a[pos] * (diag[None, :] / t[pos, None]) ** 3
+        if zero.any():
+            blocked = np.sum(a[zero] > 0, axis=0)  # penalties whose theta is 0, per coefficient
+            with np.errstate(divide="ignore"):
+                lim = np.where((a[zero] > 0) & (blocked == 1), 1.0 / np.sqrt(a[zero]), 0.0)
+            out[zero] = lim
+        return out
 
     # -- centred coordinates ---------------------------------------------------------------
     def slope_moments(self, G):
@@ -240,7 +290,8 @@ def user_theta(terms, theta):
     if all(t.shift is None for t in terms):
         return theta
     slices, _ = theta_layout(terms)
-    out = [t.user_template(theta[s])[t.tri_rows, t.tri_cols] for t, s in zip(terms, slices)]
+    out = [theta[s] if t.shift is None else t.user_template(theta[s])[t.tri_rows, t.tri_cols]
+           for t, s in zip(terms, slices)]
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -249,5 +300,6 @@ def internal_theta(terms, theta_user):
     if all(t.shift is None for t in terms):
         return theta_user
     slices, _ = theta_layout(terms)
-    out = [t.internal_theta(t.template(theta_user[s])) for t, s in zip(terms, slices)]
+    out = [theta_user[s] if t.shift is None else t.internal_theta(t.template(theta_user[s]))
+           for t, s in zip(terms, slices)]
     return np.concatenate(out) if out else np.zeros(0)
