@@ -15,7 +15,9 @@ import pytest
 from sklmm._engine import gradient as gradient_module
 from sklmm._engine.criteria import profiled_criterion
 from sklmm._engine.factor_cholmod import HAS_CHOLMOD
+from sklmm._engine.families import Binomial
 from sklmm._engine.fit import fit_mixed
+from sklmm._engine.glmm_fit import fit_glmm
 from sklmm._engine.gradient import BlockedGradient, DenseGradient
 from sklmm._engine.smooth import SmoothTerm
 from sklmm._engine.tensor import TensorSmooth, row_kronecker
@@ -46,6 +48,7 @@ CASES = {
     "ti_anova": ("y_ti", lambda: [ti("x"), ti("z"), ti("x", "z")]),
     "ti_ps": ("y_ti", lambda: [ti("x"), ti("z"), ti("x", "z", bases=("ps", "cr"), n_basis=(6, 5))]),
     "te_nearly_linear": ("y_lin", lambda: [te("x", "z")]),
+    "te3": ("y_add", lambda: [te("x", "z", "w", bases="cr", n_basis=5)]),
     "te_default_ml": ("y_te", lambda: [te("x", "z")]),
 }
 
@@ -190,6 +193,22 @@ def test_every_factorization_fits_the_same(solver):
     assert m.fit.factor.name == solver
     np.testing.assert_allclose(m.fitted, ref["fitted"], atol=1e-4 * ref["y_sd"])
     np.testing.assert_allclose(m.edf, ref["edf_smooth"], atol=1e-3)
+
+
+def test_binomial_tensor_product_matches_mgcv():
+    """The same term in a GLMM fit: the Laplace approximate REML of a binomial te (mgcv's
+    gam(family = binomial, method = "REML"))."""
+    ref = REF["te_binomial"]
+    y = (SIM["y_te"] > SIM["y_te"].median()).to_numpy(dtype=float)
+    sm = te("x", "z")
+    F, Z = sm.fit_design(SIM[["x", "z"]].to_numpy())
+    Xf = np.hstack([np.ones((len(y), 1)), F])
+    fit = fit_glmm([sm.random_term(Z)], Xf, y, ["(Intercept)", "fx0", "fx1", "fx2"], Binomial(), reml=True)
+    eta = Xf @ fit.beta + Z @ fit.b[0][0]
+    np.testing.assert_allclose(1.0 / (1.0 + np.exp(-eta)), ref["fitted"], atol=1e-6)
+    np.testing.assert_allclose(sm.lambda_from_theta(fit.theta), ref["lambda"], rtol=1e-3)
+    per_u = 1.0 - np.diag(np.linalg.inv(fit.posterior_precision()))[: Z.shape[1]]
+    assert sm.n_fixed + per_u.sum() == pytest.approx(ref["edf_smooth"][0], abs=1e-3)
 
 
 # ----------------------------------------------------------------------------- the term's template

@@ -150,7 +150,20 @@ out$te_add <- entry("te_add", "y_add ~ te(x, z) + s(w)", gxzw)
 out$ti_anova <- entry("ti_anova", "y_ti ~ ti(x) + ti(z) + ti(x, z)", gxz)
 out$ti_ps <- entry("ti_ps", 'y_ti ~ ti(x) + ti(z) + ti(x, z, bs = c("ps", "cr"), k = c(6, 5))', gxz)
 out$te_nearly_linear <- entry("te_nearly_linear", "y_lin ~ te(x, z)", gxz)
+out$te3 <- entry("te3", "y_add ~ te(x, z, w)", gxzw)  # three margins: 125 coefficients
 out$te_default_ml <- entry("te_default_ml", "y_te ~ te(x, z)", gxz, method = "ML")
+
+# a binomial te (Laplace approximate REML, Wood 2011): y_te above its median
+yb <- as.numeric(sim$y_te > median(sim$y_te))
+gb <- gam(yb ~ te(x, z), family = binomial, data = cbind(sim, yb = yb), method = "REML")
+stopifnot(identical(gb$outer.info$conv, "full convergence"))
+out$te_binomial <- list(
+  formula = "as.numeric(y_te > median(y_te)) ~ te(x, z), family = binomial", method = "REML",
+  score = jnum(gb$gcv.ubre), sp = jvec(gb$sp), S_scale = jvec(gb$smooth[[1]]$S.scale),
+  lambda = jvec(gb$sp / gb$smooth[[1]]$S.scale), edf_smooth = jvec(sum(gb$edf[-1])),
+  edf_total = jnum(sum(gb$edf)), fitted = jvec(fitted(gb)))
+cat(sprintf("%-18s REML=%.8f sp=[%s] edf=%.5f\n", "te_binomial", gb$gcv.ubre,
+            paste(sprintf("%.6g", gb$sp), collapse = ", "), sum(gb$edf[-1])))
 
 # what the entries rely on (checked here, not assumed):
 # te's marginal penalties are Kronecker products with identities in mgcv's margin coordinates;

@@ -33,9 +33,16 @@ the constant function lies in the joint null space. ``{alpha + B beta : 1'B beta
 ``{alpha + B beta}`` are the same set of functions, with the same penalty (which does not change
 along the constant, ``S~_l c = 0`` for ``B c = 1``); dropping the constant from the null-space
 columns (sum-to-zero within that block only) keeps one representation of each function. The
-penalized fit and effective degrees of freedom are then mgcv's, and the REML criterion differs
-from mgcv's by a constant (the two parameterizations differ by a linear map that does not depend
-on lambda, and the penalty's pseudo-determinants by a constant factor).
+penalized fit is then mgcv's, and so is the term's edf (the two parameterizations differ by
+moving multiples of the constant between the term and the intercept, and the influence matrix's
+column of the unpenalized intercept is a unit vector); the REML criterion differs from mgcv's by
+a constant (the parameterizations differ by a linear map that does not depend on lambda, and the
+penalty's pseudo-determinants by a constant factor). ML, unlike REML, depends on which functions
+are called random: mgcv's random part lies in the constrained space, orthogonal to the null
+space in its coefficients (where every margin's metric is I, as it is for ``gamma``). Each
+random column ``R_i`` is moved there along the null space, ``R_i - (c_Ri / |c_N|^2) N c_N`` with
+``c`` the columns' sums: a change by fixed-effect columns that leaves the fit and REML as they
+were and makes the ML criterion mgcv's up to a constant too.
 
 ``ti`` (an interaction only, mgcv's ANOVA decomposition): each margin absorbs its own
 sum-to-zero constraint before the product (by a QR decomposition of ``B_l' 1``; its metric is
