@@ -4,6 +4,7 @@ scikit-learn estimators, fitted by lme4's penalized least squares."""
 from ._inference.lrt import LikelihoodRatioTestResult
 from .comparison import likelihood_ratio_test
 from .gam import PenalizedSplineRegressor
+from .gam_classifier import PenalizedSplineClassifier
 from .glmm import MixedLogisticRegression, MixedPoissonRegressor, SeparationWarning
 from .mixed import MixedLinearRegressor, NoGroupsWarning, SingularFitWarning
 
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MixedLinearRegressor",
     "PenalizedSplineRegressor",
+    "PenalizedSplineClassifier",
     "MixedLogisticRegression",
     "MixedPoissonRegressor",
     "SeparationWarning",

@@ -8,138 +8,25 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.metrics import d2_tweedie_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import GroupedMixin
-from ._engine.fit import fit_mixed
-from ._engine.smooth import BASES, SmoothTerm
+from ._engine.smooth import BASES
 from ._engine.terms import RandomTerm, theta_layout
-from ._inference import smooth_summary, smooth_tests
+from ._inference import gam_family, smooth_summary, smooth_tests
+from ._input import smooth_terms
 from ._input.arrays import check_level, check_sample_weight
 from ._input.gam_formula import GAM_FORMULA_PARAMS, parse_gam_formula
 
 __all__ = ["PenalizedSplineRegressor"]
 
 
-class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
-    """Additive model of penalized regression splines, fitted as a mixed model (mgcv / gamm4).
-
-    Each smooth ``f_j(x_j)`` is a penalized spline whose smoothing parameter is a variance
-    ratio: after absorbing a sum-to-zero constraint and eigen-decomposing its penalty, the
-    unpenalized part of the basis becomes fixed effects and the penalized part a random-effect
-    term with iid ``N(0, sigma^2 / lambda_j)`` coefficients. The smoothing parameters are then
-    estimated by REML (or ML) with the same profiled criterion and optimizer as
-    :class:`MixedLinearRegressor`, together with any grouping-factor variances, so
-    ``PenalizedSplineRegressor(...).fit(X, y, groups=g)`` is gamm4's
-    ``y ~ s(x) + (1 | g)``.
-
-    Parameters
-    ----------
-    smooth_features : list of str or int, default=None
-        Columns of X that get a smooth (names when X has column names, or indices). None: all
-        columns. The other columns enter linearly.
-    n_basis : int or dict, default=10
-        Basis dimension ``k`` of each smooth (mgcv's ``k``), or a dict from feature to ``k``.
-        After the sum-to-zero constraint a smooth has ``k - 1`` coefficients.
-    basis : {"cr", "ps", "rk", "cc", "tp"} or dict, default="cr"
-        "cr": cubic regression spline, knots at quantiles (mgcv ``bs="cr"``); "ps": P-spline
-        (``bs="ps"``); "rk": the cubic smoothing-spline basis of Wood (2006, section 3.2); "cc":
-        cyclic cubic spline (``bs="cc"``); "tp": thin plate regression spline (``bs="tp"``,
-        mgcv's default). A dict chooses per feature. See the user guide's GAM page.
-    smoothing_params : dict, default=None
-        Smoothing parameters held fixed instead of estimated (mgcv's ``sp``): a dict from
-        smooth feature to ``lambda`` on the scale of :attr:`smoothing_params_` (the basis's
-        unscaled penalty). Smooths not in the dict are estimated.
-    knots : dict, default=None
-        Knots per feature, in the feature's units ("cr": ``k`` knots; "ps": ``k - 2`` equally
-        spaced base knots; "rk": ``k - 2`` kernel knots). Features not in the dict get knots
-        placed from the data.
-    random_slopes, correlated_slopes, nested, random_intercept, unseen_groups
-        Grouped random effects, exactly as in :class:`MixedLinearRegressor`.
-    reml : bool, default=True
-        REML (mgcv ``method="REML"``) or maximum likelihood (``method="ML"``).
-    solver : {"auto", "blocked", "cholmod", "dense"}, default="auto"
-        Cholesky factorization, as in :class:`MixedLinearRegressor`.
-    max_iter : int, default=10000
-        Maximum number of evaluations of the profiled criterion.
-    warm_start : bool, default=False
-        Start the optimizer from the ``theta_`` of the previous fit of this estimator when the
-        random-effect structure is unchanged (same theta names), instead of the moment start. Useful
-        when refitting after ``set_params`` or on new data in a loop; note that scikit-learn's
-        ``GridSearchCV`` and ``cross_validate`` clone the estimator for every fit, which
-        discards the previous fit.
-    verbose : int, default=0
-        0: silent. 1: print the optimizer's progress every 10 evaluations and when it
-        finishes. 2: every evaluation.
-    group_columns : str, int or list, default=None
-        Columns of X that hold group labels (names for a DataFrame, positions for an array),
-        used as ``groups`` in ``fit``, ``predict`` and ``score`` and not as features, so that
-        scikit-learn's tools pass the labels along inside X. ``groups=`` given as well must hold
-        the same labels. See :class:`MixedLinearRegressor`.
-    formula : str, default=None
-        An mgcv / gamm4 style formula, ``"Reaction ~ s(Days, k=5, bs='cr') + (1 | Subject)"``
-        (see :meth:`from_formula`). X is then the data frame: ``fit(df)``, ``predict(df)``
-        (with the random effects when df holds the grouping columns) and ``score(df)``; the
-        formula sets ``smooth_features``, ``n_basis``, ``basis`` and the random-effect
-        parameters, which keep their defaults. It clones, so it works in ``cross_validate``
-        and ``GridSearchCV``.
-
-    Attributes
-    ----------
-    smooths_ : list of SmoothTerm
-        The fitted smooths (knots, basis, reparameterization).
-    edf_ : Series
-        Effective degrees of freedom of each smooth (mgcv ``summary(gam)$edf``).
-    edf_total_ : float
-        Total effective degrees of freedom of the fitted values, intercept and linear terms
-        included (mgcv ``sum(gam$edf)``), counting grouping factors' random effects too.
-    fixed_effects_ : DataFrame
-        The parametric terms (intercept and linear features) as mgcv's ``summary(gam)$p.table``:
-        ``estimate``, ``std_error`` (posterior, from ``Vp``), ``t_value``, ``p_value`` (t with
-        ``residual_df_`` degrees of freedom).
-    smooth_tests_ : DataFrame
-        Approximate significance of each smooth (mgcv's ``summary(gam)$s.table``, Wood 2013):
-        ``edf``, ``ref_df``, ``statistic`` (F) and ``p_value`` of the test of ``f = 0``; in a GAMM
-        conditional on the estimated variances, as gamm4's ``summary(b$gam)``. See also
-        :meth:`check_basis_dimension` (mgcv's ``k.check``).
-    residual_df_, r2_adj_, deviance_explained_ : float
-        ``n - edf_total_``, the adjusted R^2 and the deviance explained, as mgcv's
-        ``summary(gam)`` reports them (with prior weights as mgcv weighs them).
-    smoothing_params_ : Series
-        ``lambda`` of each smooth in ``||y - f||^2 + lambda beta' S beta`` with the basis's
-        own, unscaled penalty ``S`` (for "cr": ``int f''^2``); mgcv reports ``sp = lambda *
-        S.scale``. ``inf`` for a smooth estimated as its null space (a straight line).
-    intercept_ : float
-    coef_ : ndarray of shape (n_linear_features,)
-        Coefficients of the features that enter linearly (in the order of ``linear_features_``).
-    linear_features_ : list of str
-    sigma_, theta_, theta_names_, criterion_, loglik_, aic_, bic_, converged_, n_iter_,
-    variance_components_, random_effects_, is_singular_, solver_
-        As in :class:`MixedLinearRegressor`. ``variance_components_`` lists each smooth as a
-        factor ``"s(x)"`` whose variance is ``sigma_**2 / lambda`` (the variance of its
-        penalized coefficients for the unscaled penalty); ``is_singular_`` concerns grouping
-        factors only (a smooth at variance 0 is a straight line, a legitimate estimate).
-
-    See Also
-    --------
-    MixedLinearRegressor : the linear mixed model on the same engine.
-
-    Notes
-    -----
-    The REML criterion is lme4's (as reported by gamm4's ``$mer``). mgcv's ``gam`` REML score
-    differs from half of it by a constant that depends on its penalty scaling; the fitted
-    values, EDF and variance components agree.
-
-    Examples
-    --------
-    >>> from sklmm import PenalizedSplineRegressor
-    >>> from sklmm.datasets import load_mcycle
-    >>> d = load_mcycle()
-    >>> gam = PenalizedSplineRegressor(n_basis=20).fit(d[["times"]], d["accel"])
-    >>> round(float(gam.edf_["s(times)"]), 1)
-    11.8
-    """
+class _PenalizedSpline(GroupedMixin, BaseEstimator):
+    """What the penalized spline estimators share: smooths, the fit, predictions of the curve,
+    partial dependence, mgcv's tables. :class:`PenalizedSplineRegressor` and
+    :class:`~sklmm.PenalizedSplineClassifier` add their family and response."""
 
     _parameter_constraints = {
         **GroupedMixin._group_parameter_constraints,
@@ -153,103 +40,17 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
     _formula_defaults = GAM_FORMULA_PARAMS
     _parse_formula = staticmethod(parse_gam_formula)
 
-    def __init__(
-        self,
-        smooth_features=None,
-        n_basis=10,
-        basis="cr",
-        smoothing_params=None,
-        knots=None,
-        random_slopes=None,
-        correlated_slopes=True,
-        nested=False,
-        reml=True,
-        unseen_groups="population",
-        random_intercept=True,
-        solver="auto",
-        max_iter=10000,
-        warm_start=False,
-        verbose=0,
-        group_columns=None,
-        formula=None,
-    ):
-        self.smooth_features = smooth_features
-        self.n_basis = n_basis
-        self.basis = basis
-        self.smoothing_params = smoothing_params
-        self.knots = knots
-        self.random_slopes = random_slopes
-        self.correlated_slopes = correlated_slopes
-        self.nested = nested
-        self.reml = reml
-        self.unseen_groups = unseen_groups
-        self.random_intercept = random_intercept
-        self.solver = solver
-        self.max_iter = max_iter
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.group_columns = group_columns
-        self.formula = formula
+    def _family_name(self):
+        return getattr(self, "family", "gaussian")
+
+    def _encode_target(self, y):
+        """y as the family takes it (the classifier: labels to 0/1)."""
+        return y
 
     # ------------------------------------------------------------------ design
 
-    def _per_feature(self, value, name, j):
-        """A per-feature setting: the value, or a dict's entry for this feature (by name, or by
-        integer label or position)."""
-        if isinstance(value, dict):
-            labels = getattr(self, "_column_labels", None)
-            for key in (name, j if labels is None else labels[j]):
-                if key in value:
-                    return value[key]
-            return None
-        return value
-
-    def _check_feature_keys(self, structure, cols, names):
-        """Every dict keyed by smooth feature (n_basis, basis, knots, smoothing_params) names
-        smooth features only: a misspelt key would otherwise fall back to the default."""
-        labels = getattr(self, "_column_labels", None)
-        valid = {names[j] for j in cols} | (set(cols) if labels is None else {labels[j] for j in cols})
-        for param in ("n_basis", "basis", "knots", "smoothing_params"):
-            value = structure[param] if param in structure else getattr(self, param)
-            if isinstance(value, dict):
-                unknown = [k for k in value if k not in valid]
-                if unknown:
-                    raise ValueError(
-                        f"{param} has keys {unknown} that are not smooth features (the smooth "
-                        f"features: {[names[j] for j in cols]}); keys are feature names or indices."
-                    )
-
     def _make_smooths(self, X):
-        names = self._feature_names()
-        structure = self._structure  # the parameters, or what the formula says
-        cols = (
-            list(range(X.shape[1]))
-            if structure["smooth_features"] is None
-            else self._column_index(structure["smooth_features"], names, "smooth_features")
-        )
-        repeated = sorted({names[j] for j in cols if cols.count(j) > 1})
-        if repeated:
-            raise ValueError(
-                f"smooth_features lists {repeated} more than once; a feature has one smooth (two "
-                "identical smooths are not identifiable)."
-            )
-        self._check_feature_keys(structure, cols, names)
-        smooths, designs = [], []
-        for j in cols:
-            nm = names[j]
-            k = self._per_feature(structure["n_basis"], nm, j)
-            k = 10 if k is None else k
-            if not isinstance(k, numbers.Integral) or isinstance(k, bool):
-                raise ValueError(f"n_basis must be an int or a dict of ints; got {k!r} for {nm!r}.")
-            b = self._per_feature(structure["basis"], nm, j) or "cr"
-            if b not in BASES:
-                raise ValueError(f"basis must be one of {BASES} (or a dict of them); got {b!r} for {nm!r}.")
-            knots = self._per_feature(self.knots or {}, nm, j)
-            sm = SmoothTerm(f"s({nm})", j, b, k, knots)
-            designs.append(sm.fit_design(X[:, j]))
-            smooths.append(sm)
-        linear = [j for j in range(X.shape[1]) if j not in cols]
-        return smooths, linear, designs
+        return smooth_terms.make_smooths(self, X)
 
     def _fixed_design(self, X, designs=None):
         """``[1, linear features, null-space columns of each smooth]`` and the smooth Z blocks."""
@@ -316,11 +117,11 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         X, y, groups, sample_weight = self._resolve_fit(X, y, groups, sample_weight)
         if y is None:
             raise ValueError(
-                "PenalizedSplineRegressor requires y to be passed, but the target y is None (only "
+                f"{type(self).__name__} requires y to be passed, but the target y is None (only "
                 "a model with a formula reads y from the data)."
             )
-        X, y = self._validate_X(X, y, groups=None)
-        sample_weight = check_sample_weight(sample_weight, X.shape[0])
+        X, y = self._validate_X(X, self._encode_target(y), groups=None)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], case_weights=self._family_name() != "gaussian")
         n = X.shape[0]
         if n < 2:
             raise ValueError(f"n_samples = {n}: fitting a model needs at least 2 observations.")
@@ -356,9 +157,11 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
                     correlated=False, scalar=True,
                 )
             )
-        fit = fit_mixed(terms, Xf, y, fe_names, sample_weight=sample_weight, reml=bool(self.reml), solver=self.solver,
-                        max_iter=self.max_iter, theta_start=self._warm_theta(terms),
-                        verbose=self.verbose, theta_fixed=self._fixed_theta(terms))
+        family = self._family = gam_family.engine_family(self._family_name())
+        fit = gam_family.fit_family(family, terms, Xf, y, fe_names, sample_weight=sample_weight,
+                                    reml=bool(self.reml), solver=self.solver, max_iter=self.max_iter,
+                                    verbose=self.verbose, theta_fixed=self._fixed_theta(terms),
+                                    theta_start=self._warm_theta(terms))
         self._set_engine_attributes(fit)
         self.fixed_effects_names_ = fe_names
         self.intercept_ = float(fit.beta[0])
@@ -370,21 +173,29 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         fitted = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in zip(sm_terms, Zs))
         if groups is not None and self._group_factors:
             fitted = fitted + self._random_part(X, groups)
-        table = smooth_summary.parametric_table(fit, self._Vp, fe_names[: 1 + len(self._linear)], y, fitted,
-                                                sample_weight, self.edf_total_)
+        names = fe_names[: 1 + len(self._linear)]
+        if family is None:
+            table = smooth_summary.parametric_table(fit, self._Vp, names, y, fitted, sample_weight, self.edf_total_)
+            residuals = (1.0 if sample_weight is None else np.sqrt(sample_weight)) * (y - fitted)
+        else:
+            fitted = family.mean(fitted)
+            table = gam_family.glm_table(family, self._Vp, fit.beta, len(fit.u), fit.keep, names, y, fitted,
+                                         sample_weight, self.edf_total_)
+            w = np.ones(n) if sample_weight is None else sample_weight
+            residuals = gam_family.deviance_residuals(family, y, fitted, w)
         self.fixed_effects_, self.residual_df_, self.r2_adj_, self.deviance_explained_ = table
         starts = np.cumsum([1 + len(self._linear)] + [sm.n_fixed for sm in self.smooths_])
         null_space = [list(range(a, a + sm.n_fixed)) for a, sm in zip(starts, self.smooths_)]
         self.smooth_tests_ = smooth_tests.significance_table(fit, M, Minv, self.smooths_, sm_terms, null_space,
-                                                             n_group_terms)
-        w = 1.0 if sample_weight is None else np.sqrt(sample_weight)
-        self._basis_check = smooth_tests.basis_dimension_state(w * (y - fitted),
-                                                               [X[:, sm.column] for sm in self.smooths_])
+                                                             n_group_terms, known_scale=family is not None)
+        self._basis_check = smooth_tests.basis_dimension_state(residuals, [X[:, sm.column] for sm in self.smooths_])
         # a smooth's variance on the scale of its own (unscaled) penalty: sigma^2 / lambda
         vc = self.variance_components_
         for nm, lam in self.smoothing_params_.items():
             var = 0.0 if np.isinf(lam) else self.sigma_**2 / lam
             vc.loc[vc["factor"] == nm, ["variance", "std_dev"]] = [var, np.sqrt(var)]
+        if family is not None:  # (no residual variance: the family's scale is known)
+            fit.tables["variance_components"] = vc[vc["factor"] != "Residual"].reset_index(drop=True)
         return self
 
     def _fixed_theta(self, terms):
@@ -396,7 +207,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         fixed = {}
         names = self._feature_names()
         for sm in self.smooths_:  # (unknown keys were refused before the fit)
-            lam = self._per_feature(self.smoothing_params, names[sm.column], sm.column)
+            lam = smooth_terms.per_feature(self, self.smoothing_params, names[sm.column], sm.column)
             if lam is None:
                 continue
             if not lam > 0:
@@ -406,8 +217,9 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ predict
 
-    def predict(self, X, groups=None, return_std=False):
-        """Predict the response, optionally with the standard error of the fitted curve.
+    def linear_predictor(self, X, groups=None, return_std=False):
+        """The fitted curve on the link scale (mgcv's ``predict(type = "link")``; for a Gaussian
+        family the prediction itself), optionally with its standard error.
 
         Parameters
         ----------
@@ -423,8 +235,8 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        y_pred : ndarray of shape (n_samples,)
-        y_std : ndarray of shape (n_samples,)
+        eta : ndarray of shape (n_samples,)
+        eta_std : ndarray of shape (n_samples,)
             Only with ``return_std=True``.
         """
         check_is_fitted(self)
@@ -439,6 +251,18 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         if not return_std:
             return mean
         return mean, smooth_summary.posterior_se(self._fit, self._Vp, dict(enumerate(Xf.T)), smooths)
+
+    def _response_mean(self, X, groups, return_std):
+        """The mean response with, optionally, its standard error by the delta method (mgcv's
+        ``predict(type = "response", se.fit = TRUE)``)."""
+        out = self.linear_predictor(X, groups, return_std)
+        family = getattr(self, "_family", None)
+        if family is None:
+            return out
+        if not return_std:
+            return family.mean(out)
+        mu = family.mean(out[0])
+        return mu, out[1] * family.variance(mu)  # d mu / d eta of the canonical link
 
     # ------------------------------------------------------------------ smooth curves
 
@@ -460,25 +284,7 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
             Columns ``smooth``, ``x``, ``estimate``, ``std_error``, ``lower``, ``upper``.
         """
         check_is_fitted(self)
-        fit = self._fit
-        z = norm.ppf(0.5 + check_level(level) / 2)
-        frames = []
-        fixed_start = 1 + len(self._linear)
-        for sm, k in zip(self.smooths_, self._smooth_term_index):
-            if feature is not None and feature not in (sm.name, sm.name[2:-1], sm.column):
-                fixed_start += sm.n_fixed
-                continue
-            x = np.linspace(*self._train_range[sm.column], grid_resolution)
-            F, Z = sm.design(x)
-            fixed_cols = list(range(fixed_start, fixed_start + sm.n_fixed))
-            fixed_start += sm.n_fixed
-            est = F @ fit.beta[fixed_cols] + Z @ fit.b[k][0]
-            se = smooth_summary.posterior_se(self._fit, self._Vp, dict(zip(fixed_cols, F.T)), [(k, Z)])
-            frames.append(pd.DataFrame({"smooth": sm.name, "x": x, "estimate": est, "std_error": se,
-                                        "lower": est - z * se, "upper": est + z * se}))
-        if not frames:
-            raise ValueError(f"{feature!r} is not a smooth feature; smooths: {[s.name for s in self.smooths_]}.")
-        return pd.concat(frames, ignore_index=True)
+        return smooth_summary.curves(self, feature, grid_resolution, norm.ppf(0.5 + check_level(level) / 2))
 
     def plot_partial_dependence(self, feature=None, ax=None, level=0.95, rug=True):
         """Draw each smooth with its pointwise confidence band (matplotlib).
@@ -568,19 +374,201 @@ class PenalizedSplineRegressor(GroupedMixin, RegressorMixin, BaseEstimator):
         text : str
         """
         check_is_fitted(self)
-        how = "REML" if self.reml else "ML"
-        lines = [f"Penalized spline model fit by {how} (sklmm, solver={self.solver_})",
-                 f"{'REML criterion' if self.reml else 'deviance'}: {self.criterion_:.4f}   "
-                 f"sigma: {self.sigma_:.4f}   total edf: {self.edf_total_:.3f}", "",
-                 "Smooth terms (approximate significance: Wood 2013, as mgcv's summary.gam):"]
-        lines += smooth_summary.smooth_lines(self.smooths_, self.edf_, self.smoothing_params_, self.smooth_tests_)
-        lines += ["", "Parametric terms:",
-                  f" {'':<16}{'Estimate':>12}{'Std. Error':>12}{'t value':>10}{'Pr(>|t|)':>11}"]
-        for nm, r in self.fixed_effects_.iterrows():
-            lines.append(f" {nm:<16}{r['estimate']:12.4f}{r['std_error']:12.4f}{r['t_value']:10.3f}"
-                         f"{r['p_value']:11.3g}")
-        lines.append(f"R-sq.(adj) = {self.r2_adj_:.4f}   Deviance explained = {100 * self.deviance_explained_:.1f}%")
-        lines += ["", "Variance components:"] + self._variance_lines() + ["", self._optimizer_line()]
-        return "\n".join(lines)
+        return "\n".join(smooth_summary.summary_lines(self) + ["", "Variance components:"]
+                         + self._variance_lines() + ["", self._optimizer_line()])
 
 
+class PenalizedSplineRegressor(RegressorMixin, _PenalizedSpline):
+    """Additive model of penalized regression splines, fitted as a mixed model (mgcv / gamm4).
+
+    Each smooth ``f_j(x_j)`` is a penalized spline whose smoothing parameter is a variance
+    ratio: after absorbing a sum-to-zero constraint and eigen-decomposing its penalty, the
+    unpenalized part of the basis becomes fixed effects and the penalized part a random-effect
+    term with iid ``N(0, sigma^2 / lambda_j)`` coefficients. The smoothing parameters are then
+    estimated by REML (or ML) with the same profiled criterion and optimizer as
+    :class:`MixedLinearRegressor`, together with any grouping-factor variances, so
+    ``PenalizedSplineRegressor(...).fit(X, y, groups=g)`` is gamm4's
+    ``y ~ s(x) + (1 | g)``.
+
+    Parameters
+    ----------
+    smooth_features : list of str or int, default=None
+        Columns of X that get a smooth (names when X has column names, or indices). None: all
+        columns. The other columns enter linearly.
+    n_basis : int or dict, default=10
+        Basis dimension ``k`` of each smooth (mgcv's ``k``), or a dict from feature to ``k``.
+        After the sum-to-zero constraint a smooth has ``k - 1`` coefficients.
+    basis : {"cr", "ps", "rk", "cc", "tp"} or dict, default="cr"
+        "cr": cubic regression spline, knots at quantiles (mgcv ``bs="cr"``); "ps": P-spline
+        (``bs="ps"``); "rk": the cubic smoothing-spline basis of Wood (2006, section 3.2); "cc":
+        cyclic cubic spline (``bs="cc"``); "tp": thin plate regression spline (``bs="tp"``,
+        mgcv's default). A dict chooses per feature. See the user guide's GAM page.
+    smoothing_params : dict, default=None
+        Smoothing parameters held fixed instead of estimated (mgcv's ``sp``): a dict from
+        smooth feature to ``lambda`` on the scale of :attr:`smoothing_params_` (the basis's
+        unscaled penalty). Smooths not in the dict are estimated.
+    knots : dict, default=None
+        Knots per feature, in the feature's units ("cr": ``k`` knots; "ps": ``k - 2`` equally
+        spaced base knots; "rk": ``k - 2`` kernel knots). Features not in the dict get knots
+        placed from the data.
+    random_slopes, correlated_slopes, nested, random_intercept, unseen_groups
+        Grouped random effects, exactly as in :class:`MixedLinearRegressor`.
+    reml : bool, default=True
+        REML (mgcv ``method="REML"``) or maximum likelihood (``method="ML"``). For a
+        non-Gaussian family: the Laplace approximate REML of Wood (2011), mgcv's
+        ``gam(method="REML")``, or (False) the Laplace likelihood that gamm4 / glmer fit.
+    family : {"gaussian", "poisson"}, default="gaussian"
+        The response's distribution: Gaussian (identity link), or Poisson counts (log link;
+        ``predict`` gives mean counts and ``score`` the D^2, the deviance explained). Binary
+        responses: :class:`~sklmm.PenalizedSplineClassifier`. See the GAM user guide.
+    solver : {"auto", "blocked", "cholmod", "dense"}, default="auto"
+        Cholesky factorization, as in :class:`MixedLinearRegressor`.
+    max_iter : int, default=10000
+        Maximum number of evaluations of the profiled criterion.
+    warm_start : bool, default=False
+        Start the optimizer from the ``theta_`` of the previous fit of this estimator when the
+        random-effect structure is unchanged (same theta names), instead of the moment start. Useful
+        when refitting after ``set_params`` or on new data in a loop; note that scikit-learn's
+        ``GridSearchCV`` and ``cross_validate`` clone the estimator for every fit, which
+        discards the previous fit.
+    verbose : int, default=0
+        0: silent. 1: print the optimizer's progress every 10 evaluations and when it
+        finishes. 2: every evaluation.
+    group_columns : str, int or list, default=None
+        Columns of X that hold group labels (names for a DataFrame, positions for an array),
+        used as ``groups`` in ``fit``, ``predict`` and ``score`` and not as features, so that
+        scikit-learn's tools pass the labels along inside X. ``groups=`` given as well must hold
+        the same labels. See :class:`MixedLinearRegressor`.
+    formula : str, default=None
+        An mgcv / gamm4 style formula, ``"Reaction ~ s(Days, k=5, bs='cr') + (1 | Subject)"``
+        (see :meth:`from_formula`). X is then the data frame: ``fit(df)``, ``predict(df)``
+        (with the random effects when df holds the grouping columns) and ``score(df)``; the
+        formula sets ``smooth_features``, ``n_basis``, ``basis`` and the random-effect
+        parameters, which keep their defaults. It clones, so it works in ``cross_validate``
+        and ``GridSearchCV``.
+
+    Attributes
+    ----------
+    smooths_ : list of SmoothTerm
+        The fitted smooths (knots, basis, reparameterization).
+    edf_ : Series
+        Effective degrees of freedom of each smooth (mgcv ``summary(gam)$edf``).
+    edf_total_ : float
+        Total effective degrees of freedom of the fitted values, intercept and linear terms
+        included (mgcv ``sum(gam$edf)``), counting grouping factors' random effects too.
+    fixed_effects_ : DataFrame
+        The parametric terms (intercept and linear features) as mgcv's ``summary(gam)$p.table``:
+        ``estimate``, ``std_error`` (posterior, from ``Vp``), ``t_value``, ``p_value`` (t with
+        ``residual_df_`` degrees of freedom).
+    smooth_tests_ : DataFrame
+        Approximate significance of each smooth (mgcv's ``summary(gam)$s.table``, Wood 2013):
+        ``edf``, ``ref_df``, ``statistic`` (F) and ``p_value`` of the test of ``f = 0``; in a GAMM
+        conditional on the estimated variances, as gamm4's ``summary(b$gam)``. See also
+        :meth:`check_basis_dimension` (mgcv's ``k.check``).
+    residual_df_, r2_adj_, deviance_explained_ : float
+        ``n - edf_total_``, the adjusted R^2 and the deviance explained, as mgcv's
+        ``summary(gam)`` reports them (with prior weights as mgcv weighs them).
+    smoothing_params_ : Series
+        ``lambda`` of each smooth in ``||y - f||^2 + lambda beta' S beta`` with the basis's
+        own, unscaled penalty ``S`` (for "cr": ``int f''^2``); mgcv reports ``sp = lambda *
+        S.scale``. ``inf`` for a smooth estimated as its null space (a straight line).
+    intercept_ : float
+    coef_ : ndarray of shape (n_linear_features,)
+        Coefficients of the features that enter linearly (in the order of ``linear_features_``).
+    linear_features_ : list of str
+    sigma_, theta_, theta_names_, criterion_, loglik_, aic_, bic_, converged_, n_iter_,
+    variance_components_, random_effects_, is_singular_, solver_
+        As in :class:`MixedLinearRegressor`. ``variance_components_`` lists each smooth as a
+        factor ``"s(x)"`` whose variance is ``sigma_**2 / lambda`` (the variance of its
+        penalized coefficients for the unscaled penalty); ``is_singular_`` concerns grouping
+        factors only (a smooth at variance 0 is a straight line, a legitimate estimate).
+
+    See Also
+    --------
+    MixedLinearRegressor : the linear mixed model on the same engine.
+
+    Notes
+    -----
+    The REML criterion is lme4's (as reported by gamm4's ``$mer``). mgcv's ``gam`` REML score
+    differs from half of it by a constant that depends on its penalty scaling; the fitted
+    values, EDF and variance components agree.
+
+    Examples
+    --------
+    >>> from sklmm import PenalizedSplineRegressor
+    >>> from sklmm.datasets import load_mcycle
+    >>> d = load_mcycle()
+    >>> gam = PenalizedSplineRegressor(n_basis=20).fit(d[["times"]], d["accel"])
+    >>> round(float(gam.edf_["s(times)"]), 1)
+    11.8
+    """
+
+    _parameter_constraints = {**_PenalizedSpline._parameter_constraints,
+                              "family": [StrOptions({"gaussian", "poisson"})]}
+
+    def __init__(
+        self,
+        smooth_features=None,
+        n_basis=10,
+        basis="cr",
+        smoothing_params=None,
+        knots=None,
+        random_slopes=None,
+        correlated_slopes=True,
+        nested=False,
+        reml=True,
+        family="gaussian",
+        unseen_groups="population",
+        random_intercept=True,
+        solver="auto",
+        max_iter=10000,
+        warm_start=False,
+        verbose=0,
+        group_columns=None,
+        formula=None,
+    ):
+        self.smooth_features = smooth_features
+        self.n_basis = n_basis
+        self.basis = basis
+        self.smoothing_params = smoothing_params
+        self.knots = knots
+        self.random_slopes = random_slopes
+        self.correlated_slopes = correlated_slopes
+        self.nested = nested
+        self.reml = reml
+        self.family = family
+        self.unseen_groups = unseen_groups
+        self.random_intercept = random_intercept
+        self.solver = solver
+        self.max_iter = max_iter
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.group_columns = group_columns
+        self.formula = formula
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = self.family == "poisson"
+        return tags
+
+    def predict(self, X, groups=None, return_std=False):
+        """Predict the response: the mean (a mean count for ``family="poisson"``), optionally with
+        the posterior standard error of the population curve (the delta method's on the
+        response scale for a non-Gaussian family; :meth:`linear_predictor` gives the link
+        scale's). Parameters as :meth:`linear_predictor`.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        y_std : ndarray of shape (n_samples,)
+            Only with ``return_std=True``.
+        """
+        return self._response_mean(X, groups, return_std)
+
+    def score(self, X, y=None, groups=None, sample_weight=None):
+        """R^2 of ``predict(X, groups)``; for ``family="poisson"`` the D^2, the fraction of
+        Poisson deviance explained (as :class:`sklearn.linear_model.PoissonRegressor`)."""
+        if self.family == "gaussian":
+            return GroupedMixin.score(self, X, y, groups, sample_weight)
+        y = self._response(X, y)
+        return d2_tweedie_score(y, self.predict(X, groups=groups), sample_weight=sample_weight, power=1)

@@ -11,8 +11,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, d2_tweedie_score
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._base import GroupedMixin, variance_table
 from ._engine.families import Binomial, Poisson
@@ -22,7 +21,7 @@ from ._inference.conditional import prior_covariances
 from ._inference.glmm import GlmmInferenceMixin
 from ._inference.mixin import _fingerprint
 from ._input import dask_collections as _dask
-from ._input.arrays import check_sample_weight
+from ._input.arrays import binary_target, check_sample_weight
 from ._input.formula import FORMULA_PARAM_DEFAULTS, FORMULA_PARAMS, parse_formula
 from ._input.groups import NoGroupsWarning
 
@@ -423,28 +422,8 @@ class MixedLogisticRegression(ClassifierMixin, _MixedGLM):
         return tags
 
     def _encode_target(self, y):
-        y = column_or_1d(np.asarray(y) if not isinstance(y, pd.Series) else y.to_numpy(), warn=True)
-        try:
-            check_classification_targets(y)
-        except ValueError as e:
-            if type_of_target(y, input_name="y") != "continuous":
-                raise
-            raise ValueError(
-                f"{e} {type(self).__name__} takes two class labels; binomial proportions are two "
-                "rows per observation (y = 1 weighted by the successes, y = 0 by the failures, as "
-                "sample_weight), which from_formula builds from 'cbind(successes, failures) ~ ...'."
-            ) from None
-        classes = np.unique(y)
-        if len(classes) > 2:
-            raise ValueError(
-                f"Only binary classification is supported. The type of the target is "
-                f"{type_of_target(y, input_name='y')}: {len(classes)} classes ({classes[:5].tolist()}). "
-                "For binomial proportions use 0/1 rows with sample_weight (successes and failures)."
-            )
-        if len(classes) < 2:
-            raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs samples of both classes.")
-        self.classes_ = classes
-        return (y == classes[1]).astype(float)
+        self.classes_, y = binary_target(y, type(self).__name__)
+        return y
 
     def _check_weighted_target(self, y, sample_weight):
         w = np.ones_like(y) if sample_weight is None else sample_weight

@@ -29,6 +29,7 @@ LAYERS = {
     "sklmm.mixed": 4,
     "sklmm.gam": 4,
     "sklmm.glmm": 4,
+    "sklmm.gam_classifier": 4,
     "sklmm": 5,
 }
 #: what the engine may import besides the standard library and itself

@@ -21,7 +21,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import sklmm.gam
+import sklmm._inference.gam_family
 import sklmm.mixed
 from reference import MODELS, problem
 from sklmm import MixedLinearRegressor, PenalizedSplineRegressor, SingularFitWarning
@@ -53,7 +53,8 @@ def no_engine(monkeypatch):
         raise AssertionError("bad input reached the linear algebra")
 
     monkeypatch.setattr(sklmm.mixed, "fit_mixed", refuse)
-    monkeypatch.setattr(sklmm.gam, "fit_mixed", refuse)
+    monkeypatch.setattr(sklmm._inference.gam_family, "fit_mixed", refuse)
+    monkeypatch.setattr(sklmm._inference.gam_family, "fit_glmm", refuse)
 
 
 ESTIMATORS = {

@@ -294,6 +294,7 @@ def test_gradient_driven_fit_matches_mgcv(key, monkeypatch):
     """With six or more free theta the engine takes L-BFGS-B on the analytic gradient; with
     that threshold lowered, these fits (3, 4 and 2 theta) take it too and find mgcv's optimum."""
     monkeypatch.setattr(gradient_module, "GRADIENT_MIN_THETA", 1)
+    monkeypatch.setattr(gradient_module, "GRADIENT_FOR_SMOOTHS", True)
     response, smooths = CASES[key]
     ref = REF[key]
     m = EngineFit(smooths(), SIM, SIM[response], reml=ref["method"] == "REML")

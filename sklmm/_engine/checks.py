@@ -131,9 +131,20 @@ def _gradient_problem(objective, gradient, x, lower, fx, tol, delta, scale, poli
     grad = grad_at(x)
     if not np.all(np.isfinite(grad)):
         return "the criterion is not finite next to the optimum"
+    # on a bound the one-sided slope into the interior: the criterion is even in a smooth's
+    # theta (and in a diagonal entry of T along its mirror), so its gradient there is 0 and
+    # says nothing of whether the interior is lower
+    for j in np.flatnonzero(at_bound):
+        z = x.copy()
+        z[j] = lower[j] + delta
+        grad[j] = (objective(z * unit) - fx) / delta
     off_bound = np.flatnonzero(at_bound & (grad < -tol))
     if off_bound.size:
         j = int(off_bound[0])
+        if polish is not None:  # restart inside: the gradient there leads away from the bound
+            z = x.copy()
+            z[off_bound] = lower[off_bound] + delta
+            polish.append(z * unit)
         return f"moving theta[{j}] off its bound lowers the criterion (slope {grad[j]:.3g})"
     idx = np.flatnonzero(~at_bound)
     if np.all(np.abs(grad[idx]) <= tol):
@@ -396,7 +407,7 @@ def _verified(objective, summ, lower, max_iter, scale, mirrors=None, candidates=
         polish = []
         problem = optimum_problem(objective, x, lower, fx, scale=scale, polish=polish, gradient=gradient)
         if problem is not None:
-            return problem, x
+            return problem, polish[0] if polish else x
         if polish:
             f = objective(polish[0])
             if f < fx:

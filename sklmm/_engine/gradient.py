@@ -39,6 +39,10 @@ __all__ = ["DenseGradient", "BlockedGradient", "make_gradient", "GRADIENT_MAX_SI
 GRADIENT_MIN_THETA = 6
 #: ... and a PLS system of at most this side (one dense inverse per evaluation)
 GRADIENT_MAX_SIZE = 1500
+#: models with smooths keep BOBYQA: a smooth's criterion is even in its theta, so at a straight
+#: line (theta = 0, common) the gradient vanishes and L-BFGS-B stalls there (six cr smooths:
+#: 0.011 above BOBYQA's optimum); BOBYQA is what the mgcv comparisons validate
+GRADIENT_FOR_SMOOTHS = False
 
 
 class DenseGradient:
@@ -224,7 +228,7 @@ def make_gradient(cp, terms, solver, reml, n_free):
     dense array), the others :class:`DenseGradient`."""
     from .factor_blocked import DENSE_CZ_ENTRIES
 
-    if n_free < GRADIENT_MIN_THETA or not terms:
+    if n_free < GRADIENT_MIN_THETA or not terms or (not GRADIENT_FOR_SMOOTHS and any(t.scalar for t in terms)):
         return None
     q, p = sum(t.q for t in terms), cp.p
     if solver == "blocked":

@@ -15,7 +15,8 @@ from scipy import stats
 
 from .._engine.terms import theta_layout
 
-__all__ = ["smooth_posterior", "parametric_table", "posterior_se", "format_p_value", "smooth_lines"]
+__all__ = ["smooth_posterior", "parametric_table", "posterior_se", "format_p_value", "smooth_lines",
+           "curves", "summary_lines"]
 
 
 def smooth_posterior(fit, smooths, term_index):
@@ -90,13 +91,61 @@ def format_p_value(p):
     return "<2e-16" if p < np.finfo(float).eps else f"{p:.3g}"
 
 
-def smooth_lines(smooths, edf, smoothing_params, tests):
+def smooth_lines(smooths, edf, smoothing_params, tests, statistic="F"):
     """The smooth-term table of ``summary()``: basis, k, lambda and mgcv's approximate
-    significance (edf, Ref.df, F, p-value)."""
-    lines = [f" {'term':<16}{'basis':>6}{'k':>5}{'lambda':>12}{'edf':>9}{'Ref.df':>9}{'F':>10}{'p-value':>10}"]
+    significance (edf, Ref.df, the statistic (F, or Chi.sq for a known scale), p-value)."""
+    lines = [f" {'term':<16}{'basis':>6}{'k':>5}{'lambda':>12}{'edf':>9}{'Ref.df':>9}{statistic:>10}{'p-value':>10}"]
     for sm in smooths:
         t = tests.loc[sm.name]
         lines.append(f" {sm.name:<16}{sm.basis:>6}{sm.n_basis:>5}{smoothing_params[sm.name]:12.4g}"
                      f"{edf[sm.name]:9.3f}{t['ref_df']:9.3f}{t['statistic']:10.3f}"
                      f"{format_p_value(t['p_value']):>10}")
+    return lines
+
+
+def curves(est, feature, grid_resolution, z):
+    """Each smooth's centred curve (link scale) on a grid over its training range, with
+    posterior standard errors and the pointwise band ``estimate +- z se``: the frame of
+    ``partial_dependence``."""
+    fit = est._fit
+    frames = []
+    fixed_start = 1 + len(est._linear)
+    for sm, k in zip(est.smooths_, est._smooth_term_index):
+        if feature is not None and feature not in (sm.name, sm.name[2:-1], sm.column):
+            fixed_start += sm.n_fixed
+            continue
+        x = np.linspace(*est._train_range[sm.column], grid_resolution)
+        F, Z = sm.design(x)
+        fixed_cols = list(range(fixed_start, fixed_start + sm.n_fixed))
+        fixed_start += sm.n_fixed
+        mean = F @ fit.beta[fixed_cols] + Z @ fit.b[k][0]
+        se = posterior_se(fit, est._Vp, dict(zip(fixed_cols, F.T)), [(k, Z)])
+        frames.append(pd.DataFrame({"smooth": sm.name, "x": x, "estimate": mean, "std_error": se,
+                                    "lower": mean - z * se, "upper": mean + z * se}))
+    if not frames:
+        raise ValueError(f"{feature!r} is not a smooth feature; smooths: {[s.name for s in est.smooths_]}.")
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary_lines(est):
+    """The lines of a penalized spline model's summary before its variance components: the
+    criterion, the smooth terms with mgcv's tests, the parametric terms (t tests, or z tests
+    for a family of known scale), the adjusted R^2 and the deviance explained."""
+    how = "REML" if est.reml else "ML"
+    family = getattr(est, "_family", None)
+    crit = ("REML criterion" if est.reml else "deviance") if family is None else \
+        ("Laplace REML criterion" if est.reml else "-2 log-likelihood (Laplace)")
+    scale = f"sigma: {est.sigma_:.4f}   " if family is None else f"family: {family.name} ({family.link} link)   "
+    lines = [f"Penalized spline model fit by {how} (sklmm, solver={est.solver_})",
+             f"{crit}: {est.criterion_:.4f}   {scale}total edf: {est.edf_total_:.3f}", "",
+             "Smooth terms (approximate significance: Wood 2013, as mgcv's summary.gam):"]
+    lines += smooth_lines(est.smooths_, est.edf_, est.smoothing_params_, est.smooth_tests_,
+                          "F" if family is None else "Chi.sq")
+    stat = "t_value" if "t_value" in est.fixed_effects_ else "z_value"
+    head = "t value" if stat == "t_value" else "z value"
+    lines += ["", "Parametric terms:",
+              f" {'':<16}{'Estimate':>12}{'Std. Error':>12}{head:>10}{'Pr(>|' + head[0] + '|)':>11}"]
+    for nm, r in est.fixed_effects_.iterrows():
+        lines.append(f" {nm:<16}{r['estimate']:12.4f}{r['std_error']:12.4f}{r[stat]:10.3f}{r['p_value']:11.3g}")
+    lines.append(f"R-sq.(adj) = {est.r2_adj_:.4f}   Deviance explained = {100 * est.deviance_explained_:.1f}%")
     return lines

@@ -245,7 +245,7 @@ def _upper_root(G):
         return np.linalg.qr(np.sqrt(np.clip(d, 0, None))[:, None] * U.T, mode="r")
 
 
-def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group_terms):
+def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group_terms, known_scale=False):
     """mgcv's table of smooth terms for a fitted penalized spline model.
 
     Parameters
@@ -261,6 +261,9 @@ def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group
         Each smooth's null-space columns among the fixed effects (all columns, kept or not).
     n_group_terms : int
         Number of grouping-factor terms (the first terms of ``fit.terms``).
+    known_scale : bool, default=False
+        A family of known scale (binomial, Poisson): chi-squared reference distributions
+        (mgcv's ``Chi.sq``) instead of F on the residual df.
 
     Returns
     -------
@@ -282,7 +285,7 @@ def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group
     kept_pos = {j: i for i, j in enumerate(fit.keep)}
     diag = np.diag(Minv)
     smooth_u = np.arange(z_off[n_group_terms], q)
-    residual_df = fit.n - len(fit.keep) - float(np.sum(1.0 - diag[smooth_u]))
+    residual_df = None if known_scale else fit.n - len(fit.keep) - float(np.sum(1.0 - diag[smooth_u]))
     zg = int(z_off[n_group_terms])  # the grouping factors' u come first
     rows, Ve = {}, None
     for sm, k, fcols in zip(smooths, term_index, fixed_columns):

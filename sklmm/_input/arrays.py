@@ -6,8 +6,10 @@ import numbers
 
 import numpy as np
 import pandas as pd
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import column_or_1d
 
-__all__ = ["check_coefficient_range", "check_level", "check_sample_weight", "check_response",
+__all__ = ["binary_target", "check_coefficient_range", "check_level", "check_sample_weight", "check_response",
            "_empty_frame_as_array", "_plain_valid_inputs", "_reject_categorical_columns", "_check_magnitude"]
 
 
@@ -199,3 +201,34 @@ def check_response(y, n_samples=None, what="y"):
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"Input {what} contains NaN or infinity; drop or fix those rows.")
     return arr
+
+
+def binary_target(y, estimator):
+    """``(classes, y01)``: the two class labels of a binary classifier's y (sorted; the second
+    is the positive class) and y as 0/1 floats, or a clear error for one class, more than two,
+    or continuous values (binomial proportions are 0/1 rows weighted by successes and
+    failures)."""
+    y = column_or_1d(np.asarray(y) if not isinstance(y, pd.Series) else y.to_numpy(), warn=True)
+    try:
+        check_classification_targets(y)
+    except ValueError as e:
+        if type_of_target(y, input_name="y") != "continuous":
+            raise
+        raise ValueError(
+            f"{e} {estimator} takes two class labels; binomial proportions are two rows per "
+            "observation (y = 1 weighted by the successes, y = 0 by the failures, as "
+            "sample_weight), which from_formula builds from 'cbind(successes, failures) ~ ...'."
+        ) from None
+    if y.shape[0] == 0:
+        raise ValueError("y has 0 sample(s) (shape=(0,)) while a minimum of 2 is required to fit.")
+    classes = np.unique(y)
+    if len(classes) > 2:
+        raise ValueError(
+            f"Only binary classification is supported. The type of the target is "
+            f"{type_of_target(y, input_name='y')}: {len(classes)} classes ({classes[:5].tolist()}). "
+            "For binomial proportions use 0/1 rows with sample_weight (successes and failures)."
+        )
+    if len(classes) < 2:
+        raise ValueError(f"y has a single class ({classes[0]!r}): with one class there is nothing to "
+                         "classify; a classifier needs samples of both classes.")
+    return classes, (y == classes[1]).astype(float)
