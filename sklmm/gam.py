@@ -187,14 +187,14 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
         starts = np.cumsum([1 + len(self._linear)] + [sm.n_fixed for sm in self.smooths_])
         null_space = [list(range(a, a + sm.n_fixed)) for a, sm in zip(starts, self.smooths_)]
         self.smooth_tests_ = smooth_tests.significance_table(fit, M, Minv, self.smooths_, sm_terms, null_space,
-                                                             n_group_terms, known_scale=family is not None)
+                                                             n_group_terms, known_scale=gam_family.known_scale(family))
         self._basis_check = smooth_tests.basis_dimension_state(residuals, [X[:, sm.column] for sm in self.smooths_])
         # a smooth's variance on the scale of its own (unscaled) penalty: sigma^2 / lambda
         vc = self.variance_components_
         for nm, lam in self.smoothing_params_.items():
             var = 0.0 if np.isinf(lam) else self.sigma_**2 / lam
             vc.loc[vc["factor"] == nm, ["variance", "std_dev"]] = [var, np.sqrt(var)]
-        if family is not None:  # (no residual variance: the family's scale is known)
+        if gam_family.known_scale(family):  # (no residual variance: the family's scale is known)
             fit.tables["variance_components"] = vc[vc["factor"] != "Residual"].reset_index(drop=True)
         return self
 
@@ -262,7 +262,7 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
         if not return_std:
             return family.mean(out)
         mu = family.mean(out[0])
-        return mu, out[1] * family.variance(mu)  # d mu / d eta of the canonical link
+        return mu, out[1] * family.mu_eta(out[0])
 
     # ------------------------------------------------------------------ smooth curves
 
@@ -417,10 +417,12 @@ class PenalizedSplineRegressor(RegressorMixin, _PenalizedSpline):
         REML (mgcv ``method="REML"``) or maximum likelihood (``method="ML"``). For a
         non-Gaussian family: the Laplace approximate REML of Wood (2011), mgcv's
         ``gam(method="REML")``, or (False) the Laplace likelihood that gamm4 / glmer fit.
-    family : {"gaussian", "poisson"}, default="gaussian"
-        The response's distribution: Gaussian (identity link), or Poisson counts (log link;
-        ``predict`` gives mean counts and ``score`` the D^2, the deviance explained). Binary
-        responses: :class:`~sklmm.PenalizedSplineClassifier`. See the GAM user guide.
+    family : {"gaussian", "poisson", "gamma"}, default="gaussian"
+        The response's distribution: Gaussian (identity link), Poisson counts (log link;
+        ``predict`` gives mean counts and ``score`` the D^2, the deviance explained), or a
+        positive response with the Gamma distribution (log link, as mgcv's ``Gamma(link =
+        "log")``; an estimated scale, ``sigma_**2``; ``reml=True`` only). Binary responses:
+        :class:`~sklmm.PenalizedSplineClassifier`. See the GAM user guide.
     solver : {"auto", "blocked", "cholmod", "dense"}, default="auto"
         Cholesky factorization, as in :class:`MixedLinearRegressor`.
     max_iter : int, default=10000
@@ -504,7 +506,7 @@ class PenalizedSplineRegressor(RegressorMixin, _PenalizedSpline):
     """
 
     _parameter_constraints = {**_PenalizedSpline._parameter_constraints,
-                              "family": [StrOptions({"gaussian", "poisson"})]}
+                              "family": [StrOptions({"gaussian", "poisson", "gamma"})]}
 
     def __init__(
         self,
@@ -571,4 +573,5 @@ class PenalizedSplineRegressor(RegressorMixin, _PenalizedSpline):
         if self.family == "gaussian":
             return GroupedMixin.score(self, X, y, groups, sample_weight)
         y = self._response(X, y)
-        return d2_tweedie_score(y, self.predict(X, groups=groups), sample_weight=sample_weight, power=1)
+        return d2_tweedie_score(y, self.predict(X, groups=groups), sample_weight=sample_weight,
+                                power=gam_family.tweedie_power(self._family))

@@ -43,19 +43,24 @@ class SeparationWarning(UserWarning):
 
 @dataclass
 class GlmmFit(MixedFit):
-    """A :class:`MixedFit` of a GLMM: ``sigma`` is 1, ``cp`` and ``factor`` hold the working
-    weights at the mode (lme4's ``condVar`` and the Wald covariance use them), ``problem`` the
-    rows for PIRLS (profiles, Hessians, predictions of the marginal mean)."""
+    """A :class:`MixedFit` of a GLMM: ``cp`` and ``factor`` hold the working weights at the mode
+    (lme4's ``condVar`` and the Wald covariance use them; Fisher's weights for a non-canonical
+    link), ``problem`` the rows for PIRLS (profiles, Hessians, predictions of the marginal
+    mean). ``sigma`` is 1 for a family of known scale; for a family with a dispersion (Gamma)
+    ``sigma^2`` is the Pearson estimate ``sum w (y - mu)^2 / V(mu) / (n - edf)`` (mgcv's
+    ``scale``, the scale of ``sigma^2 M^{-1}``) and ``scale`` the dispersion at the minimum of
+    the restricted criterion (mgcv's ``reml.scale``)."""
 
     family: object = None
     n_agq: int = 1
     problem: object = None
     stage1: object = None
     n_passes: int = 0
+    scale: float = 1.0
 
     @property
     def n_params(self):
-        return self.cp.p + len(self.theta)
+        return self.cp.p + len(self.theta) + int(getattr(self.family, "scale_estimated", False))
 
     def criterion_at(self, theta, beta_kept):
         """``-2 log L`` (Laplace or quadrature) at theta and the kept fixed effects."""
@@ -95,8 +100,10 @@ def fit_glmm(terms, Xf, y, fe_names, family, *, sample_weight=None, n_agq=1, sol
     ``reml=True`` fits the Laplace approximate restricted likelihood instead (Wood 2011, mgcv's
     ``method = "REML"`` for a GAM of a non-Gaussian family): beta is integrated out with u, so
     the criterion is stage 1's with ``log|R_X|^2`` added (:attr:`PirlsState.laml`), minimized
-    over theta with beta at the joint mode, and there is no stage 2. ``theta_fixed`` maps
-    positions of theta to values held fixed (a smooth's given smoothing parameter).
+    over theta with beta at the joint mode, and there is no stage 2. A family with a
+    dispersion (Gamma) has it profiled at each theta (:meth:`GlmmProblem.restricted`) and
+    only this fit. ``theta_fixed`` maps positions of theta to values held fixed (a smooth's
+    given smoothing parameter).
     """
     with blas_threads(terms, Xf.shape[1]):
         return _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter,
@@ -110,6 +117,12 @@ REML_TOLERANCES = dict(ftol_rel=1e-12, ftol_abs=1e-8, xtol_abs=1e-7)
 def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_iter, verbose, stacklevel,
               reml=False, theta_fixed=None):
     n, n_fixed = Xf.shape
+    if getattr(family, "scale_estimated", False) and not reml:
+        raise ValueError(
+            f"a {family.name} model has a dispersion parameter, and only its Laplace approximate "
+            "REML fit is implemented (reml=True, mgcv's method='REML'); the Laplace likelihood "
+            "(reml=False, glmer's / gamm4's) is not available for it."
+        )
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
     keep = independent_columns(Xf.T @ (Xf * w[:, None]))  # (rows of weight 0 do not count)
     if len(keep) < n_fixed:
@@ -154,8 +167,9 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
                          "(check that y varies and is not determined by the features).")
     beta1 = st.beta.copy()
     if not terms or reml:  # a GLM (PIRLS gives its ML estimate), or the restricted fit: no stage 2
-        return _finish(problem, terms, s1, s1, s1.final, beta1, st.laml if reml else st.laplace, keep,
-                       n_fixed, family, n_agq, solver, verbose, fe_names, X, stacklevel, reml)
+        criterion, phi = problem.restricted(st) if reml else (st.laplace, 1.0)
+        return _finish(problem, terms, s1, s1, s1.final, beta1, criterion, keep,
+                       n_fixed, family, n_agq, solver, verbose, fe_names, X, stacklevel, reml, phi)
     LX, _ = problem._factors[True].fixed_part()  # R_X' at stage 1's optimum
     LX = np.array(LX)
 
@@ -180,7 +194,7 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
 
 
 def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, family, n_agq, solver,
-            verbose, fe_names, X, stacklevel, reml=False):
+            verbose, fe_names, X, stacklevel, reml=False, phi=1.0):
     """The fitted state at the optimum: the modes, and the system at the mode's weights."""
     n = problem.n
     state, cp = problem.solution(theta, beta_kept)
@@ -193,12 +207,27 @@ def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, 
          for j, (t, T) in enumerate(zip(terms, templates(terms, theta)))]
     fit = GlmmFit(terms=terms, theta=theta, beta=beta, keep=keep, u=state.u, b=b, sigma=1.0,
                   criterion=float(criterion), reml=reml, n=n, cp=cp, factor=factor, optimizer=s2,
-                  family=family, n_agq=n_agq, problem=problem, stage1=s1, n_passes=problem.n_passes)
+                  family=family, n_agq=n_agq, problem=problem, stage1=s1, n_passes=problem.n_passes,
+                  scale=float(phi))
+    if getattr(family, "scale_estimated", False):
+        fit.sigma = float(np.sqrt(_pearson_scale(fit, state.eta)))
     if verbose:
         print(f"[sklmm] GLMM fit: {s1.n_evals} + {s2.n_evals - s1.n_evals} evaluations, "
               f"{problem.n_passes} passes over the rows; -2 log L {criterion:.8g}")
     _warn_at_fit(fit, fe_names, X, stacklevel + 2)  # (two frames below _fit_glmm)
     return fit
+
+
+def _pearson_scale(fit, eta):
+    """``sum w (y - mu)^2 / V(mu) / (n - edf)``, the rows of positive weight and the trace of the
+    hat matrix at Fisher's weights (``p + sum_u (1 - (M^{-1})_uu)``, dense: a GAM's few smooths)."""
+    pr = fit.problem
+    mu = fit.family.mean(eta)
+    pearson = float(np.sum(pr.w * (pr.y - mu) ** 2 / fit.family.variance(mu)))
+    M = fit.posterior_precision()
+    q = M.shape[0] - len(fit.keep)
+    edf = len(fit.keep) + float(np.sum(1.0 - np.diag(np.linalg.inv(M))[:q]))
+    return pearson / max(float(np.sum(pr.w > 0)) - edf, 1.0)
 
 
 def _warn_at_fit(fit, fe_names, X, stacklevel):

@@ -7,7 +7,7 @@ conditional modes of u at a theta (and beta) minimize the penalized deviance
 
 Each PIRLS step is the linear engine's penalized least-squares problem with the working
 weights ``W = w var(mu)`` and the working response ``z = eta + (y - mu) / var(mu)`` (canonical
-links): the same cross-products (:class:`~sklmm._engine.crossprod.CrossProductPlan`, one pass
+links; a family with a ``working`` method gives its own): the same cross-products (:class:`~sklmm._engine.crossprod.CrossProductPlan`, one pass
 over the rows) and the same factorization of ``Lambda' Z'WZ Lambda + I``
 (:mod:`~sklmm._engine.factor`), refilled with the new weights. Steps that raise the penalized
 deviance are halved. At the mode the Laplace approximation to ``-2 log L(theta, beta)`` is
@@ -16,6 +16,16 @@ deviance are halved. At the mode the Laplace approximation to ``-2 log L(theta, 
 
 ``L_theta`` the Cholesky factor at the mode's weights (the seed's profiled deviance with the
 residual sum of squares replaced by the penalized deviance).
+
+A family with a dispersion ``phi`` (Gamma) has ``u ~ N(0, phi I)`` and ``-2 log p = D / phi +``
+terms of phi alone, so the mode does not depend on phi, and the restricted criterion
+
+    D / phi + |u|^2 / phi + ls(phi) + log |L_theta|^2 + log |R_X|^2 - p log phi
+
+(``ls`` minus twice the saturated log-likelihood; Wood 2011's Laplace REML, twice mgcv's score
+up to a constant) is minimized over phi at the mode (:meth:`GlmmProblem.restricted`). PIRLS
+then works with the family's Newton weights, so ``L_theta`` and ``R_X`` hold the observed
+information there.
 """
 
 from __future__ import annotations
@@ -84,6 +94,7 @@ class GlmmProblem:
         self._factors = {}
         self.n_passes = 0  # passes over the rows (one per PIRLS step)
         self.last = None  # the last state: the warm start of the next evaluation
+        self._phi = None  # the last profiled dispersion (a family with one): the next one's start
         # [X z] and [z] as buffers: each PIRLS step writes its working response in the last column
         self._Xz = np.empty((self.n, self.p + 1))
         self._Xz[:, : self.p] = X
@@ -115,8 +126,11 @@ class GlmmProblem:
             out += np.einsum("ij,ij->i", t.values, b[t.codes]) if t.n_coef > 1 else t.values[:, 0] * b[t.codes, 0]
         return out
 
-    def working(self, eta):
-        """Working weights ``W = w var(mu)`` and the working residual ``(y - mu) / var(mu)``."""
+    def working(self, eta, observed=True):
+        """Working weights ``W = w var(mu)`` and the working residual ``(y - mu) / var(mu)``
+        (canonical links); the family's own Newton (``observed``) or Fisher weights otherwise."""
+        if hasattr(self.family, "working"):
+            return self.family.working(self.y, eta, self.w, observed)
         mu = self.family.mean(eta)
         var = self.family.variance(mu)
         return self.w * var, (self.y - mu) / var
@@ -231,13 +245,25 @@ class GlmmProblem:
         return s.laplace if np.isfinite(s.logdet) else np.inf
 
     def laml(self, theta):
-        """The Laplace approximate restricted criterion at theta (:attr:`PirlsState.laml`)."""
+        """The Laplace approximate restricted criterion at theta (:meth:`restricted`)."""
         s = self.pirls(theta)
-        return s.laml if np.isfinite(s.logdet) else np.inf
+        return self.restricted(s)[0] if np.isfinite(s.logdet) else np.inf
+
+    def restricted(self, s):
+        """The restricted criterion at a state and the dispersion in it: :attr:`PirlsState.laml`
+        and 1 for a family of known scale; with a dispersion, the criterion of the module's
+        docstring at the phi that minimizes it (the family's ``profile_scale``)."""
+        if not getattr(self.family, "scale_estimated", False):
+            return s.laml, 1.0
+        pen = self.family.deviance(self.y, s.eta, self.w) + float(s.u @ s.u)
+        phi, value = self.family.profile_scale(self.y, self.w, pen, self.p, self._phi)
+        self._phi = phi  # the next evaluation's start
+        return value + s.logdet + s.logdet_RX2, phi
 
     def solution(self, theta, beta):
         """The converged state at (theta, beta) and its cross-products with the fixed columns
-        (the working weights and response at the mode): what the fitted model keeps."""
+        (the working weights and response at the mode; Fisher's where they differ from
+        Newton's): what the fitted model keeps."""
         s = self.pirls(theta, beta)
-        W, r = self.working(s.eta)
+        W, r = self.working(s.eta, observed=False)  # (Fisher's weights, as mgcv's Vp and edf)
         return s, self.form(True, s.eta + r, W)

@@ -7,6 +7,13 @@ the Laplace approximate REML of Wood (2011) that mgcv's ``gam(method = "REML")``
 with ``reml=False`` glmer's Laplace likelihood, which gamm4 fits. Everything after the fit
 reads the system at the working weights of the mode, as mgcv does: edf, the posterior
 covariance (``Vp``), the tests.
+
+A Gamma GAM (log link) has a dispersion phi: its coefficients are iid ``N(0, phi / lambda)``,
+the restricted criterion is minimized over phi as well (mgcv's ``reml.scale``, the fit's
+``scale``), and the numbers after the fit use the Pearson estimate of phi (mgcv's ``scale``,
+the fit's ``sigma^2``): ``Vp = phi M^{-1}``, t tests of the parametric terms and F tests of the
+smooths on the residual df, as mgcv's ``summary.gam`` for an estimated scale. Only
+``reml=True`` is available for it.
 """
 
 from __future__ import annotations
@@ -21,12 +28,24 @@ from .._engine.families import FAMILIES
 from .._engine.fit import fit_mixed
 from .._engine.glmm_fit import fit_glmm
 
-__all__ = ["engine_family", "fit_family", "unit_deviance", "deviance_residuals", "glm_table"]
+__all__ = ["engine_family", "known_scale", "tweedie_power", "fit_family", "unit_deviance", "deviance_residuals",
+           "glm_table"]
 
 
 def engine_family(name):
     """The engine's family object for a family name; None for "gaussian" (the linear engine)."""
     return None if name == "gaussian" else FAMILIES[name]()
+
+
+def known_scale(family):
+    """Whether the family's scale is known (binomial, Poisson): z tests and Chi.sq smooth tests;
+    else (Gaussian, ``family`` None, and Gamma) t and F tests on the residual df."""
+    return family is not None and not getattr(family, "scale_estimated", False)
+
+
+def tweedie_power(family):
+    """The power of the family's deviance for ``d2_tweedie_score``: 1 Poisson, 2 Gamma."""
+    return {"poisson": 1, "gamma": 2}[family.name]
 
 
 def fit_family(family, terms, Xf, y, fe_names, *, sample_weight, reml, solver, max_iter, verbose,
@@ -38,6 +57,12 @@ def fit_family(family, terms, Xf, y, fe_names, *, sample_weight, reml, solver, m
                          max_iter=max_iter, theta_start=theta_start, verbose=verbose,
                          theta_fixed=theta_fixed, stacklevel=5)
     family.check(y)
+    if getattr(family, "scale_estimated", False) and not reml:
+        raise ValueError(
+            f"family={family.name!r} is fitted by the Laplace approximate REML only (reml=True, "
+            "mgcv's method='REML'); reml=False (the Laplace likelihood of gamm4 / glmer) is not "
+            "available for a family with a dispersion parameter."
+        )
     with warnings.catch_warnings():
         # a smooth term is one "group" with many coefficients: the GLMM's checks of grouping
         # factors (one outcome per level) do not apply to it
@@ -52,6 +77,9 @@ def unit_deviance(family, y, mu, w):
     if family.name == "binomial":
         mu = np.clip(mu, 1e-300, 1.0 - 1e-16)
         return 2.0 * w * (xlogy(y, y / mu) + xlogy(1.0 - y, (1.0 - y) / (1.0 - mu)))
+    if family.name == "gamma":
+        r = y / np.maximum(mu, 1e-300)
+        return 2.0 * w * (r - 1.0 - np.log(r))
     return 2.0 * w * (xlogy(y, y / np.maximum(mu, 1e-300)) - (y - mu))
 
 
@@ -61,8 +89,9 @@ def deviance_residuals(family, y, mu, w):
 
 
 def glm_table(family, Vp, beta, q, keep, names, y, mu, sample_weight, edf_total):
-    """mgcv's ``summary.gam`` numbers for a family of known scale: the parametric terms with z
-    tests (posterior standard errors from ``Vp``), the residual df ``n - edf``, the adjusted
+    """mgcv's ``summary.gam`` numbers for a non-Gaussian family: the parametric terms with z
+    tests (posterior standard errors from ``Vp``; t tests on the residual df for an estimated
+    scale, Gamma's), the residual df ``n - edf``, the adjusted
     R^2 (on the response scale, prior weights as mgcv weighs them) and the deviance explained
     ``1 - D / D_0`` (``D_0`` the deviance of the weighted mean).
 
@@ -84,6 +113,9 @@ def glm_table(family, Vp, beta, q, keep, names, y, mu, sample_weight, edf_total)
     est = np.where(np.isfinite(var), beta[:k], np.nan)
     se = np.sqrt(var)
     z = est / se
-    table = pd.DataFrame({"estimate": est, "std_error": se, "z_value": z, "p_value": 2.0 * stats.norm.sf(np.abs(z))},
-                         index=pd.Index(names, name="term"))
+    if known_scale(family):
+        stat, p = "z_value", 2.0 * stats.norm.sf(np.abs(z))
+    else:
+        stat, p = "t_value", 2.0 * stats.t.sf(np.abs(z), residual_df)
+    table = pd.DataFrame({"estimate": est, "std_error": se, stat: z, "p_value": p}, index=pd.Index(names, name="term"))
     return table, residual_df, r2_adj, 1.0 - deviance / null if null > 0 else np.nan

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from .._engine.terms import theta_layout
+from .gam_family import known_scale
 
 __all__ = ["smooth_posterior", "parametric_table", "posterior_se", "format_p_value", "smooth_lines",
            "curves", "summary_lines"]
@@ -136,11 +137,13 @@ def summary_lines(est):
     crit = ("REML criterion" if est.reml else "deviance") if family is None else \
         ("Laplace REML criterion" if est.reml else "-2 log-likelihood (Laplace)")
     scale = f"sigma: {est.sigma_:.4f}   " if family is None else f"family: {family.name} ({family.link} link)   "
+    if family is not None and not known_scale(family):
+        scale += f"scale: {est.sigma_**2:.4g} (in the REML criterion: {est._fit.scale:.4g})   "
     lines = [f"Penalized spline model fit by {how} (sklmm, solver={est.solver_})",
              f"{crit}: {est.criterion_:.4f}   {scale}total edf: {est.edf_total_:.3f}", "",
              "Smooth terms (approximate significance: Wood 2013, as mgcv's summary.gam):"]
     lines += smooth_lines(est.smooths_, est.edf_, est.smoothing_params_, est.smooth_tests_,
-                          "F" if family is None else "Chi.sq")
+                          "Chi.sq" if known_scale(family) else "F")
     stat = "t_value" if "t_value" in est.fixed_effects_ else "z_value"
     head = "t value" if stat == "t_value" else "z value"
     lines += ["", "Parametric terms:",
