@@ -2,6 +2,7 @@
 scikit-learn estimators, fitted by lme4's penalized least squares."""
 
 from ._inference.lrt import LikelihoodRatioTestResult
+from ._input.smooth_terms import s, te, ti
 from .comparison import likelihood_ratio_test
 from .gam import PenalizedSplineRegressor
 from .gam_classifier import PenalizedSplineClassifier
@@ -14,6 +15,9 @@ __all__ = [
     "MixedLinearRegressor",
     "PenalizedSplineRegressor",
     "PenalizedSplineClassifier",
+    "s",
+    "te",
+    "ti",
     "MixedLogisticRegression",
     "MixedPoissonRegressor",
     "SeparationWarning",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-import pandas as pd
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import d2_tweedie_score
@@ -14,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import GroupedMixin
 from ._engine.smooth import BASES
-from ._engine.terms import RandomTerm, theta_layout
+from ._engine.terms import theta_layout
 from ._inference import gam_family, smooth_summary, smooth_tests
 from ._input import smooth_terms
 from ._input.arrays import check_level, check_sample_weight
@@ -30,6 +29,7 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
 
     _parameter_constraints = {
         **GroupedMixin._group_parameter_constraints,
+        "smooths": [None, list, tuple],
         "smooth_features": [None, list, tuple],
         "n_basis": [Interval(numbers.Integral, 3, None, closed="left"), dict],
         "basis": [StrOptions(set(BASES)), dict],
@@ -55,7 +55,7 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
     def _fixed_design(self, X, designs=None):
         """``[1, linear features, null-space columns of each smooth]`` and the smooth Z blocks."""
         if designs is None:
-            designs = [sm.design(X[:, sm.column]) for sm in self.smooths_]
+            designs = [sm.design(X) for sm in self.smooths_]
         fixed = [np.ones((X.shape[0], 1)), X[:, self._linear]] + [F for F, _ in designs]
         return np.hstack(fixed), [Z for _, Z in designs]
 
@@ -120,16 +120,18 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None (only "
                 "a model with a formula reads y from the data)."
             )
+        X = smooth_terms.encode_by_factors(self, X, fitting=True)
         X, y = self._validate_X(X, self._encode_target(y), groups=None)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], case_weights=self._family_name() != "gaussian")
         n = X.shape[0]
         if n < 2:
             raise ValueError(f"n_samples = {n}: fitting a model needs at least 2 observations.")
         self.smooths_, self._linear, designs = self._make_smooths(X)
-        self._train_range = {sm.column: (float(X[:, sm.column].min()), float(X[:, sm.column].max()))
-                             for sm in self.smooths_}
-        self._rug = {sm.column: np.unique(np.quantile(X[:, sm.column], np.linspace(0, 1, 200)))
-                     for sm in self.smooths_}
+        used = sorted({j for sm in self.smooths_ for j in sm.columns})
+        self._train_range = {j: (float(X[:, j].min()), float(X[:, j].max())) for j in used}
+        self._rug = {j: np.unique(np.quantile(X[:, j], np.linspace(0, 1, 200))) for j in used}
+        rows = np.random.default_rng(0).permutation(X.shape[0])[:2000]  # (data dots of 2-d plots)
+        self._data_points = {sm.name: X[np.ix_(rows, sm.columns)] for sm in self.smooths_ if len(sm.columns) == 2}
         names = self._feature_names()
         self.linear_features_ = [names[j] for j in self._linear]
         Xf, Zs = self._fixed_design(X, designs)
@@ -149,14 +151,7 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
             terms, self._group_factors, self._group_columns = [], [], None
             self._group_names_given = False
         n_group_terms = len(terms)
-        for sm, Z in zip(self.smooths_, Zs):
-            terms.append(
-                RandomTerm(
-                    name=sm.name, levels=pd.Index([sm.name]), codes=np.zeros(n, dtype=np.intp),
-                    values=Z, column_names=[f"{sm.name}.{i}" for i in range(Z.shape[1])],
-                    correlated=False, scalar=True,
-                )
-            )
+        terms += [sm.random_term(Z) for sm, Z in zip(self.smooths_, Zs)]
         family = self._family = gam_family.engine_family(self._family_name())
         fit = gam_family.fit_family(family, terms, Xf, y, fe_names, sample_weight=sample_weight,
                                     reml=bool(self.reml), solver=self.solver, max_iter=self.max_iter,
@@ -188,32 +183,19 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
         null_space = [list(range(a, a + sm.n_fixed)) for a, sm in zip(starts, self.smooths_)]
         self.smooth_tests_ = smooth_tests.significance_table(fit, M, Minv, self.smooths_, sm_terms, null_space,
                                                              n_group_terms, known_scale=gam_family.known_scale(family))
-        self._basis_check = smooth_tests.basis_dimension_state(residuals, [X[:, sm.column] for sm in self.smooths_])
-        # a smooth's variance on the scale of its own (unscaled) penalty: sigma^2 / lambda
-        vc = self.variance_components_
-        for nm, lam in self.smoothing_params_.items():
-            var = 0.0 if np.isinf(lam) else self.sigma_**2 / lam
-            vc.loc[vc["factor"] == nm, ["variance", "std_dev"]] = [var, np.sqrt(var)]
-        if gam_family.known_scale(family):  # (no residual variance: the family's scale is known)
-            fit.tables["variance_components"] = vc[vc["factor"] != "Residual"].reset_index(drop=True)
+        self._basis_check = smooth_tests.basis_dimension_state(residuals, 
+            [X[:, sm.column] if len(sm.columns) == 1 else None for sm in self.smooths_])
+        fit.tables["variance_components"] = smooth_summary.variance_rows(
+            self.variance_components_, self.smooths_, self.smoothing_params_, self.sigma_,
+            not gam_family.known_scale(family))
         return self
 
     def _fixed_theta(self, terms):
-        """Positions and values of theta for smooths with a given smoothing parameter."""
-        if self.smoothing_params is None:
-            return {}
+        """Positions and values of theta for smooths with a given smoothing parameter (sp)."""
         slices = theta_layout(terms)[0]
         by_name = {t.name: s.start for t, s in zip(terms, slices)}
-        fixed = {}
-        names = self._feature_names()
-        for sm in self.smooths_:  # (unknown keys were refused before the fit)
-            lam = smooth_terms.per_feature(self, self.smoothing_params, names[sm.column], sm.column)
-            if lam is None:
-                continue
-            if not lam > 0:
-                raise ValueError(f"smoothing_params for {sm.name} must be positive; got {lam!r}.")
-            fixed[by_name[sm.name]] = 1.0 / np.sqrt(lam * sm.penalty_scale_)
-        return fixed
+        return {by_name[sm.name] + j: th for sm in self.smooths_ if sm.spec.sp is not None
+                for j, th in enumerate(sm.thetas(sm.spec.sp))}
 
     # ------------------------------------------------------------------ predict
 
@@ -241,7 +223,7 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X, groups = self._resolve_predict(X, groups)
-        X = self._validate_X(X, reset=False)
+        X = self._validate_X(smooth_terms.encode_by_factors(self, X, fitting=False), reset=False)
         fit = self._fit
         Xf, Zs = self._fixed_design(X)
         smooths = list(zip(self._smooth_term_index, Zs))
@@ -287,7 +269,9 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
         return smooth_summary.curves(self, feature, grid_resolution, norm.ppf(0.5 + check_level(level) / 2))
 
     def plot_partial_dependence(self, feature=None, ax=None, level=0.95, rug=True):
-        """Draw each smooth with its pointwise confidence band (matplotlib).
+        """Draw each smooth with its pointwise confidence band (matplotlib), on the link scale; a
+        smooth of two features as a contour map of its estimate with the contours of estimate
+        +- one standard error dashed (as mgcv's ``plot.gam``) and the data as dots.
 
         Parameters
         ----------
@@ -303,26 +287,8 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
         -------
         axes : list of matplotlib Axes
         """
-        import matplotlib.pyplot as plt
-
-        curves = self.partial_dependence(feature, level=level)
-        names = list(dict.fromkeys(curves["smooth"]))
-        if ax is None:
-            # constrained layout: the axis labels stay inside the figure on a plain savefig
-            _, ax = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False,
-                                 layout="constrained")
-        axes = list(np.ravel(ax))
-        for a, nm in zip(axes, names):
-            c = curves[curves["smooth"] == nm]
-            a.fill_between(c["x"], c["lower"], c["upper"], alpha=0.25, lw=0)
-            a.plot(c["x"], c["estimate"], lw=2)
-            if rug:
-                sm = next(s for s in self.smooths_ if s.name == nm)
-                xs = self._rug[sm.column]
-                a.plot(xs, np.full(len(xs), c["lower"].min()), "|", color="k", alpha=0.4)
-            a.set_xlabel(nm[2:-1])
-            a.set_ylabel(f"{nm}, edf {self.edf_[nm]:.2f}")
-        return axes
+        check_is_fitted(self)
+        return smooth_summary.plot_curves(self, self.partial_dependence(feature, level=level), ax, rug)
 
     def check_basis_dimension(self, n_permutations=400, random_state=None):
         """Whether each smooth's basis is large enough: mgcv's ``k.check`` (printed by ``gam.check``).
@@ -392,9 +358,17 @@ class PenalizedSplineRegressor(RegressorMixin, _PenalizedSpline):
 
     Parameters
     ----------
+    smooths : list of s(...), te(...), ti(...), default=None
+        The smooth terms, written as in mgcv: ``[s("x", bs="cr", k=10), s("x", "z", k=30),
+        te("x", "w", k=(5, 5)), ti("x", "w"), s("x", by="f")]`` (:func:`~sklmm.s`,
+        :func:`~sklmm.te`, :func:`~sklmm.ti`; ``s`` defaults to mgcv's thin plate basis).
+        Columns of X that no smooth reads (as a feature or ``by``) enter linearly. None: the
+        per-feature parameters below say which features get a smooth.
     smooth_features : list of str or int, default=None
-        Columns of X that get a smooth (names when X has column names, or indices). None: all
-        columns. The other columns enter linearly.
+        Columns of X that get a one-variable smooth (names when X has column names, or
+        indices). None: all columns. The other columns enter linearly. With ``n_basis``,
+        ``basis``, ``knots`` and ``smoothing_params``: a shortcut for ``smooths``, whose
+        ``s()`` terms they become.
     n_basis : int or dict, default=10
         Basis dimension ``k`` of each smooth (mgcv's ``k``), or a dict from feature to ``k``.
         After the sum-to-zero constraint a smooth has ``k - 1`` coefficients.
@@ -510,6 +484,7 @@ class PenalizedSplineRegressor(RegressorMixin, _PenalizedSpline):
 
     def __init__(
         self,
+        smooths=None,
         smooth_features=None,
         n_basis=10,
         basis="cr",
@@ -529,6 +504,7 @@ class PenalizedSplineRegressor(RegressorMixin, _PenalizedSpline):
         group_columns=None,
         formula=None,
     ):
+        self.smooths = smooths
         self.smooth_features = smooth_features
         self.n_basis = n_basis
         self.basis = basis

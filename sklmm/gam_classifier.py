@@ -32,7 +32,7 @@ class PenalizedSplineClassifier(ClassifierMixin, _PenalizedSpline):
 
     Parameters
     ----------
-    smooth_features, n_basis, basis, smoothing_params, knots, random_slopes, correlated_slopes,
+    smooths, smooth_features, n_basis, basis, smoothing_params, knots, random_slopes, correlated_slopes,
     nested, random_intercept, solver, max_iter, warm_start, verbose, group_columns, formula
         As :class:`PenalizedSplineRegressor` (smoothing parameters on the logit scale).
         ``warm_start`` has no effect here (the GLMM engine starts from glmer's start).
@@ -69,7 +69,8 @@ class PenalizedSplineClassifier(ClassifierMixin, _PenalizedSpline):
     >>> rng = np.random.default_rng(0)
     >>> x = rng.uniform(0, 1, (500, 1))
     >>> y = rng.random(500) < 1 / (1 + np.exp(-2 * np.sin(6 * x[:, 0])))
-    >>> clf = PenalizedSplineClassifier().fit(x, y)
+    >>> from sklmm import s
+    >>> clf = PenalizedSplineClassifier(smooths=[s(0, bs="cr")]).fit(x, y)
     >>> clf.classes_
     array([False,  True])
     >>> clf.predict_proba(x[:2]).shape
@@ -78,6 +79,7 @@ class PenalizedSplineClassifier(ClassifierMixin, _PenalizedSpline):
 
     def __init__(
         self,
+        smooths=None,
         smooth_features=None,
         n_basis=10,
         basis="cr",
@@ -96,6 +98,7 @@ class PenalizedSplineClassifier(ClassifierMixin, _PenalizedSpline):
         group_columns=None,
         formula=None,
     ):
+        self.smooths = smooths
         self.smooth_features = smooth_features
         self.n_basis = n_basis
         self.basis = basis

@@ -157,7 +157,7 @@ def test_errors():
     with pytest.raises(ValueError, match="must be positive"):
         PenalizedSplineRegressor(smoothing_params={"times": 0.0}).fit(X, y)
     gam = PenalizedSplineRegressor().fit(X, y)
-    with pytest.raises(ValueError, match="not a smooth feature"):
+    with pytest.raises(ValueError, match="not a smooth of one or two features"):
         gam.partial_dependence("accel")
 
 
@@ -213,12 +213,14 @@ def test_gam_formula_estimators_cross_validate():
 
 
 @pytest.mark.parametrize("formula, match", [
-    ("accel ~ s(times, bs='te')", "bs='te' is not available"),
+    ("accel ~ s(times, bs='te')", "bs must be one of"),
     ("accel ~ s(times, bs='cr', k=4.5)", "k must be an integer"),
-    ("accel ~ s(times, bs='cr', by=f)", r"\['by'\] are not supported yet"),
-    ("accel ~ s(times, accel, bs='cr')", "smooths one variable"),
+    ("accel ~ s(times, bs='cr', m=2)", r"\['m'\] are not supported"),
+    ("accel ~ s(times, accel, bs='cr')", "thin plate spline"),
+    ("accel ~ te(times, accel, k=(5, 5, 5))", "once per feature"),
+    ("accel ~ s(times, bs='cr', by=3)", "by= names a column"),
     ("accel ~ times + s(times, bs='cr')", "both as a smooth and as a parametric term"),
-    ("accel ~ s(times, bs='cr') + s(times, bs='ps')", "smoothed twice"),
+    ("accel ~ s(times, bs='cr') + s(times, bs='ps')", "given twice"),
     ("accel ~ times", "has no smooth"),
     ("accel ~ 0 + s(times, bs='cr')", "removes the intercept"),
 ])

@@ -47,6 +47,7 @@ from .smooth_bases import (
     cc_matrices,
     quantile_knots,
 )
+from .terms import RandomTerm
 
 __all__ = ["SmoothTerm", "BASES", "cr_knots", "cr_basis", "cr_penalty", "ps_basis", "rk"]
 
@@ -310,8 +311,14 @@ class SmoothTerm:
         self.fit_design(x)
         return self
 
-    def fit_design(self, x):
-        """:meth:`fit`, returning :meth:`design` at the training values (one basis evaluation)."""
+    def fit_design(self, x, by=None, constrain=True):
+        """:meth:`fit`, returning :meth:`design` at the training values (one basis evaluation).
+
+        ``by``: a numeric variable multiplying the smooth (mgcv's ``s(x, by = z)``, a varying
+        coefficient; for a factor's level, its 0/1 indicator). ``constrain=False`` keeps the
+        basis without the sum-to-zero constraint (a numeric ``by``: the constant times z is then
+        the smooth's to fit); a constrained ``by`` smooth sums to zero over the rows it covers.
+        """
         x = np.asarray(x, dtype=float)
         if x.ndim > 1 and self.basis != "tp":
             raise ValueError(f"{self.name}: basis {self.basis!r} smooths one variable; x has shape {x.shape}.")
@@ -324,8 +331,14 @@ class SmoothTerm:
         B = self._setup(x)
         if B is None:
             B = self.raw_basis(x)
-        Q, _ = qr(B.sum(axis=0)[:, None])  # full QR of B'1
-        self.Qc_ = Q[:, 1:]
+        self.by_ = by is not None
+        if by is not None:
+            B = B * np.asarray(by, dtype=float)[:, None]
+        if constrain:
+            Q, _ = qr(B.sum(axis=0)[:, None])  # full QR of B'1
+            self.Qc_ = Q[:, 1:]
+        else:
+            self.Qc_ = np.eye(B.shape[1])
         Bc = B @ self.Qc_
         Sc = self.Qc_.T @ self.S_raw_ @ self.Qc_
         Sc = 0.5 * (Sc + Sc.T)
@@ -333,6 +346,7 @@ class SmoothTerm:
         # the penalty's null space minus the constant (which the constraint removes): known for
         # each basis, so that a wide range of eigenvalues (large k) is never mistaken for it
         n_null = {"cc": 0, "tp": getattr(getattr(self, "_tp", None), "n_null_", 1) - 1}.get(self.basis, 1)
+        n_null += 0 if constrain else 1
         pos = np.arange(len(d)) >= n_null  # eigh: ascending
         self.U0_ = U[:, ~pos]
         Zraw = Bc @ (U[:, pos] / np.sqrt(d[pos]))
@@ -352,10 +366,24 @@ class SmoothTerm:
     def n_random(self):
         return self.Uplus_.shape[1]
 
-    def design(self, x):
-        """Fixed (null-space) and random (range-space) columns of the smooth at x."""
-        Bc = self.raw_basis(x) @ self.Qc_
+    def design(self, x, by=None):
+        """Fixed (null-space) and random (range-space) columns of the smooth at x (times the
+        ``by`` variable's values, for a smooth fitted with one)."""
+        B = self.raw_basis(x)
+        if by is not None:
+            B = B * np.asarray(by, dtype=float)[:, None]
+        Bc = B @ self.Qc_
         return Bc @ self.U0_, Bc @ self.Uplus_
+
+    def random_term(self, Z):
+        """The engine's term for the random columns Z: one "level", ``T = theta I``."""
+        return RandomTerm(name=self.name, levels=np.array([self.name]), codes=np.zeros(Z.shape[0], dtype=np.intp),
+                          values=Z, column_names=[f"{self.name}.{i}" for i in range(Z.shape[1])],
+                          correlated=False, scalar=True)
+
+    def theta_from_lambda(self, lam):
+        """theta for a given smoothing parameter (inf gives 0)."""
+        return 1.0 / np.sqrt(float(np.atleast_1d(lam)[0]) * self.penalty_scale_)
 
     def lambda_from_theta(self, theta):
         """Smoothing parameter ``lambda`` of ``||y - f||^2 + lambda beta' S beta`` (unscaled S)."""

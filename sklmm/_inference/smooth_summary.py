@@ -17,7 +17,7 @@ from .._engine.terms import theta_layout
 from .gam_family import known_scale
 
 __all__ = ["smooth_posterior", "parametric_table", "posterior_se", "format_p_value", "smooth_lines",
-           "curves", "summary_lines"]
+           "curves", "plot_curves", "summary_lines", "lambda_diagonal", "variance_rows"]
 
 
 def smooth_posterior(fit, smooths, term_index):
@@ -32,7 +32,8 @@ def smooth_posterior(fit, smooths, term_index):
     for sm, k in zip(smooths, term_index):
         edf[sm.name] = sm.n_fixed + float(per_u[z_off[k] : z_off[k + 1]].sum())
         # in the units of the user's weights (the fit divided them by their geometric mean)
-        lam[sm.name] = sm.lambda_from_theta(float(fit.theta[slices[k]][0])) * fit.sigma_scale**2
+        for nm, value in zip(sm.lambda_names(), sm.lambdas(fit.theta[slices[k]])):
+            lam[nm] = value * fit.sigma_scale**2
     return M, Minv, pd.Series(edf, dtype=float), pd.Series(lam, dtype=float), float(len(fit.keep) + per_u.sum())
 
 
@@ -76,7 +77,7 @@ def posterior_se(fit, Vp, fixed, smooths):
     cols, parts = [], []
     for k, Z in smooths:
         cols.append(np.arange(z_off[k], z_off[k + 1]))
-        parts.append(Z * fit.theta[slices[k]][0])
+        parts.append(Z * lambda_diagonal(fit, k))
     for col, values in fixed.items():
         if col in kept_pos:  # aliased columns were dropped from the fit
             cols.append([z_off[-1] + kept_pos[col]])
@@ -98,33 +99,58 @@ def smooth_lines(smooths, edf, smoothing_params, tests, statistic="F"):
     lines = [f" {'term':<16}{'basis':>6}{'k':>5}{'lambda':>12}{'edf':>9}{'Ref.df':>9}{statistic:>10}{'p-value':>10}"]
     for sm in smooths:
         t = tests.loc[sm.name]
-        lines.append(f" {sm.name:<16}{sm.basis:>6}{sm.n_basis:>5}{smoothing_params[sm.name]:12.4g}"
+        lam = ",".join(f"{smoothing_params[nm]:.4g}" for nm in sm.lambda_names())
+        lines.append(f" {sm.name:<16}{sm.basis:>6}{sm.n_basis!s:>5} {lam:>11}"
                      f"{edf[sm.name]:9.3f}{t['ref_df']:9.3f}{t['statistic']:10.3f}"
                      f"{format_p_value(t['p_value']):>10}")
     return lines
 
 
+def _matches(sm, feature):
+    return feature is None or feature in (sm.name, sm.name[2:-1], sm.name.split(":")[0][2:-1]) or \
+        (len(sm.columns) == 1 and feature == sm.column)
+
+
+def _grid_rows(est, sm, values):
+    """Rows of X at which a smooth is evaluated: its variables at ``values`` (one column per
+    variable), its ``by`` at 1 (a numeric by: the curve f) or at its level; the rest 0."""
+    X = np.zeros((len(values), est.n_features_in_))
+    X[:, sm.columns] = values
+    if sm.by_column is not None:
+        X[:, sm.by_column] = 1.0 if sm.by_level is None else sm.by_level
+    return X
+
+
+def _evaluate(est, sm, k, fixed_start, X):
+    fit = est._fit
+    F, Z = sm.design(X)
+    fixed_cols = list(range(fixed_start, fixed_start + sm.n_fixed))
+    mean = F @ fit.beta[fixed_cols] + Z @ fit.b[k][0]
+    return mean, posterior_se(fit, est._Vp, dict(zip(fixed_cols, F.T)), [(k, Z)])
+
+
 def curves(est, feature, grid_resolution, z):
     """Each smooth's centred curve (link scale) on a grid over its training range, with
     posterior standard errors and the pointwise band ``estimate +- z se``: the frame of
-    ``partial_dependence``."""
-    fit = est._fit
+    ``partial_dependence``. A smooth of two variables gives a surface on a
+    ``grid_resolution x grid_resolution`` grid (columns ``x`` and ``x2``); of more, nothing."""
     frames = []
     fixed_start = 1 + len(est._linear)
     for sm, k in zip(est.smooths_, est._smooth_term_index):
-        if feature is not None and feature not in (sm.name, sm.name[2:-1], sm.column):
-            fixed_start += sm.n_fixed
+        start, fixed_start = fixed_start, fixed_start + sm.n_fixed
+        if not _matches(sm, feature) or len(sm.columns) > 2:
             continue
-        x = np.linspace(*est._train_range[sm.column], grid_resolution)
-        F, Z = sm.design(x)
-        fixed_cols = list(range(fixed_start, fixed_start + sm.n_fixed))
-        fixed_start += sm.n_fixed
-        mean = F @ fit.beta[fixed_cols] + Z @ fit.b[k][0]
-        se = posterior_se(fit, est._Vp, dict(zip(fixed_cols, F.T)), [(k, Z)])
-        frames.append(pd.DataFrame({"smooth": sm.name, "x": x, "estimate": mean, "std_error": se,
+        axes = [np.linspace(*est._train_range[j], grid_resolution) for j in sm.columns]
+        grid = np.column_stack([a.ravel() for a in np.meshgrid(*axes, indexing="ij")])
+        mean, se = _evaluate(est, sm, k, start, _grid_rows(est, sm, grid))
+        frame = {"smooth": sm.name, "x": grid[:, 0]}
+        if grid.shape[1] == 2:
+            frame["x2"] = grid[:, 1]
+        frames.append(pd.DataFrame({**frame, "estimate": mean, "std_error": se,
                                     "lower": mean - z * se, "upper": mean + z * se}))
     if not frames:
-        raise ValueError(f"{feature!r} is not a smooth feature; smooths: {[s.name for s in est.smooths_]}.")
+        raise ValueError(f"{feature!r} is not a smooth of one or two features; smooths: "
+                         f"{[s.name for s in est.smooths_]}.")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -152,3 +178,67 @@ def summary_lines(est):
         lines.append(f" {nm:<16}{r['estimate']:12.4f}{r['std_error']:12.4f}{r[stat]:10.3f}{r['p_value']:11.3g}")
     lines.append(f"R-sq.(adj) = {est.r2_adj_:.4f}   Deviance explained = {100 * est.deviance_explained_:.1f}%")
     return lines
+
+
+def lambda_diagonal(fit, k):
+    """The diagonal of a smooth term's Lambda (``theta`` times ones for one penalty; per
+    column for a tensor product's): its spherical coordinates u times it are its coefficients."""
+    slices, _ = theta_layout(fit.terms)
+    return np.diagonal(fit.terms[k].template(fit.theta[slices[k]])).copy()
+
+
+def variance_rows(vc, smooths, smoothing_params, sigma, residual):
+    """The variance components table with each smooth's rows as its variances on the scale of
+    its own (unscaled) penalties, ``sigma^2 / lambda`` (one row per smoothing parameter), and
+    without the residual row for a family of known scale (``residual`` False)."""
+    names = {sm.name for sm in smooths}
+    keep = vc[~vc["factor"].isin(names) & (residual | (vc["factor"] != "Residual"))]
+    rows = []
+    for sm in smooths:
+        for nm in sm.lambda_names():
+            lam = smoothing_params[nm]
+            var = 0.0 if np.isinf(lam) else sigma**2 / lam
+            rows.append({"factor": sm.name, "term": nm, "variance": var, "std_dev": np.sqrt(var)})
+    smooth_part = pd.DataFrame(rows, columns=vc.columns)
+    resid = keep[keep["factor"] == "Residual"]
+    others = keep[keep["factor"] != "Residual"]
+    parts = [p for p in (others, smooth_part, resid) if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else vc.iloc[:0]
+
+
+def plot_curves(est, curves, ax=None, rug=True):
+    """Draw the frame of :func:`curves`: bands for one-variable smooths, contour maps for
+    two-variable ones. Returns the list of axes."""
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(curves["smooth"]))
+    if ax is None:  # constrained layout: the labels stay inside the figure on a plain savefig
+        _, ax = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.8), squeeze=False, layout="constrained")
+    axes = list(np.ravel(ax))
+    features = est._feature_names()
+    for a, nm in zip(axes, names):
+        c = curves[curves["smooth"] == nm]
+        sm = next(s for s in est.smooths_ if s.name == nm)
+        if "x2" in c and c["x2"].notna().all():
+            n1, n2 = len(np.unique(c["x"])), len(np.unique(c["x2"]))
+            grid = [c[col].to_numpy().reshape(n1, n2) for col in ("x", "x2", "estimate", "std_error")]
+            filled = a.contourf(grid[0], grid[1], grid[2], levels=12, cmap="viridis")
+            a.contour(grid[0], grid[1], grid[2], levels=8, colors="k", linewidths=0.8)
+            for sign in (-1, 1):
+                a.contour(grid[0], grid[1], grid[2] + sign * grid[3], levels=8, colors="w", linewidths=0.6,
+                          linestyles="dashed")
+            a.figure.colorbar(filled, ax=a, label=f"{nm}, edf {est.edf_[nm]:.2f}")
+            if rug and getattr(est, "_data_points", {}).get(nm) is not None:
+                pts = est._data_points[nm]
+                a.plot(pts[:, 0], pts[:, 1], ".", color="k", ms=1.5, alpha=0.4)
+            a.set_xlabel(features[sm.columns[0]])
+            a.set_ylabel(features[sm.columns[1]])
+            continue
+        a.fill_between(c["x"], c["lower"], c["upper"], alpha=0.25, lw=0)
+        a.plot(c["x"], c["estimate"], lw=2)
+        if rug:
+            xs = est._rug[sm.column]
+            a.plot(xs, np.full(len(xs), c["lower"].min()), "|", color="k", alpha=0.4)
+        a.set_xlabel(features[sm.column])
+        a.set_ylabel(f"{nm}, edf {est.edf_[nm]:.2f}")
+    return axes

@@ -218,7 +218,8 @@ def _frequentist_covariance(fit, theta, M, Minv, term_index, zg):
     info = M[zg:, zg:].copy()
     for k in term_index:
         u = slice(z_off[k] - zg, z_off[k + 1] - zg)
-        info[u, u] = float(theta[slices[k]][0]) ** 2 * fit.cp.diag[k][0]
+        d = np.diagonal(fit.terms[k].template(theta[slices[k]]))
+        info[u, u] = d[:, None] * fit.cp.diag[k][0] * d[None, :]
     if zg:
         info -= M[zg:, :zg] @ _group_solve(M, Minv, zg, M[:zg, zg:])
     Ms = Minv[zg:, zg:]
@@ -290,14 +291,14 @@ def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group
     rows, Ve = {}, None
     for sm, k, fcols in zip(smooths, term_index, fixed_columns):
         u = np.arange(z_off[k], z_off[k + 1])
-        theta = float(fit.theta[slices[k]][0])
+        lam = np.diagonal(fit.terms[k].template(fit.theta[slices[k]]))
         fpos = [kept_pos[j] for j in fcols if j in kept_pos]
         idx = np.r_[q + np.asarray(fpos, dtype=np.intp), u]
         edf = len(fpos) + float(np.sum(1.0 - diag[u]))
-        scale = np.r_[np.ones(len(fpos)), np.full(len(u), theta)]  # (beta, u) -> (beta, b)
+        scale = np.r_[np.ones(len(fpos)), lam]  # (beta, u) -> (beta, b)
         coef = np.r_[fit.beta[[j for j in fcols if j in kept_pos]], fit.b[k][0]]
         if len(fpos) == 0:  # no null space: the random-effect test, in the coordinates u
-            if theta == 0:  # its limit as the variance goes to 0 (mgcv stops at a large sp)
+            if not np.any(lam > 0):  # its limit as the variance goes to 0 (mgcv stops at a large sp)
                 th, M_, Minv_, u_hat = _near_zero_variance(fit, slices[k], k)
                 Ve_ = _frequentist_covariance(fit, th, M_, Minv_, term_index, zg)
             else:
@@ -318,7 +319,7 @@ def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group
             rank = edf
         else:  # mgcv's edf1: tr(2F - F^2) over the smooth, F = I - Minv D (D: 1 on u)
             rank = len(fpos) + float(np.sum(1.0 - np.sum(Minv[np.ix_(u, smooth_u)] ** 2, axis=1)))
-        if len(fpos) == sm.n_fixed:  # the smooth's original basis (mgcv's coefficients)
+        if len(fpos) == sm.n_fixed and hasattr(sm, "Uplus_"):  # the smooth's original basis (mgcv's)
             T = np.hstack([sm.U0_, sm.Uplus_])
             Tinv = np.linalg.inv(T)
             coef, V, G = T @ coef, T @ V @ T.T, Tinv.T @ G @ Tinv
@@ -343,11 +344,14 @@ def basis_dimension_state(residuals, covariates):
     each smooth's covariate, the residuals' mean squared neighbour difference in its order
     (ties in the order of the rows, as R's ``order``)."""
     r = np.asarray(residuals, dtype=float)
-    covariates = [np.asarray(x) for x in covariates]
+    covariates = [None if x is None else np.asarray(x) for x in covariates]
     if len(r) > BASIS_CHECK_ROWS:
         rows = np.random.default_rng(0).choice(len(r), BASIS_CHECK_ROWS, replace=False)
-        r, covariates = r[rows], [x[rows] for x in covariates]
-    observed = [float(neighbour_differences(r[np.argsort(x, kind="stable")])[0]) for x in covariates]
+        r, covariates = r[rows], [None if x is None else x[rows] for x in covariates]
+    # (a smooth of several variables, None here, is not checked: mgcv orders its residuals by
+    # nearest neighbours in the covariate space, which sklmm does not do yet)
+    observed = [np.nan if x is None else float(neighbour_differences(r[np.argsort(x, kind="stable")])[0])
+                for x in covariates]
     return r, np.asarray(observed)
 
 
@@ -359,6 +363,9 @@ def basis_dimension_table(state, names, k_prime, edf, n_permutations=400, random
     rng = check_random_state(random_state)
     p_values = []
     for v in observed:
+        if np.isnan(v):
+            p_values.append(np.nan)
+            continue
         below, done = 0, 0
         while done < n_permutations:  # in blocks of at most 100 orders
             m = min(100, n_permutations - done)

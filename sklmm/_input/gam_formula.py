@@ -1,11 +1,12 @@
 """mgcv / gamm4 style formulas for :class:`PenalizedSplineRegressor`.
 
-``"accel ~ s(times, k=20, bs='cr')"`` or ``"Reaction ~ s(Days, k=5, bs='cr') + (1 | Subject)"``:
-smooth terms ``s(x, k=..., bs=...)`` (arguments as Python literals; as in mgcv, ``bs`` defaults
-to the thin plate regression spline ``"tp"`` and ``k`` to 10), a parametric part read by
-formulaic, and lme4 random-effect terms (gamm4's ``random = ~ (1 | g)`` written into the
-formula). The smooths map onto the estimator's ``smooth_features``, ``n_basis`` and ``basis``;
-the rest is an lme4 formula without the smooths (:class:`~sklmm._input.formula.MixedFormula`).
+``"accel ~ s(times, k=20, bs='cr')"`` or ``"y ~ f + s(x, by=f) + te(x, z, k=(5, 5)) + (1 | g)"``:
+smooth terms ``s(x, z, k=..., bs=..., by=...)``, ``te(...)`` and ``ti(...)`` (variables and
+``by`` as column names, other arguments as Python literals; as in mgcv, ``s``'s basis defaults
+to the thin plate regression spline ``"tp"``), a parametric part read by formulaic, and lme4
+random-effect terms (gamm4's ``random = ~ (1 | g)`` written into the formula). The smooths
+become the estimator's ``smooths`` (:mod:`~sklmm._input.smooth_terms`); the rest is an lme4
+formula without the smooths (:class:`~sklmm._input.formula.MixedFormula`).
 """
 
 from __future__ import annotations
@@ -16,50 +17,55 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .._engine.smooth import BASES
 from .formula import _as_frame, _scan, _split_signed, parse_formula
+from .smooth_terms import s, te, ti
 
 __all__ = ["GamFormula", "parse_gam_formula", "GAM_FORMULA_PARAMS"]
 
 #: the estimator parameters a GAM formula sets, with their defaults
-GAM_FORMULA_PARAMS = dict(smooth_features=None, n_basis=10, basis="cr", random_slopes=None,
+GAM_FORMULA_PARAMS = dict(smooths=None, smooth_features=None, n_basis=10, basis="cr", random_slopes=None,
                           correlated_slopes=True, nested=False, random_intercept=True)
+
+_MAKERS = {"s": s, "te": te, "ti": ti}
+_KEYWORDS = {"s": {"k", "bs", "by", "sp"}, "te": {"k", "bs", "sp"}, "ti": {"k", "bs", "sp"}}
 
 
 def _smooth_call(piece, formula):
-    """``(variable, k, bs)`` for a piece ``s(x, k=10, bs='cr')``, or None for other pieces.
+    """The :class:`~sklmm._input.smooth_terms.Smooth` of a piece ``s(x, k=10, bs='cr')``,
+    ``te(x, z, k=(5, 5))``, ``ti(...)`` or ``s(x, by=f)``, or None for other pieces.
 
-    Without ``bs=`` the basis is mgcv's default, the thin plate regression spline ``"tp"``;
-    without ``k=`` it is 10 (mgcv's default for one variable, for every basis here)."""
-    if not piece.startswith("s("):
+    Variables (and ``by``) are column names; the other arguments Python literals. As in mgcv,
+    ``s()``'s basis defaults to the thin plate regression spline ``"tp"`` and ``te``'s margins
+    to ``"cr"`` with ``k=5``."""
+    head = piece.split("(", 1)[0].strip()
+    if head not in _MAKERS or not piece.rstrip().endswith(")"):
         return None
     try:
         node = ast.parse(piece, mode="eval").body
     except SyntaxError:
         raise ValueError(f"cannot read the smooth {piece!r} in {formula!r}: write s(x, k=10, bs='cr').") from None
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "s"):
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == head):
         return None
-    if len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
-        raise ValueError(
-            f"{piece}: sklmm's s() smooths one variable, named as a column of the data "
-            "(s(x, k=10, bs='cr')); smooths of several variables are not available yet."
-        )
-    unknown = sorted({k.arg for k in node.keywords} - {"k", "bs"})
+    if not node.args or not all(isinstance(a, ast.Name) for a in node.args):
+        raise ValueError(f"{piece}: name the smoothed variables as columns of the data, {head}(x, z, ...).")
+    unknown = sorted({k.arg for k in node.keywords} - _KEYWORDS[head])
     if unknown:
-        raise ValueError(f"{piece}: s() takes k= and bs= here; {unknown} are not supported yet.")
+        raise ValueError(f"{piece}: {head}() takes {sorted(_KEYWORDS[head])} here; {unknown} are not supported.")
     kw = {}
     for k in node.keywords:
+        if k.arg == "by":
+            if not isinstance(k.value, ast.Name):
+                raise ValueError(f"{piece}: by= names a column of the data, by=f.")
+            kw["by"] = k.value.id
+            continue
         try:
             kw[k.arg] = ast.literal_eval(k.value)
         except ValueError:
-            raise ValueError(f"{piece}: the argument {k.arg}= must be a literal (a number or a string).") from None
-    bs = kw.get("bs", "tp")
-    if bs not in BASES:
-        raise ValueError(f"{piece}: bs={bs!r} is not available; sklmm has {list(BASES)}.")
-    k = kw.get("k", 10)
-    if not isinstance(k, int) or isinstance(k, bool):
-        raise ValueError(f"{piece}: k must be an integer; got {k!r}.")
-    return node.args[0].id, k, bs
+            raise ValueError(f"{piece}: the argument {k.arg}= must be a literal (a number, string or tuple).") from None
+    try:
+        return _MAKERS[head](*[a.id for a in node.args], **kw)
+    except ValueError as e:
+        raise ValueError(f"{piece} in {formula!r}: {e}") from None
 
 
 @dataclass
@@ -71,7 +77,7 @@ class GamFormula:
     """
 
     formula: str
-    smooths: list  # (variable, k, bs)
+    smooths: list  # Smooth terms
     rest: object  # the MixedFormula of the formula without its smooths
     complete_rows: np.ndarray = field(default=None, repr=False)
 
@@ -80,7 +86,9 @@ class GamFormula:
 
     @property
     def variables(self):
-        return [v for v, _, _ in self.smooths]
+        """The smooths' variables and ``by`` columns, each once, in order."""
+        out = [v for t in self.smooths for v in t.features + ((t.by,) if t.by is not None else ())]
+        return list(dict.fromkeys(out))
 
     @property
     def fixed_columns(self):
@@ -113,12 +121,14 @@ class GamFormula:
             )
         X = pd.concat([X, self._smooth_frame(data.loc[keep])], axis=1)
         params = {k: v for k, v in params.items() if k != "fit_intercept"}
-        params.update(smooth_features=list(self.variables), n_basis={v: k for v, k, _ in self.smooths},
-                      basis={v: bs for v, _, bs in self.smooths})
+        params.update(smooths=list(self.smooths))
         return X, y, groups, params
 
     def _smooth_frame(self, data):
-        return pd.DataFrame({v: np.asarray(data[v], dtype=float) for v in self.variables})
+        # (a categorical by column stays as it is: the estimator codes its levels)
+        return pd.DataFrame({v: np.asarray(data[v], dtype=float)
+                             if pd.api.types.is_numeric_dtype(data[v]) and data[v].dtype != bool else
+                             data[v].to_numpy() for v in self.variables})
 
     def fixed(self, data):
         """The design of new data: the parametric columns, then the smoothed variables."""
@@ -157,8 +167,8 @@ def parse_gam_formula(formula):
             continue
         if sign == "-":
             raise ValueError(f"a smooth cannot be subtracted: '- {piece}'.")
-        if sm[0] in [v for v, _, _ in smooths]:
-            raise ValueError(f"{sm[0]!r} is smoothed twice in {formula!r}; give each variable one s().")
+        if sm in smooths:
+            raise ValueError(f"{sm!r} appears twice in {formula!r}; two identical smooths are not identifiable.")
         smooths.append(sm)
     if not smooths:
         raise ValueError(f"{formula!r} has no smooth s(x, bs=...); for a linear mixed model use MixedLinearRegressor.")

@@ -1,14 +1,243 @@
-"""The smooths of a penalized spline model from its parameters (or its formula's): which
-features get a smooth, with which basis, dimension and knots; each per-feature setting given
-as one value or a dict keyed by feature name (or index), unknown keys refused."""
+"""The smooth terms of a penalized spline model: how users give them, and their fitted designs.
+
+Terms are given as objects written like mgcv's (``smooths=[s("x", bs="cr"), te("x", "z"),
+s("x", by="f")]``, importable from ``sklmm``), by a formula (which makes the same objects), or
+by the older per-feature parameters (``smooth_features``, ``n_basis``, ``basis``, ``knots``,
+``smoothing_params``; turned into ``s(...)`` objects here, so there is one path). Each becomes
+one or more :class:`FittedSmooth` (a factor ``by`` gives one per level): the engine's basis
+(:class:`~sklmm._engine.smooth.SmoothTerm` or :class:`~sklmm._engine.tensor.TensorSmooth`),
+the columns of X it reads, its fixed (null-space) and random columns, and its smoothing
+parameters.
+"""
 
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
 
 from .._engine.smooth import BASES, SmoothTerm
+from .._engine.tensor import MARGIN_BASES, TensorSmooth
 
-__all__ = ["per_feature", "check_feature_keys", "make_smooths"]
+__all__ = ["Smooth", "s", "te", "ti", "FittedSmooth", "make_smooths", "per_feature", "check_feature_keys",
+           "encode_by_factors", "LEGACY_DEFAULTS"]
+
+#: mgcv's default basis dimension of a thin plate spline of d variables
+TP_DEFAULT_K = {1: 10, 2: 30, 3: 110}
+
+#: the per-feature parameters and their defaults (``smooths`` replaces them)
+LEGACY_DEFAULTS = dict(smooth_features=None, n_basis=10, basis="cr", knots=None, smoothing_params=None)
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Smooth:
+    """One smooth term as mgcv writes it; made by :func:`s`, :func:`te` and :func:`ti`."""
+
+    kind: str
+    features: tuple
+    k: object = None
+    bs: object = None
+    by: object = None
+    knots: object = None
+    sp: object = None
+
+    def __repr__(self):
+        args = [repr(f) for f in self.features]
+        args += [f"{a}={getattr(self, a)!r}" for a in ("k", "bs", "by", "knots", "sp") if getattr(self, a) is not None]
+        return f"{self.kind}({', '.join(args)})"
+
+
+def _features(kind, features):
+    if not features:
+        raise ValueError(f"{kind}() needs at least one feature: {kind}('x').")
+    for f in features:
+        if not isinstance(f, (str, numbers.Integral)) or isinstance(f, bool):
+            raise ValueError(f"{kind}(): features are column names or positions; got {f!r}.")
+    if len(set(features)) < len(features):
+        raise ValueError(f"{kind}{tuple(features)} names a feature twice.")
+    return tuple(features)
+
+
+def _positive(value, what):
+    if value is None:
+        return None
+    vals = np.atleast_1d(np.asarray(value, dtype=float))
+    if not np.all(vals > 0):
+        raise ValueError(f"{what} must be positive; got {value!r}.")
+    return tuple(float(v) for v in vals) if np.ndim(value) else float(value)
+
+
+def s(*features, k=None, bs="tp", by=None, knots=None, sp=None):
+    """A smooth of one or more features, as mgcv's ``s()``.
+
+    Parameters
+    ----------
+    *features : str or int
+        Column names (or positions) of X. Several features: a thin plate spline (``bs="tp"``).
+    k : int, default=None
+        Basis dimension (mgcv's ``k``); None: mgcv's default (10, or 30 / 110 for a thin plate
+        spline of 2 / 3 features).
+    bs : {"tp", "cr", "ps", "cc", "rk"}, default="tp"
+        Basis, as mgcv's ``bs`` (its default, the thin plate regression spline).
+    by : str or int, default=None
+        A numeric feature multiplying the smooth (a varying coefficient, ``f(x) z``), or a
+        categorical one (a DataFrame column of category, string or bool dtype): one smooth per
+        level, each with its own smoothing parameter (add the factor's main effect as a
+        parametric term, as in mgcv).
+    knots : array-like, default=None
+        Knots, as the ``knots`` parameter of :class:`~sklmm.PenalizedSplineRegressor` takes
+        them (``cc``: two values give the period's ends).
+    sp : float, default=None
+        A smoothing parameter held fixed (mgcv's ``sp``); None: estimated.
+
+    Returns
+    -------
+    Smooth
+    """
+    features = _features("s", features)
+    if bs not in BASES:
+        raise ValueError(f"s(): bs must be one of {list(BASES)}; got {bs!r}.")
+    if len(features) > 1 and bs != "tp":
+        raise ValueError(f"s{features}: a smooth of several features is a thin plate spline (bs='tp'); "
+                         f"for other bases use te({', '.join(map(repr, features))}).")
+    if k is not None and (not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 3):
+        raise ValueError(f"s(): k must be an integer of at least 3; got {k!r}.")
+    if by is not None and (not isinstance(by, (str, numbers.Integral)) or isinstance(by, bool)):
+        raise ValueError(f"s(): by must be a column name or position; got {by!r}.")
+    if knots is not None:
+        try:
+            arr = np.asarray(knots, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"s(): knots must be numbers; got {knots!r}.") from None
+        knots = tuple(map(tuple, arr)) if arr.ndim == 2 else tuple(float(v) for v in arr.ravel())
+    return Smooth("s", features, None if k is None else int(k), bs, by, knots, _positive(sp, "sp"))
+
+
+def _tensor(kind, features, k, bs, sp):
+    features = _features(kind, features)
+    m = len(features)
+    ks = (k,) * m if isinstance(k, numbers.Integral) else tuple(k)
+    bss = (bs,) * m if isinstance(bs, str) else tuple(bs)
+    if len(ks) != m or len(bss) != m:
+        raise ValueError(f"{kind}{features}: give k and bs once or once per feature ({m}); got k={k!r}, bs={bs!r}.")
+    for b, kk in zip(bss, ks):
+        if b not in MARGIN_BASES:
+            raise ValueError(f"{kind}(): a margin's bs must be one of {list(MARGIN_BASES)}; got {b!r}.")
+        if not isinstance(kk, numbers.Integral) or isinstance(kk, bool) or kk < 3:
+            raise ValueError(f"{kind}(): each margin's k must be an integer of at least 3; got {kk!r}.")
+    if sp is not None and np.size(sp) not in (1, m):
+        raise ValueError(f"{kind}{features}: sp takes one value per margin ({m}); got {sp!r}.")
+    return Smooth(kind, features, tuple(int(v) for v in ks), bss, None, None, _positive(sp, "sp"))
+
+
+def te(*features, k=5, bs="cr", sp=None):
+    """A tensor product smooth, as mgcv's ``te()``: one smoothing parameter per feature (margin).
+
+    Parameters
+    ----------
+    *features : str or int
+    k : int or tuple of int, default=5
+        Each margin's basis dimension (one value for all).
+    bs : str or tuple of str, default="cr"
+        Each margin's basis: "cr", "ps", "cc" or "tp" (one variable).
+    sp : float or tuple of float, default=None
+        Smoothing parameters held fixed, one per margin.
+
+    Returns
+    -------
+    Smooth
+    """
+    return _tensor("te", features, k, bs, sp)
+
+
+def ti(*features, k=5, bs="cr", sp=None):
+    """A tensor product interaction, as mgcv's ``ti()``: :func:`te` without the main effects of
+    its margins (which ``ti(x)`` or ``s(x)`` terms carry), for an ANOVA decomposition
+    ``ti(x) + ti(z) + ti(x, z)``. Parameters as :func:`te`."""
+    return _tensor("ti", features, k, bs, sp)
+
+
+class FittedSmooth:
+    """One smooth of a fitted model: the engine's basis, the columns of X it reads and its
+    ``by`` variable (a column, or a factor's level)."""
+
+    def __init__(self, spec, name, columns, engine, by_column=None, by_level=None, constrain=True):
+        self.spec, self.name, self.columns, self.engine = spec, name, list(columns), engine
+        self.by_column, self.by_level, self.constrain = by_column, by_level, constrain
+        engine.name = name
+
+    @property
+    def column(self):
+        return self.columns[0]
+
+    @property
+    def tensor(self):
+        return isinstance(self.engine, TensorSmooth)
+
+    def _x(self, X):
+        x = X[:, self.columns]
+        return x[:, 0] if x.shape[1] == 1 and not self.tensor else x
+
+    def _by(self, X):
+        if self.by_column is None:
+            return None
+        z = X[:, self.by_column]
+        return z if self.by_level is None else (z == self.by_level).astype(float)
+
+    def fit_design(self, X):
+        if self.tensor:
+            return self.engine.fit_design(self._x(X))
+        return self.engine.fit_design(self._x(X), by=self._by(X), constrain=self.constrain)
+
+    def design(self, X):
+        if self.tensor:
+            return self.engine.design(self._x(X))
+        return self.engine.design(self._x(X), by=self._by(X))
+
+    def random_term(self, Z):
+        return self.engine.random_term(Z)
+
+    @property
+    def n_fixed(self):
+        return self.engine.n_fixed
+
+    @property
+    def n_random(self):
+        return self.engine.n_random
+
+    @property
+    def n_lambda(self):
+        return self.engine.n_margins if self.tensor else 1
+
+    def lambdas(self, theta):
+        """The smoothing parameters (one per penalty) for the term's theta."""
+        theta = np.asarray(theta, dtype=float)
+        if self.tensor:
+            return self.engine.lambda_from_theta(theta)
+        return np.array([self.engine.lambda_from_theta(float(theta[0]))])
+
+    def thetas(self, sp):
+        """theta for given smoothing parameters (one, or one per margin)."""
+        lam = np.broadcast_to(np.asarray(sp, dtype=float), (self.n_lambda,))
+        return np.atleast_1d(self.engine.theta_from_lambda(lam))
+
+    def lambda_names(self):
+        return [self.name] if self.n_lambda == 1 else [f"{self.name}{j + 1}" for j in range(self.n_lambda)]
+
+    @property
+    def basis(self):
+        return ".".join(self.engine.bases) if self.tensor else self.engine.basis
+
+    @property
+    def n_basis(self):
+        return "x".join(map(str, self.engine.n_basis)) if self.tensor else self.engine.n_basis
+
+    def __getattr__(self, attr):  # the engine's fitted attributes (knots_, U0_, Uplus_, ...)
+        if attr.startswith("__") or attr == "engine":
+            raise AttributeError(attr)
+        return getattr(self.engine, attr)
 
 
 def per_feature(est, value, name, j):
@@ -39,14 +268,11 @@ def check_feature_keys(est, structure, cols, names):
                 )
 
 
-def make_smooths(est, X):
-    names = est._feature_names()
+def _legacy_specs(est, X, names):
+    """``s(...)`` objects for the per-feature parameters."""
     structure = est._structure  # the parameters, or what the formula says
-    cols = (
-        list(range(X.shape[1]))
-        if structure["smooth_features"] is None
-        else est._column_index(structure["smooth_features"], names, "smooth_features")
-    )
+    cols = (list(range(X.shape[1])) if structure["smooth_features"] is None
+            else est._column_index(structure["smooth_features"], names, "smooth_features"))
     repeated = sorted({names[j] for j in cols if cols.count(j) > 1})
     if repeated:
         raise ValueError(
@@ -54,7 +280,7 @@ def make_smooths(est, X):
             "identical smooths are not identifiable)."
         )
     check_feature_keys(est, structure, cols, names)
-    smooths, designs = [], []
+    specs = []
     for j in cols:
         nm = names[j]
         k = per_feature(est, structure["n_basis"], nm, j)
@@ -65,8 +291,119 @@ def make_smooths(est, X):
         if b not in BASES:
             raise ValueError(f"basis must be one of {BASES} (or a dict of them); got {b!r} for {nm!r}.")
         knots = per_feature(est, est.knots or {}, nm, j)
-        sm = SmoothTerm(f"s({nm})", j, b, k, knots)
-        designs.append(sm.fit_design(X[:, j]))
-        smooths.append(sm)
-    linear = [j for j in range(X.shape[1]) if j not in cols]
+        sp = per_feature(est, est.smoothing_params, nm, j) if est.smoothing_params is not None else None
+        if sp is not None and not sp > 0:
+            raise ValueError(f"smoothing_params for s({nm}) must be positive; got {sp!r}.")
+        labels = getattr(est, "_column_labels", None)
+        key = labels[j] if labels is not None else (nm if hasattr(est, "feature_names_in_") else j)
+        specs.append(Smooth("s", (key,), int(k), b, None, knots, sp))  # (knots checked by the basis)
+    return specs
+
+
+def _specs(est, X, names):
+    given = est._structure.get("smooths", getattr(est, "smooths", None))
+    if given is None:
+        return _legacy_specs(est, X, names)
+    if getattr(est, "formula", None) is not None:  # a formula's s() terms take knots and sp by feature
+        return [_with_feature_settings(est, t) for t in given]
+    changed = [p for p, v in LEGACY_DEFAULTS.items() if est._structure.get(p, getattr(est, p, v)) != v]
+    if changed:
+        raise ValueError(f"give smooths either as smooths=[s(...), ...] or by {changed}, not both: "
+                         "write each smooth's k, bs, knots and sp in its s() or te().")
+    if not isinstance(given, (list, tuple)) or not all(isinstance(t, Smooth) for t in given):
+        raise ValueError(f"smooths must be a list of s(...), te(...) or ti(...) terms; got {given!r}.")
+    return list(given)
+
+
+def _with_feature_settings(est, t):
+    """A formula's one-variable ``s()`` with the ``knots`` and ``smoothing_params`` given for its
+    feature (dicts keyed by name: a formula's smooth takes no literal knots)."""
+    from dataclasses import replace
+
+    if t.kind != "s" or len(t.features) != 1:
+        return t
+    (f,) = t.features
+    knots = (est.knots or {}).get(f)
+    sp = (est.smoothing_params or {}).get(f)
+    if knots is not None:
+        t = replace(t, knots=tuple(float(v) for v in np.ravel(np.asarray(knots, dtype=float))))
+    if sp is not None:
+        if not sp > 0:
+            raise ValueError(f"smoothing_params for {t!r} must be positive; got {sp!r}.")
+        t = replace(t, sp=float(sp))
+    return t
+
+
+def encode_by_factors(est, X, fitting):
+    """X with each factor ``by`` column (a DataFrame column of category, string or bool dtype)
+    replaced by its level codes: at fit, the levels are kept in ``est._by_levels``; later, the
+    same codes (an unseen level is an error)."""
+    given = getattr(est, "_structure", {}).get("smooths") or getattr(est, "smooths", None) or []
+    specs = [t for t in given if isinstance(t, Smooth) and t.by is not None]
+    if fitting:
+        est._by_levels = {}
+    if not specs or not isinstance(X, pd.DataFrame):
+        return X
+    X = X.copy()
+    for t in specs:
+        col = t.by
+        if col not in X.columns:
+            continue
+        known = est._by_levels.get(col)
+        if fitting and known is None and (not pd.api.types.is_numeric_dtype(X[col]) or X[col].dtype == bool):
+            levels = pd.Index(pd.unique(X[col].dropna())).sort_values()
+            est._by_levels[col] = known = levels
+        if known is not None:
+            codes = pd.Index(known).get_indexer(X[col])
+            if (codes < 0).any():
+                bad = X[col][codes < 0].unique()[:5].tolist()
+                raise ValueError(f"the by factor {col!r} has levels {bad} not seen in fit; its smooths are per level.")
+            X[col] = codes.astype(float)
+    return X
+
+
+def make_smooths(est, X):
+    """``(smooths, linear columns, designs)``: each :class:`FittedSmooth` fitted on X, the
+    columns entering linearly (those no smooth reads), and each smooth's ``(F, Z)``."""
+    names = est._feature_names()
+    specs = _specs(est, X, names)
+    smooths, used = [], set()
+    levels = getattr(est, "_by_levels", {})
+    for t in specs:
+        cols = est._column_index(list(t.features), names, "smooths")
+        used.update(cols)
+        label = ",".join(names[j] for j in cols)
+        if t.kind in ("te", "ti"):
+            name = f"{t.kind}({label})"
+            eng = TensorSmooth(name, cols, bases=t.bs, n_basis=t.k, interaction=t.kind == "ti",
+                               labels=[names[j] for j in cols])
+            smooths.append(FittedSmooth(t, name, cols, eng))
+            continue
+        d = len(cols)
+        k = t.k if t.k is not None else (TP_DEFAULT_K.get(d) if t.bs == "tp" else 10)
+        if k is None:
+            raise ValueError(f"{t!r}: give k for a thin plate spline of {d} features.")
+        knots = t.knots
+        if t.by is None:
+            name = f"s({label})"
+            smooths.append(FittedSmooth(t, name, cols, SmoothTerm(name, cols[0], t.bs, k, knots)))
+            continue
+        (bcol,) = est._column_index([t.by], names, "by")
+        used.add(bcol)
+        byname = names[bcol]
+        if byname in levels:  # a factor: one smooth per level, each centred over its rows
+            for code, lev in enumerate(levels[byname]):
+                name = f"s({label}):{byname}{lev}"
+                smooths.append(FittedSmooth(t, name, cols, SmoothTerm(name, cols[0], t.bs, k, knots),
+                                            by_column=bcol, by_level=float(code)))
+        else:  # numeric: f(x) z, not centred (its constant times z is the smooth's)
+            name = f"s({label}):{byname}"
+            smooths.append(FittedSmooth(t, name, cols, SmoothTerm(name, cols[0], t.bs, k, knots),
+                                        by_column=bcol, constrain=False))
+    seen = [sm.name for sm in smooths]
+    twice = sorted({nm for nm in seen if seen.count(nm) > 1})
+    if twice:
+        raise ValueError(f"the smooth(s) {twice} are given twice; two identical smooths are not identifiable.")
+    designs = [sm.fit_design(X) for sm in smooths]
+    linear = [j for j in range(X.shape[1]) if j not in used]
     return smooths, linear, designs

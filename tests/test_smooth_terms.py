@@ -1,0 +1,153 @@
+"""Smooth terms as objects (s, te, ti; by=), through the estimators and their formulas, against
+mgcv: tools/mgcv_by_reference.R (by= smooths, a two-variable tp) and
+tools/mgcv_tensor_reference.R (te, ti)."""
+
+import json
+import pickle
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+from sklmm import PenalizedSplineClassifier, PenalizedSplineRegressor, s, te, ti
+
+matplotlib.use("Agg")
+
+DATA = Path(__file__).parent / "data"
+BY = json.loads((DATA / "mgcv_by_reference.json").read_text())
+TENSOR = json.loads((DATA / "mgcv_tensor_reference.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def by_data():
+    d = pd.read_csv(DATA / "sim_by.csv")
+    d["f"] = pd.Categorical(d["f"])
+    return d
+
+
+@pytest.fixture(scope="module")
+def tensor_data():
+    return pd.read_csv(DATA / "sim_tensor.csv")
+
+
+BY_FORMULAS = {
+    "factor_by": "y ~ f + s(x, by=f, bs='cr')",
+    "numeric_by": "y ~ f + s(x, bs='cr') + s(x, by=z, bs='cr')",
+    "both_by": "y ~ f + s(x, by=f, bs='cr') + s(x, by=z, bs='cr')",
+    "tp2": "y ~ s(x, z, k=20)",
+}
+
+
+@pytest.mark.parametrize("key", sorted(BY_FORMULAS))
+def test_by_smooths_and_a_two_variable_tp_match_mgcv(by_data, key):
+    ref = BY[key]
+    m = PenalizedSplineRegressor.from_formula(BY_FORMULAS[key], by_data)
+    sd = by_data["y"].std()
+    np.testing.assert_allclose(m.predict(by_data), ref["fitted"], atol=1e-4 * sd)
+    assert list(m.edf_.index) == ref["smooth_labels"]
+    np.testing.assert_allclose(m.edf_.to_numpy(), ref["edf_smooth"], atol=1e-3)
+    assert m.edf_total_ == pytest.approx(ref["edf_total"], abs=1e-3)
+    assert m.sigma_**2 == pytest.approx(ref["sig2"], rel=1e-4)
+    # F statistics where the smooth is not at a boundary of its smoothing parameter
+    inside = np.array(ref["edf_smooth"]) > 2.01
+    np.testing.assert_allclose(m.smooth_tests_["statistic"].to_numpy()[inside], np.array(ref["s_table_F"])[inside],
+                               rtol=2e-3)
+
+
+def test_term_objects_fit_the_formulas_models(by_data):
+    """smooths=[...] is the formula's model: with the factor's main effect as dummy columns."""
+    X = pd.concat([by_data[["x", "z", "f"]], pd.get_dummies(by_data["f"], prefix="f", drop_first=True).astype(float)],
+                  axis=1)
+    m = PenalizedSplineRegressor(smooths=[s("x", by="f", bs="cr"), s("x", by="z", bs="cr")]).fit(X, by_data["y"])
+    ref = BY["both_by"]
+    np.testing.assert_allclose(m.predict(X), ref["fitted"], atol=1e-4 * by_data["y"].std())
+    assert m.linear_features_ == ["f_b", "f_c"]  # (x, z and f are read by the smooths)
+    with pytest.raises(ValueError, match="not seen in fit"):
+        m.predict(X.assign(f=pd.Categorical(["d"] * len(X))))
+    two = PenalizedSplineRegressor(smooths=[s("x", "z", k=20)]).fit(by_data[["x", "z"]], by_data["y"])
+    np.testing.assert_allclose(two.predict(by_data[["x", "z"]]), BY["tp2"]["fitted"], atol=1e-4 * by_data["y"].std())
+    curves = two.partial_dependence(grid_resolution=7)
+    assert len(curves) == 49 and curves["x2"].notna().all()
+    two.plot_partial_dependence()
+
+
+TENSOR_FORMULAS = {
+    "te_default": ("y_te ~ te(x, z)", "y_te"),
+    "te_k64": ("y_te ~ te(x, z, k=(6, 4))", "y_te"),
+    "te_tp_cr": ("y_te ~ te(x, z, bs=('tp', 'cr'), k=(6, 5))", "y_te"),
+    "te_cr_cc": ("y_te ~ te(x, z, bs=('cr', 'cc'), k=(5, 6))", "y_te"),
+    "te_add": ("y_add ~ te(x, z) + s(w)", "y_add"),
+    "ti_anova": ("y_ti ~ ti(x) + ti(z) + ti(x, z)", "y_ti"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(TENSOR_FORMULAS))
+def test_tensor_products_in_the_estimator_match_mgcv(tensor_data, key):
+    formula, response = TENSOR_FORMULAS[key]
+    ref = TENSOR[key]
+    m = PenalizedSplineRegressor.from_formula(formula, tensor_data)
+    sd = tensor_data[response].std()
+    np.testing.assert_allclose(m.predict(tensor_data), ref["fitted"], atol=1e-4 * sd)
+    np.testing.assert_allclose(m.edf_.to_numpy(), ref["edf_smooth"], atol=1e-3)
+    new = pd.DataFrame(ref["new"]).assign(**{c: 0.5 for c in ("w",) if c not in ref["new"]})
+    np.testing.assert_allclose(m.predict(new) - m.predict(new.iloc[:1]), np.array(ref["new_fit"]) - ref["new_fit"][0],
+                               atol=1e-4 * sd)
+    assert len(m.smoothing_params_) == sum(2 if nm.count(",") else 1 for nm in m.edf_.index)
+
+
+def test_tensor_product_partial_dependence_is_a_surface(tensor_data):
+    m = PenalizedSplineRegressor(smooths=[te("x", "z")]).fit(tensor_data[["x", "z"]], tensor_data["y_te"])
+    surf = m.partial_dependence("te(x,z)", grid_resolution=6)
+    assert surf.shape[0] == 36 and surf["std_error"].gt(0).all()
+    axes = m.plot_partial_dependence()
+    assert axes[0].get_xlabel() == "x" and axes[0].get_ylabel() == "z"
+    assert "te(x,z)" in m.summary()
+
+
+def test_term_objects_are_parameters_that_clone_pickle_and_search(by_data):
+    terms = [s("x", bs="cr", k=8), ti("x", "z", k=(4, 4))]
+    assert repr(terms[0]) == "s('x', k=8, bs='cr')"
+    assert repr(ti("x", "z")) == "ti('x', 'z', k=(5, 5), bs=('cr', 'cr'))"
+    m = PenalizedSplineRegressor(smooths=terms)
+    assert clone(m).get_params()["smooths"] == terms
+    m.fit(by_data[["x", "z"]], by_data["y"])
+    again = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(again.predict(by_data[["x", "z"]]), m.predict(by_data[["x", "z"]]))
+    grid = GridSearchCV(PenalizedSplineRegressor(), {"smooths": [[s("x", bs="cr")], [s("x", bs="cr"), s("z", bs="cr")]]},
+                        cv=3).fit(by_data[["x", "z"]], by_data["y"])
+    assert len(grid.best_params_["smooths"]) in (1, 2)
+    y01 = (by_data["y"] > by_data["y"].median()).astype(int)
+    clf = PenalizedSplineClassifier(smooths=[te("x", "z")]).fit(by_data[["x", "z"]], y01)
+    assert clf.predict_proba(by_data[["x", "z"]]).shape == (len(by_data), 2)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: s(), "at least one feature"),
+    (lambda: s("x", bs="te"), "bs must be one of"),
+    (lambda: s("x", "z", bs="cr"), "thin plate spline"),
+    (lambda: s("x", k=2), "k must be an integer of at least 3"),
+    (lambda: s("x", "x"), "names a feature twice"),
+    (lambda: s("x", sp=-1.0), "sp must be positive"),
+    (lambda: te("x", "z", k=(5, 5, 5)), "once per feature"),
+    (lambda: te("x", "z", bs="rk"), "margin's bs must be one of"),
+    (lambda: ti("x", "z", sp=(1.0, 2.0, 3.0)), "one value per margin"),
+])
+def test_bad_terms_are_refused_when_written(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_bad_term_parameters_are_refused_at_fit(by_data):
+    X, y = by_data[["x", "z"]], by_data["y"]
+    with pytest.raises(ValueError, match="not both"):
+        PenalizedSplineRegressor(smooths=[s("x")], n_basis=5).fit(X, y)
+    with pytest.raises(ValueError, match="'w'"):
+        PenalizedSplineRegressor(smooths=[s("w")]).fit(X, y)
+    with pytest.raises(ValueError, match="given twice"):
+        PenalizedSplineRegressor(smooths=[s("x", bs="cr"), s("x", bs="ps")]).fit(X, y)
+    with pytest.raises(ValueError, match="list of s"):
+        PenalizedSplineRegressor(smooths=["x"]).fit(X, y)

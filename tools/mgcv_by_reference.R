@@ -1,0 +1,37 @@
+#!/usr/bin/env Rscript
+# mgcv_by_reference.R -- by= smooths (a factor by: one smooth per level; a numeric by: a varying
+# coefficient) for PenalizedSplineRegressor's s("x", by=...) terms.
+#
+# How to run (from the repository root):
+#     Rscript tools/mgcv_by_reference.R
+# Needs R with mgcv and jsonlite (Debian: apt-get install r-cran-mgcv r-cran-jsonlite).
+# Input: tests/data/sim_by.csv (y, x, z, f: simulated once with numpy, seed 1: three curves of x
+# by the level of f plus 0.5 z x and N(0, 0.2^2) noise). Output: tests/data/mgcv_by_reference.json.
+# mgcv is only run here; none of its code is copied.
+
+suppressPackageStartupMessages({
+  library(mgcv)
+  library(jsonlite)
+})
+script_file <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))
+script_dir <- if (length(script_file) == 1) dirname(gsub("~+~", " ", script_file, fixed = TRUE)) else "tools"
+source(file.path(script_dir, "json_helpers.R"))
+
+d <- read.csv("tests/data/sim_by.csv")
+d$f <- factor(d$f, levels = sort(unique(d$f)))
+entry <- function(g, formula) {
+  s <- summary(g)
+  cat(sprintf("%s: edf %s, REML %.8f\n", formula, paste(round(s$edf, 4), collapse = " "), g$gcv.ubre))
+  list(formula = formula, fitted = jvec(fitted(g)), edf_smooth = jvec(s$edf), smooth_labels = I(rownames(s$s.table)),
+       edf_total = jnum(sum(g$edf)), sp = jvec(g$sp), reml_score = jnum(g$gcv.ubre), sig2 = jnum(g$sig2),
+       s_table_F = jvec(s$s.table[, 3]), s_table_ref_df = jvec(s$s.table[, 2]))
+}
+out <- list()
+out$factor_by <- entry(gam(y ~ f + s(x, by = f, bs = "cr"), data = d, method = "REML"),
+                       "y ~ f + s(x, by = f, bs = 'cr')")
+out$numeric_by <- entry(gam(y ~ f + s(x, bs = "cr") + s(x, by = z, bs = "cr"), data = d, method = "REML"),
+                        "y ~ f + s(x, bs = 'cr') + s(x, by = z, bs = 'cr')")
+out$both_by <- entry(gam(y ~ f + s(x, by = f, bs = "cr") + s(x, by = z, bs = "cr"), data = d, method = "REML"),
+                     "y ~ f + s(x, by = f, bs = 'cr') + s(x, by = z, bs = 'cr')")
+out$tp2 <- entry(gam(y ~ s(x, z, k = 20), data = d, method = "REML"), "y ~ s(x, z, k = 20)")
+writeLines(toJSON(out, auto_unbox = TRUE, json_verbatim = TRUE, pretty = TRUE), "tests/data/mgcv_by_reference.json")
