@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import pandas as pd
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import d2_tweedie_score
@@ -179,6 +180,7 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
             w = np.ones(n) if sample_weight is None else sample_weight
             residuals = gam_family.deviance_residuals(family, y, fitted, w)
         self.fixed_effects_, self.residual_df_, self.r2_adj_, self.deviance_explained_ = table
+        self.coefficients_, self.coefficients_cov_ = smooth_summary.coefficient_table(self, fe_names)
         starts = np.cumsum([1 + len(self._linear)] + [sm.n_fixed for sm in self.smooths_])
         null_space = [list(range(a, a + sm.n_fixed)) for a, sm in zip(starts, self.smooths_)]
         self.smooth_tests_ = smooth_tests.significance_table(fit, M, Minv, self.smooths_, sm_terms, null_space,
@@ -233,6 +235,41 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
         if not return_std:
             return mean
         return mean, smooth_summary.posterior_se(self._fit, self._Vp, dict(enumerate(Xf.T)), smooths)
+
+    def predict_terms(self, X, return_std=False):
+        """Each term's contribution to the linear predictor, mgcv's ``predict(type = "terms")``:
+        one column per linear feature (``coef * x``, not centred) and per smooth (its centred
+        curve); the intercept is ``intercept_`` (mgcv's ``attr(, "constant")``). Group effects
+        are not included.
+
+        Returns
+        -------
+        terms : DataFrame of shape (n_samples, n_terms)
+        terms_std : DataFrame
+            Only with ``return_std=True``: the posterior standard error of each contribution.
+        """
+        check_is_fitted(self)
+        X, _ = self._resolve_predict(X, None)
+        X = self._validate_X(smooth_terms.encode_by_factors(self, X, fitting=False), reset=False)
+        return smooth_summary.term_contributions(self, X, return_std)
+
+    def lpmatrix(self, X):
+        """The linear predictor matrix, mgcv's ``predict(type = "lpmatrix")``: ``lpmatrix(X) @
+        coefficients_`` is the population linear predictor at X, and ``coefficients_cov_`` the
+        posterior covariance of the coefficients (mgcv's ``Vp``), so that any linear function of
+        the fit has its standard error.
+
+        Returns
+        -------
+        Xp : DataFrame of shape (n_samples, n_coefficients)
+            Columns: the fixed effects (intercept, linear features, each smooth's unpenalized
+            part ``s(x).fx0``) and each smooth's penalized coefficients ``s(x).0, ...``.
+        """
+        check_is_fitted(self)
+        X, _ = self._resolve_predict(X, None)
+        X = self._validate_X(smooth_terms.encode_by_factors(self, X, fitting=False), reset=False)
+        Xf, Zs = self._fixed_design(X)
+        return pd.DataFrame(np.hstack([Xf] + Zs), columns=self.coefficients_.index)
 
     def _response_mean(self, X, groups, return_std):
         """The mean response with, optionally, its standard error by the delta method (mgcv's
@@ -526,7 +563,7 @@ class PenalizedSplineRegressor(RegressorMixin, _PenalizedSpline):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.positive_only = self.family == "poisson"
+        tags.target_tags.positive_only = self.family in ("poisson", "gamma")
         return tags
 
     def predict(self, X, groups=None, return_std=False):

@@ -151,3 +151,24 @@ def test_bad_term_parameters_are_refused_at_fit(by_data):
         PenalizedSplineRegressor(smooths=[s("x", bs="cr"), s("x", bs="ps")]).fit(X, y)
     with pytest.raises(ValueError, match="list of s"):
         PenalizedSplineRegressor(smooths=["x"]).fit(X, y)
+
+
+def test_predict_terms_and_lpmatrix_match_mgcv(by_data):
+    """mgcv's predict(type = "terms") (a factor's dummies summed into its term) with standard
+    errors, and lpmatrix %*% coef with the standard error of the linear predictor."""
+    ref = BY["terms"]
+    m = PenalizedSplineRegressor.from_formula("y ~ f + z + s(x, bs='cr')", by_data)
+    rows = by_data.head(ref["rows"])
+    terms, se = m.predict_terms(rows, return_std=True)
+    want, want_se = np.array(ref["fit"]), np.array(ref["se"])
+    f_cols = [c for c in terms if c.startswith("f[")]
+    np.testing.assert_allclose(terms[f_cols].sum(axis=1), want[:, 0], atol=1e-6)
+    np.testing.assert_allclose(se[f_cols].max(axis=1), want_se[:, 0], rtol=1e-4, atol=1e-8)
+    for i, col in enumerate(ref["columns"][1:], start=1):
+        np.testing.assert_allclose(terms[col], want[:, i], atol=1e-6)
+        np.testing.assert_allclose(se[col], want_se[:, i], rtol=1e-4)
+    assert terms.attrs["constant"] == pytest.approx(ref["constant"], abs=1e-6)
+    Xp = m.lpmatrix(rows)
+    np.testing.assert_allclose(Xp.to_numpy() @ m.coefficients_.to_numpy(), ref["lp"], atol=1e-6)
+    v = np.einsum("ij,jk,ik->i", Xp.to_numpy(), m.coefficients_cov_.to_numpy(), Xp.to_numpy())
+    np.testing.assert_allclose(np.sqrt(v), ref["lp_se"], rtol=1e-4)

@@ -34,4 +34,14 @@ out$numeric_by <- entry(gam(y ~ f + s(x, bs = "cr") + s(x, by = z, bs = "cr"), d
 out$both_by <- entry(gam(y ~ f + s(x, by = f, bs = "cr") + s(x, by = z, bs = "cr"), data = d, method = "REML"),
                      "y ~ f + s(x, by = f, bs = 'cr') + s(x, by = z, bs = 'cr')")
 out$tp2 <- entry(gam(y ~ s(x, z, k = 20), data = d, method = "REML"), "y ~ s(x, z, k = 20)")
+# predict(type = "terms") with standard errors, and the lpmatrix's product with the
+# coefficients, for PenalizedSplineRegressor.predict_terms and lpmatrix
+g <- gam(y ~ f + z + s(x, bs = "cr"), data = d, method = "REML")
+pt <- predict(g, d[1:20, ], type = "terms", se.fit = TRUE)
+const <- attr(pt, "constant")
+if (is.null(const)) const <- attr(pt$fit, "constant")
+out$terms <- list(formula = "y ~ f + z + s(x, bs = 'cr')", rows = 20, constant = jnum(unname(const)),
+                  columns = I(colnames(pt$fit)), fit = jmat(pt$fit), se = jmat(pt$se.fit),
+                  lp = jvec(predict(g, d[1:20, ], type = "lpmatrix") %*% coef(g)),
+                  lp_se = jvec(predict(g, d[1:20, ], se.fit = TRUE)$se.fit))
 writeLines(toJSON(out, auto_unbox = TRUE, json_verbatim = TRUE, pretty = TRUE), "tests/data/mgcv_by_reference.json")

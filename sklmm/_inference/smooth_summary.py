@@ -17,7 +17,8 @@ from .._engine.terms import theta_layout
 from .gam_family import known_scale
 
 __all__ = ["smooth_posterior", "parametric_table", "posterior_se", "format_p_value", "smooth_lines",
-           "curves", "plot_curves", "summary_lines", "lambda_diagonal", "variance_rows"]
+           "curves", "plot_curves", "summary_lines", "lambda_diagonal", "variance_rows", "term_contributions",
+           "coefficient_table"]
 
 
 def smooth_posterior(fit, smooths, term_index):
@@ -242,3 +243,51 @@ def plot_curves(est, curves, ax=None, rug=True):
         a.set_xlabel(features[sm.column])
         a.set_ylabel(f"{nm}, edf {est.edf_[nm]:.2f}")
     return axes
+
+
+def term_contributions(est, X, return_std):
+    """The frame(s) of ``predict_terms``: each linear feature's ``coef * x`` and each smooth's
+    curve at the rows of X, with posterior standard errors when asked."""
+    fit = est._fit
+    names = est._feature_names()
+    Xf, Zs = est._fixed_design(X)
+    kept = set(fit.keep)
+    out, se = {}, {}
+    for i, j in enumerate(est._linear, start=1):
+        out[names[j]] = X[:, j] * fit.beta[i]
+        se[names[j]] = posterior_se(fit, est._Vp, {i: X[:, j]}, []) if i in kept else np.zeros(len(X))
+    start = 1 + len(est._linear)
+    for sm, k, Z in zip(est.smooths_, est._smooth_term_index, Zs):
+        cols = list(range(start, start + sm.n_fixed))
+        start += sm.n_fixed
+        out[sm.name] = Xf[:, cols] @ fit.beta[cols] + Z @ fit.b[k][0]
+        se[sm.name] = posterior_se(fit, est._Vp, dict(zip(cols, Xf[:, cols].T)), [(k, Z)])
+    frame = pd.DataFrame(out)
+    frame.attrs["constant"] = float(fit.beta[0])
+    return (frame, pd.DataFrame(se)) if return_std else frame
+
+
+def coefficient_table(est, fe_names):
+    """``(coefficients, covariance)``: the fixed effects then each smooth's penalized
+    coefficients (``Lambda u``), and their posterior covariance from ``Vp`` (aliased fixed
+    columns: 0), in the order of ``lpmatrix``'s columns."""
+    fit = est._fit
+    _, z_off = theta_layout(fit.terms)
+    q = int(z_off[-1])
+    kept_pos = {j: i for i, j in enumerate(fit.keep)}
+    names, values, idx, scale = [], [], [], []
+    for j, nm in enumerate(fe_names):
+        names.append(nm)
+        values.append(fit.beta[j])
+        idx.append(q + kept_pos[j] if j in kept_pos else -1)
+        scale.append(1.0 if j in kept_pos else 0.0)
+    for sm, k in zip(est.smooths_, est._smooth_term_index):
+        d = lambda_diagonal(fit, k)
+        names += [f"{sm.name}.{i}" for i in range(len(d))]
+        values += list(fit.b[k][0])
+        idx += list(range(z_off[k], z_off[k + 1]))
+        scale += list(d)
+    idx, scale = np.asarray(idx), np.asarray(scale)
+    cov = est._Vp[np.ix_(idx, idx)] * np.outer(scale, scale)
+    index = pd.Index(names, name="coefficient")
+    return pd.Series(values, index=index, dtype=float), pd.DataFrame(cov, index=index, columns=index)
