@@ -16,7 +16,10 @@ ORDER = [
     "gam_mcycle.py",
     "gam_engine_wear.py",
     "plot_cyclic_smooth.py",
+    "plot_tensor_product.py",
+    "plot_by_factor_smooths.py",
     "gamm_sleepstudy.py",
+    "plot_binary_gam.py",
     "glmm_calibration.py",
 ]
 
