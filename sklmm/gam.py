@@ -163,9 +163,9 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
         self.intercept_ = float(fit.beta[0])
         self.coef_ = fit.beta[1 : 1 + len(self._linear)]
         sm_terms = self._smooth_term_index = list(range(n_group_terms, len(terms)))
-        M, Minv, self.edf_, self.smoothing_params_, self.edf_total_ = smooth_summary.smooth_posterior(
+        post, self.edf_, self.smoothing_params_, self.edf_total_ = smooth_summary.smooth_posterior(
             fit, self.smooths_, sm_terms)
-        self._Vp = fit.sigma**2 * Minv  # the posterior covariance of (u, kept beta): mgcv's Vp
+        self._Vp = post.cov.scaled(fit.sigma**2)  # the posterior covariance of the smooths' u and beta: mgcv's Vp
         fitted = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in zip(sm_terms, Zs))
         if groups is not None and self._group_factors:
             fitted = fitted + self._random_part(X, groups)
@@ -183,7 +183,7 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
         self.coefficients_, self.coefficients_cov_ = smooth_summary.coefficient_table(self, fe_names)
         starts = np.cumsum([1 + len(self._linear)] + [sm.n_fixed for sm in self.smooths_])
         null_space = [list(range(a, a + sm.n_fixed)) for a, sm in zip(starts, self.smooths_)]
-        self.smooth_tests_ = smooth_tests.significance_table(fit, M, Minv, self.smooths_, sm_terms, null_space,
+        self.smooth_tests_ = smooth_tests.significance_table(fit, post, self.smooths_, sm_terms, null_space,
                                                              n_group_terms, known_scale=gam_family.known_scale(family))
         self._basis_check = smooth_tests.basis_dimension_state(residuals, 
             [X[:, sm.column] if len(sm.columns) == 1 else None for sm in self.smooths_])

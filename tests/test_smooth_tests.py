@@ -273,3 +273,25 @@ def test_summary_prints_the_smooth_tests():
     assert "Ref.df" in text and "p-value" in text and "<2e-16" in text
     line = next(s for s in text.splitlines() if s.startswith(" s(z)"))
     assert f"{m.smooth_tests_.loc['s(z)', 'p_value']:.3g}" in line
+
+
+def test_sparse_posterior_of_many_groups_equals_the_dense_one(monkeypatch):
+    """GAMMs with many groups use the sparse block elimination of sklmm/_inference/posterior.py
+    instead of a dense inverse; both give the same tables (one factor with slopes: exact
+    block inverses; two crossed factors: solves)."""
+    import sklmm._inference.posterior as posterior
+    from sklmm.datasets import load_sleepstudy
+
+    d = load_sleepstudy()
+    crossed = d.assign(day_group=(d["Days"] % 3).astype(str))
+    cases = [(d, d["Subject"], dict(random_slopes=["Days"])),
+             (crossed, crossed[["Subject", "day_group"]], {})]
+    for data, groups, kw in cases:
+        out = []
+        for limit in (10**9, 0):
+            monkeypatch.setattr(posterior, "DENSE_GROUP_LIMIT", limit)
+            m = PenalizedSplineRegressor(n_basis=6, **kw).fit(data[["Days"]], data["Reaction"], groups=groups)
+            out.append((m.edf_total_, m.smooth_tests_.to_numpy(), m.fixed_effects_.to_numpy(),
+                        m.predict(data[["Days"]], return_std=True)[1], m.coefficients_cov_.to_numpy()))
+        for a, b in zip(*out):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)

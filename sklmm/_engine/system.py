@@ -26,7 +26,7 @@ from scipy.linalg import lapack
 from .crossprod import CrossProducts
 from .terms import theta_layout
 
-__all__ = ["Factorization", "PLSFactor", "dense_system"]
+__all__ = ["Factorization", "PLSFactor", "dense_system", "sparse_system"]
 
 
 @dataclass
@@ -113,6 +113,41 @@ def _tail_cholesky(M, overwrite=False, clean=True):
     if info != 0:
         return None
     return L
+
+
+def sparse_system(cp: CrossProducts, terms, theta):
+    """:func:`dense_system` at theta as a scipy CSC matrix (the same entries): for systems with
+    many random-effect columns, whose dense form would not fit in memory."""
+    import scipy.sparse as sp
+
+    slices, z_off = theta_layout(terms)
+    q = int(z_off[-1])
+    m = q + cp.p + 1
+    Ts = [t.template(theta[s]) for t, s in zip(terms, slices)]
+    rows, cols, vals = [], [], []
+
+    def put(r, c, v):
+        rows.append(r)
+        cols.append(c)
+        vals.append(v)
+
+    for k, t in enumerate(terms):
+        lv = np.arange(t.n_levels)
+        r, c = _block_entries(lv, lv, t.n_coef, t.n_coef, z_off[k], z_off[k])
+        put(r, c, (np.matmul(np.matmul(Ts[k].T[None], cp.diag[k]), Ts[k][None]) + np.eye(t.n_coef)).ravel())
+        zx = Ts[k].T @ cp.zxy[k].reshape(t.n_levels, t.n_coef, cp.p + 1)  # Lambda_k' Z_k'[X y]
+        rr = np.repeat(np.arange(z_off[k], z_off[k + 1]), cp.p + 1)
+        cc = np.tile(np.arange(q, m), t.q)
+        put(rr, cc, zx.ravel())
+        put(cc, rr, zx.ravel())
+    for (a, b), (lr, lc, blocks) in cp.off.items():
+        r, c = _block_entries(lr, lc, terms[a].n_coef, terms[b].n_coef, z_off[a], z_off[b])
+        v = np.matmul(np.matmul(Ts[a].T[None], blocks), Ts[b][None]).ravel()
+        put(r, c, v)
+        put(c, r, v)
+    xr, xc = np.meshgrid(np.arange(q, m), np.arange(q, m), indexing="ij")
+    put(xr.ravel(), xc.ravel(), cp.xyxy.ravel())
+    return sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, m))
 
 
 def dense_system(cp: CrossProducts, terms, theta=None):

@@ -15,6 +15,7 @@ from scipy import stats
 
 from .._engine.terms import theta_layout
 from .gam_family import known_scale
+from .posterior import Posterior
 
 __all__ = ["smooth_posterior", "parametric_table", "posterior_se", "format_p_value", "smooth_lines",
            "curves", "plot_curves", "summary_lines", "lambda_diagonal", "variance_rows", "term_contributions",
@@ -22,20 +23,20 @@ __all__ = ["smooth_posterior", "parametric_table", "posterior_se", "format_p_val
 
 
 def smooth_posterior(fit, smooths, term_index):
-    """``(M, M^{-1}, edf, lambda, total edf)`` of a fit: the posterior precision ``M`` of ``(u,
-    kept beta)`` (their covariance is ``sigma^2 M^{-1}``), each smooth's edf and smoothing
-    parameter (in the units of the user's weights) and the trace of the hat matrix."""
-    M = fit.posterior_precision()
-    Minv = np.linalg.inv(M)
+    """``(posterior, edf, lambda, total edf)`` of a fit: the blocks of the posterior precision
+    ``M`` of ``(u, kept beta)`` and of ``M^{-1}`` (:class:`~.posterior.Posterior`; their
+    covariance is ``sigma^2 M^{-1}``), each smooth's edf and smoothing parameter (in the units
+    of the user's weights) and the trace of the hat matrix."""
+    post = Posterior(fit, min(term_index) if term_index else len(fit.terms))
     slices, z_off = theta_layout(fit.terms)
-    per_u = 1.0 - np.diag(Minv)[: z_off[-1]]
+    per_u = 1.0 - post.diag[: z_off[-1]]
     edf, lam = {}, {}
     for sm, k in zip(smooths, term_index):
         edf[sm.name] = sm.n_fixed + float(per_u[z_off[k] : z_off[k + 1]].sum())
         # in the units of the user's weights (the fit divided them by their geometric mean)
         for nm, value in zip(sm.lambda_names(), sm.lambdas(fit.theta[slices[k]])):
             lam[nm] = value * fit.sigma_scale**2
-    return M, Minv, pd.Series(edf, dtype=float), pd.Series(lam, dtype=float), float(len(fit.keep) + per_u.sum())
+    return post, pd.Series(edf, dtype=float), pd.Series(lam, dtype=float), float(len(fit.keep) + per_u.sum())
 
 
 def parametric_table(fit, Vp, names, y, fitted, sample_weight, edf_total):

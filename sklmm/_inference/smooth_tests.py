@@ -48,8 +48,8 @@ from scipy import integrate, optimize, stats
 from scipy.linalg import eigh
 from sklearn.utils import check_random_state
 
-from .._engine.system import dense_system
 from .._engine.terms import theta_layout
+from .posterior import Posterior
 
 __all__ = ["chisq_sum_sf", "fractional_rank_test", "random_effect_test", "significance_table",
            "neighbour_differences", "basis_dimension_state", "basis_dimension_table"]
@@ -201,39 +201,31 @@ def random_effect_test(coef, cov, cov_freq, residual_df):
     return stat / (1 if residual_df is None else rank), float(rank), _reference_p(ev, stat, residual_df)
 
 
-def _group_solve(M, Minv, zg, B):
-    """``A^-1 B`` for the grouping factors' block ``A = M[:zg, :zg]``, from ``M^-1``:
-    ``A^-1 = Minv_gg - Minv_gr Minv_rr^-1 Minv_rg`` (the rest ``r`` is small)."""
-    Minv_rg = Minv[zg:, :zg]
-    return Minv[:zg, :zg] @ B - Minv_rg.T @ np.linalg.solve(Minv[zg:, zg:], Minv_rg @ B)
-
-
-def _frequentist_covariance(fit, theta, M, Minv, term_index, zg):
+def _frequentist_covariance(fit, theta, post, term_index):
     """``Ve = Vp X'V^-1X Vp / sigma^2`` of the coordinates after the grouping factors' (the
     smooths' u and the kept beta), ``V`` the covariance of y given them (the grouping factors
     integrated out). The data information ``X'V^-1X`` is the posterior precision minus the
     prior (1 on each smooth's u), but the smooths' blocks are taken from the cross-products
-    (``theta^2 Z'WZ``): ``M - I`` there would lose the digits of a heavily penalized smooth."""
+    (``Lambda Z'WZ Lambda``): ``M - I`` there would lose the digits of a heavily penalized smooth."""
     slices, z_off = theta_layout(fit.terms)
-    info = M[zg:, zg:].copy()
+    zg = post.zg
+    info = post.Mrr.copy()
     for k in term_index:
         u = slice(z_off[k] - zg, z_off[k + 1] - zg)
         d = np.diagonal(fit.terms[k].template(theta[slices[k]]))
         info[u, u] = d[:, None] * fit.cp.diag[k][0] * d[None, :]
     if zg:
-        info -= M[zg:, :zg] @ _group_solve(M, Minv, zg, M[:zg, zg:])
-    Ms = Minv[zg:, zg:]
+        info -= post.Mrg @ post.G
+    Ms = post.rest_inv
     return fit.sigma**2 * Ms @ info @ Ms
 
 
-def _near_zero_variance(fit, position, k):
-    """``(theta, M, M^-1, u)`` with term k's theta moved from 0 to where its data part is 1e-10
+def _near_zero_variance(fit, position, k, n_group_terms):
+    """``(theta, posterior)`` with term k's theta moved from 0 to where its data part is 1e-10
     of its prior: the first-order limit of the random-effect test as its variance vanishes."""
     theta = fit.theta.copy()
     theta[position] = np.sqrt(1e-10 / np.mean(np.diag(fit.cp.diag[k][0])))
-    A = dense_system(fit.cp, fit.terms, theta)
-    Minv = np.linalg.inv(A[:-1, :-1])
-    return theta, A[:-1, :-1], Minv, Minv @ A[:-1, -1]
+    return theta, Posterior(fit, n_group_terms, theta)
 
 
 def _upper_root(G):
@@ -246,15 +238,15 @@ def _upper_root(G):
         return np.linalg.qr(np.sqrt(np.clip(d, 0, None))[:, None] * U.T, mode="r")
 
 
-def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group_terms, known_scale=False):
+def significance_table(fit, post, smooths, term_index, fixed_columns, n_group_terms, known_scale=False):
     """mgcv's table of smooth terms for a fitted penalized spline model.
 
     Parameters
     ----------
     fit : MixedFit
-    M, Minv : ndarray
-        The posterior precision of ``(u, kept beta)`` (``fit.posterior_precision()``) and its
-        inverse.
+    post : Posterior
+        The blocks of the posterior precision of ``(u, kept beta)`` and of its inverse
+        (:class:`~sklmm._inference.posterior.Posterior`).
     smooths : list of SmoothTerm
     term_index : list of int
         Each smooth's position in ``fit.terms``.
@@ -284,7 +276,8 @@ def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group
     slices, z_off = theta_layout(fit.terms)
     q = int(z_off[-1])
     kept_pos = {j: i for i, j in enumerate(fit.keep)}
-    diag = np.diag(Minv)
+    diag = post.diag
+    Minv = post.cov  # (the rest's block, indexed by full coordinates)
     smooth_u = np.arange(z_off[n_group_terms], q)
     residual_df = None if known_scale else fit.n - len(fit.keep) - float(np.sum(1.0 - diag[smooth_u]))
     zg = int(z_off[n_group_terms])  # the grouping factors' u come first
@@ -299,11 +292,12 @@ def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group
         coef = np.r_[fit.beta[[j for j in fcols if j in kept_pos]], fit.b[k][0]]
         if len(fpos) == 0:  # no null space: the random-effect test, in the coordinates u
             if not np.any(lam > 0):  # its limit as the variance goes to 0 (mgcv stops at a large sp)
-                th, M_, Minv_, u_hat = _near_zero_variance(fit, slices[k], k)
-                Ve_ = _frequentist_covariance(fit, th, M_, Minv_, term_index, zg)
+                th, post_ = _near_zero_variance(fit, slices[k], k, n_group_terms)
+                Minv_, u_hat = post_.cov, post_.mean
+                Ve_ = _frequentist_covariance(fit, th, post_, term_index)
             else:
                 if Ve is None:
-                    Ve = _frequentist_covariance(fit, fit.theta, M, Minv, term_index, zg)
+                    Ve = _frequentist_covariance(fit, fit.theta, post, term_index)
                 Minv_, Ve_, u_hat = Minv, Ve, fit.u
             stat, ref_df, p = random_effect_test(u_hat[u], sigma2 * Minv_[np.ix_(u, u)],
                                                  Ve_[np.ix_(u - zg, u - zg)], residual_df)
@@ -314,8 +308,8 @@ def significance_table(fit, M, Minv, smooths, term_index, fixed_columns, n_group
         ZX = cp.zxy[k][0][:, fpos]
         G = np.block([[cp.xyxy[np.ix_(fpos, fpos)], ZX.T], [ZX, cp.diag[k][0]]])
         if zg:  # minus what the grouping factors' random effects explain
-            B = M[:zg, idx] / np.where(scale > 0, scale, np.inf)  # Lambda_g' Z_g' W [F, Z]
-            G = G - B.T @ _group_solve(M, Minv, zg, B)
+            B = post.Mrg[idx - zg].T / np.where(scale > 0, scale, np.inf)  # Lambda_g' Z_g' W [F, Z]
+            G = G - B.T @ post.solve_groups(B)
             rank = edf
         else:  # mgcv's edf1: tr(2F - F^2) over the smooth, F = I - Minv D (D: 1 on u)
             rank = len(fpos) + float(np.sum(1.0 - np.sum(Minv[np.ix_(u, smooth_u)] ** 2, axis=1)))
