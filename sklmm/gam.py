@@ -70,10 +70,10 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
         Parameters
         ----------
         formula : str
-            Smooths ``s(x, k=..., bs=...)`` (``bs`` one of ``"cr"``, ``"ps"``, ``"rk"``; mgcv's
-            default ``"tp"`` is not available yet, so ``bs`` must be given), parametric terms
-            read by formulaic (``C(f)``, ``np.log(x)``), and lme4 random-effect terms for a
-            GAMM (gamm4's ``random = ~ (1 | g)`` written into the formula), e.g.
+            Smooths ``s(x, k=..., bs=...)``, ``s(x, z, k=30)``, ``s(x, by=f)``, ``te(x, z)``
+            and ``ti(...)`` as in mgcv (``s``'s default basis ``"tp"``), parametric terms read
+            by formulaic (``C(f)``, ``np.log(x)``), and lme4 random-effect terms for a GAMM
+            (gamm4's ``random = ~ (1 | g)`` written into the formula), e.g.
             ``"Reaction ~ s(Days, k=5, bs='cr') + (1 | Subject)"``.
         data : pandas.DataFrame
             The data; rows missing any variable of the model are dropped.
@@ -456,14 +456,15 @@ class PenalizedSplineRegressor(RegressorMixin, _PenalizedSpline):
         An mgcv / gamm4 style formula, ``"Reaction ~ s(Days, k=5, bs='cr') + (1 | Subject)"``
         (see :meth:`from_formula`). X is then the data frame: ``fit(df)``, ``predict(df)``
         (with the random effects when df holds the grouping columns) and ``score(df)``; the
-        formula sets ``smooth_features``, ``n_basis``, ``basis`` and the random-effect
-        parameters, which keep their defaults. It clones, so it works in ``cross_validate``
+        formula sets ``smooths`` and the random-effect parameters, which keep their defaults
+        (as do ``smooth_features``, ``n_basis`` and ``basis``). It clones, so it works in ``cross_validate``
         and ``GridSearchCV``.
 
     Attributes
     ----------
-    smooths_ : list of SmoothTerm
-        The fitted smooths (knots, basis, reparameterization).
+    smooths_ : list of FittedSmooth
+        The fitted smooths (name, columns, the engine's basis with its knots and
+        reparameterization; a factor ``by`` gives one per level).
     edf_ : Series
         Effective degrees of freedom of each smooth (mgcv ``summary(gam)$edf``).
     edf_total_ : float

@@ -60,7 +60,7 @@ class PenalizedSplineClassifier(ClassifierMixin, _PenalizedSpline):
     See Also
     --------
     MixedLogisticRegression : the binomial GLMM without smooths.
-    PenalizedSplineRegressor : Gaussian and Poisson responses.
+    PenalizedSplineRegressor : Gaussian, Poisson and Gamma responses.
 
     Examples
     --------

@@ -172,3 +172,9 @@ def test_predict_terms_and_lpmatrix_match_mgcv(by_data):
     np.testing.assert_allclose(Xp.to_numpy() @ m.coefficients_.to_numpy(), ref["lp"], atol=1e-6)
     v = np.einsum("ij,jk,ik->i", Xp.to_numpy(), m.coefficients_cov_.to_numpy(), Xp.to_numpy())
     np.testing.assert_allclose(np.sqrt(v), ref["lp_se"], rtol=1e-4)
+
+
+def test_one_factor_may_be_the_by_of_several_smooths(by_data):
+    m = PenalizedSplineRegressor.from_formula("y ~ f + s(x, by=f, bs='cr') + s(z, by=f, bs='cr')", by_data)
+    assert len(m.smooths_) == 6
+    assert np.isfinite(m.predict(by_data)).all()

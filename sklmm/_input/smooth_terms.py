@@ -345,8 +345,7 @@ def encode_by_factors(est, X, fitting):
     if not specs or not isinstance(X, pd.DataFrame):
         return X
     X = X.copy()
-    for t in specs:
-        col = t.by
+    for col in dict.fromkeys(t.by for t in specs):  # (each column once: several smooths may share it)
         if col not in X.columns:
             continue
         known = est._by_levels.get(col)
