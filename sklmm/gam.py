@@ -5,7 +5,6 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-import pandas as pd
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import d2_tweedie_score
@@ -16,6 +15,7 @@ from ._base import GroupedMixin
 from ._engine.smooth import BASES
 from ._engine.terms import theta_layout
 from ._inference import gam_family, smooth_summary, smooth_tests
+from ._inference.gam_predict import SmoothPredictionMixin
 from ._input import smooth_terms
 from ._input.arrays import check_level, check_sample_weight
 from ._input.gam_formula import GAM_FORMULA_PARAMS, parse_gam_formula
@@ -23,7 +23,7 @@ from ._input.gam_formula import GAM_FORMULA_PARAMS, parse_gam_formula
 __all__ = ["PenalizedSplineRegressor"]
 
 
-class _PenalizedSpline(GroupedMixin, BaseEstimator):
+class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
     """What the penalized spline estimators share: smooths, the fit, predictions of the curve,
     partial dependence, mgcv's tables. :class:`PenalizedSplineRegressor` and
     :class:`~sklmm.PenalizedSplineClassifier` add their family and response."""
@@ -181,6 +181,8 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
             residuals = gam_family.deviance_residuals(family, y, fitted, w)
         self.fixed_effects_, self.residual_df_, self.r2_adj_, self.deviance_explained_ = table
         self.coefficients_, self.coefficients_cov_ = smooth_summary.coefficient_table(self, fe_names)
+        self.conditional_aic_ = gam_family.conditional_aic(family, y, fitted if family is not None else fitted,
+                                                           sample_weight, self.edf_total_)
         starts = np.cumsum([1 + len(self._linear)] + [sm.n_fixed for sm in self.smooths_])
         null_space = [list(range(a, a + sm.n_fixed)) for a, sm in zip(starts, self.smooths_)]
         self.smooth_tests_ = smooth_tests.significance_table(fit, post, self.smooths_, sm_terms, null_space,
@@ -200,88 +202,6 @@ class _PenalizedSpline(GroupedMixin, BaseEstimator):
                 for j, th in enumerate(sm.thetas(sm.spec.sp))}
 
     # ------------------------------------------------------------------ predict
-
-    def linear_predictor(self, X, groups=None, return_std=False):
-        """The fitted curve on the link scale (mgcv's ``predict(type = "link")``; for a Gaussian
-        family the prediction itself), optionally with its standard error.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        groups : array-like, default=None
-            Group labels: with them the prediction adds each group's random effects (levels
-            unseen in fit get 0, or an error, per ``unseen_groups``); without, the population
-            curve (intercept, linear terms and smooths).
-        return_std : bool, default=False
-            Also return the standard error of the population curve: the posterior (Bayesian)
-            standard error of intercept + linear terms + smooths, as mgcv's
-            ``predict(se.fit = TRUE)``. It does not include the residual or group effects.
-
-        Returns
-        -------
-        eta : ndarray of shape (n_samples,)
-        eta_std : ndarray of shape (n_samples,)
-            Only with ``return_std=True``.
-        """
-        check_is_fitted(self)
-        X, groups = self._resolve_predict(X, groups)
-        X = self._validate_X(smooth_terms.encode_by_factors(self, X, fitting=False), reset=False)
-        fit = self._fit
-        Xf, Zs = self._fixed_design(X)
-        smooths = list(zip(self._smooth_term_index, Zs))
-        mean = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in smooths)
-        if groups is not None and self._group_factors:
-            mean = mean + self._random_part(X, groups)
-        if not return_std:
-            return mean
-        return mean, smooth_summary.posterior_se(self._fit, self._Vp, dict(enumerate(Xf.T)), smooths)
-
-    def predict_terms(self, X, return_std=False):
-        """Each term's contribution to the linear predictor, mgcv's ``predict(type = "terms")``:
-        one column per linear feature (``coef * x``, not centred) and per smooth (its centred
-        curve); the intercept is ``intercept_`` (mgcv's ``attr(, "constant")``). Group effects
-        are not included.
-
-        Returns
-        -------
-        terms : DataFrame of shape (n_samples, n_terms)
-        terms_std : DataFrame
-            Only with ``return_std=True``: the posterior standard error of each contribution.
-        """
-        check_is_fitted(self)
-        X, _ = self._resolve_predict(X, None)
-        X = self._validate_X(smooth_terms.encode_by_factors(self, X, fitting=False), reset=False)
-        return smooth_summary.term_contributions(self, X, return_std)
-
-    def lpmatrix(self, X):
-        """The linear predictor matrix, mgcv's ``predict(type = "lpmatrix")``: ``lpmatrix(X) @
-        coefficients_`` is the population linear predictor at X, and ``coefficients_cov_`` the
-        posterior covariance of the coefficients (mgcv's ``Vp``), so that any linear function of
-        the fit has its standard error.
-
-        Returns
-        -------
-        Xp : DataFrame of shape (n_samples, n_coefficients)
-            Columns: the fixed effects (intercept, linear features, each smooth's unpenalized
-            part ``s(x).fx0``) and each smooth's penalized coefficients ``s(x).0, ...``.
-        """
-        check_is_fitted(self)
-        X, _ = self._resolve_predict(X, None)
-        X = self._validate_X(smooth_terms.encode_by_factors(self, X, fitting=False), reset=False)
-        Xf, Zs = self._fixed_design(X)
-        return pd.DataFrame(np.hstack([Xf] + Zs), columns=self.coefficients_.index)
-
-    def _response_mean(self, X, groups, return_std):
-        """The mean response with, optionally, its standard error by the delta method (mgcv's
-        ``predict(type = "response", se.fit = TRUE)``)."""
-        out = self.linear_predictor(X, groups, return_std)
-        family = getattr(self, "_family", None)
-        if family is None:
-            return out
-        if not return_std:
-            return family.mean(out)
-        mu = family.mean(out[0])
-        return mu, out[1] * family.mu_eta(out[0])
 
     # ------------------------------------------------------------------ smooth curves
 

@@ -312,3 +312,27 @@ def test_gamma_bad_input_and_weights():
     assert m3.sigma_**2 == pytest.approx(3.0 * m.sigma_**2, rel=1e-6)
     again = pickle.loads(pickle.dumps(m))
     np.testing.assert_array_equal(again.predict(X), m.predict(X))
+
+
+def test_conditional_aic_is_mgcvs_gam_aic(contraception):
+    """conditional_aic_: -2 log-likelihood at the fitted means + 2 edf (+ the scale's 1), as
+    mgcv's gam$aic; Gaussian cases from tools/mgcv_summary_reference.R."""
+    for key in ("binom_1smooth", "binom_multi", "poisson_2smooth"):
+        m, _, _ = _gam(key)
+        assert m.conditional_aic_ == pytest.approx(REF[key]["aic"], rel=1e-6)
+    m = PenalizedSplineClassifier.from_formula(CONTRACEPTION, contraception)
+    assert m.conditional_aic_ == pytest.approx(REF["contraception_gam"]["aic"], rel=1e-6)
+    summary = json.loads((DATA / "mgcv_summary_reference.json").read_text())
+    two = _csv("sim_two_smooth.csv")
+    w = 1 + (np.arange(len(two)) % 4) / 2
+    g = PenalizedSplineRegressor(smooth_features=["x2"]).fit(two[["x1", "x2"]], two["y"], sample_weight=w)
+    assert g.conditional_aic_ == pytest.approx(summary["two_linear_weighted"]["aic"], rel=1e-6)
+
+
+def test_response_scale_intervals_stay_in_range():
+    m, X, _ = _gam("binom_1smooth")
+    lo, hi = m.predict_interval(X, level=0.9)
+    p = m.predict_proba(X)[:, 1]
+    assert np.all((0 < lo) & (lo <= p) & (p <= hi) & (hi < 1))
+    eta, se = m.linear_predictor(X, return_std=True)
+    np.testing.assert_allclose(lo, 1 / (1 + np.exp(-(eta - 1.6448536269514722 * se))), rtol=1e-12)

@@ -30,7 +30,7 @@ entry <- function(g, formula) {
     terms = I(rownames(pt)), estimate = jvec(pt[, 1]), std_error = jvec(pt[, 2]),
     t_value = jvec(pt[, 3]), p_value = jvec(pt[, 4]),
     r2_adj = jnum(s$r.sq), deviance_explained = jnum(s$dev.expl),
-    residual_df = jnum(s$residual.df), edf_total = jnum(sum(g$edf))
+    residual_df = jnum(s$residual.df), edf_total = jnum(sum(g$edf)), aic = jnum(g$aic)
   )
 }
 

@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 from scipy import stats
-from scipy.special import xlogy
+from scipy.special import gammaln, xlogy
 
 from .._engine.families import FAMILIES
 from .._engine.fit import fit_mixed
@@ -119,3 +119,25 @@ def glm_table(family, Vp, beta, q, keep, names, y, mu, sample_weight, edf_total)
         stat, p = "t_value", 2.0 * stats.t.sf(np.abs(z), residual_df)
     table = pd.DataFrame({"estimate": est, "std_error": se, stat: z, "p_value": p}, index=pd.Index(names, name="term"))
     return table, residual_df, r2_adj, 1.0 - deviance / null if null > 0 else np.nan
+
+
+def conditional_aic(family, y, mu, sample_weight, edf_total):
+    """mgcv's ``gam$aic``: minus twice the log-likelihood of y at the fitted means (conditional
+    on the smooths and random effects, the scale at its maximum-likelihood value) plus twice
+    the effective degrees of freedom (and the scale's one when it is estimated). ``family``
+    None is the Gaussian; prior weights as mgcv's families weigh them."""
+    n = len(y)
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    pos = w > 0
+    if family is None:
+        dev = float(np.sum(w * (y - mu) ** 2))
+        m2ll = n * (np.log(2.0 * np.pi * dev / n) + 1.0) + 2.0 - float(np.sum(np.log(w[pos])))
+    elif family.name == "gamma":
+        disp = float(np.sum(unit_deviance(family, y[pos], mu[pos], w[pos]))) / float(np.sum(w))
+        m2ll = -2.0 * float(np.sum(w[pos] * stats.gamma.logpdf(y[pos], 1.0 / disp, scale=mu[pos] * disp))) + 2.0
+    elif family.name == "binomial":
+        m = np.clip(mu, 1e-300, 1.0 - 1e-16)
+        m2ll = -2.0 * float(np.sum(w * (xlogy(y, m) + xlogy(1.0 - y, 1.0 - m))))
+    else:  # poisson
+        m2ll = -2.0 * float(np.sum(w * (xlogy(y, mu) - mu - gammaln(y + 1.0))))
+    return m2ll + 2.0 * edf_total
