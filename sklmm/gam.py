@@ -30,6 +30,7 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
 
     _parameter_constraints = {
         **GroupedMixin._group_parameter_constraints,
+        "unseen_groups": [StrOptions({"population", "error", "marginal"})],
         "smooths": [None, list, tuple],
         "smooth_features": [None, list, tuple],
         "n_basis": [Interval(numbers.Integral, 3, None, closed="left"), dict],
@@ -343,7 +344,9 @@ class PenalizedSplineRegressor(RegressorMixin, _PenalizedSpline):
         spaced base knots; "rk": ``k - 2`` kernel knots). Features not in the dict get knots
         placed from the data.
     random_slopes, correlated_slopes, nested, random_intercept, unseen_groups
-        Grouped random effects, exactly as in :class:`MixedLinearRegressor`.
+        Grouped random effects, as in :class:`MixedLinearRegressor`; ``unseen_groups`` may also
+        be ``"marginal"``: for a non-Gaussian family the mean of a row whose group effects are
+        unknown is averaged over their distribution (as :class:`MixedPoissonRegressor` does).
     reml : bool, default=True
         REML (mgcv ``method="REML"``) or maximum likelihood (``method="ML"``). For a
         non-Gaussian family: the Laplace approximate REML of Wood (2011), mgcv's

@@ -38,8 +38,11 @@ class PenalizedSplineClassifier(ClassifierMixin, _PenalizedSpline):
         ``warm_start`` has no effect here (the GLMM engine starts from glmer's start).
     reml : bool, default=True
         The Laplace approximate REML (mgcv) or the Laplace likelihood (gamm4).
-    unseen_groups : {"population", "error"}, default="population"
-        Group levels not seen in fit: the population curve (random effects 0), or an error.
+    unseen_groups : {"population", "error", "marginal"}, default="population"
+        Group levels not seen in fit (and every row when ``groups`` is not given): the
+        population curve (random effects 0), an error, or ``"marginal"``: the probability
+        averaged over the group effects' distribution (by Gauss-Hermite quadrature), as
+        :class:`MixedLogisticRegression`'s.
 
     Attributes
     ----------

@@ -336,3 +336,22 @@ def test_response_scale_intervals_stay_in_range():
     assert np.all((0 < lo) & (lo <= p) & (p <= hi) & (hi < 1))
     eta, se = m.linear_predictor(X, return_std=True)
     np.testing.assert_allclose(lo, 1 / (1 + np.exp(-(eta - 1.6448536269514722 * se))), rtol=1e-12)
+
+
+def test_marginal_probabilities_average_over_the_group_effects(contraception):
+    """unseen_groups='marginal': without groups, each probability is E[expit(eta + b)] over
+    b ~ N(0, sigma_district^2) (checked by a fine numerical integral); rows of seen levels
+    keep their conditional probabilities."""
+    m = PenalizedSplineClassifier.from_formula(CONTRACEPTION, contraception, reml=False, unseen_groups="marginal")
+    rows = contraception.head(5)
+    p_marg = m.predict_proba(rows.drop(columns="district"))[:, 1]
+    eta = m.linear_predictor(rows.drop(columns="district"))
+    sd = m.variance_components_.set_index("factor").loc["district", "std_dev"]
+    b = np.linspace(-10, 10, 20001) * sd
+    dens = np.exp(-0.5 * (b / sd) ** 2)
+    want = [(dens / (1 + np.exp(-(e + b)))).sum() / dens.sum() for e in eta]
+    np.testing.assert_allclose(p_marg, want, rtol=1e-8)
+    assert np.all(np.abs(p_marg - 0.5) < np.abs(1 / (1 + np.exp(-eta)) - 0.5))  # shrunk toward 1/2
+    np.testing.assert_allclose(m.predict_proba(rows)[:, 1],
+                               clone(m).set_params(unseen_groups="population").fit(contraception).predict_proba(rows)[:, 1],
+                               rtol=1e-10)

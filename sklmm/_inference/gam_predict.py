@@ -10,9 +10,14 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.utils.validation import check_is_fitted
 
+from .._engine.quadrature import gauss_hermite
 from .._input import smooth_terms
 from .._input.arrays import check_level
 from . import smooth_summary
+from .conditional import prior_covariances
+
+#: Gauss-Hermite nodes of the marginal mean (as the GLMM estimators use)
+MARGINAL_NODES = 40
 
 __all__ = ["SmoothPredictionMixin"]
 
@@ -49,12 +54,32 @@ class SmoothPredictionMixin:
             Only with ``return_std=True``.
         """
         X, groups = self._prediction_rows(X, groups)
+        return self._eta(X, groups, return_std)
+
+    def _eta(self, X, groups, return_std=False, left_out=False):
+        """The linear predictor at validated rows (and its standard error); with ``left_out``
+        also the variance of the random effects it leaves out (unseen levels, or every
+        grouping factor without groups), which ``unseen_groups="marginal"`` integrates over."""
         fit = self._fit
         Xf, Zs = self._fixed_design(X)
         smooths = list(zip(self._smooth_term_index, Zs))
         mean = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in smooths)
-        if groups is not None and self._group_factors:
-            mean = mean + self._random_part(X, groups)
+        var = np.zeros(X.shape[0])
+        if self._group_factors:
+            prior = prior_covariances(fit) if left_out else None
+            if groups is None:
+                for k, t in (self._group_terms_fitted if left_out else []):
+                    v = t.rows(X)
+                    var += np.einsum("ij,jk,ik->i", v, prior[k], v)
+            else:
+                rows = list(self._group_rows(X, groups))
+                mean = mean + self._random_part(X, groups, rows)
+                for k, t, _, seen, _ in (rows if left_out else []):
+                    if (~seen).any():
+                        v = t.rows(X[~seen])
+                        var[~seen] += np.einsum("ij,jk,ik->i", v, prior[k], v)
+        if left_out:
+            return mean, var
         if not return_std:
             return mean
         return mean, smooth_summary.posterior_se(self._fit, self._Vp, dict(enumerate(Xf.T)), smooths)
@@ -92,16 +117,25 @@ class SmoothPredictionMixin:
 
     def _response_mean(self, X, groups, return_std):
         """The mean response with, optionally, its standard error by the delta method (mgcv's
-        ``predict(type = "response", se.fit = TRUE)``)."""
-        out = self.linear_predictor(X, groups, return_std)
+        ``predict(type = "response", se.fit = TRUE)``). With ``unseen_groups="marginal"`` the
+        mean of a row whose group effects are unknown (unseen levels, or no groups given) is
+        averaged over their distribution, as for :class:`~sklmm.MixedLogisticRegression`."""
         family = getattr(self, "_family", None)
         if family is None:
-            return out
-        if not return_std:
-            return family.mean(out)
-        mu = family.mean(out[0])
-        return mu, out[1] * family.mu_eta(out[0])
-
+            return self.linear_predictor(X, groups, return_std)
+        X, groups = self._prediction_rows(X, groups)
+        if return_std:
+            eta, se = self._eta(X, groups, True)
+            return family.mean(eta), se * family.mu_eta(eta)
+        if self.unseen_groups != "marginal":
+            return family.mean(self._eta(X, groups))
+        eta, var = self._eta(X, groups, left_out=True)
+        mu = family.mean(eta)
+        out = var > 0
+        if out.any():
+            nodes, weights = gauss_hermite(MARGINAL_NODES)
+            mu[out] = family.marginal_mean(eta[out], var[out], nodes, weights)
+        return mu
 
     def predict_interval(self, X, groups=None, level=0.95):
         """A pointwise interval for the mean response: the posterior interval of the linear
