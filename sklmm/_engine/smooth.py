@@ -37,6 +37,7 @@ Bases (``basis=``):
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.interpolate import BSpline
 from scipy.linalg import qr
 
@@ -102,14 +103,21 @@ def cr_basis(x, knots):
     inside = (x >= knots[0]) & (x <= knots[-1])
     xi, ji = x[inside], j[inside]
     hj = h[ji]
-    am = (knots[ji + 1] - xi) / hj
-    ap = (xi - knots[ji]) / hj
-    cm = ((knots[ji + 1] - xi) ** 3 / hj - hj * (knots[ji + 1] - xi)) / 6.0
-    cp = ((xi - knots[ji]) ** 3 / hj - hj * (xi - knots[ji])) / 6.0
+    dm, dp = knots[ji + 1] - xi, xi - knots[ji]
+    cm = (dm**3 / hj - hj * dm) / 6.0
+    cp = (dp**3 / hj - hj * dp) / 6.0
     rows = np.flatnonzero(inside)
-    X[rows, ji] += am
-    X[rows, ji + 1] += ap
-    X[rows] += cm[:, None] * F[ji] + cp[:, None] * F[ji + 1]
+    # the second-derivative part, sum_i (cm_i F[j_i] + cp_i F[j_i + 1]), as one sparse product
+    # with two entries per row (a sparse-dense product: ~4x the speed of gathering rows of F)
+    W = sp.csr_matrix((np.column_stack([cm, cp]).ravel(),
+                       np.column_stack([ji, ji + 1]).ravel(),
+                       np.arange(0, 2 * len(rows) + 1, 2)), shape=(len(rows), k))
+    if len(rows) == len(x):
+        X = np.asarray(W @ F)
+    else:
+        X[rows] = W @ F
+    X[rows, ji] += dm / hj
+    X[rows, ji + 1] += dp / hj
     # linear continuation beyond the boundary knots (second derivative 0 there)
     for side in ("left", "right"):
         mask = x < knots[0] if side == "left" else x > knots[-1]
@@ -322,7 +330,7 @@ class SmoothTerm:
         x = np.asarray(x, dtype=float)
         if x.ndim > 1 and self.basis != "tp":
             raise ValueError(f"{self.name}: basis {self.basis!r} smooths one variable; x has shape {x.shape}.")
-        n_unique = len(np.unique(x, axis=0))
+        n_unique = len(np.unique(x)) if x.ndim == 1 else len(np.unique(x, axis=0))
         if n_unique < 3:
             raise ValueError(
                 f"{self.name}: the feature has {n_unique} distinct values; a smooth needs "
