@@ -102,10 +102,9 @@ def optimum_problem(objective, x, lower, fx, tol=GRAD_TOL, delta=GRAD_DELTA, sca
     if not (np.all(np.isfinite(fp)) and np.all(np.isfinite(fm[~at_bound]))):
         return "the criterion is not finite next to the optimum"
     grad = np.where(at_bound, (fp - fx) / delta, (fp - np.where(at_bound, 0.0, fm)) / (2 * delta))
-    off_bound = np.flatnonzero(at_bound & (grad < -tol))
-    if off_bound.size:
-        j = int(off_bound[0])
-        return f"moving theta[{j}] off its bound lowers the criterion (slope {grad[j]:.3g})"
+    problem = _off_bound(grad, at_bound, tol)
+    if problem is not None:
+        return problem
     idx = np.flatnonzero(~at_bound)
     if np.all(np.abs(grad[idx]) <= tol):
         return None
@@ -119,6 +118,15 @@ def optimum_problem(objective, x, lower, fx, tol=GRAD_TOL, delta=GRAD_DELTA, sca
             z[[i, j]] += delta
             H[a, c] = H[c, a] = (objective(z) - fp[i] - fp[j] + fx) / delta**2
     return _scaled_problem(H, grad, idx, x, lower, fx, tol, scale, polish)
+
+
+def _off_bound(grad, at_bound, tol):
+    """Why the check fails on a bound (moving into the interior lowers the criterion), or None."""
+    off_bound = np.flatnonzero(at_bound & (grad < -tol))
+    if off_bound.size:
+        j = int(off_bound[0])
+        return f"moving theta[{j}] off its bound lowers the criterion (slope {grad[j]:.3g})"
+    return None
 
 
 def _gradient_problem(objective, gradient, x, lower, fx, tol, delta, scale, polish, at_bound):
@@ -137,15 +145,15 @@ def _gradient_problem(objective, gradient, x, lower, fx, tol, delta, scale, poli
     for j in np.flatnonzero(at_bound):
         z = x.copy()
         z[j] = lower[j] + delta
-        grad[j] = (objective(z * unit) - fx) / delta
-    off_bound = np.flatnonzero(at_bound & (grad < -tol))
-    if off_bound.size:
-        j = int(off_bound[0])
+        grad[j] = (objective(z) - fx) / delta  # (objective takes the scaled units)
+    problem = _off_bound(grad, at_bound, tol)
+    if problem is not None:
         if polish is not None:  # restart inside: the gradient there leads away from the bound
             z = x.copy()
-            z[off_bound] = lower[off_bound] + delta
+            off = at_bound & (grad < -tol)
+            z[off] = lower[off] + delta
             polish.append(z * unit)
-        return f"moving theta[{j}] off its bound lowers the criterion (slope {grad[j]:.3g})"
+        return problem
     idx = np.flatnonzero(~at_bound)
     if np.all(np.abs(grad[idx]) <= tol):
         return None

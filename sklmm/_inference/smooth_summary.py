@@ -280,7 +280,7 @@ def coefficient_table(est, fe_names):
     for j, nm in enumerate(fe_names):
         names.append(nm)
         values.append(fit.beta[j])
-        idx.append(q + kept_pos[j] if j in kept_pos else -1)
+        idx.append(q + kept_pos.get(j, 0))  # (an aliased column: any index, scaled by 0)
         scale.append(1.0 if j in kept_pos else 0.0)
     for sm, k in zip(est.smooths_, est._smooth_term_index):
         d = lambda_diagonal(fit, k)
