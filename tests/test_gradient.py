@@ -135,3 +135,20 @@ def test_convergence_check_from_the_gradient_agrees_with_the_differences(maximal
     by_gradient = optimum_problem(objective, off, lower, f_off, gradient=gradient)
     by_differences = optimum_problem(objective, off, lower, f_off)
     assert by_gradient is not None and by_differences is not None
+
+
+def test_gradient_check_reads_the_one_sided_slope_on_a_bound_in_scaled_units(maximal):
+    """A diagonal theta put on its bound (0) where the optimum is inside: the check reports it,
+    with theta scaled to its natural units (scale != 1) as the fit runs it."""
+    fit = _fit(maximal, False)._fit
+    grad = BlockedGradient(fit.cp, fit.terms, False)
+    lower = np.concatenate([t.theta_lower() for t in fit.terms])
+    theta = fit.theta.copy()
+    theta[0] = 0.0  # the subjects' intercept sd, clearly positive at the optimum
+    f0 = grad(theta)[0]
+    scale = np.linspace(0.5, 2.0, theta.size)
+    polish = []
+    problem = optimum_problem(lambda x: grad(x)[0], theta, lower, f0, scale=scale, polish=polish,
+                              gradient=lambda x: grad(x)[1])
+    assert problem is not None and "theta[0] off its bound" in problem
+    assert polish and polish[0][0] > 0  # the restart point is inside
