@@ -123,13 +123,30 @@ def _one_term_mean_variance(fit, A, seen_rows):
     Sinv = np.linalg.inv(S) if p else np.zeros((0, 0))
     c = np.array(A, dtype=float, copy=True)
     out = np.zeros(A.shape[0])
+    p1 = T.shape[0]
     for _, idx, codes, v in seen_rows:
-        az = v @ T  # (T'z) as rows
-        w = np.matmul(Dinv[codes], az[:, :, None])[:, :, 0]  # (batched matmul: faster than einsum)
-        out[idx] += np.einsum("ia,ia->i", az, w)
-        c[idx] -= np.matmul(az[:, None, :], DinvB[codes])[:, 0, :]
-    out += np.einsum("ib,ib->i", c @ Sinv, c)
+        az = _thin_product(v, T)  # (T'z) as rows
+        # a_z' D_j^{-1} a_z and a_z' D_j^{-1} B_j entry by entry of the small blocks: gathers
+        # of one column each (500,000 rows, 2 x 2 blocks: 5x the speed of batched matmuls)
+        quad = np.zeros(len(codes))
+        cz = np.zeros((len(codes), p))
+        for a in range(p1):
+            for b in range(p1):
+                quad += az[:, a] * az[:, b] * Dinv[codes, a, b]
+            cz += az[:, a:a + 1] * DinvB[codes, a, :]
+        out[idx] += quad
+        c[idx] -= cz
+    out += np.einsum("ib,ib->i", _thin_product(c, Sinv), c)
     return fit.sigma**2 * out
+
+
+def _thin_product(A, M):
+    """``A @ M`` for a tall A with a few columns, column by column: BLAS's matrix product is
+    several times slower with an inner dimension of 2 (500,000 rows: 74 ms against 8)."""
+    out = np.zeros((A.shape[0], M.shape[1]))
+    for b in range(M.shape[0]):
+        out += A[:, b : b + 1] * M[b]
+    return out
 
 
 def prior_covariances(fit):
