@@ -178,3 +178,18 @@ def test_one_factor_may_be_the_by_of_several_smooths(by_data):
     m = PenalizedSplineRegressor.from_formula("y ~ f + s(x, by=f, bs='cr') + s(z, by=f, bs='cr')", by_data)
     assert len(m.smooths_) == 6
     assert np.isfinite(m.predict(by_data)).all()
+
+
+def test_basis_check_of_smooths_of_several_variables_matches_mgcvs_k_check(by_data, tensor_data):
+    """k.check's k-index of s(x, z) and te(x, z): the residuals against each point's 3 nearest
+    neighbours (a te's covariates scaled by its slopes), exactly; the p-values are permutation
+    estimates (sklmm's and mgcv's generators differ), within Monte Carlo error."""
+    ref = BY["kcheck"]
+    m = PenalizedSplineRegressor.from_formula("y ~ s(x, z, k=20)", by_data)
+    t = m.check_basis_dimension(n_permutations=2000, random_state=0).iloc[0]
+    assert t["k_index"] == pytest.approx(ref["tp2_k_index"], rel=1e-8)
+    assert abs(t["p_value"] - ref["tp2_p_value"]) < 0.025
+    m = PenalizedSplineRegressor.from_formula("y_te ~ te(x, z)", tensor_data)
+    t = m.check_basis_dimension(n_permutations=2000, random_state=0).iloc[0]
+    assert t["k_index"] == pytest.approx(ref["te_k_index"], rel=1e-6)
+    assert abs(t["p_value"] - ref["te_p_value"]) < 0.05

@@ -5,7 +5,7 @@
 # How to run (from the repository root):
 #     Rscript tools/mgcv_by_reference.R
 # Needs R with mgcv and jsonlite (Debian: apt-get install r-cran-mgcv r-cran-jsonlite).
-# Input: tests/data/sim_by.csv (y, x, z, f: simulated once with numpy, seed 1: three curves of x
+# Input: tests/data/sim_by.csv and, for the k.check of a te, tests/data/sim_tensor.csv (y, x, z, f: simulated once with numpy, seed 1: three curves of x
 # by the level of f plus 0.5 z x and N(0, 0.2^2) noise). Output: tests/data/mgcv_by_reference.json.
 # mgcv is only run here; none of its code is copied.
 
@@ -44,4 +44,12 @@ out$terms <- list(formula = "y ~ f + z + s(x, bs = 'cr')", rows = 20, constant =
                   columns = I(colnames(pt$fit)), fit = jmat(pt$fit), se = jmat(pt$se.fit),
                   lp = jvec(predict(g, d[1:20, ], type = "lpmatrix") %*% coef(g)),
                   lp_se = jvec(predict(g, d[1:20, ], se.fit = TRUE)$se.fit))
+# k.check of smooths of several variables (3 nearest neighbours; a tensor product's covariates
+# scaled by its slopes): the k-index is deterministic, the p-value a permutation estimate
+set.seed(1)
+kc <- k.check(gam(y ~ s(x, z, k = 20), data = d, method = "REML"), n.rep = 2000)
+tt <- read.csv("tests/data/sim_tensor.csv")
+kt <- k.check(gam(y_te ~ te(x, z), data = tt, method = "REML"), n.rep = 2000)
+out$kcheck <- list(tp2_k_index = jnum(kc[1, 3]), tp2_p_value = jnum(kc[1, 4]),
+                   te_k_index = jnum(kt[1, 3]), te_p_value = jnum(kt[1, 4]))
 writeLines(toJSON(out, auto_unbox = TRUE, json_verbatim = TRUE, pretty = TRUE), "tests/data/mgcv_by_reference.json")

@@ -19,7 +19,7 @@ from .posterior import Posterior
 
 __all__ = ["smooth_posterior", "parametric_table", "posterior_se", "format_p_value", "smooth_lines",
            "curves", "plot_curves", "summary_lines", "lambda_diagonal", "variance_rows", "term_contributions",
-           "coefficient_table"]
+           "coefficient_table", "check_covariates"]
 
 
 def smooth_posterior(fit, smooths, term_index):
@@ -292,3 +292,35 @@ def coefficient_table(est, fe_names):
     cov = est._Vp[np.ix_(idx, idx)] * np.outer(scale, scale)
     index = pd.Index(names, name="coefficient")
     return pd.Series(values, index=index, dtype=float), pd.DataFrame(cov, index=index, columns=index)
+
+
+def check_covariates(est, X):
+    """Each smooth's covariates for the basis-dimension check, as mgcv's ``k.check`` uses them:
+    one variable as it is; several as an (n, d) array, a tensor product's each shifted to 0
+    and scaled to the smooth's mean absolute slope along it (times its range, so that a step
+    of the same size changes the smooth alike in every direction)."""
+    fit = est._fit
+    out = []
+    start = 1 + len(est._linear)
+    for sm, k in zip(est.smooths_, est._smooth_term_index):
+        cols = list(range(start, start + sm.n_fixed))
+        start += sm.n_fixed
+        x = X[:, sm.columns]
+        if x.shape[1] == 1:
+            out.append(x[:, 0])
+            continue
+        if sm.tensor:
+            def value(rows, cols=cols, sm=sm, k=k):
+                F, Z = sm.design(rows)
+                return F @ fit.beta[cols] + Z @ fit.b[k][0]
+
+            f0 = value(X)
+            x = x - x.min(axis=0)
+            for i, j in enumerate(sm.columns):
+                dx = np.ptp(X[:, j]) / 1000.0
+                shifted = X.copy()
+                shifted[:, j] += dx
+                slope = np.mean(np.abs(value(shifted) - f0)) / dx
+                x[:, i] = slope * x[:, i] / x[:, i].max()
+        out.append(x)
+    return out

@@ -335,36 +335,51 @@ def neighbour_differences(residuals):
 def basis_dimension_state(residuals, covariates):
     """What the basis-dimension check keeps from the fit: at most :data:`BASIS_CHECK_ROWS`
     residuals (a subsample drawn with a fixed seed beyond that, as mgcv subsamples) and, for
-    each smooth's covariate, the residuals' mean squared neighbour difference in its order
-    (ties in the order of the rows, as R's ``order``)."""
+    each smooth's covariate, the residuals' mean squared neighbour difference: in the
+    covariate's order for one variable (ties in the order of the rows, as R's ``order``), and
+    for several (an (n, d) array, already scaled) against each point's 3 nearest neighbours,
+    as mgcv's ``k.check``; the neighbours are kept for the permutations."""
+    from scipy.spatial import cKDTree
+
     r = np.asarray(residuals, dtype=float)
-    covariates = [None if x is None else np.asarray(x) for x in covariates]
+    covariates = [np.asarray(x, dtype=float) for x in covariates]
     if len(r) > BASIS_CHECK_ROWS:
         rows = np.random.default_rng(0).choice(len(r), BASIS_CHECK_ROWS, replace=False)
-        r, covariates = r[rows], [None if x is None else x[rows] for x in covariates]
-    # (a smooth of several variables, None here, is not checked: mgcv orders its residuals by
-    # nearest neighbours in the covariate space, which sklmm does not do yet)
-    observed = [np.nan if x is None else float(neighbour_differences(r[np.argsort(x, kind="stable")])[0])
-                for x in covariates]
-    return r, np.asarray(observed)
+        r, covariates = r[rows], [x[rows] for x in covariates]
+    observed, neighbours = [], []
+    for x in covariates:
+        if x.ndim == 1:
+            observed.append(float(neighbour_differences(r[np.argsort(x, kind="stable")])[0]))
+            neighbours.append(None)
+            continue
+        _, ni = cKDTree(x).query(x, k=NEAREST + 1)
+        ni = ni[:, 1:]  # (each point's own row first: dropped)
+        neighbours.append(ni)
+        observed.append(float(np.mean((r[:, None] - r[ni]) ** 2) / 2.0))
+    return r, np.asarray(observed), neighbours
+
+
+#: neighbours of each point in the basis check of a smooth of several variables (mgcv's 3)
+NEAREST = 3
 
 
 def basis_dimension_table(state, names, k_prime, edf, n_permutations=400, random_state=None):
     """mgcv's ``k.check`` table from :func:`basis_dimension_state`: ``k_prime``, ``edf``,
     ``k_index``, ``p_value`` (the share of ``n_permutations`` random orders of the residuals
     with a smaller mean squared neighbour difference), indexed by smooth name."""
-    r, observed = state
+    r, observed, neighbours = state
     rng = check_random_state(random_state)
     p_values = []
-    for v in observed:
-        if np.isnan(v):
-            p_values.append(np.nan)
-            continue
+    for v, ni in zip(observed, neighbours):
         below, done = 0, 0
         while done < n_permutations:  # in blocks of at most 100 orders
             m = min(100, n_permutations - done)
             order = np.argsort(rng.random_sample((m, len(r))), axis=1)
-            below += int(np.sum(neighbour_differences(r[order]) < v))
+            if ni is None:
+                below += int(np.sum(neighbour_differences(r[order]) < v))
+            else:
+                for rp in r[order]:
+                    below += int(np.mean((rp[:, None] - rp[ni]) ** 2) / 2.0 < v)
             done += m
         p_values.append(below / n_permutations)
     return pd.DataFrame({"k_prime": np.asarray(k_prime, dtype=int), "edf": np.asarray(edf, dtype=float),
