@@ -139,7 +139,8 @@ def test_contraception_gamm4_twin_reaches_gamm4s_likelihood(contraception):
 @pytest.mark.parametrize("key", ["gamm4_binom", "gamm4_poisson"])
 def test_gamm4_random_intercept_fits(key):
     """gamm4 varies by up to 1e-4 in the fitted values between R processes (its optimizer's
-    tolerance); the criterion is compared at 1e-6 relative, the curves at 3e-4."""
+    tolerance); the criterion is compared at 1e-6 relative, the curves at 3e-4 (and, for counts
+    near 10, 1e-4 relative)."""
     ref = REF[key]
     if key == "gamm4_binom":
         d = _csv("sim_glm_binomial.csv")
@@ -149,8 +150,8 @@ def test_gamm4_random_intercept_fits(key):
         m, X = PenalizedSplineRegressor(family="poisson", reml=False), d[["x1", "x2"]]
     m.fit(X, d["y_re"], groups=d["g"])
     assert m.criterion_ <= ref["minus2loglik"] + 1e-6 * ref["minus2loglik"]
-    np.testing.assert_allclose(_mean(m, X, d["g"]), ref["fitted_conditional"], atol=3e-4)
-    np.testing.assert_allclose(_mean(m, X), ref["fitted_population"], atol=3e-4)
+    np.testing.assert_allclose(_mean(m, X, d["g"]), ref["fitted_conditional"], rtol=1e-4, atol=3e-4)
+    np.testing.assert_allclose(_mean(m, X), ref["fitted_population"], rtol=1e-4, atol=3e-4)
     np.testing.assert_allclose(m.edf_.to_numpy(), ref["edf_smooth"], atol=1e-3)
 
 

@@ -113,3 +113,33 @@ def test_the_three_forms_of_the_schur_update_agree(monkeypatch, slopes):
         want = fits[0].predict(x[:, None], groups=groups)
         np.testing.assert_allclose(f.predict(x[:, None], groups=groups), want, rtol=1e-5,
                                    atol=1e-5 * np.abs(want).max())
+
+
+def test_penalized_irls_cross_products_of_smooths_by_one_product_equal_the_general_ones():
+    """CrossProductPlan's one-product path for one-level terms (smooths; with the fixed columns
+    kept, as penalized IRLS calls it) gives the cross-products of the general path, beside a
+    grouping factor with slopes."""
+    from sklmm._engine.crossprod import CrossProductPlan
+    from sklmm._engine.terms import RandomTerm
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    terms = [RandomTerm(name="g", levels=np.arange(10), codes=rng.integers(0, 10, n),
+                        values=np.column_stack([np.ones(n), rng.normal(size=n)]), column_names=["a", "b"])]
+    for j in range(3):
+        terms.append(RandomTerm(name=f"s{j}", levels=np.array(["s"]), codes=np.zeros(n, dtype=np.intp),
+                                values=rng.normal(size=(n, 5)), column_names=[f"c{i}" for i in range(5)],
+                                correlated=False, scalar=True))
+    X, y, W = rng.normal(size=(n, 3)), rng.normal(size=n), rng.uniform(0.1, 1, n)
+    plain = CrossProductPlan(terms).form(X, y, W)
+    fast = CrossProductPlan(terms, repeated=True, fixed=X)
+    assert fast._dense_C is not None
+    got = fast.form(X, y, W)
+    for a, b in zip(plain.diag + plain.zxy, got.diag + got.zxy):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got.xyxy, plain.xyxy, rtol=1e-12, atol=1e-12)
+    for key in plain.off:
+        np.testing.assert_allclose(got.off[key][2], plain.off[key][2], rtol=1e-12, atol=1e-12)
+    # a call without the fixed columns (PIRLS at a given beta) takes the general path
+    alone = fast.form(np.zeros((n, 0)), y, W)
+    np.testing.assert_allclose(alone.xyxy, CrossProductPlan(terms).form(np.zeros((n, 0)), y, W).xyxy, rtol=1e-12)

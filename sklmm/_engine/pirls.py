@@ -87,7 +87,7 @@ class GlmmProblem:
     def __init__(self, terms, X, y, w, family, solver="auto"):
         self.terms, self.X, self.y, self.w, self.family = terms, X, y, w, family
         self.solver = solver
-        self.plan = CrossProductPlan(terms, repeated=True)
+        self.plan = CrossProductPlan(terms, repeated=True, fixed=X)
         self.slices, self.z_off = theta_layout(terms)
         self.q = int(self.z_off[-1])
         self.n, self.p = X.shape
@@ -111,7 +111,7 @@ class GlmmProblem:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._factors = {}
-        self.plan = CrossProductPlan(self.terms, repeated=True)
+        self.plan = CrossProductPlan(self.terms, repeated=True, fixed=self.X)
         self._Xz = np.empty((self.n, self.p + 1))
         self._Xz[:, : self.p] = self.X
         self._z = np.empty((self.n, 1))
@@ -123,7 +123,10 @@ class GlmmProblem:
         out = np.zeros(self.n)
         for k, (t, T) in enumerate(zip(self.terms, templates(self.terms, theta))):
             b = u[self.z_off[k] : self.z_off[k + 1]].reshape(t.n_levels, t.n_coef) @ T.T
-            out += np.einsum("ij,ij->i", t.values, b[t.codes]) if t.n_coef > 1 else t.values[:, 0] * b[t.codes, 0]
+            if t.n_levels == 1:  # a smooth: one product (no gather of its one row of b)
+                out += t.values @ b[0]
+            else:
+                out += np.einsum("ij,ij->i", t.values, b[t.codes]) if t.n_coef > 1 else t.values[:, 0] * b[t.codes, 0]
         return out
 
     def working(self, eta, observed=True):

@@ -68,7 +68,7 @@ def fit_family(family, terms, Xf, y, fe_names, *, sample_weight, reml, solver, m
         # factors (one outcome per level) do not apply to it
         warnings.filterwarnings("ignore", message="every level of grouping factor")
         return fit_glmm(terms, Xf, y, fe_names, family, sample_weight=sample_weight, solver=solver,
-                        max_iter=max_iter, verbose=verbose, reml=reml, theta_fixed=theta_fixed,
+                        max_iter=max_iter, verbose=verbose, reml=reml, theta_fixed=theta_fixed, pql_start=True,
                         stacklevel=5)
 
 
