@@ -178,7 +178,13 @@ class CrossProductPlan:
         m = C.shape[1]
         y = Xy[:, -1]
         sw = np.sqrt(np.maximum(weights, 0.0)) if weights is not None else None
-        B = C * sw[:, None] if sw is not None else C
+        if sw is not None:  # (into a buffer kept between calls: a fresh n x m array each pass
+            # costs its page faults, a third of the pass at 1e6 rows)
+            if getattr(self, "_dense_buffer", None) is None or self._dense_buffer.shape != C.shape:
+                self._dense_buffer = np.empty_like(C)
+            B = np.multiply(C, sw[:, None], out=self._dense_buffer)
+        else:
+            B = C
         wy = y * sw if sw is not None else y
         G = np.empty((m + 1, m + 1))
         U = blas.dsyrk(1.0, B.T, trans=0, lower=0)  # (B.T is Fortran-ordered: no copy) upper

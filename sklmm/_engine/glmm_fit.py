@@ -246,6 +246,7 @@ def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, 
     """The fitted state at the optimum: the modes, and the system at the mode's weights."""
     n = problem.n
     state, cp = problem.solution(theta, beta_kept)
+    problem.plan._dense_buffer = None  # (a pass's scratch; the fitted model need not keep it)
     factor = make_factor(cp, terms, solver, repeated=False)
     factor.update(theta)
     beta = np.zeros(n_fixed)
