@@ -369,3 +369,27 @@ def report(table_text, info, output=None, commit=None):
         with open(output, "w") as f:
             f.write(text + "\n")
     return text
+
+
+class LoadSampler:
+    """Samples the 1-minute load average every ``every`` seconds in a daemon thread (benchmarks
+    report it: timings beside other work are not quiet timings)."""
+
+    def __init__(self, every=15.0):
+        import threading
+
+        self.samples, self._stop = [os.getloadavg()[0]], threading.Event()
+        self._t = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._t.start()
+
+    def _run(self, every):
+        while not self._stop.wait(every):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self):
+        self._stop.set()
+        self.samples.append(os.getloadavg()[0])
+        s = self.samples
+        return (f"1-minute load average over the run: min {min(s):.2f}, median "
+                f"{statistics.median(s):.2f}, max {max(s):.2f} ({len(s)} samples; the "
+                f"benchmark itself keeps about one core busy)")

@@ -47,7 +47,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
@@ -56,6 +55,7 @@ import pandas as pd
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _harness import (  # noqa: E402
+    LoadSampler,
     describe_failure,
     emit_result,
     fmt,
@@ -802,27 +802,6 @@ def run_profile(n, log=print, with_cprofile=True, workload="additive", model="ad
 
 
 # --------------------------------------------------------------------------- driver
-
-class LoadSampler:
-    """Samples the 1-minute load average every ``every`` seconds in a daemon thread."""
-
-    def __init__(self, every=15.0):
-        self.samples, self._stop = [os.getloadavg()[0]], threading.Event()
-        self._t = threading.Thread(target=self._run, args=(every,), daemon=True)
-        self._t.start()
-
-    def _run(self, every):
-        while not self._stop.wait(every):
-            self.samples.append(os.getloadavg()[0])
-
-    def stop(self):
-        self._stop.set()
-        self.samples.append(os.getloadavg()[0])
-        s = self.samples
-        return (f"1-minute load average over the run: min {min(s):.2f}, median "
-                f"{statistics.median(s):.2f}, max {max(s):.2f} ({len(s)} samples, every 15 s; "
-                f"the benchmark itself keeps about one core busy)")
-
 
 def _escape(rows):
     return [{k: (None if v is None else str(v).replace("|", "\\|")) for k, v in r.items()} for r in rows]
