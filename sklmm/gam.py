@@ -183,7 +183,7 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
             residuals = gam_family.deviance_residuals(family, y, fitted, w)
         self.fixed_effects_, self.residual_df_, self.r2_adj_, self.deviance_explained_ = table
         self.coefficients_, self.coefficients_cov_ = smooth_summary.coefficient_table(self, fe_names)
-        self.conditional_aic_ = gam_family.conditional_aic(family, y, fitted if family is not None else fitted,
+        self.conditional_aic_ = gam_family.conditional_aic(family, y, fitted,
                                                            sample_weight, self.edf_total_)
         starts = np.cumsum([1 + len(self._linear)] + [sm.n_fixed for sm in self.smooths_])
         null_space = [list(range(a, a + sm.n_fixed)) for a, sm in zip(starts, self.smooths_)]

@@ -16,8 +16,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 from ._base import GroupedMixin, variance_table
 from ._engine.families import Binomial, Poisson
 from ._engine.glmm_fit import SeparationWarning, fit_glmm
-from ._engine.quadrature import gauss_hermite
-from ._inference.conditional import prior_covariances
+from ._inference.conditional import left_out_variance, marginal_mean
 from ._inference.glmm import GlmmInferenceMixin
 from ._inference.mixin import _fingerprint
 from ._input import dask_collections as _dask
@@ -26,10 +25,6 @@ from ._input.formula import FORMULA_PARAM_DEFAULTS, FORMULA_PARAMS, parse_formul
 from ._input.groups import NoGroupsWarning
 
 __all__ = ["MixedLogisticRegression", "MixedPoissonRegressor", "SeparationWarning"]
-
-#: nodes of the Gauss-Hermite rule for the marginal mean (the probability averaged over the
-#: random effects) of a binomial model
-MARGINAL_NODES = 40
 
 _CBIND = re.compile(r"^\s*cbind\s*\(\s*([^,()]+?)\s*,\s*([^()]+?)\s*\)\s*~")
 #: the 0/1 response column a ``cbind(successes, failures)`` formula becomes
@@ -179,30 +174,16 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
         marginal = self.unseen_groups == "marginal"
         if not fit.terms:
             return eta, var
-        prior = prior_covariances(fit) if marginal else None
-        if groups is None:
-            if marginal:
-                for t, S in zip(fit.terms, prior):
-                    v = t.rows(X)
-                    var += np.einsum("ij,jk,ik->i", v, S, v)
-            return eta, var
-        rows = list(self._group_rows(X, groups))
-        eta = eta + self._random_part(X, groups, rows)
+        rows = None
+        if groups is not None:
+            rows = list(self._group_rows(X, groups))
+            eta = eta + self._random_part(X, groups, rows)
         if marginal:
-            for k, t, codes, seen, _ in rows:
-                if (~seen).any():
-                    v = t.rows(X[~seen])
-                    var[~seen] += np.einsum("ij,jk,ik->i", v, prior[k], v)
+            var = left_out_variance(fit, self._group_terms_fitted, X, rows)
         return eta, var
 
     def _mean(self, X, groups):
-        eta, var = self._linear_predictor(X, groups)
-        mu = self._family.mean(eta)
-        out = var > 0
-        if out.any():
-            nodes, weights = gauss_hermite(MARGINAL_NODES)
-            mu[out] = self._family.marginal_mean(eta[out], var[out], nodes, weights)
-        return mu
+        return marginal_mean(self._family, *self._linear_predictor(X, groups))
 
     def linear_predictor(self, X, groups=None):
         """The linear predictor (log-odds or log-mean), conditional on the groups' levels.

@@ -152,3 +152,39 @@ def _thin_product(A, M):
 def prior_covariances(fit):
     """Each term's covariance of one level's random effects, ``sigma^2 T_k T_k'``."""
     return [fit.sigma**2 * (T @ T.T) for T in templates(fit.terms, fit.theta)]
+
+
+#: nodes of the Gauss-Hermite rule for a marginal mean (the mean averaged over random effects
+#: that a prediction leaves out)
+MARGINAL_NODES = 40
+
+
+def left_out_variance(fit, group_terms, X, rows=None):
+    """Per row, the variance of the linear predictor's random effects that a prediction leaves
+    out: every grouping factor's without groups (``rows`` None), else those of levels unseen in
+    fit (``rows``: the estimators' ``_group_rows``). ``group_terms``: ``(index, term)`` pairs."""
+    prior = prior_covariances(fit)
+    var = np.zeros(X.shape[0])
+    if rows is None:
+        for k, t in group_terms:
+            v = t.rows(X)
+            var += np.einsum("ij,jk,ik->i", v, prior[k], v)
+        return var
+    for k, t, _, seen, _ in rows:
+        if (~seen).any():
+            v = t.rows(X[~seen])
+            var[~seen] += np.einsum("ij,jk,ik->i", v, prior[k], v)
+    return var
+
+
+def marginal_mean(family, eta, var):
+    """The mean response at ``eta``, averaged where ``var > 0`` over a normal random effect of
+    that variance (Gauss-Hermite quadrature, or the family's closed form)."""
+    from .._engine.quadrature import gauss_hermite
+
+    mu = family.mean(eta)
+    out = var > 0
+    if out.any():
+        nodes, weights = gauss_hermite(MARGINAL_NODES)
+        mu[out] = family.marginal_mean(eta[out], var[out], nodes, weights)
+    return mu

@@ -10,14 +10,10 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.utils.validation import check_is_fitted
 
-from .._engine.quadrature import gauss_hermite
 from .._input import smooth_terms
 from .._input.arrays import check_level
 from . import smooth_summary
-from .conditional import prior_covariances
-
-#: Gauss-Hermite nodes of the marginal mean (as the GLMM estimators use)
-MARGINAL_NODES = 40
+from .conditional import left_out_variance, marginal_mean
 
 __all__ = ["SmoothPredictionMixin"]
 
@@ -64,22 +60,13 @@ class SmoothPredictionMixin:
         Xf, Zs = self._fixed_design(X)
         smooths = list(zip(self._smooth_term_index, Zs))
         mean = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in smooths)
-        var = np.zeros(X.shape[0])
-        if self._group_factors:
-            prior = prior_covariances(fit) if left_out else None
-            if groups is None:
-                for k, t in (self._group_terms_fitted if left_out else []):
-                    v = t.rows(X)
-                    var += np.einsum("ij,jk,ik->i", v, prior[k], v)
-            else:
-                rows = list(self._group_rows(X, groups))
-                mean = mean + self._random_part(X, groups, rows)
-                for k, t, _, seen, _ in (rows if left_out else []):
-                    if (~seen).any():
-                        v = t.rows(X[~seen])
-                        var[~seen] += np.einsum("ij,jk,ik->i", v, prior[k], v)
+        rows = None
+        if groups is not None and self._group_factors:
+            rows = list(self._group_rows(X, groups))
+            mean = mean + self._random_part(X, groups, rows)
         if left_out:
-            return mean, var
+            return mean, (left_out_variance(fit, self._group_terms_fitted, X, rows) if self._group_factors
+                          else np.zeros(X.shape[0]))
         if not return_std:
             return mean
         return mean, smooth_summary.posterior_se(self._fit, self._Vp, dict(enumerate(Xf.T)), smooths)
@@ -129,13 +116,7 @@ class SmoothPredictionMixin:
             return family.mean(eta), se * family.mu_eta(eta)
         if self.unseen_groups != "marginal":
             return family.mean(self._eta(X, groups))
-        eta, var = self._eta(X, groups, left_out=True)
-        mu = family.mean(eta)
-        out = var > 0
-        if out.any():
-            nodes, weights = gauss_hermite(MARGINAL_NODES)
-            mu[out] = family.marginal_mean(eta[out], var[out], nodes, weights)
-        return mu
+        return marginal_mean(family, *self._eta(X, groups, left_out=True))
 
     def predict_interval(self, X, groups=None, level=0.95):
         """A pointwise interval for the mean response: the posterior interval of the linear

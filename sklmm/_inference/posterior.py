@@ -45,12 +45,6 @@ class RestCovariance:
     def scaled(self, factor):
         return RestCovariance(self.matrix * factor, self.offset)
 
-    def __getstate__(self):
-        return self.__dict__
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-
 
 class Posterior:
     """The blocks of ``M`` and ``M^{-1}`` for a fit at theta (default: the fit's), with the
