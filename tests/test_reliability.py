@@ -418,7 +418,9 @@ def test_after_a_fit_in_centred_coordinates_everything_is_in_the_users(sleep_df,
     np.testing.assert_allclose([vb.iloc[0], vb.iloc[1], vb.iloc[2]],
                                [(M @ Sa @ M.T)[0, 0], Sa[1, 1], (M @ Sa @ M.T)[0, 1]], rtol=1e-5)
     fa, fb = a.fixed_effects_, b.fixed_effects_
-    assert fb.loc["Days", "std_error"] == pytest.approx(fa.loc["Days", "std_error"], rel=1e-6)
+    # (two fits of one optimum agree in theta to the optimizer's tolerance, ~1e-5 relative:
+    # BOBYQA stops when a step gains less than 1e-12 of the criterion, which is flat there)
+    assert fb.loc["Days", "std_error"] == pytest.approx(fa.loc["Days", "std_error"], rel=1e-5)
     assert fb.loc["Days", "df"] == pytest.approx(fa.loc["Days", "df"], rel=1e-3)
     ma, sa = a.predict(X, groups=g, return_std=True)
     mb, sb = b.predict(X + s, groups=g, return_std=True)

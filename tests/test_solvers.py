@@ -133,7 +133,7 @@ def test_penalized_irls_cross_products_of_smooths_by_one_product_equal_the_gener
     X, y, W = rng.normal(size=(n, 3)), rng.normal(size=n), rng.uniform(0.1, 1, n)
     plain = CrossProductPlan(terms).form(X, y, W)
     fast = CrossProductPlan(terms, repeated=True, fixed=X)
-    assert fast._dense_C is not None
+    assert fast._dense_parts is not None
     got = fast.form(X, y, W)
     for a, b in zip(plain.diag + plain.zxy, got.diag + got.zxy):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)

@@ -85,9 +85,11 @@ class CrossProductPlan:
         # 4x the speed of a product per pair of terms)
         # (``fixed``: the fixed columns every call passes, as penalized IRLS does)
         self.dense = [k for k, t in enumerate(terms) if t.n_levels == 1] if repeated and fixed is not None else []
-        self._dense_C = (np.hstack([terms[k].values for k in self.dense] + [np.asarray(fixed, dtype=float)])
-                         if len(self.dense) > 1 else None)
+        # [Z X] of those terms as its pieces (never stacked: :meth:`dense_rows` assembles blocks)
+        self._dense_parts = ([terms[k].values for k in self.dense] + [np.asarray(fixed, dtype=float)]
+                             if len(self.dense) > 1 else None)
         self._dense_q = sum(terms[k].values.shape[1] for k in self.dense)
+        self._dense_m = self._dense_q + (np.shape(fixed)[1] if self._dense_parts is not None else 0)
         mixed = {k for pair in self.pairs_keys(terms) for k in pair} if self.dense else set()
         self._need_left = [k not in self.dense or k in mixed for k in range(len(terms))]
         self.pairs = {}
@@ -124,7 +126,10 @@ class CrossProductPlan:
         n, m = Xy.shape
         values = [t.values for t in self.terms]
         # (the kept [Z X] serves calls whose fixed columns are the plan's: PIRLS with beta)
-        fast = self._dense_C is not None and m - 1 == self._dense_C.shape[1] - self._dense_q
+        fast = self._dense_parts is not None and m - 1 == self._dense_m - self._dense_q
+        gram = self._dense_gram(Xy, weights) if fast else None
+        if gram is not None and self.all_dense:  # every term in the Gram: no more sums
+            return self.from_gram(n, gram[1])
         wXy = np.empty((n, m + 1))  # [w, W X, W y]
         if weights is None:
             wXy[:, 0] = 1.0
@@ -137,7 +142,6 @@ class CrossProductPlan:
             left = [wXy[:, :1] if one else (v * weights[:, None] if nd else None)
                     for v, one, nd in zip(values, self.ones, need)]
         w, WXy = wXy[:, 0], wXy[:, 1:]
-        gram = self._dense_gram(Xy, weights) if fast else None
         diag, zxy = [], []
         for k, (t, a, v, one, ind) in enumerate(zip(self.terms, left, values, self.ones, self.indicators)):
             if gram is not None and k in gram[0]:
@@ -168,35 +172,80 @@ class CrossProductPlan:
         xyxy = gram[1][gram[2], gram[2]] if gram is not None else WXy.T @ Xy
         return CrossProducts(n=n, p=m - 1, diag=diag, off=off, zxy=zxy, xyxy=0.5 * (xyxy + xyxy.T))
 
-    def _dense_gram(self, Xy, weights):
-        """``(slices, G, xy)``: ``G = C'WC`` for ``C = [the one-level terms' columns, X, y]``, the
-        part without y by one BLAS ``syrk`` of ``sqrt(W) [Z X]`` (``[Z X]`` kept from the plan),
-        each such term's slice of G's rows, and X and y's."""
-        from scipy.linalg import blas
+    @property
+    def all_dense(self):
+        """Whether every term is in the one-BLAS-product Gram of :meth:`_dense_gram` (a GAM
+        without grouping factors): its cross-products are then that Gram's blocks."""
+        return self._dense_parts is not None and len(self.dense) == len(self.terms)
 
-        C = self._dense_C
-        m = C.shape[1]
-        y = Xy[:, -1]
-        sw = np.sqrt(np.maximum(weights, 0.0)) if weights is not None else None
-        if sw is not None:  # (into a buffer kept between calls: a fresh n x m array each pass
-            # costs its page faults, a third of the pass at 1e6 rows)
-            if getattr(self, "_dense_buffer", None) is None or self._dense_buffer.shape != C.shape:
-                self._dense_buffer = np.empty_like(C)
-            B = np.multiply(C, sw[:, None], out=self._dense_buffer)
-        else:
-            B = C
-        wy = y * sw if sw is not None else y
-        G = np.empty((m + 1, m + 1))
-        U = blas.dsyrk(1.0, B.T, trans=0, lower=0)  # (B.T is Fortran-ordered: no copy) upper
-        G[:m, :m] = np.triu(U) + np.triu(U, 1).T
-        G[:m, m] = G[m, :m] = B.T @ wy
-        G[m, m] = wy @ wy
+    def from_gram(self, n, G):
+        """The cross-products of an all-dense plan from ``G = C'WC``, ``C = [Z X y]`` over n
+        rows (:meth:`_dense_gram`, or a pass that forms it with more, as the outer iteration of
+        :mod:`~sklmm._engine.laml_iteration` does)."""
+        slices, xy = self._dense_slices()
+        diag = [G[None, sl, sl] for sl in slices.values()]
+        zxy = [G[None, sl, xy] for sl in slices.values()]
+        zero = np.zeros(1, np.intp)
+        off = {(l, k): (zero, zero, G[None, slices[l], slices[k]]) for (l, k) in self.pairs}
+        return CrossProducts(n=n, p=G.shape[0] - 1 - self._dense_q, diag=diag, off=off, zxy=zxy,
+                             xyxy=G[xy, xy].copy())
+
+    def _dense_slices(self):
+        """Each one-level term's slice of the columns of :meth:`dense_rows`, and X and y's."""
         slices, start = {}, 0
         for k in self.dense:
             q = self.terms[k].values.shape[1]
             slices[k] = slice(start, start + q)
             start += q
-        return slices, G, slice(start, m + 1)
+        return slices, slice(start, self._dense_m + 1)
+
+    def dense_rows(self, a, b, out, scale=None):
+        """Rows a..b of ``[Z X]`` for the one-level terms and the plan's fixed columns (times
+        ``scale[:, None]``, the rows' factors, when given), written into ``out[: b - a, : m]``
+        (their width ``m``); returns that view."""
+        out = out[: b - a]
+        at = 0
+        for part in self._dense_parts:
+            w = part.shape[1]
+            if scale is None:
+                out[:, at : at + w] = part[a:b]
+            else:
+                np.multiply(part[a:b], scale[:, None], out=out[:, at : at + w])
+            at += w
+        return out[:, :at]
+
+    def _dense_gram(self, Xy, weights):
+        """``(slices, G, xy)``: ``G = C'WC`` for ``C = [the one-level terms' columns, X, y]``, by
+        BLAS ``syrk`` of ``sqrt(W) [Z X y]`` in blocks of ``GRAM_BLOCK_ROWS`` rows (assembled
+        from the terms' columns and X, :meth:`dense_rows`) accumulated into G, each such term's
+        slice of G's rows, and X and y's. The blocks stay in cache and need no row-sized
+        scratch: a stacked, weighted copy of ``[Z X]`` costs its page faults (1e6 rows, 37
+        columns: 0.6 s the first time), and the weighting then the product read it twice."""
+        from scipy.linalg import blas
+
+        n, m = len(Xy), self._dense_m
+        y = Xy[:, -1]
+        sw = np.sqrt(np.maximum(weights, 0.0)) if weights is not None else None
+        G = np.zeros((m + 1, m + 1), order="F")
+        buf = np.empty((min(n, GRAM_BLOCK_ROWS), m + 1))
+        for a in range(0, n, GRAM_BLOCK_ROWS):
+            b = min(n, a + GRAM_BLOCK_ROWS)
+            B = buf[: b - a]
+            if sw is None:
+                self.dense_rows(a, b, B)
+                B[:, m] = y[a:b]
+            else:
+                self.dense_rows(a, b, B, sw[a:b])
+                np.multiply(y[a:b], sw[a:b], out=B[:, m])
+            # (B.T is Fortran-ordered: no copy) the upper triangle, accumulated
+            G = blas.dsyrk(1.0, B.T, trans=0, lower=0, beta=1.0, c=G, overwrite_c=1)
+        G = np.triu(G) + np.triu(G, 1).T
+        slices, xy = self._dense_slices()
+        return slices, G, xy
+
+
+#: rows per block of :meth:`CrossProductPlan._dense_gram` (a few MB: cache-resident blocks)
+GRAM_BLOCK_ROWS = 8192
 
 
 def cross_products(terms, X, y, sample_weight=None) -> CrossProducts:

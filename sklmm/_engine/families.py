@@ -50,6 +50,12 @@ class Binomial:
         """``d mu / d eta`` (the variance: a canonical link)."""
         return cls.variance(cls.mean(eta))
 
+    @classmethod
+    def weight_derivative(cls, y, eta, w):
+        """``d W / d eta`` of the working weight ``W = w mu (1 - mu)``: ``W (1 - 2 mu)``."""
+        mu = cls.mean(eta)
+        return w * mu * (1.0 - mu) * (1.0 - 2.0 * mu)
+
     @staticmethod
     def minus2_loglik(y, eta, w):
         """``-2 w [y log mu + (1 - y) log(1 - mu)]`` per row, stable for any eta."""
@@ -105,6 +111,11 @@ class Poisson:
     def mu_eta(cls, eta):
         """``d mu / d eta`` (the variance: a canonical link)."""
         return cls.variance(cls.mean(eta))
+
+    @classmethod
+    def weight_derivative(cls, y, eta, w):
+        """``d W / d eta`` of the working weight ``W = w mu``: W itself."""
+        return w * cls.mean(eta)
 
     @staticmethod
     def minus2_loglik(y, eta, w):

@@ -361,6 +361,7 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
         else:
             summ = optimize.minimize_lbfgsb(fun_grad, start[free], lower[free], max_evals=max_iter,
                                             callback=callback)
+        optimize.snap_to_bounds(objective, summ, lower[free], scale[free])
         if verbose:
             print(f"[sklmm] {summ.return_code} after {summ.n_evals} evaluations: criterion {summ.fmin:.10g}")
         problem = None

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from sklearn.exceptions import ConvergenceWarning
 
-from . import optimize
+from . import laml_iteration, optimize
 from .factor import blas_threads, check_cost, choose_solver, make_factor
 from .fit import MixedFit, SingularFitWarning, independent_columns
 from .pirls import GlmmProblem
@@ -203,13 +203,20 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     tolerances = REML_TOLERANCES if reml else dict(ftol_rel=1e-7, ftol_abs=1e-4, xtol_abs=1e-4)
     step = np.minimum(0.75, STAGE1_STEPS * se_unit[free])
     x0 = start[free]
-    if pql_start and len(free):  # (penalized spline models: smoothing parameters far from 1)
-        x0 = _pql_start(problem, terms, fe_names, keep, full, free, lower)
-        step = np.maximum(PQL_STEP * x0, step * 0.1)
-    s1 = optimize.minimize_bobyqa(lambda th: stage1(expand(th)), x0, lower[free], max_evals=max_iter,
-                                  initial_step=step, **tolerances)
-    s1.final = expand(s1.final)
-    st = problem.pirls(s1.final)
+    iterated = None
+    if pql_start and len(free) and laml_iteration.applies(problem, reml):
+        iterated = laml_iteration.laml_iteration(problem, full, free, lower)
+    if iterated is not None:  # (a GAM's restricted fit: an outer iteration of two passes a step)
+        theta_hat, st, s1 = iterated
+        s1.final = theta_hat
+    else:
+        if pql_start and len(free):  # (penalized spline models: smoothing parameters far from 1)
+            x0 = _pql_start(problem, terms, fe_names, keep, full, free, lower)
+            step = np.maximum(PQL_STEP * x0, step * 0.1)
+        s1 = optimize.minimize_bobyqa(lambda th: stage1(expand(th)), x0, lower[free], max_evals=max_iter,
+                                      initial_step=step, **tolerances)
+        s1.final = expand(s1.final)
+        st = problem.pirls(s1.final)
     if not np.isfinite(st.logdet):
         raise ValueError("penalized IRLS failed at every variance parameter: the data are degenerate "
                          "(check that y varies and is not determined by the features).")
@@ -217,7 +224,7 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     if not terms or reml:  # a GLM (PIRLS gives its ML estimate), or the restricted fit: no stage 2
         criterion, phi = problem.restricted(st) if reml else (st.laplace, 1.0)
         return _finish(problem, terms, s1, s1, s1.final, beta1, criterion, keep,
-                       n_fixed, family, n_agq, solver, verbose, fe_names, X, stacklevel, reml, phi)
+                       n_fixed, family, n_agq, solver, verbose, fe_names, X, stacklevel, reml, phi, st)
     LX, _ = problem._factors[True].fixed_part()  # R_X' at stage 1's optimum
     LX = np.array(LX)
 
@@ -233,7 +240,7 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     step = np.concatenate([np.maximum(np.abs(s1.final[free]), 0.1) * se_unit[free] * STAGE2_THETA_STEPS,
                            np.full(len(beta1), STAGE2_BETA_STEPS)])
     s2 = optimize.minimize_bobyqa(objective, x0, lower2, max_evals=max_iter, initial_step=step,
-                                  ftol_rel=1e-12, ftol_abs=1e-8, xtol_abs=np.concatenate(
+                                  ftol_rel=1e-15, ftol_abs=1e-11, xtol_abs=np.concatenate(
                                       [np.full(k, 1e-7), np.full(len(beta1), 1e-6)]))
     s2.n_evals += s1.n_evals
     s2.converged = bool(s1.converged and s2.converged)
@@ -242,11 +249,11 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
 
 
 def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, family, n_agq, solver,
-            verbose, fe_names, X, stacklevel, reml=False, phi=1.0):
-    """The fitted state at the optimum: the modes, and the system at the mode's weights."""
+            verbose, fe_names, X, stacklevel, reml=False, phi=1.0, state=None):
+    """The fitted state at the optimum: the modes, and the system at the mode's weights
+    (``state``: the joint mode there, when the fit has it)."""
     n = problem.n
-    state, cp = problem.solution(theta, beta_kept)
-    problem.plan._dense_buffer = None  # (a pass's scratch; the fitted model need not keep it)
+    state, cp = problem.solution(theta, beta_kept, state)
     factor = make_factor(cp, terms, solver, repeated=False)
     factor.update(theta)
     beta = np.zeros(n_fixed)

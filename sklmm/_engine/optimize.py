@@ -144,3 +144,30 @@ def minimize_lbfgsb(fun_grad, x0, lower, *, max_evals=10000, ftol_rel=1e-15, gto
     summ.return_code = "LBFGSB_" + ("CONVERGED" if res.success else "STOPPED") + ": " + str(res.message)
     summ.converged = bool(res.success) and np.isfinite(best["f"])
     return summ
+
+
+#: an entry of theta within this much of its bound (relative to its scale) is tried on it ...
+SNAP_DISTANCE = 1e-6
+#: ... and kept there when the criterion is no worse than this, relative to max(1, |f|) (rounding)
+SNAP_FTOL = 1e-11
+
+
+def snap_to_bounds(fun, summ, lower, scale=None):
+    """Move the entries of ``summ.final`` that an optimizer left a rounding error above their
+    finite lower bound (a variance estimated as 0: BOBYQA stops at 1e-8, not on the bound)
+    onto it, together, when ``fun`` there is within rounding of ``summ.fmin``; ``summ`` is
+    updated in place. A boundary estimate is then exactly 0, as the reports and the tests that
+    treat a zero variance apart (a smooth shrunk away, a singular fit) expect."""
+    x = np.asarray(summ.final, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    scale = np.ones_like(x) if scale is None else np.asarray(scale, dtype=float)
+    near = np.isfinite(lower) & (x > lower) & (x - lower <= SNAP_DISTANCE * scale)
+    if not near.any() or not np.isfinite(summ.fmin):
+        return summ
+    trial = np.where(near, lower, x)
+    f = float(fun(trial))
+    summ.n_evals += 1
+    if f <= summ.fmin + SNAP_FTOL * max(1.0, abs(summ.fmin)):
+        summ.final, summ.fmin = trial, f
+    return summ
+

@@ -129,17 +129,19 @@ class GlmmProblem:
                 out += np.einsum("ij,ij->i", t.values, b[t.codes]) if t.n_coef > 1 else t.values[:, 0] * b[t.codes, 0]
         return out
 
-    def working(self, eta, observed=True):
+    def working(self, eta, observed=True, rows=slice(None)):
         """Working weights ``W = w var(mu)`` and the working residual ``(y - mu) / var(mu)``
-        (canonical links); the family's own Newton (``observed``) or Fisher weights otherwise."""
+        (canonical links); the family's own Newton (``observed``) or Fisher weights otherwise.
+        ``rows``: a slice of the rows, whose linear predictor eta is."""
+        y, w = self.y[rows], self.w[rows]
         if hasattr(self.family, "working"):
-            return self.family.working(self.y, eta, self.w, observed)
+            return self.family.working(y, eta, w, observed)
         mu = self.family.mean(eta)
         var = self.family.variance(mu)
-        return self.w * var, (self.y - mu) / var
+        return w * var, (y - mu) / var
 
-    def minus2ll(self, eta):
-        return float(np.sum(self.family.minus2_loglik(self.y, eta, self.w)))
+    def minus2ll(self, eta, rows=slice(None)):
+        return float(np.sum(self.family.minus2_loglik(self.y[rows], eta, self.w[rows])))
 
     def form(self, with_beta, z, W):
         """The weighted cross-products of ``[Z X z]``, with ``z'Wz`` raised so that the last pivot
@@ -148,7 +150,11 @@ class GlmmProblem:
         the working response is fitted exactly (a saturated model) and then fails the factorization."""
         Xz = self._Xz if with_beta else self._z
         Xz[:, -1] = z
-        cp = self.plan.form(None, None, W, Xy=Xz)
+        return self.raise_last(self.plan.form(None, None, W, Xy=Xz))
+
+    @staticmethod
+    def raise_last(cp):
+        """``z'Wz`` of the cross-products raised to ``2 z'Wz + 1`` (see :meth:`form`)."""
         cp.xyxy[-1, -1] = 2.0 * cp.xyxy[-1, -1] + 1.0
         return cp
 
@@ -263,10 +269,11 @@ class GlmmProblem:
         self._phi = phi  # the next evaluation's start
         return value + s.logdet + s.logdet_RX2, phi
 
-    def solution(self, theta, beta):
+    def solution(self, theta, beta, state=None):
         """The converged state at (theta, beta) and its cross-products with the fixed columns
         (the working weights and response at the mode; Fisher's where they differ from
-        Newton's): what the fitted model keeps."""
-        s = self.pirls(theta, beta)
+        Newton's): what the fitted model keeps. ``state`` may give the converged joint mode
+        at theta whose beta this is (no PIRLS then)."""
+        s = state if state is not None and state.converged else self.pirls(theta, beta)
         W, r = self.working(s.eta, observed=False)  # (Fisher's weights, as mgcv's Vp and edf)
         return s, self.form(True, s.eta + r, W)

@@ -4,10 +4,10 @@ predicted means, and the prior covariances of new levels."""
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from .._engine.crossprod import random_part_only
 from .._engine.factor_blocked import BlockedFactor
+from .._engine.leverage import whitened_row_norms
 from .._engine.terms import templates, theta_layout
 from .covariance import _restore
 
@@ -66,36 +66,11 @@ def conditional_mean_variance(fit, A, seen_rows, chunk_entries=4_000_000):
     if len(fit.terms) == 1 and ONE_TERM_CLOSED_FORM:  # closed forms level by level, no solves
         return _one_term_mean_variance(fit, A, seen_rows)
     with fit.lock:  # it moves the shared factorization: one thread at a time
-        m = A.shape[0]
-        out = np.empty(m)
         factor, terms = fit.factor, fit.terms
-        factor.update(fit.theta)  # whitened_norms reads the factor's state, and does not change it
-        Ts = templates(terms, fit.theta)
+        factor.update(fit.theta)  # the norms read the factor's state, and do not change it
         _, z_off = theta_layout(terms)
-        q = int(z_off[-1])
-        # as many rows at once as keep the factor's dense right-hand sides near chunk_entries
-        width = getattr(factor, "qr", getattr(factor, "q", q)) + A.shape[1] + 1
-        chunk = max(2048, int(chunk_entries // width))
-        for a in range(0, m, chunk):
-            b = min(m, a + chunk)
-            rows, cols, vals = [], [], []
-            for k, idx, codes, v in seen_rows:
-                sel = (idx >= a) & (idx < b)
-                if not sel.any():
-                    continue
-                t = terms[k]
-                av = v[sel] @ Ts[k]  # (Lambda' z)_level = T' v, as rows
-                base = z_off[k] + codes[sel].astype(np.int64) * t.n_coef
-                rows.append((base[:, None] + np.arange(t.n_coef)).ravel())
-                cols.append(np.repeat(idx[sel] - a, t.n_coef))
-                vals.append(av.ravel())
-            Az = sp.csc_matrix(
-                (np.concatenate(vals) if vals else np.zeros(0),
-                 (np.concatenate(rows) if rows else np.zeros(0, np.intp),
-                  np.concatenate(cols) if cols else np.zeros(0, np.intp))),
-                shape=(q, b - a),
-            )
-            out[a:b] = factor.whitened_norms(Az, A[a:b].T)
+        out = whitened_row_norms(factor, terms, templates(terms, fit.theta), z_off, A, seen_rows,
+                                 chunk_entries)
         return fit.sigma**2 * out
 
 

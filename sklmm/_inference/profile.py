@@ -43,12 +43,24 @@ def _bracket_root(g, x0, step, limit, target):
 
 
 def _interval_side(g, est, step, limit, target, xtol):
-    """Where the profile ``g`` (0 at est) reaches ``target`` on one side; ``limit`` if never."""
-    br = _bracket_root(g, est, step, limit, target)
+    """Where the profile ``g`` (0 at est) reaches ``target`` on one side; ``limit`` if never.
+
+    ``g`` is remembered at each point: a profile is an inner optimization from a warm start,
+    whose value at a point moves with the start by its tolerance, and the root finder must see
+    the bracket's ends as the bracketing saw them (else 'f(a) and f(b) must have different
+    signs')."""
+    seen = {}
+
+    def remembered(v):
+        if v not in seen:
+            seen[v] = g(v)
+        return seen[v]
+
+    br = _bracket_root(remembered, est, step, limit, target)
     if br is None:
         return limit if limit is not None else np.nan
     a, b = br
-    return brentq(lambda v: g(v) - target, a, b, xtol=xtol, rtol=1e-10)
+    return brentq(lambda v: remembered(v) - target, a, b, xtol=xtol, rtol=1e-10)
 
 
 def _profile_sdcor(fit, j, cutoff):

@@ -1,0 +1,228 @@
+"""The Laplace approximate REML of a GAM of a known-scale family, by an outer iteration with
+one pass over the rows per step.
+
+At a linear predictor ``eta0`` with working weights ``W0`` and working response ``z0`` (one
+pass: the cross-products of :meth:`~sklmm._engine.pirls.GlmmProblem.form`), the penalized
+deviance is, to second order in eta (canonical links: the working weights are the Hessian),
+
+    D(eta) + |u|^2 ~ D(eta0) - sum W0 r0^2 + |W0^{1/2} (z0 - eta)|^2 + |u|^2,
+
+whose minimum over (u, beta) at theta is the working linear model's penalized residual sum of
+squares ``r^2(theta)``, at its PLS solution ``eta~(theta)``. The criterion's log-determinant
+``log|H|`` (H the PLS matrix of the fixed and random columns) moves with eta through W: to
+first order by ``c'(eta - eta0)``, ``c_i = dW_i/deta_i h_i`` with ``h_i = a_i' H^{-1} a_i`` the
+leverage of row i (:func:`~sklmm._engine.leverage.whitened_row_norms`). The surrogate
+
+    S(theta) = D(eta0) - sum W0 r0^2 + r^2(theta) + log|L_theta|^2 + log|R_X|^2 + c' eta~(theta)
+
+costs a factorization of the small system and nothing per row. Where eta0 is the mode at
+theta0, S and the Laplace criterion agree at theta0 in value and in gradient: the first part by
+the envelope theorem, the log-determinant because ``d eta~ / d theta`` equals the mode's
+derivative there (same gradient and Hessian of the penalized deviance). So a fixed point of
+"minimize S over theta; move eta to eta~ at the minimizer; expand again" is a stationary
+point of the Laplace REML criterion (mgcv's optimum: mgcv takes Newton steps on the log
+smoothing parameters with exact derivatives, Wood 2011). Without the ``c`` term the loop is
+penalized quasi-likelihood (bam's performance iteration), whose fixed point is another one.
+
+Each step costs two passes over the rows (the cross-products at eta, the leverages), where a
+derivative-free search of the criterion costs a converged PIRLS per evaluation. The loop ends
+when theta and eta stop moving; :func:`laml_iteration` returns None when it does not (the
+caller then searches the criterion directly).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import optimize
+from .crossprod import GRAM_BLOCK_ROWS
+from .factor_dense import DenseFactor
+from .leverage import dense_whitener, whitened_row_norms
+from .pirls import PirlsState
+from .terms import templates
+
+__all__ = ["laml_iteration", "MAX_STEPS"]
+
+#: at most this many steps (each two passes over the rows)
+MAX_STEPS = 40
+#: the iteration has converged when the surrogate's minimum changes by no more than this,
+#: relative to max(|minimum|, 1), from one step to the next (the old point's own value: at the
+#: fixed point the surrogate's minimum is the criterion's), ...
+FTOL = 1e-12
+#: ... no entry of theta moves by more than this, relative to max(|theta|, 1) (the inner
+#: search resolves theta to about 1e-6 of its scale: a tighter test waits on its noise) ...
+THETA_TOL = 1e-4
+#: ... and no linear predictor by more than this, relative to 1 + |eta|
+ETA_TOL = 1e-6
+
+
+def applies(problem, reml):
+    """Whether the iteration serves this fit: the restricted criterion of a family of known
+    scale whose working weights have a derivative."""
+    fam = problem.family
+    return bool(reml and not getattr(fam, "scale_estimated", False) and hasattr(fam, "weight_derivative"))
+
+
+def laml_iteration(problem, theta, free, lower, max_steps=MAX_STEPS):
+    """The outer iteration of the module's docstring from the full ``theta`` (only the ``free``
+    positions move, bounded below by ``lower``). Returns ``(theta, state, summary)``, the
+    state the converged PIRLS mode at theta; None when the iteration does not converge."""
+    theta = np.array(theta, dtype=float)
+    terms, X = problem.terms, problem.X
+    z_off = problem.z_off
+    every = np.arange(problem.n)
+    rows = [(k, every, t.codes, t.values) for k, t in enumerate(terms)]
+    eta = problem.start_eta() if problem.last is None else problem.last.eta
+    fused = None  # the pass of :func:`_fused_pass` (a GAM without grouping factors, a dense factor)
+    last, move = np.inf, None
+    summ = optimize.OptSummary(initial=theta[free].copy(), lower=lower[free].copy())
+    for step in range(1, max_steps + 1):
+        if fused is not None:
+            G, eta, const, cx, cz = _fused_pass(problem, *fused)
+            cp = problem.raise_last(problem.plan.from_gram(problem.n, G))
+            const -= 0.5 * (cp.xyxy[-1, -1] + 1.0)  # what raise_last added (r^2 is read minus it)
+            factor = problem.factor(cp, True)
+            if factor.update(theta) is None:
+                return None
+        else:
+            W, r = problem.working(eta)
+            problem.n_passes += 1
+            cp = problem.form(True, eta + r, W)
+            const = problem.minus2ll(eta) - float(np.sum(W * r * r)) - 0.5 * (cp.xyxy[-1, -1] + 1.0)
+            factor = problem.factor(cp, True)
+            if factor.update(theta) is None:
+                return None
+            if step == 1:  # (far from the mode at the start: the first step is PQL's, c = 0)
+                cx, cz = np.zeros(X.shape[1]), [np.zeros((t.n_levels, t.n_coef)) for t in terms]
+            else:
+                cx, cz, c_eta = _correction(problem, factor, theta, eta, rows)
+                const -= c_eta
+
+        def surrogate(x):
+            th = theta.copy()
+            th[free] = x
+            fz = factor.update(th)
+            if fz is None or not np.isfinite(fz.logdet_L2):
+                return np.inf
+            b, u = factor.solve()
+            lin = float(cx @ b)
+            for k, (t, T) in enumerate(zip(terms, templates(terms, th))):
+                uk = u[z_off[k] : z_off[k + 1]].reshape(t.n_levels, t.n_coef)
+                lin += float(np.sum(cz[k] * (uk @ T.T)))
+            return const + fz.r2 + fz.logdet_L2 + fz.logdet_RX2 + lin
+
+        x0 = theta[free]
+        # the first trust region: a fifth of theta at first, then twice the last move (the
+        # steps shrink quadratically near the fixed point)
+        wide = np.maximum(0.2 * np.abs(x0), 0.05)
+        initial = wide if step == 1 else np.clip(2.0 * np.abs(move), 1e-4 * np.maximum(np.abs(x0), 1e-2), wide)
+        inner = optimize.minimize_bobyqa(surrogate, x0, lower[free], initial_step=initial,
+                                         ftol_rel=1e-15, ftol_abs=1e-12, xtol_abs=1e-10)
+        optimize.snap_to_bounds(surrogate, inner, lower[free])
+        summ.n_evals += inner.n_evals
+        new = theta.copy()
+        new[free] = inner.final
+        move = inner.final - x0
+        factor.update(new)
+        b, u = factor.solve()
+        moved = np.max(np.abs(new - theta) / np.maximum(np.abs(theta), 1.0)) if len(free) else 0.0
+        small = abs(inner.fmin - last) <= FTOL * max(abs(inner.fmin), 1.0)
+        last = inner.fmin
+        theta = new
+        if problem.plan.all_dense and isinstance(factor, DenseFactor):
+            Ts = templates(terms, theta)
+            coef = np.concatenate([(u[z_off[k] : z_off[k + 1]].reshape(1, -1) @ T.T)[0] for k, T in enumerate(Ts)] + [b])
+            fused = (coef, dense_whitener(factor, terms, Ts, z_off, X.shape[1]))
+            if not (small and moved < THETA_TOL):
+                continue
+        eta_new = X @ b + problem.random_eta(theta, u)
+        change = np.max(np.abs(eta_new - eta) / (1.0 + np.abs(eta))) if problem.n else 0.0
+        eta = eta_new
+        if small and moved < THETA_TOL and change < ETA_TOL:
+            problem.last = PirlsState(theta=theta.copy(), beta=b, u=u, eta=eta, minus2ll=np.nan,
+                                      logdet=np.nan, n_steps=0, converged=False)
+            st = problem.pirls(theta)
+            if not (st.converged and np.isfinite(st.logdet)):
+                return None
+            summ.final, summ.fmin, summ.converged = theta[free].copy(), st.laml, True
+            summ.return_code = f"LAML_ITERATION: {step} steps"
+            summ.n_steps = step
+            return theta, st, summ
+    return None
+
+
+def _fused_pass(problem, coef, NT):
+    """One pass over the rows of a GAM without grouping factors, in blocks of ``[Z X]``
+    (:meth:`~sklmm._engine.crossprod.CrossProductPlan.dense_rows`), each used while it is in
+    cache: the linear predictor ``eta = [Z X] coef`` of the last step's solution, its working
+    weights and response, the Gram of ``sqrt(W) [Z X z]`` (one ``syrk`` per block), and the
+    first-order term ``c`` with the leverages of the last factor (``N'`` of
+    :func:`~sklmm._engine.leverage.dense_whitener`, at the new theta and the last weights:
+    at the fixed point they are the current ones). Returns ``(G, eta, const, X'c, [Z_k'c])``,
+    const the surrogate's constant ``D(eta) - sum W r^2 - c'eta``."""
+    from scipy.linalg import blas
+
+    plan, fam, n = problem.plan, problem.family, problem.n
+    m = plan._dense_m
+    G = np.zeros((m + 1, m + 1), order="F")
+    buf = np.empty((min(n, GRAM_BLOCK_ROWS), m + 1))
+    eta = np.empty(n)
+    v = np.zeros(m)
+    const = 0.0
+    problem.n_passes += 1
+    for a in range(0, n, GRAM_BLOCK_ROWS):
+        b = min(n, a + GRAM_BLOCK_ROWS)
+        sl = slice(a, b)
+        g = plan.dense_rows(a, b, buf)
+        e = eta[sl] = g @ coef
+        W, r = problem.working(e, rows=sl)
+        Y = g @ NT
+        cb = fam.weight_derivative(problem.y[sl], e, problem.w[sl]) * np.einsum("ij,ij->i", Y, Y)
+        v += cb @ g
+        const += problem.minus2ll(e, rows=sl) - float(W @ (r * r)) - float(cb @ e)
+        sw = np.sqrt(W)
+        B = buf[: b - a]
+        B *= sw[:, None]
+        np.multiply(e + r, sw, out=B[:, m])
+        G = blas.dsyrk(1.0, B.T, trans=0, lower=0, beta=1.0, c=G, overwrite_c=1)
+    G = np.triu(G) + np.triu(G, 1).T
+    z_off = problem.z_off
+    return G, eta, const, v[z_off[-1]:], [v[None, z_off[k] : z_off[k + 1]] for k in range(len(problem.terms))]
+
+
+def _correction(problem, factor, theta, eta, rows):
+    """The surrogate's first-order term at eta: ``c = dW/deta * h`` (h the leverages at theta)
+    as ``X'c``, each term's ``Z_k'c`` by level, and ``c'eta``; one pass over the rows. When
+    every term is a smooth and the factor dense, in blocks of rows assembled by the
+    cross-product plan (one product with ``N'`` per block, :func:`dense_whitener`, and the
+    sums against c while the block is in cache)."""
+    terms, X, plan = problem.terms, problem.X, problem.plan
+    dW = problem.family.weight_derivative(problem.y, eta, problem.w)
+    problem.n_passes += 1
+    Ts = templates(terms, theta)
+    if plan._dense_parts is not None and len(plan.dense) == len(terms) and isinstance(factor, DenseFactor):
+        NT = dense_whitener(factor, terms, Ts, problem.z_off, X.shape[1])
+        v = np.zeros(NT.shape[0])
+        buf = np.empty((min(problem.n, GRAM_BLOCK_ROWS), NT.shape[0]))
+        c_eta = 0.0
+        for a in range(0, problem.n, GRAM_BLOCK_ROWS):
+            b = min(problem.n, a + GRAM_BLOCK_ROWS)
+            g = plan.dense_rows(a, b, buf)
+            Y = g @ NT
+            cb = dW[a:b] * np.einsum("ij,ij->i", Y, Y)
+            v += cb @ g
+            c_eta += float(cb @ eta[a:b])
+        z_off = problem.z_off
+        return v[z_off[-1]:], [v[None, z_off[k] : z_off[k + 1]] for k in range(len(terms))], c_eta
+    c = dW * whitened_row_norms(factor, terms, Ts, problem.z_off, X, rows)
+    return X.T @ c, [_by_level(t, c) for t in terms], float(c @ eta)
+
+
+def _by_level(t, c):
+    """``Z_k' c`` as (n_levels, n_coef): a term's columns summed against c, level by level."""
+    if t.n_levels == 1:
+        return (c @ t.values)[None, :]
+    out = np.zeros((t.n_levels, t.n_coef))
+    for j in range(t.n_coef):
+        out[:, j] = np.bincount(t.codes, c * t.values[:, j], minlength=t.n_levels)
+    return out
