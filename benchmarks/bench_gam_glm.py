@@ -555,21 +555,32 @@ def _profile_worker(n, stats_path):
     basis = cum(("_input/smooth_terms.py", "make_smooths"), ("sklmm/gam.py", "_fixed_design"))
     pql = cum(("_engine/glmm_fit.py", "_pql_start"))
     laml = find("_engine/pirls.py", "laml", largest=True)  # (not the property PirlsState.laml)
-    opt = find("nlopt.py", "optimize")[2]
+    outer = find("_engine/laml_iteration.py", "laml_iteration")
+    fused = find("_engine/laml_iteration.py", "_fused_pass")
+    surrogate = find("_engine/laml_iteration.py", "surrogate")
+    final = find("_engine/pirls.py", "pirls")
     phases = [
         ("basis construction and design (smooth terms, constraints, fixed columns)", *basis),
-        ("PQL start: PIRLS modes and Gaussian REML fits of the working data", *pql),
-        ("Laplace REML evaluations (BOBYQA's calls of the criterion)", laml[0], laml[2]),
-        ("BOBYQA's own time", 1, opt - laml[2]),
+        ("outer iteration of the Laplace REML (laml_iteration), in all", *outer[::2]),
+        ("- of which fused passes over the rows (eta, weights, Gram, leverages)", *fused[::2]),
+        ("- of which the surrogate's evaluations (factorizations of the small system)", *surrogate[::2]),
+        ("- of which PIRLS to the exact mode at the end", *final[::2]),
+        ("fallback (when the iteration does not settle): PQL start", *pql),
+        ("fallback: BOBYQA's evaluations of the criterion", laml[0], laml[2]),
         ("everything else: input checks, setup, the final state, edf, tables, tests", 1,
-         fit_s - basis[1] - pql[1] - opt),
+         fit_s - basis[1] - outer[2] - pql[1] - laml[2]),
     ]
     pirls_own = find("_engine/pirls.py", "pirls")[:2]
     gram = find("_engine/crossprod.py", "_dense_gram")
     byl = find("_engine/crossprod.py", "_by_level")
     cpf = find("_engine/crossprod.py", "form")
     work = [
-        ("cross-products of [Z X z] at the working weights (every call, PQL's included)",
+        ("fused passes: eta, working weights, Gram of sqrt(W)[Z X z] and leverages by blocks of rows",
+         *fused[::2]),
+        ("- of which assembling the blocks of [Z X] (dense_rows)", *find("_engine/crossprod.py", "dense_rows")[::2]),
+        ("leverages through the factor, general pass (whitened_row_norms)",
+         *find("_engine/leverage.py", "whitened_row_norms")[::2]),
+        ("cross-products of [Z X z] at the working weights, general pass (every call, PQL's included)",
          cpf[0], cpf[2]),
         ("- of which one syrk of sqrt(W)[Z X] and its product with z (_dense_gram)", *gram[::2]),
         ("- of which per-term products (_by_level)", *byl[::2]),
@@ -588,7 +599,7 @@ def _profile_worker(n, stats_path):
          *cum(("_engine/fit.py", "fit_cross_products"))),
     ]
     emit_result(wall=wall, fit_seconds=fit_s, n_iter=int(est.n_iter_),
-                n_passes=int(est._fit.n_passes), laml_seconds=laml[2],
+                n_passes=int(est._fit.n_passes), laml_seconds=outer[2] + laml[2],
                 phases=[list(p) for p in phases], work=[list(w) for w in work if w[1]])
 
 
@@ -606,8 +617,8 @@ def run_profile(n, stats_path=None):
                 for label, calls, sec in items]
 
     line = (f"n = {n:,}: fit {res['wall']:.1f} s under cProfile ({total:.1f} s inside fit), "
-            f"{res['n_iter']} evaluations of the Laplace REML criterion, {res['n_passes']} passes "
-            f"of penalized IRLS over the rows in all (PQL's included); peak RSS "
+            f"{res['n_iter']} evaluations of the criterion or its surrogate, {res['n_passes']} passes "
+            f"over the rows in all; peak RSS "
             f"{res['peak_mb']:.0f} MB.")
     if stats_path is not None:
         line += f" Stats written to {path}."

@@ -82,9 +82,11 @@ def _check_groups(terms, y, w, family, stacklevel):
     if family.name != "binomial":
         return
     for t in terms:
+        if t.n_levels == 1:  # (a penalized smooth: one "level", no grouping factor)
+            continue
         ones = np.bincount(t.codes, w * y, minlength=t.n_levels)  # (rows of weight 0: nothing)
         zeros = np.bincount(t.codes, w * (1.0 - y), minlength=t.n_levels)
-        if t.n_levels > 1 and np.all((ones == 0) | (zeros == 0)):
+        if np.all((ones == 0) | (zeros == 0)):
             warnings.warn(
                 f"every level of grouping factor {t.name!r} has a single outcome (all 0 or all 1): "
                 "the random effects separate the data and their variance is not identified "
