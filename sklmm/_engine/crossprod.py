@@ -80,15 +80,16 @@ class CrossProductPlan:
                           shape=(len(t.codes), t.n_levels)).T.tocsr() if one and repeated else None
             for t, one in zip(terms, self.ones)
         ]
-        # terms of one "level" (penalized smooths): with repeated calls, their columns, X and the
-        # response are multiplied in one symmetric rank-k product (a binary GAM's PIRLS step:
-        # 4x the speed of a product per pair of terms)
-        # (``fixed``: the fixed columns every call passes, as penalized IRLS does)
-        self.dense = [k for k, t in enumerate(terms) if t.n_levels == 1] if repeated and fixed is not None else []
-        # [Z X] of those terms as its pieces (never stacked: :meth:`dense_rows` assembles blocks)
-        self._dense_parts = ([terms[k].values for k in self.dense] + [np.asarray(fixed, dtype=float)]
-                             if len(self.dense) > 1 else None)
+        # terms of one "level" (penalized smooths), two or more: their columns, X and the
+        # response are multiplied in one symmetric rank-k product, by blocks of rows (a binary
+        # GAM's PIRLS step: 4x the speed of a product per pair of terms)
+        one_level = [k for k, t in enumerate(terms) if t.n_levels == 1]
+        self.dense = one_level if len(one_level) > 1 else []
         self._dense_q = sum(terms[k].values.shape[1] for k in self.dense)
+        # with repeated calls, [Z X] of those terms and the fixed columns every call passes (as
+        # penalized IRLS does) as its pieces, never stacked: :meth:`dense_rows` assembles blocks
+        self._dense_parts = ([terms[k].values for k in self.dense] + [np.asarray(fixed, dtype=float)]
+                             if self.dense and repeated and fixed is not None else None)
         self._dense_m = self._dense_q + (np.shape(fixed)[1] if self._dense_parts is not None else 0)
         mixed = {k for pair in self.pairs_keys(terms) for k in pair} if self.dense else set()
         self._need_left = [k not in self.dense or k in mixed for k in range(len(terms))]
@@ -125,10 +126,9 @@ class CrossProductPlan:
             Xy = np.column_stack([X, y])
         n, m = Xy.shape
         values = [t.values for t in self.terms]
-        # (the kept [Z X] serves calls whose fixed columns are the plan's: PIRLS with beta)
-        fast = self._dense_parts is not None and m - 1 == self._dense_m - self._dense_q
+        fast = bool(self.dense)
         gram = self._dense_gram(Xy, weights) if fast else None
-        if gram is not None and self.all_dense:  # every term in the Gram: no more sums
+        if gram is not None and len(gram[0]) == len(values):  # every term in the Gram: no more sums
             return self.from_gram(n, gram[1])
         wXy = np.empty((n, m + 1))  # [w, W X, W y]
         if weights is None:
@@ -182,7 +182,7 @@ class CrossProductPlan:
         """The cross-products of an all-dense plan from ``G = C'WC``, ``C = [Z X y]`` over n
         rows (:meth:`_dense_gram`, or a pass that forms it with more, as the outer iteration of
         :mod:`~sklmm._engine.laml_iteration` does)."""
-        slices, xy = self._dense_slices()
+        slices, xy = self._dense_slices(G.shape[0])
         diag = [G[None, sl, sl] for sl in slices.values()]
         zxy = [G[None, sl, xy] for sl in slices.values()]
         zero = np.zeros(1, np.intp)
@@ -190,22 +190,23 @@ class CrossProductPlan:
         return CrossProducts(n=n, p=G.shape[0] - 1 - self._dense_q, diag=diag, off=off, zxy=zxy,
                              xyxy=G[xy, xy].copy())
 
-    def _dense_slices(self):
-        """Each one-level term's slice of the columns of :meth:`dense_rows`, and X and y's."""
+    def _dense_slices(self, width):
+        """Each one-level term's slice of the columns of a Gram of ``width`` columns
+        (:meth:`_dense_gram`), and the slice of the fixed columns and y."""
         slices, start = {}, 0
         for k in self.dense:
             q = self.terms[k].values.shape[1]
             slices[k] = slice(start, start + q)
             start += q
-        return slices, slice(start, self._dense_m + 1)
+        return slices, slice(start, width)
 
-    def dense_rows(self, a, b, out, scale=None):
-        """Rows a..b of ``[Z X]`` for the one-level terms and the plan's fixed columns (times
-        ``scale[:, None]``, the rows' factors, when given), written into ``out[: b - a, : m]``
-        (their width ``m``); returns that view."""
+    def dense_rows(self, a, b, out, scale=None, parts=None):
+        """Rows a..b of ``[Z X]`` for the one-level terms and the plan's fixed columns (or the
+        columns ``parts``; times ``scale[:, None]``, the rows' factors, when given), written
+        into ``out[: b - a, : m]`` (their width ``m``); returns that view."""
         out = out[: b - a]
         at = 0
-        for part in self._dense_parts:
+        for part in self._dense_parts if parts is None else parts:
             w = part.shape[1]
             if scale is None:
                 out[:, at : at + w] = part[a:b]
@@ -223,7 +224,9 @@ class CrossProductPlan:
         columns: 0.6 s the first time), and the weighting then the product read it twice."""
         from scipy.linalg import blas
 
-        n, m = len(Xy), self._dense_m
+        # the one-level terms' columns and the call's fixed columns (a strided view of [X y])
+        parts = [self.terms[k].values for k in self.dense] + [Xy[:, :-1]]
+        n, m = len(Xy), self._dense_q + Xy.shape[1] - 1
         y = Xy[:, -1]
         sw = np.sqrt(np.maximum(weights, 0.0)) if weights is not None else None
         G = np.zeros((m + 1, m + 1), order="F")
@@ -232,15 +235,15 @@ class CrossProductPlan:
             b = min(n, a + GRAM_BLOCK_ROWS)
             B = buf[: b - a]
             if sw is None:
-                self.dense_rows(a, b, B)
+                self.dense_rows(a, b, B, parts=parts)
                 B[:, m] = y[a:b]
             else:
-                self.dense_rows(a, b, B, sw[a:b])
+                self.dense_rows(a, b, B, sw[a:b], parts)
                 np.multiply(y[a:b], sw[a:b], out=B[:, m])
             # (B.T is Fortran-ordered: no copy) the upper triangle, accumulated
             G = blas.dsyrk(1.0, B.T, trans=0, lower=0, beta=1.0, c=G, overwrite_c=1)
         G = np.triu(G) + np.triu(G, 1).T
-        slices, xy = self._dense_slices()
+        slices, xy = self._dense_slices(m + 1)
         return slices, G, xy
 
 
