@@ -24,10 +24,15 @@ point of the Laplace REML criterion (mgcv's optimum: mgcv takes Newton steps on 
 smoothing parameters with exact derivatives, Wood 2011). Without the ``c`` term the loop is
 penalized quasi-likelihood (bam's performance iteration), whose fixed point is another one.
 
-Each step costs two passes over the rows (the cross-products at eta, the leverages), where a
-derivative-free search of the criterion costs a converged PIRLS per evaluation. The loop ends
-when theta and eta stop moving; :func:`laml_iteration` returns None when it does not (the
-caller then searches the criterion directly).
+Each step costs two passes over the rows (the cross-products at eta, then the leverages at
+the factor of that step), where a derivative-free search of the criterion costs a converged
+PIRLS per evaluation. The first step, far from the mode, is PQL's (``c = 0``). For a GAM
+without grouping factors and the dense factor, a step is one pass (:func:`_fused_pass`): the
+leverages come from the factor of the step before, at the new theta and the last weights,
+which at the fixed point are the current ones, so the fixed point is the same. The loop ends
+when theta, eta and the surrogate's minimum stop moving, and PIRLS then converges the mode at
+the final theta; :func:`laml_iteration` returns None when the loop does not settle (the caller
+then searches the criterion directly).
 """
 
 from __future__ import annotations
@@ -43,11 +48,11 @@ from .terms import templates
 
 __all__ = ["laml_iteration", "MAX_STEPS"]
 
-#: at most this many steps (each two passes over the rows)
+#: at most this many steps (each one or two passes over the rows)
 MAX_STEPS = 40
 #: the iteration has converged when the surrogate's minimum changes by no more than this,
-#: relative to max(|minimum|, 1), from one step to the next (the old point's own value: at the
-#: fixed point the surrogate's minimum is the criterion's), ...
+#: relative to max(|minimum|, 1), from one step to the next (at the fixed point that minimum
+#: is the criterion's value), ...
 FTOL = 1e-12
 #: ... no entry of theta moves by more than this, relative to max(|theta|, 1) (the inner
 #: search resolves theta to about 1e-6 of its scale: a tighter test waits on its noise) ...
