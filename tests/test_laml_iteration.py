@@ -24,8 +24,8 @@ def _csv(name):
 
 
 def _models():
-    """(label, estimator, X, y, groups): smooths only (the fused pass), a te term, and
-    smooths beside a grouping factor (the general pass)."""
+    """(label, estimator, X, y, groups): smooths only (the fused pass), a te term, smooths
+    beside a grouping factor (the general pass), and a Gamma GAM (a profiled dispersion)."""
     b = _csv("sim_glm_binomial_multi.csv")
     p = _csv("sim_glm_poisson.csv")
     yield ("binomial, 3 smooths", PenalizedSplineClassifier(smooth_features=["x1", "x2", "x3"]),
@@ -34,6 +34,8 @@ def _models():
            p[["x1", "x2"]], p["y"], None)
     yield ("poisson, 2 smooths + groups", PenalizedSplineRegressor(family="poisson", smooths=[s("x1"), s("x2")]),
            p[["x1", "x2"]], p["y_re"], p["g"])
+    gm = _csv("sim_glm_gamma.csv")
+    yield ("gamma, 1 smooth (profiled dispersion)", PenalizedSplineRegressor(family="gamma"), gm[["x"]], gm["y"], None)
 
 
 MODELS = list(_models())
@@ -134,7 +136,7 @@ def test_the_fused_pass_equals_the_general_pass():
     Ts = templates(terms, theta)
     coef = np.concatenate([(u[z_off[k] : z_off[k + 1]].reshape(1, -1) @ T.T)[0] for k, T in enumerate(Ts)] + [b])
     NT = dense_whitener(factor, terms, Ts, z_off, X.shape[1])
-    G, eta, const, cx, cz = li._fused_pass(problem, coef, NT)
+    G, eta, const, c_eta_fused, cx, cz = li._fused_pass(problem, coef, NT)
     eta2 = X @ b + problem.random_eta(theta, u)
     np.testing.assert_allclose(eta, eta2, rtol=1e-12, atol=1e-12)
     every = np.arange(problem.n)
@@ -144,7 +146,8 @@ def test_the_fused_pass_equals_the_general_pass():
     for a, c in zip(cz, cz2):
         np.testing.assert_allclose(a, c, rtol=1e-9, atol=1e-12)
     W, r = problem.working(eta2)
-    assert const == pytest.approx(problem.minus2ll(eta2) - float(np.sum(W * r * r)) - c_eta, rel=1e-10)
+    assert const == pytest.approx(problem.minus2ll(eta2) - float(np.sum(W * r * r)), rel=1e-10)
+    assert c_eta_fused == pytest.approx(c_eta, rel=1e-9)
     got = problem.plan.from_gram(problem.n, G)
     Xz = np.column_stack([X, eta2 + r])
     want = problem.plan.form(None, None, W, Xy=Xz)

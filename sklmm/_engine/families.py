@@ -179,6 +179,17 @@ class Gamma:
         return np.array(w, dtype=float), (y - mu) / mu
 
     @staticmethod
+    def scale_function(y, w):
+        """The rows' terms of the criterion in phi alone, reduced to one per distinct weight
+        (what :meth:`profile_scale` evaluates; O(1) per call once formed)."""
+        return _GammaScale(y, w)
+
+    @staticmethod
+    def weight_derivative(y, eta, w):
+        """``d W / d eta`` of Newton's working weight ``W = w y / mu``: ``-W``."""
+        return -w * y * np.exp(-np.clip(eta, -700.0, 700.0))
+
+    @staticmethod
     def minus2_loglik(y, eta, w):
         """``-2 log p(y | eta)`` at ``phi = 1`` without the terms free of eta, ``2 w (y / mu +
         log mu)``: the deviance up to a constant, which is all PIRLS compares."""
@@ -198,12 +209,13 @@ class Gamma:
         return _GammaScale(y, w)(np.log(phi))[0]
 
     @staticmethod
-    def profile_scale(y, w, penalized_deviance, n_fixed, phi0=None):
+    def profile_scale(y, w, penalized_deviance, n_fixed, phi0=None, terms=None):
         """The phi minimizing ``penalized_deviance / phi + scale_terms(phi) - n_fixed log phi``
         (the restricted criterion's dependence on phi at the mode, Wood 2011), by Newton's
         method in ``log phi`` with halving, from ``phi0`` (default: the penalized deviance
-        over the residual rows). Returns ``(phi, value)``."""
-        terms = _GammaScale(y, w)
+        over the residual rows). Returns ``(phi, value)``. ``terms``: the rows' scale terms
+        from :meth:`scale_function` (formed here when not given; O(n))."""
+        terms = _GammaScale(y, w) if terms is None else terms
         if phi0 is None:
             phi0 = max(penalized_deviance / max(terms.n - n_fixed, 1.0), 1e-300)
 

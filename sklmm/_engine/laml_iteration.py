@@ -1,9 +1,10 @@
-"""The Laplace approximate REML of a GAM of a known-scale family, by an outer iteration with
-one pass over the rows per step.
+"""The Laplace approximate REML of a non-Gaussian GAM, by an outer iteration with one pass
+over the rows per step.
 
 At a linear predictor ``eta0`` with working weights ``W0`` and working response ``z0`` (one
 pass: the cross-products of :meth:`~sklmm._engine.pirls.GlmmProblem.form`), the penalized
-deviance is, to second order in eta (canonical links: the working weights are the Hessian),
+deviance is, to second order in eta (canonical links, or Newton's weights as Gamma's: the
+working weights are the Hessian),
 
     D(eta) + |u|^2 ~ D(eta0) - sum W0 r0^2 + |W0^{1/2} (z0 - eta)|^2 + |u|^2,
 
@@ -15,7 +16,10 @@ leverage of row i (:func:`~sklmm._engine.leverage.whitened_row_norms`). The surr
 
     S(theta) = D(eta0) - sum W0 r0^2 + r^2(theta) + log|L_theta|^2 + log|R_X|^2 + c' eta~(theta)
 
-costs a factorization of the small system and nothing per row. Where eta0 is the mode at
+costs a factorization of the small system and nothing per row. (With a dispersion, Gamma's,
+its first three parts, the penalized deviance P to second order, enter as the criterion's
+profiled ``min_phi P / phi + ls(phi) - p log phi``, :meth:`~sklmm._engine.pirls.GlmmProblem.profiled`,
+O(1) per evaluation.) Where eta0 is the mode at
 theta0, S and the Laplace criterion agree at theta0 in value and in gradient: the first part by
 the envelope theorem, the log-determinant because ``d eta~ / d theta`` equals the mode's
 derivative there (same gradient and Hessian of the penalized deviance). So a fixed point of
@@ -62,10 +66,11 @@ ETA_TOL = 1e-6
 
 
 def applies(problem, reml):
-    """Whether the iteration serves this fit: the restricted criterion of a family of known
-    scale whose working weights have a derivative."""
+    """Whether the iteration serves this fit: the restricted criterion of a family whose
+    working weights have a derivative (and, with a dispersion, whose criterion profiles it)."""
     fam = problem.family
-    return bool(reml and not getattr(fam, "scale_estimated", False) and hasattr(fam, "weight_derivative"))
+    scale_ok = not getattr(fam, "scale_estimated", False) or hasattr(fam, "scale_function")
+    return bool(reml and scale_ok and hasattr(fam, "weight_derivative"))
 
 
 def laml_iteration(problem, theta, free, lower, max_steps=MAX_STEPS):
@@ -79,11 +84,12 @@ def laml_iteration(problem, theta, free, lower, max_steps=MAX_STEPS):
     rows = [(k, every, t.codes, t.values) for k, t in enumerate(terms)]
     eta = problem.start_eta() if problem.last is None else problem.last.eta
     fused = None  # the pass of :func:`_fused_pass` (a GAM without grouping factors, a dense factor)
+    scaled = bool(getattr(problem.family, "scale_estimated", False))  # a dispersion, profiled
     last, move = np.inf, None
     summ = optimize.OptSummary(initial=theta[free].copy(), lower=lower[free].copy())
     for step in range(1, max_steps + 1):
         if fused is not None:
-            G, eta, const, cx, cz = _fused_pass(problem, *fused)
+            G, eta, const, c_eta, cx, cz = _fused_pass(problem, *fused)
             cp = problem.raise_last(problem.plan.from_gram(problem.n, G))
             const -= 0.5 * (cp.xyxy[-1, -1] + 1.0)  # what raise_last added (r^2 is read minus it)
             factor = problem.factor(cp, True)
@@ -93,15 +99,14 @@ def laml_iteration(problem, theta, free, lower, max_steps=MAX_STEPS):
             W, r = problem.working(eta)
             problem.n_passes += 1
             cp = problem.form(True, eta + r, W)
-            const = problem.minus2ll(eta) - float(np.sum(W * r * r)) - 0.5 * (cp.xyxy[-1, -1] + 1.0)
+            const = problem.deviance_part(eta) - float(np.sum(W * r * r)) - 0.5 * (cp.xyxy[-1, -1] + 1.0)
             factor = problem.factor(cp, True)
             if factor.update(theta) is None:
                 return None
             if step == 1:  # (far from the mode at the start: the first step is PQL's, c = 0)
-                cx, cz = np.zeros(X.shape[1]), [np.zeros((t.n_levels, t.n_coef)) for t in terms]
+                cx, cz, c_eta = np.zeros(X.shape[1]), [np.zeros((t.n_levels, t.n_coef)) for t in terms], 0.0
             else:
                 cx, cz, c_eta = _correction(problem, factor, theta, eta, rows)
-                const -= c_eta
 
         def surrogate(x):
             th = theta.copy()
@@ -110,11 +115,13 @@ def laml_iteration(problem, theta, free, lower, max_steps=MAX_STEPS):
             if fz is None or not np.isfinite(fz.logdet_L2):
                 return np.inf
             b, u = factor.solve()
-            lin = float(cx @ b)
+            lin = float(cx @ b) - c_eta
             for k, (t, T) in enumerate(zip(terms, templates(terms, th))):
                 uk = u[z_off[k] : z_off[k + 1]].reshape(t.n_levels, t.n_coef)
                 lin += float(np.sum(cz[k] * (uk @ T.T)))
-            return const + fz.r2 + fz.logdet_L2 + fz.logdet_RX2 + lin
+            pen = const + fz.r2  # the penalized deviance, to second order
+            value = problem.profiled(pen)[1] if scaled else pen
+            return value + fz.logdet_L2 + fz.logdet_RX2 + lin
 
         x0 = theta[free]
         # the first trust region: a fifth of theta at first, then twice the last move (the
@@ -149,7 +156,7 @@ def laml_iteration(problem, theta, free, lower, max_steps=MAX_STEPS):
             st = problem.pirls(theta)
             if not (st.converged and np.isfinite(st.logdet)):
                 return None
-            summ.final, summ.fmin, summ.converged = theta[free].copy(), st.laml, True
+            summ.final, summ.fmin, summ.converged = theta[free].copy(), problem.restricted(st)[0], True
             summ.return_code = f"LAML_ITERATION: {step} steps"
             summ.n_steps = step
             return theta, st, summ
@@ -163,8 +170,8 @@ def _fused_pass(problem, coef, NT):
     weights and response, the Gram of ``sqrt(W) [Z X z]`` (one ``syrk`` per block), and the
     first-order term ``c`` with the leverages of the last factor (``N'`` of
     :func:`~sklmm._engine.leverage.dense_whitener`, at the new theta and the last weights:
-    at the fixed point they are the current ones). Returns ``(G, eta, const, X'c, [Z_k'c])``,
-    const the surrogate's constant ``D(eta) - sum W r^2 - c'eta``."""
+    at the fixed point they are the current ones). Returns ``(G, eta, const, c'eta, X'c,
+    [Z_k'c])``, const the penalized deviance's constant ``D(eta) - sum W r^2``."""
     from scipy.linalg import blas
 
     plan, fam, n = problem.plan, problem.family, problem.n
@@ -173,7 +180,7 @@ def _fused_pass(problem, coef, NT):
     buf = np.empty((min(n, GRAM_BLOCK_ROWS), m + 1))
     eta = np.empty(n)
     v = np.zeros(m)
-    const = 0.0
+    const = c_eta = 0.0
     problem.n_passes += 1
     for a in range(0, n, GRAM_BLOCK_ROWS):
         b = min(n, a + GRAM_BLOCK_ROWS)
@@ -184,7 +191,8 @@ def _fused_pass(problem, coef, NT):
         Y = g @ NT
         cb = fam.weight_derivative(problem.y[sl], e, problem.w[sl]) * np.einsum("ij,ij->i", Y, Y)
         v += cb @ g
-        const += problem.minus2ll(e, rows=sl) - float(W @ (r * r)) - float(cb @ e)
+        const += problem.deviance_part(e, rows=sl) - float(W @ (r * r))
+        c_eta += float(cb @ e)
         sw = np.sqrt(W)
         B = buf[: b - a]
         B *= sw[:, None]
@@ -192,7 +200,7 @@ def _fused_pass(problem, coef, NT):
         G = blas.dsyrk(1.0, B.T, trans=0, lower=0, beta=1.0, c=G, overwrite_c=1)
     G = np.triu(G) + np.triu(G, 1).T
     z_off = problem.z_off
-    return G, eta, const, v[z_off[-1]:], [v[None, z_off[k] : z_off[k + 1]] for k in range(len(problem.terms))]
+    return G, eta, const, c_eta, v[z_off[-1]:], [v[None, z_off[k] : z_off[k + 1]] for k in range(len(problem.terms))]
 
 
 def _correction(problem, factor, theta, eta, rows):

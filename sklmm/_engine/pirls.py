@@ -104,7 +104,7 @@ class GlmmProblem:
         # the factorizations (a CHOLMOD factor does not pickle), the row-sized buffers and the
         # cross-product plan are rebuilt after unpickling
         state = dict(self.__dict__)
-        for key in ("_factors", "_Xz", "_z", "plan"):
+        for key in ("_factors", "_Xz", "_z", "plan", "_scale_terms"):
             state.pop(key, None)
         return state
 
@@ -142,6 +142,24 @@ class GlmmProblem:
 
     def minus2ll(self, eta, rows=slice(None)):
         return float(np.sum(self.family.minus2_loglik(self.y[rows], eta, self.w[rows])))
+
+    def deviance_part(self, eta, rows=slice(None)):
+        """What the restricted criterion adds ``|u|^2`` to before any dispersion: ``-2 log p``
+        for a family of known scale, the deviance for one with a dispersion (divided by phi
+        in :meth:`restricted`)."""
+        if getattr(self.family, "scale_estimated", False):
+            return self.family.deviance(self.y[rows], eta, self.w[rows])
+        return self.minus2ll(eta, rows)
+
+    def profiled(self, penalized_deviance):
+        """The restricted criterion's part in the dispersion at its best phi, for a penalized
+        deviance (a family with one: :meth:`restricted`); ``(phi, value)``."""
+        if getattr(self, "_scale_terms", None) is None:
+            self._scale_terms = self.family.scale_function(self.y, self.w)
+        phi, value = self.family.profile_scale(self.y, self.w, penalized_deviance, self.p, self._phi,
+                                                terms=self._scale_terms)
+        self._phi = phi  # the next evaluation's start
+        return phi, value
 
     def form(self, with_beta, z, W):
         """The weighted cross-products of ``[Z X z]``, with ``z'Wz`` raised so that the last pivot
@@ -264,9 +282,7 @@ class GlmmProblem:
         docstring at the phi that minimizes it (the family's ``profile_scale``)."""
         if not getattr(self.family, "scale_estimated", False):
             return s.laml, 1.0
-        pen = self.family.deviance(self.y, s.eta, self.w) + float(s.u @ s.u)
-        phi, value = self.family.profile_scale(self.y, self.w, pen, self.p, self._phi)
-        self._phi = phi  # the next evaluation's start
+        phi, value = self.profiled(self.family.deviance(self.y, s.eta, self.w) + float(s.u @ s.u))
         return value + s.logdet + s.logdet_RX2, phi
 
     def solution(self, theta, beta, state=None):
