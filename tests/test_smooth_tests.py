@@ -295,3 +295,21 @@ def test_sparse_posterior_of_many_groups_equals_the_dense_one(monkeypatch):
                         m.predict(data[["Days"]], return_std=True)[1], m.coefficients_cov_.to_numpy()))
         for a, b in zip(*out):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_a_reference_sum_with_a_million_residual_df_is_accurate_and_quiet():
+    """The F-type reference of a smooth with edf 1 beside a residual df of 10^6 (a Gaussian GAM
+    on 10^6 rows): P(w0 X0 + w1 X1 > |w2| Y), Y ~ chi^2(999,971). QUADPACK cannot reach its 1e-11
+    relative target here, but the p-value is right far beyond reporting accuracy: no warning,
+    and the value of the sum by conditioning on Y and X0 (midpoints of 4,000 x 200 quantiles)."""
+    import warnings
+
+    w = np.array([7.91909475e-06, 1.00000792e+00, -9.19542041e-07])
+    df = np.array([1.0, 1.0, 999971.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = chisq_sum(w, df, 0.0)
+    ys = stats.chi2.ppf((np.arange(4000) + 0.5) / 4000, df[2])
+    x0 = stats.chi2.ppf((np.arange(200) + 0.5) / 200, 1)
+    want = np.mean(stats.chi2.sf((-w[2] * ys[:, None] - w[0] * x0[None, :]) / w[1], 1))
+    assert p == pytest.approx(want, abs=1e-7)
