@@ -154,3 +154,17 @@ def test_the_fused_pass_equals_the_general_pass():
     np.testing.assert_allclose(got.xyxy, want.xyxy, rtol=1e-10)
     for a, c in zip(got.diag + got.zxy, want.diag + want.zxy):
         np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-10)
+
+
+def test_an_iteration_that_does_not_settle_falls_back_to_the_direct_search(monkeypatch):
+    """Stopped after two steps (as a loop that does not settle in MAX_STEPS is), the fit
+    continues by BOBYQA on the exact criterion from the state the steps left, and reaches the
+    same optimum."""
+    label, est, X, y, groups = MODELS[0]
+    full = _fit(est, X, y, groups)
+    run = li.laml_iteration
+    monkeypatch.setattr(li, "laml_iteration", lambda *a, **k: run(*a, **dict(k, max_steps=2)))
+    cut = _fit(est.__class__(**est.get_params()), X, y, groups)
+    assert not cut._fit.optimizer.return_code.startswith("LAML_ITERATION")
+    assert cut.criterion_ == pytest.approx(full.criterion_, rel=1e-8)
+    np.testing.assert_allclose(cut.predict_proba(X)[:, 1], full.predict_proba(X)[:, 1], atol=1e-4)
