@@ -57,7 +57,7 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
     def _fixed_design(self, X, designs=None):
         """``[1, linear features, null-space columns of each smooth]`` and the smooth Z blocks."""
         if designs is None:
-            designs = [sm.design(X) for sm in self.smooths_]
+            designs = smooth_terms.designs_of(self.smooths_, X)
         fixed = [np.ones((X.shape[0], 1)), X[:, self._linear]] + [F for F, _ in designs]
         return np.hstack(fixed), [Z for _, Z in designs]
 

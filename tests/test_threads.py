@@ -5,6 +5,7 @@ import multiprocessing as mp
 import os
 import time
 
+import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
@@ -43,3 +44,30 @@ def test_a_busy_process_takes_its_cpu_out_of_the_count():
     finally:
         stop.set()
         spinner.join()
+
+
+def test_smooth_bases_built_in_threads_equal_those_built_in_order(monkeypatch):
+    """designs_of builds several smooths' bases in threads on large data: the same designs,
+    and the same fit, as one after the other; a smooth's error is raised as in order."""
+    import pandas as pd
+
+    from sklmm import PenalizedSplineRegressor
+    from sklmm._input import smooth_terms
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.uniform(size=(3000, 3)), columns=["a", "b", "c"])
+    y = np.sin(6 * X["a"]) + X["b"] ** 2 + rng.normal(0, 0.3, 3000)
+    serial = PenalizedSplineRegressor(n_basis=8).fit(X, y)
+    monkeypatch.setattr(smooth_terms, "PARALLEL_BASIS_ROWS", 0)
+    monkeypatch.setattr(smooth_terms, "free_cpus", lambda: 2)
+    threaded = PenalizedSplineRegressor(n_basis=8).fit(X, y)
+    assert threaded.criterion_ == serial.criterion_
+    np.testing.assert_array_equal(threaded.predict(X), serial.predict(X))
+    Xa = X.to_numpy()
+    for (F1, Z1), (F2, Z2) in zip(smooth_terms.designs_of(serial.smooths_, Xa),
+                                  [sm.design(Xa) for sm in serial.smooths_]):
+        np.testing.assert_array_equal(F1, F2)
+        np.testing.assert_array_equal(Z1, Z2)
+    bad = X.assign(c=np.repeat([0.0, 1.0], 1500))  # two distinct values: no smooth of c
+    with pytest.raises(ValueError, match="distinct values"):
+        PenalizedSplineRegressor(n_basis=8).fit(bad, y)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .._engine.smooth import BASES, SmoothTerm
 from .._engine.tensor import MARGIN_BASES, TensorSmooth
+from .._engine.threads import free_cpus, single_threaded_blas
 
 __all__ = ["Smooth", "s", "te", "ti", "FittedSmooth", "make_smooths", "per_feature", "check_feature_keys",
            "encode_by_factors", "LEGACY_DEFAULTS"]
@@ -403,6 +404,30 @@ def make_smooths(est, X):
     twice = sorted({nm for nm in seen if seen.count(nm) > 1})
     if twice:
         raise ValueError(f"the smooth(s) {twice} are given twice; two identical smooths are not identifiable.")
-    designs = [sm.fit_design(X) for sm in smooths]
+    designs = designs_of(smooths, X, fit=True)
     linear = [j for j in range(X.shape[1]) if j not in used]
     return smooths, linear, designs
+
+
+#: rows times smooths from which the smooths' bases are built in threads
+PARALLEL_BASIS_ROWS = 200_000
+
+
+def designs_of(smooths, X, fit=False):
+    """Each smooth's ``(F, Z)`` at X (``fit``: fitting its knots, constraint and split there).
+
+    With several smooths on many rows, in threads, as many as the CPUs left free
+    (:func:`~sklmm._engine.threads.free_cpus`), BLAS on one thread inside: a basis is
+    row-sized numpy work that releases the GIL, and the smooths are independent (four cr
+    smooths on 10^6 rows, 2 CPUs: 1.9 s one after the other, 0.9 s in two threads). A
+    smooth's error is raised as it would be in order."""
+    def one(sm):
+        return sm.fit_design(X) if fit else sm.design(X)
+
+    workers = min(len(smooths), free_cpus()) if X.shape[0] * len(smooths) >= PARALLEL_BASIS_ROWS else 1
+    if workers <= 1:
+        return [one(sm) for sm in smooths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with single_threaded_blas(), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, smooths))
