@@ -208,7 +208,7 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     iterated = None
     if pql_start and len(free) and laml_iteration.applies(problem, reml):
         iterated = laml_iteration.laml_iteration(problem, full, free, lower)
-    if iterated is not None:  # (a GAM's restricted fit: an outer iteration of two passes a step)
+    if iterated is not None:  # (a GAM's restricted fit: an outer iteration, one or two passes a step)
         theta_hat, st, s1 = iterated
         s1.final = theta_hat
     else:

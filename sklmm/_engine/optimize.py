@@ -170,4 +170,3 @@ def snap_to_bounds(fun, summ, lower, scale=None):
     if f <= summ.fmin + SNAP_FTOL * max(1.0, abs(summ.fmin)):
         summ.final, summ.fmin = trial, f
     return summ
-
