@@ -1021,3 +1021,23 @@ def _cross_products_of(X, y, g):
     m.n_features_in_ = 0
     terms = m._group_terms(X, g)
     return cross_products(terms, np.ones((len(y), 1)), y), terms
+
+
+def test_a_boundary_estimate_left_a_rounding_error_above_its_bound_is_put_on_it():
+    """snap_to_bounds: an entry within 1e-6 (of its scale) of its lower bound goes onto it when
+    the criterion there is within rounding of the optimizer's minimum, and stays where the
+    criterion rises; entries far from their bound never move."""
+    from sklmm._engine.optimize import OptSummary, snap_to_bounds
+
+    flat = lambda x: 5.0 + (x[1] - 2.0) ** 2 + 1e-14 * x[0]  # noqa: E731  (the bound is as good)
+    summ = OptSummary(initial=None, lower=None, final=np.array([3e-8, 2.0]), fmin=flat(np.array([3e-8, 2.0])))
+    snap_to_bounds(flat, summ, np.array([0.0, 0.0]))
+    np.testing.assert_array_equal(summ.final, [0.0, 2.0])
+    assert summ.fmin == flat(np.array([0.0, 2.0]))
+    steep = lambda x: 5.0 + (x[0] - 3e-8) ** 2 * 1e12 + (x[1] - 2.0) ** 2  # noqa: E731
+    summ = OptSummary(initial=None, lower=None, final=np.array([3e-8, 2.0]), fmin=steep(np.array([3e-8, 2.0])))
+    snap_to_bounds(steep, summ, np.array([0.0, 0.0]))
+    np.testing.assert_array_equal(summ.final, [3e-8, 2.0])
+    summ = OptSummary(initial=None, lower=None, final=np.array([1e-3, 2.0]), fmin=flat(np.array([1e-3, 2.0])))
+    snap_to_bounds(flat, summ, np.array([0.0, 0.0]))
+    np.testing.assert_array_equal(summ.final, [1e-3, 2.0])
