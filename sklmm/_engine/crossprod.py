@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .threads import single_threaded_blas
+
 __all__ = ["CrossProducts", "CrossProductPlan", "cross_products", "sum_cross_products", "keep_fixed",
            "reorder_terms", "shift_term", "rescale_weights", "random_part_only"]
 
@@ -231,17 +233,20 @@ class CrossProductPlan:
         sw = np.sqrt(np.maximum(weights, 0.0)) if weights is not None else None
         G = np.zeros((m + 1, m + 1), order="F")
         buf = np.empty((min(n, GRAM_BLOCK_ROWS), m + 1))
-        for a in range(0, n, GRAM_BLOCK_ROWS):
-            b = min(n, a + GRAM_BLOCK_ROWS)
-            B = buf[: b - a]
-            if sw is None:
-                self.dense_rows(a, b, B, parts=parts)
-                B[:, m] = y[a:b]
-            else:
-                self.dense_rows(a, b, B, sw[a:b], parts)
-                np.multiply(y[a:b], sw[a:b], out=B[:, m])
-            # (B.T is Fortran-ordered: no copy) the upper triangle, accumulated
-            G = blas.dsyrk(1.0, B.T, trans=0, lower=0, beta=1.0, c=G, overwrite_c=1)
+        # one BLAS thread: a block's product is too small to gain from more (1e6 rows, 38
+        # columns: the same 0.26 s with one or two), and idle threads would spin beside a busy core
+        with single_threaded_blas():
+            for a in range(0, n, GRAM_BLOCK_ROWS):
+                b = min(n, a + GRAM_BLOCK_ROWS)
+                B = buf[: b - a]
+                if sw is None:
+                    self.dense_rows(a, b, B, parts=parts)
+                    B[:, m] = y[a:b]
+                else:
+                    self.dense_rows(a, b, B, sw[a:b], parts)
+                    np.multiply(y[a:b], sw[a:b], out=B[:, m])
+                # (B.T is Fortran-ordered: no copy) the upper triangle, accumulated
+                G = blas.dsyrk(1.0, B.T, trans=0, lower=0, beta=1.0, c=G, overwrite_c=1)
         G = np.triu(G) + np.triu(G, 1).T
         slices, xy = self._dense_slices(m + 1)
         return slices, G, xy
