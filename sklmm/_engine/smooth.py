@@ -308,8 +308,9 @@ class SmoothTerm:
     def raw_basis(self, x):
         """The unconstrained basis ``B(x)``, shape (n, n_basis): computed in blocks of
         ``BASIS_BLOCK_ROWS`` rows into one array, so that its temporaries (a few per column)
-        are small, reused allocations rather than fresh row-sized ones (each costs its page
-        faults: 10^6 rows, 4 cr smooths, 2.8 s in one piece against about 1 s in blocks)."""
+        are small, reused allocations rather than fresh row-sized ones (each of which costs
+        its page faults when first written: on the benchmark machine, a large share of a basis
+        built in one piece at 10^6 rows)."""
         x = np.asarray(x, dtype=float)
         n = x.shape[0]
         if n <= BASIS_BLOCK_ROWS:
