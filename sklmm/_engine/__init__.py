@@ -18,7 +18,9 @@ classes). Data flows through it in one direction:
 ``checks``         the convergence checks at the optimum and the restarts they trigger
 ``fit``            one fit: cross-products -> optimum -> :class:`~sklmm._engine.fit.MixedFit`
 
-A new model family (GLMMs: penalized IRLS, families, the Laplace approximation and quadrature)
-adds modules here that reuse the factorizations with weighted cross-products; a new smooth basis
+A new model family (GLMMs: penalized IRLS, families, the Laplace approximation and quadrature;
+``laml_iteration`` the outer iteration of a non-Gaussian GAM's Laplace REML, ``leverage`` the
+rows' whitened norms it and prediction variances read) adds modules here that reuse the
+factorizations with weighted cross-products; a new smooth basis
 is a new case of :class:`~sklmm._engine.smooth.SmoothTerm`. See ``docs/architecture.md``.
 """
