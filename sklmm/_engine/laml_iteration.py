@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import optimize
-from .crossprod import GRAM_BLOCK_ROWS
+from .crossprod import GRAM_BLOCK_ROWS, _by_level
 from .factor_dense import DenseFactor
 from .leverage import dense_whitener, whitened_row_norms
 from .pirls import PirlsState
@@ -204,38 +204,13 @@ def _fused_pass(problem, coef, NT):
 
 
 def _correction(problem, factor, theta, eta, rows):
-    """The surrogate's first-order term at eta: ``c = dW/deta * h`` (h the leverages at theta)
-    as ``X'c``, each term's ``Z_k'c`` by level, and ``c'eta``; one pass over the rows. When
-    every term is a smooth and the factor dense, in blocks of rows assembled by the
-    cross-product plan (one product with ``N'`` per block, :func:`dense_whitener`, and the
-    sums against c while the block is in cache)."""
-    terms, X, plan = problem.terms, problem.X, problem.plan
-    dW = problem.family.weight_derivative(problem.y, eta, problem.w)
+    """The surrogate's first-order term at eta: ``c = dW/deta * h`` (h the leverages at theta,
+    :func:`~sklmm._engine.leverage.whitened_row_norms`) as ``X'c``, each term's ``Z_k'c`` by
+    level, and ``c'eta``; one pass over the rows. (A GAM without grouping factors and the dense
+    factor takes these from :func:`_fused_pass` instead.)"""
+    terms, X = problem.terms, problem.X
     problem.n_passes += 1
-    Ts = templates(terms, theta)
-    if plan._dense_parts is not None and len(plan.dense) == len(terms) and isinstance(factor, DenseFactor):
-        NT = dense_whitener(factor, terms, Ts, problem.z_off, X.shape[1])
-        v = np.zeros(NT.shape[0])
-        buf = np.empty((min(problem.n, GRAM_BLOCK_ROWS), NT.shape[0]))
-        c_eta = 0.0
-        for a in range(0, problem.n, GRAM_BLOCK_ROWS):
-            b = min(problem.n, a + GRAM_BLOCK_ROWS)
-            g = plan.dense_rows(a, b, buf)
-            Y = g @ NT
-            cb = dW[a:b] * np.einsum("ij,ij->i", Y, Y)
-            v += cb @ g
-            c_eta += float(cb @ eta[a:b])
-        z_off = problem.z_off
-        return v[z_off[-1]:], [v[None, z_off[k] : z_off[k + 1]] for k in range(len(terms))], c_eta
-    c = dW * whitened_row_norms(factor, terms, Ts, problem.z_off, X, rows)
-    return X.T @ c, [_by_level(t, c) for t in terms], float(c @ eta)
-
-
-def _by_level(t, c):
-    """``Z_k' c`` as (n_levels, n_coef): a term's columns summed against c, level by level."""
-    if t.n_levels == 1:
-        return (c @ t.values)[None, :]
-    out = np.zeros((t.n_levels, t.n_coef))
-    for j in range(t.n_coef):
-        out[:, j] = np.bincount(t.codes, c * t.values[:, j], minlength=t.n_levels)
-    return out
+    h = whitened_row_norms(factor, terms, templates(terms, theta), problem.z_off, X, rows)
+    c = problem.family.weight_derivative(problem.y, eta, problem.w) * h
+    cz = [_by_level(t.codes, t.values, c[:, None], t.n_levels)[:, :, 0] for t in terms]
+    return X.T @ c, cz, float(c @ eta)
