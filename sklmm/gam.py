@@ -168,7 +168,7 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
         post, self.edf_, self.smoothing_params_, self.edf_total_ = smooth_summary.smooth_posterior(
             fit, self.smooths_, sm_terms)
         self._Vp = post.cov.scaled(fit.sigma**2)  # the posterior covariance of the smooths' u and beta: mgcv's Vp
-        fitted = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in zip(sm_terms, Zs))
+        fitted = Xf @ fit.beta + sum(Z @ fit.b[k].ravel() for k, Z in zip(sm_terms, Zs))
         if groups is not None and self._group_factors:
             fitted = fitted + self._random_part(X, groups)
         names = fe_names[: 1 + len(self._linear)]

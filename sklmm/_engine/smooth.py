@@ -334,6 +334,27 @@ class SmoothTerm:
         xs = self._scale(x)
         return np.column_stack([np.ones_like(xs), xs, rk(xs, self.knots_)])
 
+    def unconstrained_basis(self, x):
+        """Place the knots from the training values x and return the unconstrained basis
+        ``B(x)`` (its penalty is ``S_raw_``)."""
+        x = np.asarray(x, dtype=float)
+        if x.ndim > 1 and self.basis != "tp":
+            raise ValueError(f"{self.name}: basis {self.basis!r} smooths one variable; x has shape {x.shape}.")
+        n_unique = len(np.unique(x)) if x.ndim == 1 else len(np.unique(x, axis=0))
+        if n_unique < 3:
+            raise ValueError(
+                f"{self.name}: the feature has {n_unique} distinct values; a smooth needs "
+                "at least 3 (enter it linearly instead)."
+            )
+        B = self._setup(x)
+        return self.raw_basis(x) if B is None else B
+
+    def null_space_dim(self):
+        """Dimension of the unconstrained penalty's null space (after :meth:`unconstrained_basis`):
+        known for each basis, so that a wide range of eigenvalues (large k) is never mistaken
+        for it."""
+        return {"cc": 1, "tp": getattr(getattr(self, "_tp", None), "n_null_", 2)}.get(self.basis, 2)
+
     # -- constraint and mixed-model split -------------------------------------------------
     def fit(self, x):
         """Place knots, absorb the sum-to-zero constraint, split into fixed and random parts."""
@@ -348,18 +369,7 @@ class SmoothTerm:
         basis without the sum-to-zero constraint (a numeric ``by``: the constant times z is then
         the smooth's to fit); a constrained ``by`` smooth sums to zero over the rows it covers.
         """
-        x = np.asarray(x, dtype=float)
-        if x.ndim > 1 and self.basis != "tp":
-            raise ValueError(f"{self.name}: basis {self.basis!r} smooths one variable; x has shape {x.shape}.")
-        n_unique = len(np.unique(x)) if x.ndim == 1 else len(np.unique(x, axis=0))
-        if n_unique < 3:
-            raise ValueError(
-                f"{self.name}: the feature has {n_unique} distinct values; a smooth needs "
-                "at least 3 (enter it linearly instead)."
-            )
-        B = self._setup(x)
-        if B is None:
-            B = self.raw_basis(x)
+        B = self.unconstrained_basis(x)
         self.by_ = by is not None
         if by is not None:
             B = B * np.asarray(by, dtype=float)[:, None]
@@ -371,10 +381,8 @@ class SmoothTerm:
         Sc = self.Qc_.T @ self.S_raw_ @ self.Qc_
         Sc = 0.5 * (Sc + Sc.T)
         d, U = np.linalg.eigh(Sc)
-        # the penalty's null space minus the constant (which the constraint removes): known for
-        # each basis, so that a wide range of eigenvalues (large k) is never mistaken for it
-        n_null = {"cc": 0, "tp": getattr(getattr(self, "_tp", None), "n_null_", 1) - 1}.get(self.basis, 1)
-        n_null += 0 if constrain else 1
+        # the penalty's null space minus the constant (which the constraint removes)
+        n_null = self.null_space_dim() - (1 if constrain else 0)
         pos = np.arange(len(d)) >= n_null  # eigh: ascending
         self.U0_ = U[:, ~pos]
         M = self.Qc_ @ (U[:, pos] / np.sqrt(d[pos]))  # B M: the random columns before scaling

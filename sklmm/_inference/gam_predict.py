@@ -59,7 +59,7 @@ class SmoothPredictionMixin:
         fit = self._fit
         Xf, Zs = self._fixed_design(X)
         smooths = list(zip(self._smooth_term_index, Zs))
-        mean = Xf @ fit.beta + sum(Z @ fit.b[k][0] for k, Z in smooths)
+        mean = Xf @ fit.beta + sum(Z @ fit.b[k].ravel() for k, Z in smooths)
         rows = None
         if groups is not None and self._group_factors:
             rows = list(self._group_rows(X, groups))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy import stats
 
 from .._engine.terms import theta_layout
@@ -20,6 +21,10 @@ from .posterior import Posterior
 __all__ = ["smooth_posterior", "parametric_table", "posterior_se", "format_p_value", "smooth_lines",
            "curves", "plot_curves", "summary_lines", "lambda_diagonal", "variance_rows", "term_contributions",
            "coefficient_table", "check_covariates"]
+
+
+#: rows per block in :func:`posterior_se`
+SE_BLOCK_ROWS = 4096
 
 
 def smooth_posterior(fit, smooths, term_index):
@@ -79,14 +84,19 @@ def posterior_se(fit, Vp, fixed, smooths):
     cols, parts = [], []
     for k, Z in smooths:
         cols.append(np.arange(z_off[k], z_off[k + 1]))
-        parts.append(Z * lambda_diagonal(fit, k))
+        parts.append(Z @ sp.diags_array(lambda_diagonal(fit, k)) if sp.issparse(Z) else Z * lambda_diagonal(fit, k))
     for col, values in fixed.items():
         if col in kept_pos:  # aliased columns were dropped from the fit
             cols.append([z_off[-1] + kept_pos[col]])
             parts.append(np.asarray(values)[:, None])
     idx = np.concatenate(cols)
-    a = np.hstack(parts)
-    var = np.einsum("ij,jk,ik->i", a, Vp[np.ix_(idx, idx)], a)
+    V = Vp[np.ix_(idx, idx)]
+    n = parts[0].shape[0]
+    var = np.empty(n)
+    for a0 in range(0, n, SE_BLOCK_ROWS):  # (an 'fs' smooth's design is sparse and wide)
+        rows = slice(a0, min(n, a0 + SE_BLOCK_ROWS))
+        a = np.hstack([p[rows].toarray() if sp.issparse(p) else p[rows] for p in parts])
+        var[rows] = np.einsum("ij,ij->i", a @ V, a)
     return np.sqrt(np.clip(var, 0, None))
 
 
@@ -127,7 +137,7 @@ def _evaluate(est, sm, k, fixed_start, X):
     fit = est._fit
     F, Z = sm.design(X)
     fixed_cols = list(range(fixed_start, fixed_start + sm.n_fixed))
-    mean = F @ fit.beta[fixed_cols] + Z @ fit.b[k][0]
+    mean = F @ fit.beta[fixed_cols] + Z @ fit.b[k].ravel()
     return mean, posterior_se(fit, est._Vp, dict(zip(fixed_cols, F.T)), [(k, Z)])
 
 
@@ -186,7 +196,8 @@ def lambda_diagonal(fit, k):
     """The diagonal of a smooth term's Lambda (``theta`` times ones for one penalty; per
     column for a tensor product's): its spherical coordinates u times it are its coefficients."""
     slices, _ = theta_layout(fit.terms)
-    return np.diagonal(fit.terms[k].template(fit.theta[slices[k]])).copy()
+    t = fit.terms[k]  # (an 'fs' smooth: one block per level of its factor)
+    return np.tile(np.diagonal(t.template(fit.theta[slices[k]])), t.n_levels)
 
 
 def variance_rows(vc, smooths, smoothing_params, sigma, residual):
@@ -261,7 +272,7 @@ def term_contributions(est, X, return_std):
     for sm, k, Z in zip(est.smooths_, est._smooth_term_index, Zs):
         cols = list(range(start, start + sm.n_fixed))
         start += sm.n_fixed
-        out[sm.name] = Xf[:, cols] @ fit.beta[cols] + Z @ fit.b[k][0]
+        out[sm.name] = Xf[:, cols] @ fit.beta[cols] + Z @ fit.b[k].ravel()
         se[sm.name] = posterior_se(fit, est._Vp, dict(zip(cols, Xf[:, cols].T)), [(k, Z)])
     frame = pd.DataFrame(out)
     frame.attrs["constant"] = float(fit.beta[0])
@@ -285,7 +296,7 @@ def coefficient_table(est, fe_names):
     for sm, k in zip(est.smooths_, est._smooth_term_index):
         d = lambda_diagonal(fit, k)
         names += [f"{sm.name}.{i}" for i in range(len(d))]
-        values += list(fit.b[k][0])
+        values += list(fit.b[k].ravel())
         idx += list(range(z_off[k], z_off[k + 1]))
         scale += list(d)
     idx, scale = np.asarray(idx), np.asarray(scale)
@@ -312,7 +323,7 @@ def check_covariates(est, X):
         if sm.tensor:
             def value(rows, cols=cols, sm=sm, k=k):
                 F, Z = sm.design(rows)
-                return F @ fit.beta[cols] + Z @ fit.b[k][0]
+                return F @ fit.beta[cols] + Z @ fit.b[k].ravel()
 
             f0 = value(X)
             x = x - x.min(axis=0)

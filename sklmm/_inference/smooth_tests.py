@@ -45,7 +45,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import integrate, optimize, stats
-from scipy.linalg import eigh
+from scipy.linalg import block_diag, eigh
 from sklearn.utils import check_random_state
 
 from .._engine.terms import theta_layout
@@ -225,7 +225,7 @@ def _frequentist_covariance(fit, theta, post, term_index):
     for k in term_index:
         u = slice(z_off[k] - zg, z_off[k + 1] - zg)
         d = np.diagonal(fit.terms[k].template(theta[slices[k]]))
-        info[u, u] = d[:, None] * fit.cp.diag[k][0] * d[None, :]
+        info[u, u] = block_diag(*(d[:, None] * fit.cp.diag[k] * d[None, :]))  # (one block per level)
     if zg:
         info -= post.Mrg @ post.G
     Ms = post.rest_inv
@@ -236,7 +236,7 @@ def _near_zero_variance(fit, position, k, n_group_terms):
     """``(theta, posterior)`` with term k's theta moved from 0 to where its data part is 1e-10
     of its prior: the first-order limit of the random-effect test as its variance vanishes."""
     theta = fit.theta.copy()
-    theta[position] = np.sqrt(1e-10 / np.mean(np.diag(fit.cp.diag[k][0])))
+    theta[position] = np.sqrt(1e-10 / np.mean(np.diagonal(fit.cp.diag[k], axis1=1, axis2=2)))
     return theta, Posterior(fit, n_group_terms, theta)
 
 
@@ -301,7 +301,7 @@ def significance_table(fit, post, smooths, term_index, fixed_columns, n_group_te
         idx = np.r_[q + np.asarray(fpos, dtype=np.intp), u]
         edf = len(fpos) + float(np.sum(1.0 - diag[u]))
         scale = np.r_[np.ones(len(fpos)), lam]  # (beta, u) -> (beta, b)
-        coef = np.r_[fit.beta[[j for j in fcols if j in kept_pos]], fit.b[k][0]]
+        coef = np.r_[fit.beta[[j for j in fcols if j in kept_pos]], fit.b[k].ravel()]
         if len(fpos) == 0:  # no null space: the random-effect test, in the coordinates u
             if not np.any(lam > 0):  # its limit as the variance goes to 0 (mgcv stops at a large sp)
                 th, post_ = _near_zero_variance(fit, slices[k], k, n_group_terms)

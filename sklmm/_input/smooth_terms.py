@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .._engine.factor_smooth import FS_BASES, FactorSmooth
 from .._engine.smooth import BASES, SmoothTerm
 from .._engine.tensor import MARGIN_BASES, TensorSmooth
 from .._engine.threads import free_cpus, single_threaded_blas
 
-__all__ = ["Smooth", "s", "te", "ti", "FittedSmooth", "make_smooths", "per_feature", "check_feature_keys",
+__all__ = ["Smooth", "s", "te", "ti", "FittedSmooth", "FittedFactorSmooth", "make_smooths", "per_feature", "check_feature_keys",
            "encode_by_factors", "LEGACY_DEFAULTS"]
 
 #: mgcv's default basis dimension of a thin plate spline of d variables
@@ -43,10 +44,12 @@ class Smooth:
     by: object = None
     knots: object = None
     sp: object = None
+    xt: object = None
 
     def __repr__(self):
         args = [repr(f) for f in self.features]
-        args += [f"{a}={getattr(self, a)!r}" for a in ("k", "bs", "by", "knots", "sp") if getattr(self, a) is not None]
+        args += [f"{a}={getattr(self, a)!r}" for a in ("k", "bs", "by", "knots", "sp", "xt")
+                 if getattr(self, a) is not None]
         return f"{self.kind}({', '.join(args)})"
 
 
@@ -70,18 +73,26 @@ def _positive(value, what):
     return tuple(float(v) for v in vals) if np.ndim(value) else float(value)
 
 
-def s(*features, k=None, bs="tp", by=None, knots=None, sp=None):
+def s(*features, k=None, bs="tp", by=None, knots=None, sp=None, xt=None):
     """A smooth of one or more features, as mgcv's ``s()``.
 
     Parameters
     ----------
     *features : str or int
-        Column names (or positions) of X. Several features: a thin plate spline (``bs="tp"``).
+        Column names (or positions) of X. Several features: a thin plate spline (``bs="tp"``),
+        or, with ``bs="fs"``, the smoothed feature(s) and a factor.
     k : int, default=None
         Basis dimension (mgcv's ``k``); None: mgcv's default (10, or 30 / 110 for a thin plate
         spline of 2 / 3 features).
-    bs : {"tp", "cr", "ps", "cc", "rk"}, default="tp"
-        Basis, as mgcv's ``bs`` (its default, the thin plate regression spline).
+    bs : {"tp", "cr", "ps", "cc", "rk", "fs"}, default="tp"
+        Basis, as mgcv's ``bs`` (its default, the thin plate regression spline). ``"fs"`` is
+        mgcv's factor-smooth interaction ``s(x, fac, bs="fs", xt="cr")``: a smooth of x for
+        each level of the factor (the feature of category, string or bool dtype; in a numeric
+        array, the last feature, integer labels), not centred, every level sharing the
+        smoothing parameters of its wiggly part and of each null-space direction (a random
+        intercept and slope per level): the usual GAMM for individual curves. See
+        :mod:`sklmm._engine.factor_smooth` for the construction and the one choice that
+        differs from mgcv (the null space's basis).
     by : str or int, default=None
         A numeric feature multiplying the smooth (a varying coefficient, ``f(x) z``), or a
         categorical one (a DataFrame column of category, string or bool dtype): one smooth per
@@ -91,16 +102,37 @@ def s(*features, k=None, bs="tp", by=None, knots=None, sp=None):
         Knots, as the ``knots`` parameter of :class:`~sklmm.PenalizedSplineRegressor` takes
         them (``cc``: two values give the period's ends).
     sp : float, default=None
-        A smoothing parameter held fixed (mgcv's ``sp``); None: estimated.
+        A smoothing parameter held fixed (mgcv's ``sp``); None: estimated. For ``"fs"``, one
+        per penalty (the wiggly part, then each null-space direction) or one for all.
+    xt : str or dict, default=None
+        For ``bs="fs"``, the basis of each level's smooth, as mgcv's ``xt``: ``"cr"`` or
+        ``{"bs": "cr"}`` (default ``"tp"``).
 
     Returns
     -------
     Smooth
     """
     features = _features("s", features)
-    if bs not in BASES:
-        raise ValueError(f"s(): bs must be one of {list(BASES)}; got {bs!r}.")
-    if len(features) > 1 and bs != "tp":
+    if bs not in BASES + ("fs",):
+        raise ValueError(f"s(): bs must be one of {list(BASES) + ['fs']}; got {bs!r}.")
+    if xt is not None and bs != "fs":
+        raise ValueError(f"s(): xt gives the basis of an 'fs' smooth; with bs={bs!r} leave it out.")
+    if bs == "fs":
+        base = xt.get("bs", "tp") if isinstance(xt, dict) else ("tp" if xt is None else xt)
+        if isinstance(xt, dict) and set(xt) - {"bs"}:
+            raise ValueError(f"s(): xt takes only 'bs' here; got {sorted(xt)}.")
+        if base not in FS_BASES:
+            raise ValueError(f"s(..., bs='fs'): xt (the basis of each level's smooth) must be one of "
+                             f"{list(FS_BASES)}; got {base!r}.")
+        if len(features) < 2:
+            raise ValueError(f"s{features}: an 'fs' smooth takes the smoothed feature(s) and a factor, "
+                             "s('x', 'fac', bs='fs').")
+        if len(features) > 2 and base != "tp":
+            raise ValueError(f"s{features}: an 'fs' smooth of several features needs xt='tp'.")
+        if by is not None:
+            raise ValueError("s(..., bs='fs'): by is not supported with a factor-smooth interaction.")
+        xt = base
+    elif len(features) > 1 and bs != "tp":
         raise ValueError(f"s{features}: a smooth of several features is a thin plate spline (bs='tp'); "
                          f"for other bases use te({', '.join(map(repr, features))}).")
     if k is not None and (not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 3):
@@ -113,7 +145,7 @@ def s(*features, k=None, bs="tp", by=None, knots=None, sp=None):
         except (TypeError, ValueError):
             raise ValueError(f"s(): knots must be numbers; got {knots!r}.") from None
         knots = tuple(map(tuple, arr)) if arr.ndim == 2 else tuple(float(v) for v in arr.ravel())
-    return Smooth("s", features, None if k is None else int(k), bs, by, knots, _positive(sp, "sp"))
+    return Smooth("s", features, None if k is None else int(k), bs, by, knots, _positive(sp, "sp"), xt)
 
 
 def _tensor(kind, features, k, bs, sp):
@@ -241,6 +273,80 @@ class FittedSmooth:
         return getattr(self.engine, attr)
 
 
+class FittedFactorSmooth(FittedSmooth):
+    """A factor-smooth interaction (``bs="fs"``) of a fitted model: its smoothed columns, its
+    factor's column and that factor's levels (:class:`~sklmm._engine.factor_smooth.FactorSmooth`)."""
+
+    def __init__(self, spec, name, columns, engine, factor_column, labels, level_names):
+        super().__init__(spec, name, columns, engine)
+        self.factor_column, self.labels, self.level_names = factor_column, labels, level_names
+
+    def _codes(self, X):
+        z = X[:, self.factor_column]
+        codes = np.clip(np.searchsorted(self.labels, z), 0, len(self.labels) - 1)
+        unseen = self.labels[codes] != z
+        if np.any(unseen):
+            raise ValueError(f"{self.name}: the factor has levels {np.unique(z[unseen])[:5].tolist()} not "
+                             "seen in fit; an 'fs' smooth has a curve for the levels it was fitted on only.")
+        return codes
+
+    def fit_design(self, X):
+        return self.engine.fit_design(self._x(X), self._codes(X), len(self.labels))
+
+    def design(self, X):
+        return self.engine.design(self._x(X), self._codes(X))
+
+    def random_term(self, Z):
+        return self.engine.random_term(self.level_names)
+
+    @property
+    def n_lambda(self):
+        return self.engine.n_lambda
+
+    def lambdas(self, theta):
+        return self.engine.lambda_from_theta(theta)
+
+    def thetas(self, sp):
+        return np.atleast_1d(self.engine.theta_from_lambda(sp))
+
+    def lambda_names(self):
+        return [f"{self.name}.{nm}" for nm in self.engine.penalty_names()]
+
+
+def _factor_smooth(t, cols, names, levels, X):
+    """The :class:`FittedFactorSmooth` of an ``s(x, fac, bs="fs")``: the factor is the feature
+    coded as categorical, or, in a numeric array, the last one (integer labels)."""
+    label = ",".join(names[j] for j in cols)
+    name = f"s({label})"
+    cat = [j for j in cols if names[j] in levels]
+    if len(cat) > 1:
+        raise ValueError(f"{name}: an 'fs' smooth has one factor; {[names[j] for j in cat]} are all categorical.")
+    if cat:
+        fcol = cat[0]
+        level_names = np.asarray(levels[names[fcol]])
+        labels = np.arange(len(level_names), dtype=float)
+    else:
+        fcol = cols[-1]
+        labels = np.unique(X[:, fcol])
+        if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+            raise ValueError(
+                f"{name} (bs='fs'): no feature is categorical, and the last one, {names[fcol]!r}, taken "
+                "as the factor, has non-integer values; give the factor as a DataFrame column of "
+                "category or string dtype (or integer labels, last).")
+        level_names = labels.astype(np.int64)
+    smoothed = [j for j in cols if j != fcol]
+    base = t.xt
+    k = t.k if t.k is not None else (TP_DEFAULT_K.get(len(smoothed)) if base == "tp" else 10)
+    if k is None:
+        raise ValueError(f"{t!r}: give k for a thin plate spline of {len(smoothed)} features.")
+    if len(smoothed) > 1 and base != "tp":
+        raise ValueError(f"{name}: an 'fs' smooth of several features needs xt='tp'.")
+    if len(level_names) < 2:
+        raise ValueError(f"{name}: the factor {names[fcol]!r} has one level; use s({names[smoothed[0]]!r}).")
+    engine = FactorSmooth(name, base, k, t.knots)
+    return FittedFactorSmooth(t, name, smoothed, engine, fcol, labels, level_names)
+
+
 def per_feature(est, value, name, j):
     """A per-feature setting: the value, or a dict's entry for this feature (by name, or by
     integer label or position)."""
@@ -340,13 +446,16 @@ def encode_by_factors(est, X, fitting):
     replaced by its level codes: at fit, the levels are kept in ``est._by_levels``; later, the
     same codes (an unseen level is an error)."""
     given = getattr(est, "_structure", {}).get("smooths") or getattr(est, "smooths", None) or []
-    specs = [t for t in given if isinstance(t, Smooth) and t.by is not None]
+    columns = []
+    for t in given:
+        if isinstance(t, Smooth):
+            columns += ([t.by] if t.by is not None else []) + (list(t.features) if t.bs == "fs" else [])
     if fitting:
         est._by_levels = {}
-    if not specs or not isinstance(X, pd.DataFrame):
+    if not columns or not isinstance(X, pd.DataFrame):
         return X
     X = X.copy()
-    for col in dict.fromkeys(t.by for t in specs):  # (each column once: several smooths may share it)
+    for col in dict.fromkeys(columns):  # (each column once: several smooths may share it)
         if col not in X.columns:
             continue
         known = est._by_levels.get(col)
@@ -357,7 +466,8 @@ def encode_by_factors(est, X, fitting):
             codes = pd.Index(known).get_indexer(X[col])
             if (codes < 0).any():
                 bad = X[col][codes < 0].unique()[:5].tolist()
-                raise ValueError(f"the by factor {col!r} has levels {bad} not seen in fit; its smooths are per level.")
+                raise ValueError(f"the factor {col!r} (of a by= or 'fs' smooth) has levels {bad} not seen in "
+                                 "fit; its smooths are per level.")
             X[col] = codes.astype(float)
     return X
 
@@ -378,6 +488,9 @@ def make_smooths(est, X):
             eng = TensorSmooth(name, cols, bases=t.bs, n_basis=t.k, interaction=t.kind == "ti",
                                labels=[names[j] for j in cols])
             smooths.append(FittedSmooth(t, name, cols, eng))
+            continue
+        if t.bs == "fs":
+            smooths.append(_factor_smooth(t, cols, names, levels, X))
             continue
         d = len(cols)
         k = t.k if t.k is not None else (TP_DEFAULT_K.get(d) if t.bs == "tp" else 10)
