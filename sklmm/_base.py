@@ -527,12 +527,16 @@ class GroupedMixin:
 
     def _variance_lines(self):
         vc = self.variance_components_
-        lines = [f" {'Groups':<12}{'Name':<14}{'Variance':>12}{'Std.Dev.':>11}  Corr"]
-        for _, r in vc[vc["term2"].isna()].iterrows():
+        rows = vc[vc["term2"].isna()]
+        # (columns as wide as the longest name, one space between)
+        wg = max([11] + [len(str(f)) for f in rows["factor"]]) + 1
+        wn = max([13] + [len(str(t)) for t in rows["term"].dropna()]) + 1
+        lines = [f" {'Groups':<{wg}}{'Name':<{wn}}{'Variance':>12}{'Std.Dev.':>11}  Corr"]
+        for _, r in rows.iterrows():
             corr = vc[(vc["factor"] == r["factor"]) & (vc["term2"] == r["term"])]["correlation"]
             ctext = " ".join(f"{c:6.3f}" for c in corr)
             name = "" if pd.isna(r["term"]) else r["term"]
-            lines.append(f" {r['factor']:<12}{name:<14}{r['variance']:12.4f}{r['std_dev']:11.4f}  {ctext}")
+            lines.append(f" {r['factor']:<{wg}}{name:<{wn}}{r['variance']:12.4f}{r['std_dev']:11.4f}  {ctext}")
         grp = ", ".join(f"{k}, {v}" for k, v in self.n_groups_.items())
         lines.append(f"Number of obs: {self.n_obs_}" + (f", groups:  {grp}" if grp else ""))
         return lines

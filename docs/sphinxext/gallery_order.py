@@ -18,6 +18,7 @@ ORDER = [
     "plot_cyclic_smooth.py",
     "plot_tensor_product.py",
     "plot_by_factor_smooths.py",
+    "plot_factor_smooth.py",
     "gamm_sleepstudy.py",
     "plot_binary_gam.py",
     "glmm_calibration.py",

@@ -139,10 +139,6 @@ class FactorSmooth:
         """Fit at the training rows (``codes``: each row's level, 0 .. n_levels - 1):
         ``(F, Z)`` with F empty and Z the sparse (n, n_levels * k) design, level-major."""
         self.n_levels_ = int(n_levels)
-        present = np.bincount(codes, minlength=n_levels)
-        if np.any(present == 0):
-            raise ValueError(f"{self.name}: the factor has levels without rows; drop unused categories "
-                             "(Series.cat.remove_unused_categories()).")
         self._train = (codes, self.fit_values(x))
         return np.zeros((len(codes), 0)), self._expand(*self._train)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy.stats import norm
 from sklearn.utils.validation import check_is_fitted
 
@@ -100,7 +101,8 @@ class SmoothPredictionMixin:
         """
         X, _ = self._prediction_rows(X, None)
         Xf, Zs = self._fixed_design(X)
-        return pd.DataFrame(np.hstack([Xf] + Zs), columns=self.coefficients_.index)
+        return pd.DataFrame(np.hstack([Xf] + [Z.toarray() if sp.issparse(Z) else Z for Z in Zs]),
+                            columns=self.coefficients_.index)
 
     def _response_mean(self, X, groups, return_std):
         """The mean response with, optionally, its standard error by the delta method (mgcv's

@@ -108,11 +108,13 @@ def format_p_value(p):
 def smooth_lines(smooths, edf, smoothing_params, tests, statistic="F"):
     """The smooth-term table of ``summary()``: basis, k, lambda and mgcv's approximate
     significance (edf, Ref.df, the statistic (F, or Chi.sq for a known scale), p-value)."""
-    lines = [f" {'term':<16}{'basis':>6}{'k':>5}{'lambda':>12}{'edf':>9}{'Ref.df':>9}{statistic:>10}{'p-value':>10}"]
+    lams = {sm.name: ",".join(f"{smoothing_params[nm]:.4g}" for nm in sm.lambda_names()) for sm in smooths}
+    wt = max([15] + [len(nm) for nm in lams]) + 1  # (columns as wide as the longest entry)
+    wl = max([11] + [len(v) for v in lams.values()])
+    lines = [f" {'term':<{wt}}{'basis':>6}{'k':>5} {'lambda':>{wl}}{'edf':>9}{'Ref.df':>9}{statistic:>10}{'p-value':>10}"]
     for sm in smooths:
         t = tests.loc[sm.name]
-        lam = ",".join(f"{smoothing_params[nm]:.4g}" for nm in sm.lambda_names())
-        lines.append(f" {sm.name:<16}{sm.basis:>6}{sm.n_basis!s:>5} {lam:>11}"
+        lines.append(f" {sm.name:<{wt}}{sm.basis:>6}{sm.n_basis!s:>5} {lams[sm.name]:>{wl}}"
                      f"{edf[sm.name]:9.3f}{t['ref_df']:9.3f}{t['statistic']:10.3f}"
                      f"{format_p_value(t['p_value']):>10}")
     return lines
@@ -145,12 +147,25 @@ def curves(est, feature, grid_resolution, z):
     """Each smooth's centred curve (link scale) on a grid over its training range, with
     posterior standard errors and the pointwise band ``estimate +- z se``: the frame of
     ``partial_dependence``. A smooth of two variables gives a surface on a
-    ``grid_resolution x grid_resolution`` grid (columns ``x`` and ``x2``); of more, nothing."""
+    ``grid_resolution x grid_resolution`` grid (columns ``x`` and ``x2``); of more, nothing. A
+    factor-smooth interaction (``bs="fs"``) of one variable gives a curve per level of its
+    factor (column ``level``)."""
     frames = []
     fixed_start = 1 + len(est._linear)
     for sm, k in zip(est.smooths_, est._smooth_term_index):
         start, fixed_start = fixed_start, fixed_start + sm.n_fixed
         if not _matches(sm, feature) or len(sm.columns) > 2:
+            continue
+        if hasattr(sm, "factor_column"):  # an 'fs' smooth: a curve per level (mgcv plots them so)
+            if len(sm.columns) > 1:
+                continue
+            grid = np.linspace(*est._train_range[sm.column], grid_resolution)[:, None]
+            for label, level in zip(sm.labels, sm.level_names):
+                rows = _grid_rows(est, sm, grid)
+                rows[:, sm.factor_column] = label
+                mean, se = _evaluate(est, sm, k, start, rows)
+                frames.append(pd.DataFrame({"smooth": sm.name, "x": grid[:, 0], "level": level, "estimate": mean,
+                                            "std_error": se, "lower": mean - z * se, "upper": mean + z * se}))
             continue
         axes = [np.linspace(*est._train_range[j], grid_resolution) for j in sm.columns]
         grid = np.column_stack([a.ravel() for a in np.meshgrid(*axes, indexing="ij")])
@@ -247,8 +262,14 @@ def plot_curves(est, curves, ax=None, rug=True):
             a.set_xlabel(features[sm.columns[0]])
             a.set_ylabel(features[sm.columns[1]])
             continue
-        a.fill_between(c["x"], c["lower"], c["upper"], alpha=0.25, lw=0)
-        a.plot(c["x"], c["estimate"], lw=2)
+        if "level" in c and c["level"].notna().all():  # an 'fs' smooth: the levels' curves, no bands
+            for level, cl in c.groupby("level", sort=False):
+                a.plot(cl["x"], cl["estimate"], lw=1.2, label=str(level))
+            if c["level"].nunique() <= 12:
+                a.legend(fontsize="small", title=features[sm.factor_column], ncols=2)
+        else:
+            a.fill_between(c["x"], c["lower"], c["upper"], alpha=0.25, lw=0)
+            a.plot(c["x"], c["estimate"], lw=2)
         if rug:
             xs = est._rug[sm.column]
             a.plot(xs, np.full(len(xs), c["lower"].min()), "|", color="k", alpha=0.4)
