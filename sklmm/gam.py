@@ -154,7 +154,13 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
             terms, self._group_factors, self._group_columns = [], [], None
             self._group_names_given = False
         n_group_terms = len(terms)
-        terms += [sm.random_term(Z) for sm, Z in zip(self.smooths_, Zs)]
+        # the smooths' terms after the grouping factors', those with levels (fs) first, most
+        # levels first: the blocked factorization takes the first term level by level
+        order = sorted(range(len(self.smooths_)), key=lambda i: -len(getattr(self.smooths_[i], "labels", ())))
+        sm_terms = self._smooth_term_index = [0] * len(self.smooths_)
+        for pos, i in enumerate(order):
+            sm_terms[i] = n_group_terms + pos
+        terms += [self.smooths_[i].random_term(Zs[i]) for i in order]
         family = self._family = gam_family.engine_family(self._family_name())
         fit = gam_family.fit_family(family, terms, Xf, y, fe_names, sample_weight=sample_weight,
                                     reml=bool(self.reml), solver=self.solver, max_iter=self.max_iter,
@@ -164,7 +170,6 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
         self.fixed_effects_names_ = fe_names
         self.intercept_ = float(fit.beta[0])
         self.coef_ = fit.beta[1 : 1 + len(self._linear)]
-        sm_terms = self._smooth_term_index = list(range(n_group_terms, len(terms)))
         post, self.edf_, self.smoothing_params_, self.edf_total_ = smooth_summary.smooth_posterior(
             fit, self.smooths_, sm_terms)
         self._Vp = post.cov.scaled(fit.sigma**2)  # the posterior covariance of the smooths' u and beta: mgcv's Vp
