@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from sklmm import PenalizedSplineRegressor, te
+from sklmm import PenalizedSplineRegressor, likelihood_ratio_test, te
 
 rng = np.random.default_rng(1)
 n = 400
@@ -54,6 +54,14 @@ print(gam.smoothing_params_.round(3))
 anova = PenalizedSplineRegressor.from_formula("y ~ ti(x) + ti(z) + ti(x, z)", d)
 print(anova.smooth_tests_.to_string(float_format=lambda v: f"{v:.4g}"))
 print(f"sum of the ti edf {anova.edf_.sum():.2f} (te: {gam.edf_.iloc[0]:.2f})")
+
+# %%
+# The same question as a comparison of two models, as mgcv's ``anova(additive, surface, test =
+# "F")`` asks it: each model's residual df counts the uncertainty of its smoothing parameters
+# (``edf2_total_``), and mgcv's ``AIC()`` is ``corrected_aic_``.
+additive = PenalizedSplineRegressor.from_formula("y ~ ti(x) + ti(z)", d)
+print(likelihood_ratio_test(additive, anova, test="F"))
+print(f"AIC: additive {additive.corrected_aic_:.1f}, with ti(x, z) {anova.corrected_aic_:.1f}")
 
 # %%
 # The pictures

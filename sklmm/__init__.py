@@ -1,6 +1,7 @@
 """sklmm: linear mixed-effects models and penalized spline (additive mixed) models as
 scikit-learn estimators, fitted by lme4's penalized least squares."""
 
+from ._inference.gam_compare import GamAnovaResult
 from ._inference.lrt import LikelihoodRatioTestResult
 from ._input.smooth_terms import s, te, ti
 from .comparison import likelihood_ratio_test
@@ -23,6 +24,7 @@ __all__ = [
     "SeparationWarning",
     "likelihood_ratio_test",
     "LikelihoodRatioTestResult",
+    "GamAnovaResult",
     "NoGroupsWarning",
     "SingularFitWarning",
     "__version__",

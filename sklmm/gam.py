@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import GroupedMixin
 from ._engine.smooth import BASES
 from ._engine.terms import theta_layout
-from ._inference import gam_family, smooth_summary, smooth_tests
+from ._inference import gam_compare, gam_family, smooth_summary, smooth_tests
 from ._inference.gam_predict import SmoothPredictionMixin
 from ._input import smooth_terms
 from ._input.arrays import check_level, check_sample_weight
@@ -186,6 +186,8 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
                                          sample_weight, self.edf_total_)
             w = np.ones(n) if sample_weight is None else sample_weight
             residuals = gam_family.deviance_residuals(family, y, fitted, w)
+        self.deviance_ = float(residuals @ residuals)
+        self._edf_totals = None  # (edf2: computed when asked, gam_compare.edf_totals)
         self.fixed_effects_, self.residual_df_, self.r2_adj_, self.deviance_explained_ = table
         self.coefficients_, self.coefficients_cov_ = smooth_summary.coefficient_table(self, fe_names)
         self.conditional_aic_ = gam_family.conditional_aic(family, y, fitted,
@@ -199,6 +201,31 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
             self.variance_components_, self.smooths_, self.smoothing_params_, self.sigma_,
             not gam_family.known_scale(family))
         return self
+
+    @property
+    def edf1_total_(self):
+        """mgcv's ``sum(edf1)``, ``tr(2F - F^2)`` with F the map from the data to the fitted
+        coefficients: the upper bound of :attr:`edf2_total_` (GAMs without groups)."""
+        check_is_fitted(self)
+        return gam_compare.edf_totals(self)["edf1"]
+
+    @property
+    def edf2_total_(self):
+        """mgcv's ``sum(edf2)``: the edf of the posterior covariance widened for the uncertainty
+        of the smoothing parameters, at most :attr:`edf1_total_`, computed when first asked
+        for (see :mod:`sklmm._inference.gam_compare` for what differs from mgcv). GAMs without
+        groups."""
+        check_is_fitted(self)
+        return gam_compare.edf_totals(self)["edf2"]
+
+    @property
+    def corrected_aic_(self):
+        """mgcv's ``AIC()``: minus twice the conditional log-likelihood plus twice
+        :attr:`edf2_total_` (plus 2 for an estimated scale); :attr:`conditional_aic_` with
+        edf2 in place of the edf (mgcv's ``$aic``). GAMs without groups."""
+        check_is_fitted(self)
+        t = gam_compare.edf_totals(self)
+        return self.conditional_aic_ + 2.0 * (t["edf2"] - t["edf"])
 
     def _fixed_theta(self, terms):
         """Positions and values of theta for smooths with a given smoothing parameter (sp)."""
@@ -410,6 +437,16 @@ class PenalizedSplineRegressor(RegressorMixin, _PenalizedSpline):
     residual_df_, r2_adj_, deviance_explained_ : float
         ``n - edf_total_``, the adjusted R^2 and the deviance explained, as mgcv's
         ``summary(gam)`` reports them (with prior weights as mgcv weighs them).
+    deviance_ : float
+        mgcv's ``deviance(gam)``: the residual sum of squares (weighted), or the family's
+        deviance.
+    conditional_aic_, corrected_aic_ : float
+        mgcv's ``gam$aic`` (minus twice the conditional log-likelihood plus twice the edf) and
+        mgcv's ``AIC()`` (with ``edf2_total_`` in place of the edf).
+    edf1_total_, edf2_total_ : float
+        mgcv's ``sum(edf1)`` and ``sum(edf2)`` (the edf corrected for smoothing-parameter
+        uncertainty, which ``likelihood_ratio_test`` between GAMs uses as mgcv's ``anova``
+        does); computed when first asked for, for GAMs without groups.
     smoothing_params_ : Series
         ``lambda`` of each smooth in ``||y - f||^2 + lambda beta' S beta`` with the basis's
         own, unscaled penalty ``S`` (for "cr": ``int f''^2``); mgcv reports ``sp = lambda *
