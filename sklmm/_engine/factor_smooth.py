@@ -118,6 +118,10 @@ class FactorSmooth:
         # the null space, in the canonical order 1, x_1, ..., x_d (see the module docstring)
         P0 = Ri @ V0
         xs = np.asarray(x, dtype=float).reshape(B.shape[0], -1)
+        if n_null > 1 + xs.shape[1]:
+            raise ValueError(f"{self.name}: the penalty's null space has dimension {n_null}, more than "
+                             f"1, x_1, ..., x_{xs.shape[1]} span; an 'fs' smooth of this many variables "
+                             "is not supported.")
         C = np.column_stack([np.ones(B.shape[0]), xs])[:, :n_null]
         A = (B @ P0).T @ C  # the null columns' (orthonormal) inner products with 1, x, ...
         Q, Rq = qr(A)
@@ -154,7 +158,7 @@ class FactorSmooth:
     def random_term(self, levels):
         """The engine's term: one level per factor level, ``k`` columns, one theta per penalty
         (the range space, then each null-space direction)."""
-        codes, values = self._train
+        codes, values = self.__dict__.pop("_train")  # (not kept with the fitted model)
         k = values.shape[1]
         a = np.zeros((self.n_lambda, k))
         a[0, : self.rank_] = 1.0
