@@ -176,7 +176,9 @@ def test_thin_plate_spline_is_isotropic_and_translation_invariant():
     R = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
     _, fit2, edf2, predict2 = _engine_fit(X @ R.T + [100.0, -50.0], y, 20)
     assert edf2 == pytest.approx(edf, abs=1e-6)
-    assert fit2.sigma == pytest.approx(fit.sigma, rel=1e-8)
+    # (sigma moves at first order with theta, and the criterion is flat at its optimum: two
+    # searches ending within 1e-11 of the minimum differ by a few 1e-8 in sigma)
+    assert fit2.sigma == pytest.approx(fit.sigma, rel=1e-7)
     new = np.random.default_rng(1).uniform(-0.1, 1.1, (50, 2))
     np.testing.assert_allclose(predict2(new @ R.T + [100.0, -50.0]), predict(new), atol=1e-7)
 
