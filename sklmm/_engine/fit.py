@@ -293,12 +293,17 @@ def _bobyqa_log_smooths(objective, x0, lower, step, scale, logs, max_iter, callb
                                     initial_step=zstep, xtol_abs=np.where(logs, 1e-10, 1e-10 * scale))
     theta, n_evals = to_theta(np.asarray(summ.final)), summ.n_evals
     low = logs & (theta <= LOG_THETA_SNAP * scale)
-    if low.any() and np.isfinite(summ.fmin) and objective(np.where(low, 0.0, theta)) <= summ.fmin:
-        theta = np.where(low, 0.0, theta)
+    if n_evals < max_iter and low.any() and np.isfinite(summ.fmin):
         n_evals += 1
+        f0 = objective(np.where(low, 0.0, theta))
+        if f0 <= summ.fmin:
+            theta, summ.fmin = np.where(low, 0.0, theta), f0
+    if n_evals >= max_iter:  # the budget spent: the log scale's result, its status and all
+        summ.final, summ.initial, summ.lower, summ.n_evals = theta, x0.copy(), lower, n_evals
+        return summ
     # then the search on the linear scale from there, in small steps: theta at 0 (a bound)
     # is reached there, and the end does not depend on the log scale's path
-    polish = optimize.minimize_bobyqa(objective, theta, lower, max_evals=max(1, max_iter - n_evals),
+    polish = optimize.minimize_bobyqa(objective, theta, lower, max_evals=max_iter - n_evals,
                                       callback=callback, xtol_abs=1e-10 * scale,
                                       initial_step=np.maximum(WARM_STEP * np.abs(theta), 0.01 * scale))
     polish.initial, polish.n_evals = x0.copy(), polish.n_evals + n_evals
