@@ -196,7 +196,10 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
         null_space = [list(range(a, a + sm.n_fixed)) for a, sm in zip(starts, self.smooths_)]
         self.smooth_tests_ = smooth_tests.significance_table(fit, post, self.smooths_, sm_terms, null_space,
                                                              n_group_terms, known_scale=gam_family.known_scale(family))
-        self._basis_check = smooth_tests.basis_dimension_state(residuals, smooth_summary.check_covariates(self, X))
+        rows = smooth_tests.basis_check_rows(n)  # (a subsample first, as mgcv's k.check)
+        self._basis_check = smooth_tests.basis_dimension_state(
+            residuals if rows is None else residuals[rows],
+            smooth_summary.check_covariates(self, X if rows is None else X[rows]))
         fit.tables["variance_components"] = smooth_summary.variance_rows(
             self.variance_components_, self.smooths_, self.smoothing_params_, self.sigma_,
             not gam_family.known_scale(family))

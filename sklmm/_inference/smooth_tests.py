@@ -52,7 +52,7 @@ from .._engine.terms import theta_layout
 from .posterior import Posterior
 
 __all__ = ["chisq_sum_sf", "fractional_rank_test", "random_effect_test", "significance_table",
-           "neighbour_differences", "basis_dimension_state", "basis_dimension_table"]
+           "neighbour_differences", "basis_check_rows", "basis_dimension_state", "basis_dimension_table"]
 
 EPS = np.finfo(float).eps
 #: rows kept for the basis-dimension check (mgcv's ``k.check(subsample = 5000)``)
@@ -344,20 +344,27 @@ def neighbour_differences(residuals):
     return np.mean(np.diff(r, axis=1) ** 2, axis=1) / 2.0
 
 
+def basis_check_rows(n):
+    """The rows the basis-dimension check uses: all (None) up to :data:`BASIS_CHECK_ROWS`,
+    else a subsample of that many drawn with a fixed seed. As mgcv's ``k.check``, the subsample
+    is drawn first and everything the check needs (a tensor product's slopes included) is
+    computed on it."""
+    if n <= BASIS_CHECK_ROWS:
+        return None
+    return np.random.default_rng(0).choice(n, BASIS_CHECK_ROWS, replace=False)
+
+
 def basis_dimension_state(residuals, covariates):
-    """What the basis-dimension check keeps from the fit: at most :data:`BASIS_CHECK_ROWS`
-    residuals (a subsample drawn with a fixed seed beyond that, as mgcv subsamples) and, for
-    each smooth's covariate, the residuals' mean squared neighbour difference: in the
-    covariate's order for one variable (ties in the order of the rows, as R's ``order``), and
-    for several (an (n, d) array, already scaled) against each point's 3 nearest neighbours,
-    as mgcv's ``k.check``; the neighbours are kept for the permutations."""
+    """What the basis-dimension check keeps from the fit: the residuals (of the rows of
+    :func:`basis_check_rows`) and, for each smooth's covariate, the residuals' mean squared
+    neighbour difference: in the covariate's order for one variable (ties in the order of the
+    rows, as R's ``order``), and for several (an (n, d) array, already scaled) against each
+    point's 3 nearest neighbours, as mgcv's ``k.check``; the neighbours are kept for the
+    permutations."""
     from scipy.spatial import cKDTree
 
     r = np.asarray(residuals, dtype=float)
     covariates = [np.asarray(x, dtype=float) for x in covariates]
-    if len(r) > BASIS_CHECK_ROWS:
-        rows = np.random.default_rng(0).choice(len(r), BASIS_CHECK_ROWS, replace=False)
-        r, covariates = r[rows], [x[rows] for x in covariates]
     observed, neighbours = [], []
     for x in covariates:
         if x.ndim == 1:
