@@ -6,7 +6,7 @@
 #     100:1005-1010) (mgcv's reTest);
 #   * k.check (gam.check's basis-dimension table: k', edf, k-index, p-value);
 #   * psum.chisq, the reference distribution of the fractional-rank tests, at a few points.
-# Models: bases cr, ps, tp and cc (no null space), linear terms, prior weights, smooths REML
+# Models: bases cr, ps, tp and cc (no null space), te and ti, linear terms, prior weights, smooths REML
 # shrinks to a line or to 0, an under-fitted k, and two gamm4 GAMMs. Each gam entry also holds
 # lambda = sp / S.scale (the penalty of sklmm's smoothing_params_), so that the tests can fit
 # at mgcv's smoothing parameters as well as by REML.
@@ -71,7 +71,8 @@ entry <- function(formula, data, ..., rows = NULL) {
   g <- gam(as.formula(formula), data = data, method = "REML", ...)
   # lambda for the basis's unscaled penalty (mgcv's sp is lambda * S.scale): the tests also fit
   # with these smoothing parameters held fixed, to compare the tests on the same fit
-  lambda <- g$sp / sapply(g$smooth, function(sm) sm$S.scale)
+  # (a tensor product has one S.scale per margin, as it has one sp per margin)
+  lambda <- g$sp / unlist(lapply(g$smooth, function(sm) sm$S.scale))
   out <- c(list(formula = formula, rows = rows, lambda = jvec(lambda)), tables(g))
   cat(formula, "\n")
   print(summary(g)$s.table)
@@ -112,6 +113,14 @@ out$two_tp <- entry('y ~ s(x1, bs = "tp") + s(x2, bs = "tp")', two)
 out$mcycle_cc <- entry('accel ~ s(times, bs = "cc", k = 20)', mcycle)  # no null space: reTest
 out$two_cc <- entry('y ~ s(x1, bs = "cr") + s(x2, bs = "cr") + s(z, bs = "cc")', two)
 out$two_cc_null <- entry('y ~ s(z, bs = "cc")', two)  # shrunk to 0: sp 5e7, edf 0.0002
+# tensor products: with a fractional rank the statistic depends on the relative sign of two
+# eigenvectors, which mgcv fixes in the QR coordinates of its own basis (te: the product of the
+# margins with the sum-to-zero constraint absorbed; ti: each margin's absorbed first; ps
+# margins reparameterized to their values at evenly spaced points)
+out$two_ti <- entry('y ~ ti(x1) + ti(x2) + ti(x1, x2)', two)
+out$two_te <- entry('y ~ te(x1, z, k = c(4, 4))', two)
+out$two_te_ps <- entry('y ~ te(x1, x2, bs = c("ps", "cr"), k = c(6, 5))', two)
+out$two_ti_ps <- entry('y ~ ti(x1, bs = "ps", k = 6) + ti(x2) + ti(x1, x2, bs = c("ps", "cr"), k = c(6, 5))', two)
 out$gamm4_sleep <- gamm_entry('Reaction ~ s(Days, bs = "cr", k = 5)', "~ (1 | Subject)", sleepstudy)
 out$gamm4_two <- gamm_entry('y_g ~ s(x1, bs = "cr") + s(x2, bs = "cr")', "~ (1 | g)", two)
 

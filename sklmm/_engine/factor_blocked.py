@@ -240,7 +240,9 @@ class BlockedFactor(PLSFactor):
                 L11 = np.linalg.cholesky(A)
                 logdet += 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
                 G = T1 @ np.linalg.inv(L11).transpose(0, 2, 1)  # T1 L_j^{-T}
-            if self.schur is not None:
+            if not G.any():  # the first term at 0 (a boundary face): no update
+                pass
+            elif self.schur is not None:
                 self.schur.apply(M, G, mirror=not self._scalar_rest)
             elif self._Cz_dense is not None:  # a refilled small system: dense products
                 Sxy = self._scale_first(self.Cxy, G)

@@ -216,18 +216,22 @@ class TensorSmooth:
             n_null -= 1
         self._Qc.append(Qc)
         k = B.shape[1]
-        M = np.eye(k)
+        M, P = np.eye(k), None
         if mg.basis not in _INTERPRETABLE:  # coefficients -> values at k evenly spaced points
             P = self._margin_basis(j, np.linspace(xj.min(), xj.max(), k))
             sv = np.linalg.svd(P, compute_uv=False)
             if sv[-1] / sv[0] < _REPARAM_TOL:
                 warnings.warn(f"{self.name}: margin {self.labels[j]}'s reparameterization is unstable; "
                               "not done (as mgcv).", UserWarning, stacklevel=3)
+                P = None
             else:
                 M = P.T @ P
         d, V = eigh(0.5 * (S + S.T), 0.5 * (M + M.T))  # ascending; V'MV = I
         d[:n_null] = 0.0
         top = float(d[-1]) if k > n_null else 1.0
+        # mgcv's coefficients of this margin (its values at the points when reparameterized)
+        # from the eigen-coordinates gamma: B V gamma = (B P^-1) (P V gamma)
+        self._to_mgcv.append(V if P is None else P @ V)
         return B, V, np.clip(d, 0.0, None) / top, top
 
     def fit(self, x):
@@ -239,7 +243,7 @@ class TensorSmooth:
         """:meth:`fit`, returning :meth:`design` at the training values: ``(F, Z)``, the
         null-space columns (fixed effects) and the random part's columns."""
         x = self._as_columns(x)
-        self._Qc, self._V, G, ds, tops = [], [], [], [], []
+        self._Qc, self._V, self._to_mgcv, G, ds, tops = [], [], [], [], [], []
         for j in range(self.n_margins):
             B, V, d, top = self._fit_margin(j, x[:, j])
             self._V.append(V)
@@ -282,7 +286,31 @@ class TensorSmooth:
         c = float(np.mean(np.sum(Zs**2, axis=0))) if Zs.size else 1.0
         self._col_scale = s / np.sqrt(c)
         self.penalty_scale_ = np.full(self.n_margins, 1.0 / c)
+        self.mgcv_first_ = self._mgcv_first_column(T.sum(axis=0))
         return F, Zs / np.sqrt(c)
+
+    def _mgcv_first_column(self, sums):
+        """The first column of mgcv's model matrix of this term (its margins' bases in mgcv's
+        coefficients, their row-wise Kronecker product, and for ``te`` the sum-to-zero constraint
+        absorbed by a Householder QR of the column sums, as ``smoothCon``), as coefficients of
+        this term's columns ``[F, Z]``: Wood's test fixes the signs of its eigenvectors by their
+        first elements in mgcv's basis (:func:`~sklmm._inference.smooth_tests.fractional_rank_test`).
+        ``sums`` are the column sums of the training rows in the eigen-coordinates gamma."""
+        inv = [np.linalg.inv(A) for A in self._to_mgcv]  # mgcv's coefficients -> gamma, per margin
+        K = inv[0]
+        for A in inv[1:]:
+            K = np.kron(K, A)
+        z = np.zeros(K.shape[0])
+        if self.interaction:  # no constraint on the product: its first column
+            z[0] = 1.0
+        else:  # the second column of the Householder reflection of the constraint (R's qr)
+            C = sums @ K  # the column sums of mgcv's basis
+            Q, _ = qr(C[:, None])
+            z = Q[:, 1]
+        g = K @ z  # in gamma
+        g_null, g_rand = g[self._null], g[self._rand]
+        h = g_null if self._centre is None else g_null + self._centre[0] * (self._centre[1] @ g_rand)
+        return np.r_[self._Qn.T @ h, g_rand / self._col_scale]
 
     @property
     def n_fixed(self):

@@ -145,7 +145,7 @@ def _reference_p(weights, statistic, residual_df):
 # ----------------------------------------------------------------------------- the tests
 
 
-def fractional_rank_test(coef, cov, root, rank, residual_df):
+def fractional_rank_test(coef, cov, root, rank, residual_df, first=None):
     """Wood's (2013) test of ``f = 0`` for one smooth: ``(statistic, reference df, p-value)``.
 
     The statistic is mgcv's F (the Wald statistic over the reference df) when the scale is
@@ -165,11 +165,20 @@ def fractional_rank_test(coef, cov, root, rank, residual_df):
     residual_df : float or None
         Residual degrees of freedom of the F-type reference distribution (an estimated scale,
         as the Gaussian model's); None for a chi-square reference (a known scale).
+    first : ndarray of shape (p,), default=None
+        The first column of mgcv's model matrix of the smooth, as coefficients of these
+        columns; None when the columns are mgcv's. With a fractional rank the statistic (not
+        the p-value, which averages both signs) depends on the relative sign of two
+        eigenvectors, which mgcv fixes by their first elements in the QR coordinates of its
+        columns: here by the sign of each one's product with that column.
     """
     Vr = root @ cov @ root.T
     ev, vec = np.linalg.eigh(0.5 * (Vr + Vr.T))
     ev, vec = ev[::-1], vec[:, ::-1]
-    vec = vec * np.where(vec[0] < 0, -1.0, 1.0)  # the eigenvectors' first elements positive
+    # mgcv's sign: the eigenvectors' first elements positive in the QR coordinates of its
+    # columns, i.e. each eigen-direction's product with its first column
+    ref = vec[0] if first is None else (root @ first) @ vec
+    vec = vec * np.where(ref < 0, -1.0, 1.0)
     k = max(0, int(np.floor(rank)))
     nu = abs(rank - k)
     k1 = k + 1 if nu > 0 else k
@@ -325,12 +334,15 @@ def significance_table(fit, post, smooths, term_index, fixed_columns, n_group_te
             rank = edf
         else:  # mgcv's edf1: tr(2F - F^2) over the smooth, F = I - Minv D (D: 1 on u)
             rank = len(fpos) + float(np.sum(1.0 - np.sum(Minv[np.ix_(u, smooth_u)] ** 2, axis=1)))
+        first = None
         if len(fpos) == sm.n_fixed and hasattr(sm, "Uplus_"):  # the smooth's original basis (mgcv's)
             T = np.hstack([sm.U0_, sm.Uplus_])
             Tinv = np.linalg.inv(T)
             coef, V, G = T @ coef, T @ V @ T.T, Tinv.T @ G @ Tinv
+        elif len(fpos) == sm.n_fixed:  # a tensor product: its coordinates, mgcv's first column
+            first = getattr(sm, "mgcv_first_", None)
         stat, ref_df, p = fractional_rank_test(coef, V, _upper_root(0.5 * (G + G.T)),
-                                               min(len(coef), rank), residual_df)
+                                               min(len(coef), rank), residual_df, first=first)
         rows[sm.name] = (edf, ref_df, stat, p)
     return pd.DataFrame.from_dict(rows, orient="index", columns=["edf", "ref_df", "statistic", "p_value"])
 
