@@ -148,8 +148,9 @@ def test_errors():
     X, y = d[["times"]], d["accel"]
     with pytest.raises(ValueError, match="The 'basis' parameter of PenalizedSplineRegressor must be a str among"):
         PenalizedSplineRegressor(basis="te").fit(X, y)
-    with pytest.raises(ValueError, match="n_basis must be at least 4"):
-        PenalizedSplineRegressor(n_basis=3).fit(X, y)
+    with pytest.raises(ValueError, match=r"n_basis \(mgcv's k\) must be at least 4 for basis 'ps'"):
+        PenalizedSplineRegressor(n_basis=3, basis="ps").fit(X, y)
+    assert PenalizedSplineRegressor(n_basis=3).fit(X, y).edf_.iloc[0] > 1.5  # cr: k = 3 as mgcv
     with pytest.raises(ValueError, match="The 'n_basis' parameter of PenalizedSplineRegressor must be an int in the range"):
         PenalizedSplineRegressor(n_basis=2).fit(X, y)
     with pytest.raises(ValueError, match="smooth_features names 'time'"):
@@ -274,3 +275,18 @@ def test_sample_weight_is_handled_as_scikit_learns_checks_ask():
     np.testing.assert_array_equal(w2, w)
     ones = PenalizedSplineRegressor().fit(X, y, sample_weight=np.ones(len(y)))
     assert ones.criterion_ == PenalizedSplineRegressor().fit(X, y).criterion_
+
+
+def test_formula_terms_sklmm_cannot_fit_are_refused_with_the_way_out():
+    """offset() (mgcv and lme4 take it) and a cbind() response of a GAM are clear errors, not
+    a NameError from inside the formula library."""
+    from sklmm import MixedLinearRegressor, PenalizedSplineClassifier
+
+    d = pd.DataFrame(dict(x=np.linspace(0, 1, 50), t=np.ones(50), y=np.arange(50) % 3, s=np.ones(50),
+                          f=np.ones(50), g=np.arange(50) % 5))
+    with pytest.raises(ValueError, match="offset\\(\\) terms are not supported"):
+        PenalizedSplineRegressor.from_formula("y ~ s(x) + offset(np.log(t))", d)
+    with pytest.raises(ValueError, match="offset\\(\\) terms are not supported"):
+        MixedLinearRegressor.from_formula("y ~ x + offset(t) + (1 | g)", d)
+    with pytest.raises(ValueError, match="two rows per trial set"):
+        PenalizedSplineClassifier.from_formula("cbind(s, f) ~ s(x)", d)

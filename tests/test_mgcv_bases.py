@@ -38,6 +38,7 @@ ESTIMATOR_CASES = {
     "weird_tp_k10": ("sim", "y_w", ["x_w"], dict(basis="tp", n_basis=10)),
     "weird_tp_k20": ("sim", "y_w", ["x_w"], dict(basis="tp", n_basis=20)),
     "large_tp_k15": ("large", "y1", ["u"], dict(basis="tp", n_basis=15)),
+    "mcycle_cr_k3": ("mcycle", "accel", ["times"], dict(basis="cr", n_basis=3)),
     "doy_cc": ("sim", "y_doy", ["doy"], dict(basis="cc", n_basis=10)),
     "doy_cc_ends": ("sim", "y_doy", ["doy"], dict(basis="cc", n_basis=10, knots={"doy": (0, 365)})),
     "add_cc_tp": ("sim", "y_add", ["doy", "x_w"],
@@ -250,7 +251,7 @@ def test_thin_plate_knot_subsample_above_max_knots():
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(basis="cc", n_basis=3), "n_basis must be at least 4 for basis 'cc'"),
+    (dict(basis="cc", n_basis=3), r"n_basis \(mgcv's k\) must be at least 4 for basis 'cc'"),
     (dict(basis="cc", knots={"doy": (10.0, 300.0)}), r"lie outside them"),
     (dict(basis="cc", knots={"doy": (0.0, np.inf)}), "knots must be finite"),
     (dict(basis="cc", knots={"doy": (0.0, np.nan)}), "knots must be finite"),

@@ -26,6 +26,7 @@ TENSOR = json.loads((DATA / "mgcv_tensor_reference.json").read_text())
 def by_data():
     d = pd.read_csv(DATA / "sim_by.csv")
     d["f"] = pd.Categorical(d["f"])
+    d["fo"] = pd.Categorical(d["f"], ordered=True)  # (R's ordered(f))
     return d
 
 
@@ -39,6 +40,10 @@ BY_FORMULAS = {
     "numeric_by": "y ~ f + s(x, bs='cr') + s(x, by=z, bs='cr')",
     "both_by": "y ~ f + s(x, by=f, bs='cr') + s(x, by=z, bs='cr')",
     "tp2": "y ~ s(x, z, k=20)",
+    # each level's curve constrained over all rows (mgcv), not its own: another model without f
+    "factor_by_no_main": "y ~ s(x, by=f, bs='cr')",
+    # an ordered factor: no curve for the first level, as mgcv (difference smooths)
+    "ordered_by": "y ~ f + s(x, bs='cr') + s(x, by=fo, bs='cr')",
 }
 
 

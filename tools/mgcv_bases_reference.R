@@ -78,7 +78,7 @@ entry <- function(key, form_str, data, data_name, newdata, knots = NULL) {
     s <- sm[[i]]
     out <- list(label = s$label, term = jchr(s$term),
                 bs = if (inherits(s, "cyclic.smooth")) "cc" else if (inherits(s, "tprs.smooth")) "tp"
-                     else stop("unexpected smooth class"),
+                     else if (inherits(s, "cr.smooth")) "cr" else stop("unexpected smooth class"),
                 k = s$bs.dim, sp = jnum(sp[i]), S_scale = jnum(s$S.scale),
                 lambda = jnum(sp[i] / s$S.scale), edf = jnum(edf_smooth[i]),
                 null_space_dim = s$null.space.dim)
@@ -134,6 +134,9 @@ for (k in c(5, 10, 20)) {
     paste0("mcycle_tp_k", k), sprintf("accel ~ s(times, k = %d)", k), mcycle, "mcycle.csv",
     data.frame(times = grid1(mcycle$times)))
 }
+# cr's smallest basis (mgcv accepts k = 3: one penalized direction beside the line)
+out$mcycle_cr_k3 <- entry("mcycle_cr_k3", 'accel ~ s(times, bs = "cr", k = 3)', mcycle, "mcycle.csv",
+                          data.frame(times = grid1(mcycle$times)))
 # knots given to a tp smooth: the spline on those 25 points is truncated to rank 10
 out$mcycle_tp_knots <- entry("mcycle_tp_knots", "accel ~ s(times, k = 10)", mcycle, "mcycle.csv",
                              data.frame(times = grid1(mcycle$times)),

@@ -34,6 +34,14 @@ out$numeric_by <- entry(gam(y ~ f + s(x, bs = "cr") + s(x, by = z, bs = "cr"), d
 out$both_by <- entry(gam(y ~ f + s(x, by = f, bs = "cr") + s(x, by = z, bs = "cr"), data = d, method = "REML"),
                      "y ~ f + s(x, by = f, bs = 'cr') + s(x, by = z, bs = 'cr')")
 out$tp2 <- entry(gam(y ~ s(x, z, k = 20), data = d, method = "REML"), "y ~ s(x, z, k = 20)")
+# without the factor's main effect each level's curve is still constrained over all rows (the
+# constraint is absorbed before the product with the level's indicator): another model
+out$factor_by_no_main <- entry(gam(y ~ s(x, by = f, bs = "cr"), data = d, method = "REML"),
+                               "y ~ s(x, by = f, bs = 'cr')")
+# an ordered factor: no curve for its first level (the others are differences from s(x))
+d$fo <- ordered(d$f)
+out$ordered_by <- entry(gam(y ~ f + s(x, bs = "cr") + s(x, by = fo, bs = "cr"), data = d, method = "REML"),
+                        "y ~ f + s(x, bs = 'cr') + s(x, by = fo, bs = 'cr')")
 # predict(type = "terms") with standard errors, and the lpmatrix's product with the
 # coefficients, for PenalizedSplineRegressor.predict_terms and lpmatrix
 g <- gam(y ~ f + z + s(x, bs = "cr"), data = d, method = "REML")

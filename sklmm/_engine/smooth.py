@@ -238,9 +238,9 @@ class SmoothTerm:
     def __init__(self, name, column, basis, n_basis, knots=None):
         if basis not in BASES:
             raise ValueError(f"basis must be one of {BASES}; got {basis!r}.")
-        min_k = {"rk": 3, "tp": 1}.get(basis, 4)  # tp's minimum depends on d: checked in fit
+        min_k = {"rk": 3, "cr": 3, "tp": 1}.get(basis, 4)  # (as mgcv; tp's depends on d: checked in fit)
         if int(n_basis) < min_k:
-            raise ValueError(f"n_basis must be at least {min_k} for basis {basis!r}; got {n_basis}.")
+            raise ValueError(f"n_basis (mgcv's k) must be at least {min_k} for basis {basis!r}; got {n_basis}.")
         self.name = name
         self.column = column
         self.basis = basis
@@ -367,14 +367,18 @@ class SmoothTerm:
         ``by``: a numeric variable multiplying the smooth (mgcv's ``s(x, by = z)``, a varying
         coefficient; for a factor's level, its 0/1 indicator). ``constrain=False`` keeps the
         basis without the sum-to-zero constraint (a numeric ``by``: the constant times z is then
-        the smooth's to fit); a constrained ``by`` smooth sums to zero over the rows it covers.
+        the smooth's to fit). A constrained ``by`` smooth (a factor's level) is constrained as
+        mgcv's ``smoothCon`` does it, before the product with the indicator: the curve sums to
+        zero over all the rows' values of x, not only over its level's (the same model when the
+        factor's main effect is in the model, as it usually is; another one without it).
         """
         B = self.unconstrained_basis(x)
         self.by_ = by is not None
+        C = B.sum(axis=0)  # (the constraint, from the basis before any by)
         if by is not None:
             B = B * np.asarray(by, dtype=float)[:, None]
         if constrain:
-            Q, _ = qr(B.sum(axis=0)[:, None])  # full QR of B'1
+            Q, _ = qr(C[:, None])  # full QR of B'1
             self.Qc_ = Q[:, 1:]
         else:
             self.Qc_ = np.eye(B.shape[1])

@@ -450,6 +450,11 @@ def parse_formula(formula, require_random=True):
     response, rhs = _r_powers(formula[: tildes[0]].strip()), _r_powers(formula[tildes[0] + 1 :])
     fixed, terms = [], []
     for sign, piece in _split_signed(rhs):
+        if re.match(r"\s*offset\s*\(", piece):
+            raise ValueError(
+                f"{piece.strip()!r}: offset() terms are not supported. For a Gaussian model subtract "
+                "the offset from the response; a count model with an exposure has no equivalent yet."
+            )
         rand = _random_term(piece)
         if rand is None:
             bad = _embedded_random_term(piece)

@@ -125,9 +125,11 @@ class GamFormula:
         return X, y, groups, params
 
     def _smooth_frame(self, data):
-        # (a categorical by column stays as it is: the estimator codes its levels)
+        # (a categorical by column stays as it is, categories and order included: the estimator
+        # codes its levels)
         return pd.DataFrame({v: np.asarray(data[v], dtype=float)
                              if pd.api.types.is_numeric_dtype(data[v]) and data[v].dtype != bool else
+                             data[v].array if isinstance(data[v].dtype, pd.CategoricalDtype) else
                              data[v].to_numpy() for v in self.variables})
 
     def fixed(self, data):
@@ -159,6 +161,12 @@ def parse_gam_formula(formula):
     if len(tildes) != 1:
         raise ValueError(f"the formula {formula!r} needs a response: \"y ~ s(x, bs='cr') + z\".")
     lhs, rhs = formula[: tildes[0]], formula[tildes[0] + 1 :]
+    if "cbind(" in lhs.replace(" ", ""):
+        raise ValueError(
+            f"{lhs.strip()!r}: a GAM formula takes one response column. Binomial trials (mgcv's "
+            "cbind(successes, failures)) go in as two rows per trial set, a 1 weighted by the "
+            "successes and a 0 weighted by the failures (sample_weight); see docs/gam.md."
+        )
     smooths, rest = [], []
     for sign, piece in _split_signed(rhs):
         sm = _smooth_call(piece, formula)

@@ -443,15 +443,17 @@ def _with_feature_settings(est, t):
 
 def encode_by_factors(est, X, fitting):
     """X with each factor ``by`` column (a DataFrame column of category, string or bool dtype)
-    replaced by its level codes: at fit, the levels are kept in ``est._by_levels``; later, the
-    same codes (an unseen level is an error)."""
+    replaced by its level codes: at fit, the levels are kept in ``est._by_levels`` (a category
+    column's present categories in their order, as R's ``levels``; other labels sorted) and the
+    ordered categorical columns in ``est._by_ordered``; later, the same codes (an unseen level
+    is an error)."""
     given = getattr(est, "_structure", {}).get("smooths") or getattr(est, "smooths", None) or []
     columns = []
     for t in given:
         if isinstance(t, Smooth):
             columns += ([t.by] if t.by is not None else []) + (list(t.features) if t.bs == "fs" else [])
     if fitting:
-        est._by_levels = {}
+        est._by_levels, est._by_ordered = {}, set()
     if not columns or not isinstance(X, pd.DataFrame):
         return X
     X = X.copy()
@@ -460,7 +462,13 @@ def encode_by_factors(est, X, fitting):
             continue
         known = est._by_levels.get(col)
         if fitting and known is None and (not pd.api.types.is_numeric_dtype(X[col]) or X[col].dtype == bool):
-            levels = pd.Index(pd.unique(X[col].dropna())).sort_values()
+            if isinstance(X[col].dtype, pd.CategoricalDtype):
+                cats = X[col].cat.categories
+                levels = cats[np.isin(cats, X[col].dropna().unique())]
+                if X[col].cat.ordered:
+                    est._by_ordered.add(col)
+            else:
+                levels = pd.Index(pd.unique(X[col].dropna())).sort_values()
             est._by_levels[col] = known = levels
         if known is not None:
             codes = pd.Index(known).get_indexer(X[col])
@@ -504,8 +512,11 @@ def make_smooths(est, X):
         (bcol,) = est._column_index([t.by], names, "by")
         used.add(bcol)
         byname = names[bcol]
-        if byname in levels:  # a factor: one smooth per level, each centred over its rows
+        if byname in levels:  # a factor: one smooth per level (mgcv: but the first of an ordered one)
+            ordered = byname in getattr(est, "_by_ordered", ())
             for code, lev in enumerate(levels[byname]):
+                if ordered and code == 0 and len(levels[byname]) > 1:
+                    continue  # the reference level: its curve is the model's s(x), the others differences
                 name = f"s({label}):{byname}{lev}"
                 smooths.append(FittedSmooth(t, name, cols, SmoothTerm(name, cols[0], t.bs, k, knots),
                                             by_column=bcol, by_level=float(code)))
