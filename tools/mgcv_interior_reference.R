@@ -5,6 +5,7 @@
 #
 # How to run (from the repository root):
 #     python tools/make_sim_interior.py        # tests/data/sim_interior.csv (numpy, seeds 2 and 20)
+#                                              # and sim_interior_binomial.csv
 #     Rscript tools/mgcv_interior_reference.R
 # Needs R with mgcv and jsonlite. Output: tests/data/mgcv_interior_reference.json: per seed the
 # smoothing parameters as lambda = sp / S.scale (what sklmm's sp takes), the edf of each smooth,
@@ -31,6 +32,12 @@ for (seed in unique(all$seed)) {
   out[[as.character(seed)]] <- list(lambda = jvec(lambda), edf_smooth = jvec(s$edf),
                                     fitted = jvec(fitted(g)), reml_score = jnum(g$gcv.ubre))
 }
+b <- read.csv("tests/data/sim_interior_binomial.csv")
+g <- gam(formula, data = b, method = "REML", family = binomial)
+s <- summary(g)
+cat(sprintf("binomial: REML score %.8f, edf %s\n", g$gcv.ubre, paste(round(s$edf, 4), collapse = " ")))
+out$binomial <- list(lambda = jvec(g$sp / unlist(lapply(g$smooth, function(sm) sm$S.scale))),
+                     edf_smooth = jvec(s$edf), fitted = jvec(fitted(g)), reml_score = jnum(g$gcv.ubre))
 out$versions <- list(mgcv = as.character(packageVersion("mgcv")))
 writeLines(toJSON(out, auto_unbox = TRUE, json_verbatim = TRUE, pretty = TRUE), "tests/data/mgcv_interior_reference.json")
 cat("wrote tests/data/mgcv_interior_reference.json\n")

@@ -14,7 +14,7 @@ from . import optimize
 from .terms import theta_layout
 
 __all__ = ["optimum_problem", "column_mirrors", "mirrored_descent", "covariance_terms", "covariance_probe",
-           "boundary_faces", "face_descent"]
+           "boundary_faces", "face_descent", "interior_probe"]
 
 
 #: lme4's ``checkConv``: tolerance on the (scaled) gradient and finite-difference step on theta
@@ -398,6 +398,42 @@ def face_descent(objective, x, fx, faces, lower_bounds, unit, min_gain=0.0):
         if f < best_f:
             best, best_f = z, f
     return best
+
+
+#: a smooth's theta below this multiple of its unit (a lambda 100 times its start's or more, up
+#: to the straight line or a margin's null space at 0) is probed by :func:`interior_probe` at the
+#: multiples :data:`INTERIOR_PROBE` of its unit above it ...
+INTERIOR_BELOW = 0.1
+INTERIOR_PROBE = 10.0 ** np.arange(-2.0, 2.01, 0.5)
+#: ... and a probe counts when it lowers the criterion by more than this (relative)
+INTERIOR_GAIN = 1e-9
+
+
+def interior_probe(objective, x, fx, smooth, scale):
+    """A point better than ``x`` with one heavily penalized smooth's theta moved inside:
+    ``(point or None, evaluations)``.
+
+    A smooth's REML criterion can have a local minimum at a large lambda (up to lambda = inf:
+    the straight line, or a tensor product margin's null space) beside a lower basin at a much
+    smaller one, with a ridge between: from theta = 1 a local search can slide into the first,
+    and neither it nor the checks above (which look at the slope there) see the other. Each
+    theta flagged in ``smooth`` and below :data:`INTERIOR_BELOW` of its unit ``scale`` is tried
+    at :data:`INTERIOR_PROBE` times its unit (those above it), the others held; the best point
+    is returned when it lowers ``fx`` by more than :data:`INTERIOR_GAIN` (relative).
+    """
+    small = np.flatnonzero(smooth & (x < INTERIOR_BELOW * scale))
+    best, best_f, n = None, fx - INTERIOR_GAIN * max(1.0, abs(fx)), 0
+    for j in small:
+        for v in INTERIOR_PROBE * scale[j]:
+            if v <= x[j]:
+                continue
+            z = x.copy()
+            z[j] = v
+            f = objective(z)
+            n += 1
+            if f < best_f:
+                best, best_f = z, f
+    return best, n
 
 
 def _verified(objective, summ, lower, max_iter, scale, mirrors=None, candidates=(), faces=(),

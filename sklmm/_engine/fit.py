@@ -17,7 +17,15 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from . import optimize
-from .checks import _verified, boundary_faces, column_mirrors, covariance_terms
+from .checks import (
+    INTERIOR_BELOW,
+    INTERIOR_PROBE,
+    _verified,
+    boundary_faces,
+    column_mirrors,
+    covariance_terms,
+    interior_probe,
+)
 from .criteria import profiled_criterion
 from .crossprod import cross_products, keep_fixed, rescale_weights
 from .factor import check_cost, choose_solver, make_factor
@@ -310,43 +318,29 @@ def _bobyqa_log_smooths(objective, x0, lower, step, scale, logs, max_iter, callb
     return polish
 
 
-#: a smooth's theta that ends below this multiple of its unit (a lambda 100 times its start's
-#: or more, up to the straight line or a margin's null space at 0) is probed at the multiples
-#: :data:`INTERIOR_PROBE` of its unit above it, the others held, before the answer is accepted ...
-INTERIOR_BELOW = 0.1
-INTERIOR_PROBE = 10.0 ** np.arange(-0.5, 2.01, 0.5)
-#: ... and the search restarted from the best probe when it lowers the criterion by more than
-#: this (relative), at most this many times
-INTERIOR_GAIN, INTERIOR_RESTARTS = 1e-9, 3
+#: restarts of the search from a better point that :func:`~sklmm._engine.checks.interior_probe` found
+INTERIOR_RESTARTS = 3
 
 
 def _probe_smooth_interiors(objective, summ, lower, step, scale, logs, max_iter, callback):
     """The log-scale search of :func:`_bobyqa_log_smooths` restarted while a heavily penalized
-    smooth (theta below :data:`INTERIOR_BELOW` of its unit) has a better point at a smaller
-    lambda.
+    smooth (theta below :data:`~sklmm._engine.checks.INTERIOR_BELOW` of its unit) has a better
+    point at a smaller lambda (:func:`~sklmm._engine.checks.interior_probe`).
 
     A smooth's REML criterion can have a local minimum at a large lambda (up to lambda = inf: the
     straight line, or a tensor product margin's null space) beside a lower basin at a much
     smaller one, with a ridge between: from theta = 1 the search can slide into the first, from
     where neither it nor the convergence checks (which look at the slope there) see the other
-    (six smooths and two ti terms on 120 rows: 6.3 above mgcv's optimum). Each such theta is
-    therefore tried at :data:`INTERIOR_PROBE` times its unit (those above it) with the others
-    held, and the search restarts from the best point when that is lower. mgcv's Newton
-    iteration, from its own initial smoothing parameters, is as exposed to such basins.
+    (six smooths and two ti terms on 120 rows: 6.3 above mgcv's optimum). The search restarts
+    from the probe's point when it is lower, at most :data:`INTERIOR_RESTARTS` times. mgcv's
+    Newton iteration, from its own initial smoothing parameters, is as exposed to such basins.
     """
     for _ in range(INTERIOR_RESTARTS):
-        small = np.flatnonzero(logs & (summ.final < INTERIOR_BELOW * scale))
-        points = [(j, v * scale[j]) for j in small for v in INTERIOR_PROBE if v * scale[j] > summ.final[j]]
-        if not points or summ.n_evals + len(points) >= max_iter or not np.isfinite(summ.fmin):
+        n_small = int(np.sum(logs & (summ.final < INTERIOR_BELOW * scale)))
+        if not n_small or summ.n_evals + n_small * INTERIOR_PROBE.size >= max_iter or not np.isfinite(summ.fmin):
             return summ
-        best, best_f = None, summ.fmin - INTERIOR_GAIN * max(1.0, abs(summ.fmin))
-        for j, v in points:
-            z = summ.final.copy()
-            z[j] = v
-            f = objective(z)
-            if f < best_f:
-                best, best_f = z, f
-        summ.n_evals += len(points)
+        best, n_probe = interior_probe(objective, summ.final, summ.fmin, logs, scale)
+        summ.n_evals += n_probe
         if best is None:
             return summ
         again = _bobyqa_log_smooths(objective, best, lower, step, scale, logs, max_iter - summ.n_evals, callback)

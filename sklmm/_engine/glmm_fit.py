@@ -113,6 +113,9 @@ def fit_glmm(terms, Xf, y, fe_names, family, *, sample_weight=None, n_agq=1, sol
                          verbose, stacklevel + 1, reml, theta_fixed or {}, pql_start)
 
 
+#: restarts of the outer iteration (laml_iteration) from a lower basin of a smooth
+LAML_RESTARTS = 2
+
 #: stage 1's tolerances when it is the whole fit (the restricted criterion)
 REML_TOLERANCES = dict(ftol_rel=1e-12, ftol_abs=1e-8, xtol_abs=1e-7)
 
@@ -208,6 +211,23 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     iterated = None
     if pql_start and len(free) and laml_iteration.applies(problem, reml):
         iterated = laml_iteration.laml_iteration(problem, full, free, lower)
+        # a lower basin of a heavily penalized smooth, seen on the last surrogate: iterate from
+        # there, and keep whichever fixed point has the lower criterion
+        for _ in range(LAML_RESTARTS):
+            restart = None if iterated is None else getattr(iterated[2], "restart_from", None)
+            if restart is None:
+                break
+            again = laml_iteration.laml_iteration(problem, restart, free, lower)
+            if again is None or not again[2].fmin < iterated[2].fmin:
+                if again is not None:
+                    iterated[2].n_evals += again[2].n_evals
+                iterated[2].restart_from = None
+                break
+            again[2].n_evals += iterated[2].n_evals
+            again[2].initial = iterated[2].initial
+            iterated = again
+        if iterated is not None and problem.last is not None and not np.array_equal(problem.last.theta, iterated[0]):
+            problem.last = iterated[1]  # (PIRLS's warm start: the kept fixed point's mode)
     if iterated is not None:  # (a GAM's restricted fit: an outer iteration, one or two passes a step)
         theta_hat, st, s1 = iterated
         s1.final = theta_hat

@@ -36,7 +36,9 @@ leverages come from the factor of the step before, at the new theta and the last
 which at the fixed point are the current ones, so the fixed point is the same. The loop ends
 when theta, eta and the surrogate's minimum stop moving, and PIRLS then converges the mode at
 the final theta; :func:`laml_iteration` returns None when the loop does not settle (the caller
-then searches the criterion directly).
+then searches the criterion directly). At the fixed point a heavily penalized smooth is probed
+inside on the surrogate (:func:`~sklmm._engine.checks.interior_probe`): a lower point there is
+returned as ``summary.restart_from``, for the caller to iterate again from it.
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import optimize
+from .checks import interior_probe
 from .crossprod import GRAM_BLOCK_ROWS, _by_level
 from .factor_dense import DenseFactor
 from .leverage import dense_whitener, whitened_row_norms
 from .pirls import PirlsState
-from .terms import templates
+from .terms import templates, theta_layout
 
 __all__ = ["laml_iteration", "MAX_STEPS"]
 
@@ -87,6 +90,10 @@ def laml_iteration(problem, theta, free, lower, max_steps=MAX_STEPS):
     scaled = bool(getattr(problem.family, "scale_estimated", False))  # a dispersion, profiled
     last, move = np.inf, None
     summ = optimize.OptSummary(initial=theta[free].copy(), lower=lower[free].copy())
+    slices, _ = theta_layout(terms)
+    smooth = np.zeros(len(theta), dtype=bool)  # the smooths' theta (scalar terms)
+    for t, sl in zip(terms, slices):
+        smooth[sl] = t.scalar
     for step in range(1, max_steps + 1):
         if fused is not None:
             G, eta, const, c_eta, cx, cz = _fused_pass(problem, *fused)
@@ -159,6 +166,14 @@ def laml_iteration(problem, theta, free, lower, max_steps=MAX_STEPS):
             summ.final, summ.fmin, summ.converged = theta[free].copy(), problem.restricted(st)[0], True
             summ.return_code = f"LAML_ITERATION: {step} steps"
             summ.n_steps = step
+            # a heavily penalized smooth with a lower basin inside, on the surrogate (nothing per
+            # row): the caller restarts the iteration from there (checks.interior_probe)
+            better, n_probe = interior_probe(surrogate, theta[free], inner.fmin, smooth[free], np.ones(len(free)))
+            summ.n_evals += n_probe
+            summ.restart_from = None
+            if better is not None:
+                summ.restart_from = theta.copy()
+                summ.restart_from[free] = better
             return theta, st, summ
     return None
 
