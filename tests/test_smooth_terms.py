@@ -214,13 +214,14 @@ def _interior_formula(lam=None):
             f" + s(x3, bs='cr'{sp(4)}) + s(x4, bs='cr'{sp(5)}) + ti(x3, x4, bs=('tp', 'ps'), k=(6, 5){sp2(6)})")
 
 
-@pytest.mark.parametrize("seed", ["2", "20"])
+@pytest.mark.parametrize("seed", ["2", "20", "15"])
 def test_search_leaves_the_basin_of_lambda_infinity_for_a_lower_one(seed):
     """Six smooths and two ti terms on 120 rows (tools/make_sim_interior.py): from theta = 1 the
     log-scale search ended with smooths at lambda = inf in a local minimum, 0.79 (seed 2) and 4.0
     (seed 20) above the criterion at mgcv's smoothing parameters, and no check saw it (they look
     at the slope there). Probing those smooths inside and restarting reaches mgcv's optimum or a
-    lower one (seed 20: 0.25 lower)."""
+    lower one (seed 20: 0.25 lower); for seed 15 (0.13 above with the probe alone) the second
+    search, from the less penalized side, reaches it."""
     d = pd.read_csv(DATA / "sim_interior.csv")
     d = d[d["seed"] == int(seed)].drop(columns="seed").reset_index(drop=True)
     ref = INTERIOR[seed]

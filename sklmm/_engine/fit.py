@@ -318,6 +318,10 @@ def _bobyqa_log_smooths(objective, x0, lower, step, scale, logs, max_iter, callb
     return polish
 
 
+#: models with at least this many smooths' theta, whose PLS system is at most this wide, are
+#: searched a second time from the smooths' theta times SECOND_START (the better optimum kept)
+SECOND_START_SMOOTHS, SECOND_START_SIDE, SECOND_START = 2, 300, 3.0
+
 #: restarts of the search from a better point that :func:`~sklmm._engine.checks.interior_probe` found
 INTERIOR_RESTARTS = 3
 
@@ -453,6 +457,21 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
                                        max_iter, callback)
             summ = _probe_smooth_interiors(objective, summ, lower[free], step[free], scale[free], logs,
                                            max_iter, callback)
+            if np.sum(logs) >= SECOND_START_SMOOTHS and factor.dense_side() <= SECOND_START_SIDE \
+                    and theta_start is None and summ.n_evals < max_iter:
+                # a second search from the less penalized side (smooths' theta x 3), where an
+                # evaluation is cheap: the better of the two optima is kept
+                x1 = np.where(logs, SECOND_START * start[free], start[free])
+                other = _bobyqa_log_smooths(objective, x1, lower[free], step[free], scale[free], logs,
+                                            max_iter - summ.n_evals, callback)
+                other.n_evals += summ.n_evals
+                other = _probe_smooth_interiors(objective, other, lower[free], step[free], scale[free], logs,
+                                                max_iter, callback)
+                if other.converged and other.fmin < summ.fmin:
+                    other.initial = summ.initial
+                    summ = other
+                else:
+                    summ.n_evals = other.n_evals
         elif evaluator is None:
             summ = optimize.minimize_bobyqa(objective, start[free], lower[free], max_evals=max_iter,
                                             callback=callback, initial_step=step[free],
