@@ -194,8 +194,10 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
                                                            sample_weight, self.edf_total_)
         starts = np.cumsum([1 + len(self._linear)] + [sm.n_fixed for sm in self.smooths_])
         null_space = [list(range(a, a + sm.n_fixed)) for a, sm in zip(starts, self.smooths_)]
-        self.smooth_tests_ = smooth_tests.significance_table(fit, post, self.smooths_, sm_terms, null_space,
-                                                             n_group_terms, known_scale=gam_family.known_scale(family))
+        # the smooths' tests when first asked for (smooth_tests_): their p-values are numerical
+        # integrals, n-independent but up to a few tenths of a second for strong effects
+        self._smooth_tests = None
+        self._smooth_tests_args = (post, sm_terms, null_space, n_group_terms, gam_family.known_scale(family))
         rows = smooth_tests.basis_check_rows(n)  # (a subsample first, as mgcv's k.check)
         self._basis_check = smooth_tests.basis_dimension_state(
             residuals if rows is None else residuals[rows],
@@ -204,6 +206,28 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
             self.variance_components_, self.smooths_, self.smoothing_params_, self.sigma_,
             not gam_family.known_scale(family))
         return self
+
+    def __getstate__(self):
+        # the smooth tests' inputs (the posterior) are not kept in a pickle: computed first
+        if self.__dict__.get("_smooth_tests_args") is not None:
+            self.smooth_tests_  # noqa: B018 (computes and keeps them)
+        state = super().__getstate__()
+        state.pop("_smooth_tests_args", None)
+        return state
+
+    @property
+    def smooth_tests_(self):
+        """mgcv's ``summary(gam)$s.table``: per smooth ``edf``, ``ref_df``, ``statistic`` (F, or
+        Chi.sq for a known scale) and ``p_value`` (Wood's tests), computed when first asked for
+        (the p-values are numerical integrals) and kept."""
+        check_is_fitted(self)
+        if self.__dict__.get("_smooth_tests") is None:
+            with self._fit.lock:  # (moves the factorization for a smooth shrunk to 0)
+                if self.__dict__.get("_smooth_tests") is None:
+                    post, sm_terms, null_space, n_group_terms, known = self._smooth_tests_args
+                    self._smooth_tests = smooth_tests.significance_table(
+                        self._fit, post, self.smooths_, sm_terms, null_space, n_group_terms, known_scale=known)
+        return self._smooth_tests
 
     @property
     def edf1_total_(self):

@@ -304,6 +304,25 @@ def test_rank_deficient_fixed_effects_match_lme4_with_names_straight():
     np.testing.assert_allclose(mc.coef_, [ref["beta"][1], 0], rtol=1e-5)
 
 
+def test_fixed_column_far_from_centred_is_kept_as_lme4_keeps_it():
+    """lme4's rank test drops a column when its residual on the earlier ones has a norm below
+    1e-7 of its own (LINPACK's QR): Days + 1e4 (|mean|/sd 3,500) is kept, and the fit is the
+    centred one's (equivariance: only the intercept moves). It used to be dropped, with the
+    warning "as lme4 does". Past what the cross-products resolve (Days + 1e6) the column is
+    dropped with a warning that says so and to centre it, not a fit that has lost its digits."""
+    X, y, g, kw, _ = problem("sleep_ri_reml")
+    base = MixedLinearRegressor(**kw).fit(X, y, groups=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no rank-deficiency warning)
+        far = MixedLinearRegressor(**kw).fit(X + 1e4, y, groups=g)
+    assert far.criterion_ == pytest.approx(base.criterion_, rel=1e-8)
+    np.testing.assert_allclose(far.coef_, base.coef_, rtol=1e-6)
+    assert far.intercept_ == pytest.approx(base.intercept_ - 1e4 * base.coef_[0], rel=1e-8)
+    with pytest.warns(UserWarning, match=r"\['Days'\] are nearly collinear.*lme4 keeps them.*Centre or rescale"):
+        dropped = MixedLinearRegressor(**kw).fit(X + 1e6, y, groups=g)
+    assert dropped.coef_[0] == 0.0
+
+
 def test_rank_deficient_linear_term_in_a_gam_is_dropped():
     d = load_mcycle()
     X = d[["times"]].assign(t2=2 * d["times"] + 1)

@@ -52,11 +52,14 @@ class SingularFitWarning(UserWarning):
 
 
 def independent_columns(XtX, tol=RANK_TOL):
-    """Columns kept in order, each only when not in the span of the earlier kept ones."""
+    """Columns kept in order, each only when not in the span of the earlier kept ones: as lme4's
+    QR (LINPACK's, with ``tol``), a column is dropped when the norm of its residual on the kept
+    ones is below ``tol`` times its own norm (the residual's sum of squares below ``tol^2``: a
+    column such as a year, whose mean is a thousand times its sd, is kept)."""
     d = np.sqrt(np.clip(np.diag(XtX), 0, None))
-    if np.all(d > 0):  # the usual full-rank case at once: L_jj^2 is column j's residual
+    if np.all(d > 0):  # the usual full-rank case at once: L_jj is column j's residual norm
         L = _tail_cholesky(XtX / np.outer(d, d))
-        if L is not None and np.all(np.diagonal(L) ** 2 > tol):
+        if L is not None and np.all(np.diagonal(L) > tol):
             return list(range(XtX.shape[0]))
     keep = []
     for j in range(XtX.shape[0]):
@@ -68,9 +71,41 @@ def independent_columns(XtX, tol=RANK_TOL):
             resid = 1.0 - s @ np.linalg.solve(S, s)
         else:
             resid = 1.0
-        if resid > tol:
+        if resid > tol**2:
             keep.append(j)
     return keep
+
+
+#: a kept fixed-effect column whose squared sine to the span of the earlier ones is below this
+#: (a column whose |mean| is 10^5 of its sd, beside the intercept) keeps too few digits in the
+#: cross-products ``[X y]'[X y]`` (lme4's QR of X keeps them): it is dropped with a warning that
+#: says to centre it
+CONDITION_FLOOR = 1e-10
+
+
+def unresolved_columns(XtX, keep, names, stacklevel):
+    """``keep`` without the columns nearly collinear with the earlier kept ones (squared sine to
+    their span below :data:`CONDITION_FLOOR`), which lme4 fits but the cross-products cannot
+    resolve; a warning names them and says to centre or rescale them."""
+    if len(keep) < 2:
+        return keep
+    sub = XtX[np.ix_(keep, keep)]
+    d = np.sqrt(np.diag(sub))
+    L = _tail_cholesky(sub / np.outer(d, d))
+    if L is None:
+        return keep
+    sine2 = np.diagonal(L) ** 2
+    bad = [j for j, s2 in zip(keep, sine2) if s2 < CONDITION_FLOOR]
+    if bad:
+        warnings.warn(
+            f"the fixed-effect column(s) {[names[j] for j in bad]} are nearly collinear with the "
+            f"earlier columns (the sine of the angle to their span is down to "
+            f"{float(np.sqrt(np.min(sine2))):.1e}; a column whose mean is about 1e5 times its sd, "
+            "such as a time stamp, is so beside the intercept), so they are dropped and their "
+            "coefficients reported as 0. lme4 keeps them (its QR of X resolves them); sklmm's "
+            "cross-products cannot. Centre or rescale them to keep them (x - mean(x) changes only "
+            "the intercept).", UserWarning, stacklevel=stacklevel + 1)
+    return [j for j in keep if j not in bad]
 
 
 #: below this ratio of the least-squares residual sum of squares to ``y'y`` the residual is lost
@@ -379,6 +414,7 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
     # weights of order one: the model in units where their geometric mean is 1
     cp, weight_scale = rescale_weights(cp)
     keep = independent_columns(cp.xyxy[:-1, :-1])
+    resolved = unresolved_columns(cp.xyxy[:-1, :-1], keep, fe_names, stacklevel)
     if len(keep) < n_fixed:
         dropped = [fe_names[j] for j in range(n_fixed) if j not in keep]
         warnings.warn(
@@ -387,6 +423,8 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
             UserWarning,
             stacklevel=stacklevel,
         )
+    keep = resolved
+    if len(keep) < n_fixed:
         cp = keep_fixed(cp, keep)
     for t in terms:
         t.strip_data()

@@ -20,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from . import laml_iteration, optimize
 from .factor import blas_threads, check_cost, choose_solver, make_factor
-from .fit import MixedFit, SingularFitWarning, independent_columns
+from .fit import MixedFit, SingularFitWarning, independent_columns, unresolved_columns
 from .pirls import GlmmProblem
 from .quadrature import agq_deviance
 from .terms import templates
@@ -172,7 +172,9 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
             "(reml=False, glmer's / gamm4's) is not available for it."
         )
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    keep = independent_columns(Xf.T @ (Xf * w[:, None]))  # (rows of weight 0 do not count)
+    XtWX = Xf.T @ (Xf * w[:, None])
+    keep = independent_columns(XtWX)  # (rows of weight 0 do not count)
+    resolved = unresolved_columns(XtWX, keep, fe_names, stacklevel)
     if len(keep) < n_fixed:
         dropped = [fe_names[j] for j in range(n_fixed) if j not in keep]
         warnings.warn(
@@ -180,6 +182,7 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
             f"{dropped} (as lme4 does); their coefficients are reported as 0.",
             UserWarning, stacklevel=stacklevel,
         )
+    keep = resolved
     X = np.ascontiguousarray(Xf[:, keep])
     _check_groups(terms, y, w, family, stacklevel + 1)
     problem = GlmmProblem(terms, X, y, w, family, solver)
