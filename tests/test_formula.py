@@ -294,3 +294,17 @@ def test_polars_data_frames_in_the_formula_door():
     assert a.criterion_ == pytest.approx(want.criterion_, rel=1e-12)
     assert b.criterion_ == pytest.approx(want.criterion_, rel=1e-12)
     np.testing.assert_allclose(b.predict(pdf), want.predict(df, groups=df), rtol=1e-10)
+
+
+def test_r_factor_calls_are_categorical_terms():
+    """lme4 scripts write factor(k) / as.factor(k) for an integer-coded factor: the same model as
+    formulaic's C(k) (a NameError from inside formulaic before)."""
+    rng = np.random.default_rng(0)
+    n = 300
+    d = pd.DataFrame(dict(k=rng.integers(1, 4, n), g=rng.integers(0, 20, n), x=rng.normal(size=n)))
+    d["y"] = d.k * 0.5 + d.x + rng.normal(size=20)[d.g] + rng.normal(size=n)
+    want = MixedLinearRegressor.from_formula("y ~ x + C(k) + (1 | g)", d)
+    for f in ("y ~ x + factor(k) + (1 | g)", "y ~ x + as.factor(k) + (1 | g)"):
+        m = MixedLinearRegressor.from_formula(f, d)
+        assert len(m.coef_) == 3
+        assert m.criterion_ == pytest.approx(want.criterion_, rel=1e-12)

@@ -115,7 +115,8 @@ def minimize_lbfgsb(fun_grad, x0, lower, *, max_evals=10000, ftol_rel=1e-15, gto
     :mod:`~sklmm._engine.gradient`. It stops when the relative decrease of an iteration falls
     below ``ftol_rel`` (scipy's ``ftol``; tighter than BOBYQA's 1e-12, since a gradient method
     can resolve it) or the projected gradient below ``gtol``; the best point evaluated is kept.
-    ``converged`` as for :func:`minimize_bobyqa`: a tolerance-based stop.
+    ``converged`` as for :func:`minimize_bobyqa`: a tolerance-based stop, or an abnormal one
+    (no decrease along the line search), for the convergence check to confirm.
     """
     from scipy.optimize import minimize
 
@@ -142,7 +143,10 @@ def minimize_lbfgsb(fun_grad, x0, lower, *, max_evals=10000, ftol_rel=1e-15, gto
                             "maxiter": int(max_evals), "maxfun": int(max_evals)})
     summ.final, summ.fmin = best["x"], best["f"]
     summ.return_code = "LBFGSB_" + ("CONVERGED" if res.success else "STOPPED") + ": " + str(res.message)
-    summ.converged = bool(res.success) and np.isfinite(best["f"])
+    # an abnormal stop (the line search finds no decrease: at the optimum, where the criterion
+    # is flat to its rounding, with ftol this tight) is a candidate too, not a budget spent
+    # (status 1): the caller's convergence check, on the gradient, decides
+    summ.converged = res.status != 1 and np.isfinite(best["f"]) and summ.n_evals < max_evals
     return summ
 
 

@@ -130,6 +130,12 @@ def _r_powers(text):
     return "".join(out)
 
 
+def _r_factors(text):
+    """R's ``factor(x)`` and ``as.factor(x)`` in a fixed-effect term as formulaic's ``C(x)``
+    (categorical coding, the first level the reference, as R's treatment contrasts)."""
+    return re.sub(r"(?<![\w.])(?:as\.)?factor\s*\(", "C(", text)
+
+
 def _r_name(column):
     """A model-matrix column named as R names it: formulaic's ``I(x ** 2)`` is ``I(x^2)``."""
     return str(column).replace(" ** ", "^")
@@ -463,7 +469,7 @@ def parse_formula(formula, require_random=True):
                     f"the random-effect term {bad} must stand on its own, joined to the rest of "
                     f"the formula by '+'; {piece!r} is not supported ({_DOCS})."
                 )
-            fixed.append((sign, piece))
+            fixed.append((sign, _r_factors(piece)))
             continue
         if sign == "-":
             raise ValueError(f"a random-effect term cannot be subtracted: '- {piece}'.")
