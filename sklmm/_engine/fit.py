@@ -395,7 +395,8 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
                         dtype=bool)[free] if len(free) else np.zeros(0, dtype=bool)
         if evaluator is None and logs.any():
             summ = search_smooths(objective, start[free], lower[free], step[free], scale[free], logs, max_iter,
-                                  callback, second_start=theta_start is None and factor.dense_side() <= SECOND_START_SIDE)
+                                  callback, second_start=theta_start is None
+                                  and sum(t.q for t in terms) + p + 1 <= SECOND_START_SIDE)  # (the whole system)
         elif evaluator is None:
             summ = optimize.minimize_bobyqa(objective, start[free], lower[free], max_evals=max_iter,
                                             callback=callback, initial_step=step[free],

@@ -70,9 +70,10 @@ def _bobyqa_log_smooths(objective, x0, lower, step, scale, logs, max_iter, callb
     return polish
 
 
-#: models with at least this many smooths' theta, whose PLS system is at most this wide (an
-#: evaluation costs microseconds), are searched a second time from the smooths' theta times
-#: SECOND_START, the less penalized side (the lower optimum kept)
+#: models with at least this many smooths' theta, whose whole PLS system is at most this wide
+#: (an evaluation costs microseconds; not a GAMM with a large grouping factor), are searched a
+#: second time from the smooths' theta times SECOND_START, the less penalized side (the lower
+#: optimum kept)
 SECOND_START_SMOOTHS, SECOND_START_SIDE, SECOND_START = 2, 300, 3.0
 
 #: restarts of the search from a better point that :func:`~sklmm._engine.checks.interior_probe` found
