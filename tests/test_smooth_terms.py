@@ -27,6 +27,7 @@ def by_data():
     d = pd.read_csv(DATA / "sim_by.csv")
     d["f"] = pd.Categorical(d["f"])
     d["fo"] = pd.Categorical(d["f"], ordered=True)  # (R's ordered(f))
+    d["w"] = 1 + (np.arange(len(d)) % 5) / 4  # (a numeric by, as tools/mgcv_by_reference.R)
     return d
 
 
@@ -44,6 +45,10 @@ BY_FORMULAS = {
     "factor_by_no_main": "y ~ s(x, by=f, bs='cr')",
     # an ordered factor: no curve for the first level, as mgcv (difference smooths)
     "ordered_by": "y ~ f + s(x, bs='cr') + s(x, by=fo, bs='cr')",
+    # tensor products with by: a factor (a surface per level), a numeric variable, ti by a factor
+    "te_by_factor": "y ~ f + te(x, z, by=f)",
+    "te_by_numeric": "y ~ te(x, z, by=w)",
+    "ti_by_factor": "y ~ f + ti(x) + ti(z) + ti(x, z, by=f)",
 }
 
 

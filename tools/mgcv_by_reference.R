@@ -38,6 +38,13 @@ out$tp2 <- entry(gam(y ~ s(x, z, k = 20), data = d, method = "REML"), "y ~ s(x, 
 # constraint is absorbed before the product with the level's indicator): another model
 out$factor_by_no_main <- entry(gam(y ~ s(x, by = f, bs = "cr"), data = d, method = "REML"),
                                "y ~ s(x, by = f, bs = 'cr')")
+# tensor products with by: a surface per level of f (the te's constraint from all rows), and a
+# numeric by w = 1 + (i mod 5) / 4 (unconstrained); ti by a factor
+d$w <- 1 + ((seq_len(nrow(d)) - 1) %% 5) / 4
+out$te_by_factor <- entry(gam(y ~ f + te(x, z, by = f), data = d, method = "REML"), "y ~ f + te(x, z, by = f)")
+out$te_by_numeric <- entry(gam(y ~ te(x, z, by = w), data = d, method = "REML"), "y ~ te(x, z, by = w)")
+out$ti_by_factor <- entry(gam(y ~ f + ti(x) + ti(z) + ti(x, z, by = f), data = d, method = "REML"),
+                          "y ~ f + ti(x) + ti(z) + ti(x, z, by = f)")
 # an ordered factor: no curve for its first level (the others are differences from s(x))
 d$fo <- ordered(d$f)
 out$ordered_by <- entry(gam(y ~ f + s(x, bs = "cr") + s(x, by = fo, bs = "cr"), data = d, method = "REML"),

@@ -239,10 +239,16 @@ class TensorSmooth:
         self.fit_design(x)
         return self
 
-    def fit_design(self, x):
+    def fit_design(self, x, by=None, constrain=True):
         """:meth:`fit`, returning :meth:`design` at the training values: ``(F, Z)``, the
-        null-space columns (fixed effects) and the random part's columns."""
+        null-space columns (fixed effects) and the random part's columns.
+
+        ``by`` multiplies the term (mgcv's ``te(x, z, by = w)``; for a factor's level, its 0/1
+        indicator): the constraint of a ``te`` is taken before the product, from all the rows,
+        as mgcv's ``smoothCon``; ``constrain=False`` (a numeric ``by``) keeps the constant in the
+        null space, unconstrained."""
         x = self._as_columns(x)
+        self._constrained = bool(constrain) and not self.interaction
         self._Qc, self._V, self._to_mgcv, G, ds, tops = [], [], [], [], [], []
         for j in range(self.n_margins):
             B, V, d, top = self._fit_margin(j, x[:, j])
@@ -259,7 +265,7 @@ class TensorSmooth:
         T = row_kronecker(G)
         N = T[:, self._null]
         self._Qn = np.eye(N.shape[1])
-        if not self.interaction and N.shape[1]:
+        if self._constrained and N.shape[1]:
             # the constant lies in the joint null space: drop it there (sum-to-zero in that block)
             one = np.ones(len(T))
             coef, *_ = np.linalg.lstsq(N, one, rcond=None)
@@ -272,10 +278,13 @@ class TensorSmooth:
         # (te) the random columns moved along the null space into the constrained space, each
         # orthogonal to its null part in mgcv's coefficients: the same model, and ML becomes mgcv's
         self._centre = None
-        if not self.interaction and N.shape[1]:
+        if self._constrained and N.shape[1]:
             cN, cR = N.sum(axis=0), R.sum(axis=0)
             self._centre = (cN, cR / (cN @ cN))
             R = R - np.outer(N @ cN, self._centre[1])
+        if by is not None:  # (the constraint above is the unmultiplied basis's, as mgcv's)
+            b = np.asarray(by, dtype=float)[:, None]
+            F, R = F * b, R * b
         a = pen[:, self._rand]
         # scale each random column so that its penalties sum to 1, then all of them so that the
         # mean diagonal of Z'Z is 1: Lambda = theta I at theta_l = theta, and theta = 1 is a
@@ -301,7 +310,7 @@ class TensorSmooth:
         for A in inv[1:]:
             K = np.kron(K, A)
         z = np.zeros(K.shape[0])
-        if self.interaction:  # no constraint on the product: its first column
+        if not self._constrained:  # no constraint on the product (ti, a numeric by): its first column
             z[0] = 1.0
         else:  # the second column of the Householder reflection of the constraint (R's qr)
             C = sums @ K  # the column sums of mgcv's basis
@@ -320,14 +329,19 @@ class TensorSmooth:
     def n_random(self):
         return len(self._rand)
 
-    def design(self, x):
-        """Fixed (null-space) and random columns of the smooth at x, shape (n, n_margins)."""
+    def design(self, x, by=None):
+        """Fixed (null-space) and random columns of the smooth at x, shape (n, n_margins), times
+        ``by`` when given."""
         x = self._as_columns(x)
         T = row_kronecker([self._margin_basis(j, x[:, j]) @ self._V[j] for j in range(self.n_margins)])
         N, R = T[:, self._null], T[:, self._rand]
         if self._centre is not None:
             R = R - np.outer(N @ self._centre[0], self._centre[1])
-        return N @ self._Qn, R * self._col_scale
+        F, Z = N @ self._Qn, R * self._col_scale
+        if by is not None:
+            b = np.asarray(by, dtype=float)[:, None]
+            F, Z = F * b, Z * b
+        return F, Z
 
     # -- the random-effect term and the smoothing parameters --------------------------------
     def random_term(self, Z, levels=None):

@@ -343,7 +343,7 @@ def check_covariates(est, X):
             continue
         if sm.tensor:
             def value(rows, cols=cols, sm=sm, k=k):
-                F, Z = sm.design(rows)
+                F, Z = sm.engine.design(sm._x(rows))  # (without by, as k.check drops it)
                 return F @ fit.beta[cols] + Z @ fit.b[k].ravel()
 
             f0 = value(X)

@@ -27,7 +27,7 @@ GAM_FORMULA_PARAMS = dict(smooths=None, smooth_features=None, n_basis=10, basis=
                           correlated_slopes=True, nested=False, random_intercept=True)
 
 _MAKERS = {"s": s, "te": te, "ti": ti}
-_KEYWORDS = {"s": {"k", "bs", "by", "sp", "xt"}, "te": {"k", "bs", "sp"}, "ti": {"k", "bs", "sp"}}
+_KEYWORDS = {"s": {"k", "bs", "by", "sp", "xt"}, "te": {"k", "bs", "by", "sp"}, "ti": {"k", "bs", "by", "sp"}}
 
 
 def _smooth_call(piece, formula):

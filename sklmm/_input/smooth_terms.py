@@ -148,8 +148,10 @@ def s(*features, k=None, bs="tp", by=None, knots=None, sp=None, xt=None):
     return Smooth("s", features, None if k is None else int(k), bs, by, knots, _positive(sp, "sp"), xt)
 
 
-def _tensor(kind, features, k, bs, sp):
+def _tensor(kind, features, k, bs, sp, by=None):
     features = _features(kind, features)
+    if by is not None and (not isinstance(by, (str, numbers.Integral)) or isinstance(by, bool)):
+        raise ValueError(f"{kind}(): by must be a column name or position; got {by!r}.")
     m = len(features)
     ks = (k,) * m if isinstance(k, numbers.Integral) else tuple(k)
     bss = (bs,) * m if isinstance(bs, str) else tuple(bs)
@@ -162,10 +164,10 @@ def _tensor(kind, features, k, bs, sp):
             raise ValueError(f"{kind}(): each margin's k must be an integer of at least 3; got {kk!r}.")
     if sp is not None and np.size(sp) not in (1, m):
         raise ValueError(f"{kind}{features}: sp takes one value per margin ({m}); got {sp!r}.")
-    return Smooth(kind, features, tuple(int(v) for v in ks), bss, None, None, _positive(sp, "sp"))
+    return Smooth(kind, features, tuple(int(v) for v in ks), bss, by, None, _positive(sp, "sp"))
 
 
-def te(*features, k=5, bs="cr", sp=None):
+def te(*features, k=5, bs="cr", by=None, sp=None):
     """A tensor product smooth, as mgcv's ``te()``: one smoothing parameter per feature (margin).
 
     Parameters
@@ -175,6 +177,11 @@ def te(*features, k=5, bs="cr", sp=None):
         Each margin's basis dimension (one value for all).
     bs : str or tuple of str, default="cr"
         Each margin's basis: "cr", "ps", "cc" or "tp" (one variable).
+    by : str or int, default=None
+        As for :func:`s`: a numeric feature multiplying the surface (not centred), or a
+        categorical one, a surface per level, each with its own smoothing parameters (the
+        factor's main effect as a parametric term; an ordered factor has none for its first
+        level).
     sp : float or tuple of float, default=None
         Smoothing parameters held fixed, one per margin.
 
@@ -182,14 +189,14 @@ def te(*features, k=5, bs="cr", sp=None):
     -------
     Smooth
     """
-    return _tensor("te", features, k, bs, sp)
+    return _tensor("te", features, k, bs, sp, by)
 
 
-def ti(*features, k=5, bs="cr", sp=None):
+def ti(*features, k=5, bs="cr", by=None, sp=None):
     """A tensor product interaction, as mgcv's ``ti()``: :func:`te` without the main effects of
     its margins (which ``ti(x)`` or ``s(x)`` terms carry), for an ANOVA decomposition
     ``ti(x) + ti(z) + ti(x, z)``. Parameters as :func:`te`."""
-    return _tensor("ti", features, k, bs, sp)
+    return _tensor("ti", features, k, bs, sp, by)
 
 
 class FittedSmooth:
@@ -220,13 +227,9 @@ class FittedSmooth:
         return z if self.by_level is None else (z == self.by_level).astype(float)
 
     def fit_design(self, X):
-        if self.tensor:
-            return self.engine.fit_design(self._x(X))
         return self.engine.fit_design(self._x(X), by=self._by(X), constrain=self.constrain)
 
     def design(self, X):
-        if self.tensor:
-            return self.engine.design(self._x(X))
         return self.engine.design(self._x(X), by=self._by(X))
 
     def random_term(self, Z):
@@ -493,9 +496,15 @@ def make_smooths(est, X):
         label = ",".join(names[j] for j in cols)
         if t.kind in ("te", "ti"):
             name = f"{t.kind}({label})"
-            eng = TensorSmooth(name, cols, bases=t.bs, n_basis=t.k, interaction=t.kind == "ti",
-                               labels=[names[j] for j in cols])
-            smooths.append(FittedSmooth(t, name, cols, eng))
+
+            def tensor(nm, t=t, cols=cols):
+                return TensorSmooth(nm, cols, bases=t.bs, n_basis=t.k, interaction=t.kind == "ti",
+                                    labels=[names[j] for j in cols])
+
+            if t.by is None:
+                smooths.append(FittedSmooth(t, name, cols, tensor(name)))
+            else:
+                _by_smooths(est, t, name, cols, names, levels, used, smooths, tensor)
             continue
         if t.bs == "fs":
             smooths.append(_factor_smooth(t, cols, names, levels, X))
@@ -509,21 +518,8 @@ def make_smooths(est, X):
             name = f"s({label})"
             smooths.append(FittedSmooth(t, name, cols, SmoothTerm(name, cols[0], t.bs, k, knots)))
             continue
-        (bcol,) = est._column_index([t.by], names, "by")
-        used.add(bcol)
-        byname = names[bcol]
-        if byname in levels:  # a factor: one smooth per level (mgcv: but the first of an ordered one)
-            ordered = byname in getattr(est, "_by_ordered", ())
-            for code, lev in enumerate(levels[byname]):
-                if ordered and code == 0 and len(levels[byname]) > 1:
-                    continue  # the reference level: its curve is the model's s(x), the others differences
-                name = f"s({label}):{byname}{lev}"
-                smooths.append(FittedSmooth(t, name, cols, SmoothTerm(name, cols[0], t.bs, k, knots),
-                                            by_column=bcol, by_level=float(code)))
-        else:  # numeric: f(x) z, not centred (its constant times z is the smooth's)
-            name = f"s({label}):{byname}"
-            smooths.append(FittedSmooth(t, name, cols, SmoothTerm(name, cols[0], t.bs, k, knots),
-                                        by_column=bcol, constrain=False))
+        _by_smooths(est, t, f"s({label})", cols, names, levels, used, smooths,
+                    lambda nm, t=t, cols=cols, k=k, knots=knots: SmoothTerm(nm, cols[0], t.bs, k, knots))
     seen = [sm.name for sm in smooths]
     twice = sorted({nm for nm in seen if seen.count(nm) > 1})
     if twice:
@@ -531,6 +527,26 @@ def make_smooths(est, X):
     designs = designs_of(smooths, X, fit=True)
     linear = [j for j in range(X.shape[1]) if j not in used]
     return smooths, linear, designs
+
+
+def _by_smooths(est, t, name, cols, names, levels, used, smooths, engine):
+    """The smooths of a term with ``by``, appended to ``smooths``: for a factor one per level
+    (mgcv: but the first of an ordered one), named ``name:fLEVEL``; for a numeric variable one,
+    ``name:z``, not centred (its constant times z is the smooth's). ``engine(name)`` makes each
+    one's basis."""
+    (bcol,) = est._column_index([t.by], names, "by")
+    used.add(bcol)
+    byname = names[bcol]
+    if byname in levels:
+        ordered = byname in getattr(est, "_by_ordered", ())
+        for code, lev in enumerate(levels[byname]):
+            if ordered and code == 0 and len(levels[byname]) > 1:
+                continue  # the reference level: its curve is the model's s(x), the others differences
+            nm = f"{name}:{byname}{lev}"
+            smooths.append(FittedSmooth(t, nm, cols, engine(nm), by_column=bcol, by_level=float(code)))
+    else:
+        nm = f"{name}:{byname}"
+        smooths.append(FittedSmooth(t, nm, cols, engine(nm), by_column=bcol, constrain=False))
 
 
 #: rows times smooths from which the smooths' bases are built in threads
