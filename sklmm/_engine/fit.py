@@ -454,12 +454,16 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
         sigma_scale=float(np.sqrt(weight_scale)),
     )
     if problem is not None:
+        imprecise = terms and residual_ratio(cp) < IMPRECISE_FIT_RATIO
+        advice = ("the criterion is resolved to few digits here (the warning above): subtract y's "
+                  "large constant offset (e.g. y - y.mean(); the fit is equivariant)" if imprecise else
+                  "the criterion is badly scaled or flat there: center and scale the random-slope "
+                  "columns, or simplify the random-effect structure")
         warnings.warn(
             f"the optimizer stopped ({summ.return_code} after {summ.n_evals} evaluations) at a "
             f"point that fails lme4's convergence check: {problem}; converged_ is False and the "
-            "estimates may be off. The criterion is badly scaled or flat there: center and scale "
-            "the random-slope columns, or simplify the random-effect structure (see "
-            "'Convergence' in the user guide, docs/user_guide.md).",
+            f"estimates may be off. Most likely {advice} (see 'Convergence' in the user guide, "
+            "docs/user_guide.md).",
             ConvergenceWarning,
             stacklevel=stacklevel,
         )
