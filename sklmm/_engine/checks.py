@@ -409,9 +409,10 @@ INTERIOR_PROBE = 10.0 ** np.arange(-2.0, 2.01, 0.5)
 INTERIOR_GAIN = 1e-9
 
 
-def interior_probe(objective, x, fx, smooth, scale):
+def interior_probe(objective, x, fx, smooth, scale, budget=None):
     """A point better than ``x`` with one heavily penalized smooth's theta moved inside:
-    ``(point or None, evaluations)``.
+    ``(point or None, evaluations)``; nothing is evaluated when there is no such smooth or when
+    :data:`INTERIOR_PROBE`'s values for each would reach ``budget`` evaluations.
 
     A smooth's REML criterion can have a local minimum at a large lambda (up to lambda = inf:
     the straight line, or a tensor product margin's null space) beside a lower basin at a much
@@ -422,6 +423,8 @@ def interior_probe(objective, x, fx, smooth, scale):
     is returned when it lowers ``fx`` by more than :data:`INTERIOR_GAIN` (relative).
     """
     small = np.flatnonzero(smooth & (x < INTERIOR_BELOW * scale))
+    if budget is not None and small.size * INTERIOR_PROBE.size >= budget:
+        return None, 0
     best, best_f, n = None, fx - INTERIOR_GAIN * max(1.0, abs(fx)), 0
     for j in small:
         for v in INTERIOR_PROBE * scale[j]:

@@ -29,7 +29,7 @@ from .system import _tail_cholesky, dense_system
 from .terms import templates, theta_layout, user_theta
 from .threads import blas_limit
 
-__all__ = ["MixedFit", "fit_mixed", "fit_cross_products", "SingularFitWarning", "SINGULAR_TOL", "RANK_TOL"]
+__all__ = ["MixedFit", "fit_mixed", "fit_cross_products", "kept_fixed_columns", "SingularFitWarning", "SINGULAR_TOL", "RANK_TOL"]
 
 
 #: lme4's default tolerance for ``isSingular``
@@ -99,6 +99,23 @@ def unresolved_columns(XtX, keep, names, stacklevel):
             "cross-products cannot. Centre or rescale them to keep them (x - mean(x) changes only "
             "the intercept).", UserWarning, stacklevel=stacklevel + 1)
     return [j for j in keep if j not in bad]
+
+
+def kept_fixed_columns(XtX, names, stacklevel):
+    """The fixed-effect columns a fit keeps, from their cross-products ``X'X`` (weighted):
+    those :func:`independent_columns` keeps (the others dropped with lme4's rank-deficiency
+    warning) less :func:`unresolved_columns`' (their own warning)."""
+    keep = independent_columns(XtX)
+    resolved = unresolved_columns(XtX, keep, names, stacklevel + 1)
+    if len(keep) < XtX.shape[0]:
+        dropped = [names[j] for j in range(XtX.shape[0]) if j not in keep]
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient, so dropping {len(dropped)} "
+            f"column(s): {dropped} (as lme4 does); their coefficients are reported as 0.",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return resolved
 
 
 #: below this ratio of the least-squares residual sum of squares to ``y'y`` the residual is lost
@@ -316,17 +333,7 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
     n_fixed = cp.p
     # weights of order one: the model in units where their geometric mean is 1
     cp, weight_scale = rescale_weights(cp)
-    keep = independent_columns(cp.xyxy[:-1, :-1])
-    resolved = unresolved_columns(cp.xyxy[:-1, :-1], keep, fe_names, stacklevel)
-    if len(keep) < n_fixed:
-        dropped = [fe_names[j] for j in range(n_fixed) if j not in keep]
-        warnings.warn(
-            f"fixed-effect model matrix is rank deficient, so dropping {len(dropped)} "
-            f"column(s): {dropped} (as lme4 does); their coefficients are reported as 0.",
-            UserWarning,
-            stacklevel=stacklevel,
-        )
-    keep = resolved
+    keep = kept_fixed_columns(cp.xyxy[:-1, :-1], fe_names, stacklevel)
     if len(keep) < n_fixed:
         cp = keep_fixed(cp, keep)
     for t in terms:

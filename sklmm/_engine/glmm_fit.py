@@ -20,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from . import laml_iteration, optimize
 from .factor import blas_threads, check_cost, choose_solver, make_factor
-from .fit import MixedFit, SingularFitWarning, independent_columns, unresolved_columns
+from .fit import MixedFit, SingularFitWarning, kept_fixed_columns
 from .pirls import GlmmProblem
 from .quadrature import agq_deviance
 from .terms import templates
@@ -172,17 +172,7 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
             "(reml=False, glmer's / gamm4's) is not available for it."
         )
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    XtWX = Xf.T @ (Xf * w[:, None])
-    keep = independent_columns(XtWX)  # (rows of weight 0 do not count)
-    resolved = unresolved_columns(XtWX, keep, fe_names, stacklevel)
-    if len(keep) < n_fixed:
-        dropped = [fe_names[j] for j in range(n_fixed) if j not in keep]
-        warnings.warn(
-            f"fixed-effect model matrix is rank deficient, so dropping {len(dropped)} column(s): "
-            f"{dropped} (as lme4 does); their coefficients are reported as 0.",
-            UserWarning, stacklevel=stacklevel,
-        )
-    keep = resolved
+    keep = kept_fixed_columns(Xf.T @ (Xf * w[:, None]), fe_names, stacklevel)  # (rows of weight 0 do not count)
     X = np.ascontiguousarray(Xf[:, keep])
     _check_groups(terms, y, w, family, stacklevel + 1)
     problem = GlmmProblem(terms, X, y, w, family, solver)
@@ -217,19 +207,16 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
         # a lower basin of a heavily penalized smooth, seen on the last surrogate: iterate from
         # there, and keep whichever fixed point has the lower criterion
         for _ in range(LAML_RESTARTS):
-            restart = None if iterated is None else getattr(iterated[2], "restart_from", None)
-            if restart is None:
+            if iterated is None or iterated[2].restart_from is None:
                 break
-            again = laml_iteration.laml_iteration(problem, restart, free, lower)
+            again = laml_iteration.laml_iteration(problem, iterated[2].restart_from, free, lower)
             if again is None or not again[2].fmin < iterated[2].fmin:
-                if again is not None:
-                    iterated[2].n_evals += again[2].n_evals
-                iterated[2].restart_from = None
+                iterated[2].n_evals += 0 if again is None else again[2].n_evals
                 break
             again[2].n_evals += iterated[2].n_evals
             again[2].initial = iterated[2].initial
             iterated = again
-        if iterated is not None and problem.last is not None and not np.array_equal(problem.last.theta, iterated[0]):
+        if iterated is not None:
             problem.last = iterated[1]  # (PIRLS's warm start: the kept fixed point's mode)
     if iterated is not None:  # (a GAM's restricted fit: an outer iteration, one or two passes a step)
         theta_hat, st, s1 = iterated

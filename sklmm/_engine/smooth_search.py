@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import optimize
-from .checks import INTERIOR_BELOW, INTERIOR_PROBE, interior_probe
+from .checks import interior_probe
 
 __all__ = ["search_smooths", "SECOND_START_SIDE", "WARM_STEP"]
 
@@ -94,10 +94,9 @@ def _probe_smooth_interiors(objective, summ, lower, step, scale, logs, max_iter,
     Newton iteration, from its own initial smoothing parameters, is as exposed to such basins.
     """
     for _ in range(INTERIOR_RESTARTS):
-        n_small = int(np.sum(logs & (summ.final < INTERIOR_BELOW * scale)))
-        if not n_small or summ.n_evals + n_small * INTERIOR_PROBE.size >= max_iter or not np.isfinite(summ.fmin):
+        if not np.isfinite(summ.fmin):
             return summ
-        best, n_probe = interior_probe(objective, summ.final, summ.fmin, logs, scale)
+        best, n_probe = interior_probe(objective, summ.final, summ.fmin, logs, scale, budget=max_iter - summ.n_evals)
         summ.n_evals += n_probe
         if best is None:
             return summ
