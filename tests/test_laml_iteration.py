@@ -121,7 +121,7 @@ def test_leverages_through_the_dense_whitener_equal_explicit_ones(label):
     except ImportError:
         solvers = ("blocked",)
     for solver in solvers:
-        other = make_factor(problem.form(True, st.eta + problem.working(st.eta)[1], W), terms, solver, repeated=False)
+        other = make_factor(problem.form(True, st.eta + problem.working(st.eta)[1], W), terms, solver)
         other.update(theta)
         np.testing.assert_allclose(whitened_row_norms(other, terms, Ts, problem.z_off, X, rows), want, rtol=1e-8)
 

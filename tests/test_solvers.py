@@ -72,12 +72,11 @@ def test_auto_takes_the_dense_factor_for_small_systems(monkeypatch):
 @pytest.mark.filterwarnings("ignore::sklmm.SingularFitWarning")  # some simulated slopes fit at 0
 @pytest.mark.parametrize("slopes", [None, {"group0": [0]}, {"group0": [0], "group1": [0]}],
                          ids=["intercepts", "slopes_first", "slopes_both"])
-def test_the_three_forms_of_the_schur_update_agree(monkeypatch, slopes):
-    """The blocked factor's update of the dense block by the first term is a precomputed sparse
-    map (small products), a scatter stored level by level (large), a sparse product (over
-    both budgets), or dense products (where they are estimated cheaper, as here: every level of
-    the first factor meets most of the second's): the four give the same criterion at any theta
-    and the same fit."""
+def test_the_two_forms_of_the_schur_update_agree(monkeypatch, slopes):
+    """The blocked factor's update of the dense block by the first term is the compiled level-by-
+    level kernel (on one thread or shared between three), or dense products (where they are
+    estimated cheaper, as here: every level of the first factor meets most of the second's):
+    they give the same criterion at any theta and the same fit."""
     rng = np.random.default_rng(11)
     n = 800
     a = rng.integers(0, 60, n)
@@ -86,22 +85,20 @@ def test_the_three_forms_of_the_schur_update_agree(monkeypatch, slopes):
     y = 1 + x + rng.normal(0, 1, 60)[a] * (1 + 0.3 * x) + rng.normal(0, 1, 15)[b] + rng.normal(size=n)
     groups = np.column_stack([a, b])
     monkeypatch.setattr(factor, "DENSE_SYSTEM_LIMIT", 0)
-    budgets = {"gather": (factor_blocked.SCHUR_UPDATE_BUDGET, factor_blocked.SCHUR_SCATTER_BYTES), "scatter": (0, 10**9),
-               "product": (0, 0)}
     fits, kinds = [], []
     dense_entries = factor_blocked.DENSE_CZ_ENTRIES
-    monkeypatch.setattr(factor_blocked, "DENSE_CZ_ENTRIES", 0)  # the three sparse forms first
-    for update, scatter in budgets.values():
-        monkeypatch.setattr(factor_blocked, "SCHUR_UPDATE_BUDGET", update)
-        monkeypatch.setattr(factor_blocked, "SCHUR_SCATTER_BYTES", scatter)
+    monkeypatch.setattr(factor_blocked, "DENSE_CZ_ENTRIES", 0)  # the kernel first
+    for threads_from in (10**9, 0):
+        monkeypatch.setattr(factor_blocked, "KERNEL_THREADS_PAIRS", threads_from)
+        monkeypatch.setattr(factor_blocked, "free_cpus", lambda: 3)
         m = MixedLinearRegressor(random_slopes=slopes, reml=False, solver="blocked").fit(x[:, None], y, groups=groups)
         fits.append(m)
-        kinds.append(type(m._fit.factor.schur).__name__)
+        kinds.append(f"kernel x {len(m._fit.factor.schur.spans)}")
     monkeypatch.setattr(factor_blocked, "DENSE_CZ_ENTRIES", dense_entries)
     m = MixedLinearRegressor(random_slopes=slopes, reml=False, solver="blocked").fit(x[:, None], y, groups=groups)
     fits.append(m)
-    kinds.append("dense" if m._fit.factor._Cz_dense is not None else type(m._fit.factor.schur).__name__)
-    assert kinds == ["_SchurUpdate", "_SchurScatter", "NoneType", "dense"]
+    kinds.append("dense" if m._fit.factor._Cz_dense is not None else "kernel")
+    assert kinds == ["kernel x 1", "kernel x 3", "dense"]
     rng = np.random.default_rng(0)
     for _ in range(3):
         theta = fits[0].theta_ * rng.uniform(0.5, 1.5, fits[0].theta_.size)

@@ -1,10 +1,9 @@
 """Random-effect terms (sklmm._engine.terms): centred coordinates and their maps back to the
-user's, checked against closed forms; and the engine's classes of equal level blocks."""
+user's, checked against closed forms."""
 
 import numpy as np
 import pytest
 
-from sklmm._engine import factor_schur
 from sklmm._engine.terms import RandomTerm, _lower_factor, internal_theta, user_theta
 
 
@@ -73,19 +72,3 @@ def test_only_correlated_terms_with_an_intercept_and_far_slopes_are_shifted(kind
     np.testing.assert_array_equal(t.values, before)
     theta = np.abs(rng.normal(size=t.n_theta))
     np.testing.assert_array_equal(user_theta([t], theta), theta)
-
-
-@pytest.mark.parametrize("collide", [False, True])
-def test_equal_level_blocks_are_found_exactly(monkeypatch, collide):
-    """Classes of bit-identical blocks, numbered in order of first appearance, against a
-    dictionary of the blocks' bytes; with every hash colliding the exact fallback is used."""
-    if collide:
-        monkeypatch.setattr(factor_schur, "_row_hash", lambda words: np.zeros(len(words), np.uint64))
-    rng = np.random.default_rng(2)
-    D = rng.integers(0, 4, size=(500, 2, 2)).astype(float)
-    D[::7] = -0.0 * D[::7]  # -0.0 and 0.0 differ in their bits: different classes
-    klass, rep = factor_schur._equal_blocks(D)
-    seen = {}
-    want = np.array([seen.setdefault(D[j].tobytes(), len(seen)) for j in range(len(D))])
-    np.testing.assert_array_equal(klass, want)
-    np.testing.assert_array_equal(rep, [list(want).index(c) for c in range(len(seen))])

@@ -153,16 +153,11 @@ def blas_threads(terms, p):
     return blas_limit(sum(t.q for t in terms[1:]) + p + 1)
 
 
-def make_factor(cp, terms, solver="auto", repeated=True):
-    """Choose (:func:`choose_solver`) and build the factorization for these terms.
-
-    ``repeated=False`` says that each set of cross-products will be factored at few values of
-    theta (a step of penalized IRLS factors its weighted cross-products once): the blocked
-    factorization then skips the precomputed form of its Schur update, which pays only over
-    many evaluations."""
+def make_factor(cp, terms, solver="auto"):
+    """Choose (:func:`choose_solver`) and build the factorization for these terms."""
     solver = choose_solver(cp, terms, solver)
     if solver == "blocked":
-        return BlockedFactor(cp, terms, precompute=repeated)
+        return BlockedFactor(cp, terms)
     if solver == "cholmod":
         return CholmodFactor(cp, terms)
     if solver == "dense":

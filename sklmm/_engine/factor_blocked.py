@@ -15,11 +15,7 @@ import scipy.sparse as sp
 from scipy.linalg import blas, solve_triangular
 
 from .crossprod import CrossProducts
-from .factor_schur import (
-    _LevelPairs,
-    _SchurScatter,
-    _SchurUpdate,
-)
+from .factor_schur import SchurKernel
 from .system import (
     Factorization,
     PLSFactor,
@@ -28,19 +24,14 @@ from .system import (
     _lambda_t_rows,
     _tail_cholesky,
 )
-from .threads import single_threaded_blas
+from .threads import free_cpus, single_threaded_blas
 
-__all__ = ["BlockedFactor", "SCHUR_UPDATE_BUDGET", "SCHUR_SCATTER_BYTES"]
-
-
-#: Largest number of stored products for which :class:`_SchurUpdate` is precomputed; above it the
-#: update is formed by :class:`_SchurScatter` (within :data:`SCHUR_SCATTER_BYTES`) or by a sparse
-#: matrix product per evaluation (less memory, more time).
-SCHUR_UPDATE_BUDGET = 20_000_000
+__all__ = ["BlockedFactor", "KERNEL_THREADS_PAIRS"]
 
 
-#: Memory allowed for the products stored by :class:`_SchurScatter`.
-SCHUR_SCATTER_BYTES = 1_500_000_000
+#: the Schur kernel shares its levels between the free CPUs from this many pairs of rows (about
+#: 10 ms of work on one thread); below, one thread (and BLAS keeps its threads)
+KERNEL_THREADS_PAIRS = 5_000_000
 
 
 def _forward_substitution(L, b):
@@ -53,16 +44,12 @@ def _forward_substitution(L, b):
     return w
 
 
-#: a refilled system (penalized IRLS) whose products of the first term with the rest have at
-#: most this many entries (200 MB), of which at least this share are nonzero, forms its Schur
-#: complement with dense BLAS products: ``qr^2 q1`` flops at BLAS speed beat the sparse
-#: product's ``sum_j nnz_j^2`` at scipy's (a crossed design of 10^7 rows, 10^5 subjects and
-#: 200 items, 40% dense: 0.4 s against several)
+#: dense products of the first term's columns with the rest are formed only up to this many
+#: entries of C (200 MB)
 DENSE_CZ_ENTRIES = 25_000_000
-DENSE_CZ_DENSITY = 0.02
 
 
-#: a sparse multiply-add of the precomputed Schur update costs about this many dense BLAS flops
+#: a pair of rows of the Schur kernel costs about this many dense BLAS flops per entry of W_j
 SPARSE_FLOP_RATIO = 5.0
 
 
@@ -90,7 +77,7 @@ class BlockedFactor(PLSFactor):
 
     name = "blocked"
 
-    def __init__(self, cp: CrossProducts, terms, precompute=True):
+    def __init__(self, cp: CrossProducts, terms, dense_products=None):
         super().__init__(cp, terms)
         first, rest = (terms[0], terms[1:]) if terms else (None, [])
         self.q1 = first.q if first is not None else 0
@@ -100,34 +87,45 @@ class BlockedFactor(PLSFactor):
         self._scalar_rest = all(t.n_coef == 1 for t in rest)
         self._cz_order = None
         self._Cz_dense = None
-        self._fill(cp)
         self.schur = None
-        if first is not None and self.qr:
-            sparse, dense = schur_costs(cp, terms)
-            if dense < sparse:  # dense products of C with itself at each evaluation
+        self._fill(cp)
+        if first is None:
+            return
+        if self.qr:
+            if dense_products is None:  # by estimated cost per evaluation
+                sparse, dense = schur_costs(cp, terms)
+                dense_products = dense < sparse
+            if dense_products:  # dense products of C with itself at each evaluation
                 self._Cz_dense = self.Cz.toarray()
-                precompute = False
-        if first is not None and precompute:
-            p1, n1 = first.n_coef, first.n_levels
-            # entries of C = [Z_rest; X; y]' Z_1 as (row, level of term 1, p1 values)
-            e_rows, e_lev, e_val = [], [], []
-            for i, t in enumerate(rest, start=1):
-                rows, cols, blocks = cp.off[(i, 0)]
-                o = self.rest_offsets[i - 1]
-                e_rows.append((o + rows[:, None] * t.n_coef + np.arange(t.n_coef)).ravel())
-                e_lev.append(np.repeat(cols, t.n_coef))
-                e_val.append(blocks.reshape(-1, p1))
-            for i in range(cp.p + 1):
-                e_rows.append(np.full(n1, self.qr + i))
-                e_lev.append(np.arange(n1))
-                e_val.append(self.Cxy[i].reshape(n1, p1))
-            m = self._M.shape[0]
-            pairs = _LevelPairs(np.concatenate(e_rows), np.concatenate(e_lev), np.concatenate(e_val), n1, m)
-            n_w = len(pairs.pairs_w)
-            if pairs.total * n_w <= SCHUR_UPDATE_BUDGET:
-                self.schur = _SchurUpdate(pairs, self.D1)
-            elif pairs.total * (8 * n_w + 4) <= SCHUR_SCATTER_BYTES:
-                self.schur = _SchurScatter(pairs)
+                return
+        rows, levels = self._kernel_pattern(cp)
+        lengths = np.bincount(levels, minlength=first.n_levels)
+        pairs = int(np.sum(lengths * (lengths + 1) // 2))
+        threads = free_cpus() if pairs >= KERNEL_THREADS_PAIRS else 1
+        self.schur = SchurKernel(rows, levels, self._kernel_values(cp), first.n_levels,
+                                 self._M.shape[0], threads)
+
+    def _kernel_pattern(self, cp):
+        """Rows of the dense block and levels of the first term of the entries of
+        ``C = [Z_rest; X; y]' Z_1``, in the order of :meth:`_kernel_values`."""
+        n1 = self.terms[0].n_levels
+        e_rows, e_lev = [], []
+        for i, t in enumerate(self.terms[1:], start=1):
+            rows, cols, _ = cp.off[(i, 0)]
+            o = self.rest_offsets[i - 1]
+            e_rows.append((o + rows[:, None] * t.n_coef + np.arange(t.n_coef)).ravel())
+            e_lev.append(np.repeat(cols, t.n_coef))
+        for i in range(cp.p + 1):
+            e_rows.append(np.full(n1, self.qr + i))
+            e_lev.append(np.arange(n1))
+        return np.concatenate(e_rows), np.concatenate(e_lev)
+
+    def _kernel_values(self, cp):
+        """The entries' ``p1`` values, (entries, p1), in the order of :meth:`_kernel_pattern`."""
+        n1, p1 = self.terms[0].n_levels, self.terms[0].n_coef
+        e_val = [cp.off[(i, 0)][2].reshape(-1, p1) for i in range(1, len(self.terms))]
+        e_val += [self.Cxy[i].reshape(n1, p1) for i in range(cp.p + 1)]
+        return np.concatenate(e_val)
 
     def _fill(self, cp):
         """The values of the system's blocks from the cross-products: the dense block of the
@@ -162,9 +160,8 @@ class BlockedFactor(PLSFactor):
         vals = np.concatenate([cp.off[(i, 0)][2].ravel() for i in range(1, len(terms))])
         if self._cz_order is not None:  # the same pattern: new values in CSR order
             self.Cz.data = vals[self._cz_order]
-            entries = qr * self.q1
-            dense = entries <= DENSE_CZ_ENTRIES and self.Cz.nnz >= DENSE_CZ_DENSITY * entries
-            self._Cz_dense = self.Cz.toarray() if dense else None
+            if self._Cz_dense is not None:
+                self._Cz_dense = self.Cz.toarray()
             return
         rr, cc = [], []
         for i, t in enumerate(rest, start=1):
@@ -183,13 +180,12 @@ class BlockedFactor(PLSFactor):
 
     def refill(self, cp: CrossProducts):
         """New values of the same cross-products' pattern (a step of penalized IRLS): the blocks
-        are refilled in place, and the Schur complement is formed by dense products when the
-        first term's products with the rest are small and dense enough (:data:`DENSE_CZ_ENTRIES`),
-        else by a sparse product (its precomputed form pays only when many evaluations share
-        the values)."""
+        and the Schur update's entries are refilled in place, its form (kernel or dense
+        products) kept."""
         self.cp = cp
         self._fill(cp)
-        self.schur = None
+        if self.schur is not None:
+            self.schur.refill(self._kernel_values(cp))
         self._state = None
 
     def _scale_first(self, C, G):
@@ -244,7 +240,7 @@ class BlockedFactor(PLSFactor):
                 pass
             elif self.schur is not None:
                 self.schur.apply(M, G, mirror=not self._scalar_rest)
-            elif self._Cz_dense is not None:  # a refilled small system: dense products
+            elif self._Cz_dense is not None:  # dense products (cheaper where C is dense)
                 Sxy = self._scale_first(self.Cxy, G)
                 Sd = self._scale_first(self._Cz_dense, G)
                 self._dense_scaled = (Sd, Sxy)  # (what solve() needs, dense)
@@ -259,14 +255,6 @@ class BlockedFactor(PLSFactor):
                 Pzx = blas.dgemm(1.0, Sd.T, Sxy.T, trans_a=1)
                 M[:qr, qr:] -= Pzx
                 M[qr:, :qr] -= Pzx.T
-            else:
-                Sz, Sxy = self._scaled = self._scaled_C(G)
-                M[qr:, qr:] -= Sxy @ Sxy.T
-                if qr:
-                    M[:qr, :qr] -= (Sz @ Sz.T).toarray()
-                    Pzx = np.asarray(Sz @ Sxy.T)
-                    M[:qr, qr:] -= Pzx
-                    M[qr:, :qr] -= Pzx.T
             # Lambda_R' M Lambda_R on the rest terms (X and y columns are not scaled)
             if self._scalar_rest:  # Lambda_R = theta_i I per term: scale the upper blocks
                 offs, th = self.rest_offsets, [T[0, 0] for T in Ts[1:]]
@@ -280,10 +268,10 @@ class BlockedFactor(PLSFactor):
                     o = self.rest_offsets[i - 1]
                     _lambda_sandwich(M, Ts[i], o, t.n_levels)
             M.reshape(-1)[:: M.shape[0] + 1][:qr] += 1.0
-        if isinstance(self.schur, _SchurScatter):
-            # the scatter's two threads would compete with OpenBLAS's, which keep spinning for a
-            # while after each call: the small dense block is factored on one thread (1M-row
-            # crossed benchmark: about 50 instead of 88 ms per evaluation)
+        if self.schur is not None and len(self.schur.spans) > 1:
+            # the kernel's threads would compete with OpenBLAS's, which keep spinning for a
+            # while after each call: the dense block is factored on one thread (1M-row crossed
+            # benchmark: about 50 instead of 88 ms per evaluation with the earlier stored map)
             with single_threaded_blas():
                 Lm = _tail_cholesky(M, overwrite=True, clean=False)
         else:

@@ -212,9 +212,8 @@ class MixedFit:
     lock: object = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def __getstate__(self):
-        # the factorization is rebuilt from the cross-products when needed: CHOLMOD factors do
-        # not pickle, and the blocked factor's precomputed update can be large; a lock does not
-        # pickle either
+        # the factorization is rebuilt from the cross-products when needed (CHOLMOD factors do
+        # not pickle); a lock does not pickle either
         state = dict(self.__dict__)
         factor = state.pop("factor", None)
         state.pop("lock", None)

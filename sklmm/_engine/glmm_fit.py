@@ -266,7 +266,7 @@ def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, 
     (``state``: the joint mode there, when the fit has it)."""
     n = problem.n
     state, cp = problem.solution(theta, beta_kept, state)
-    factor = make_factor(cp, terms, solver, repeated=False)
+    factor = make_factor(cp, terms, solver)
     factor.update(theta)
     beta = np.zeros(n_fixed)
     beta[keep] = beta_kept

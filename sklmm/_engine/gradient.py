@@ -140,10 +140,9 @@ class BlockedGradient(DenseGradient):
     def __init__(self, cp, terms, reml):
         from .factor_blocked import BlockedFactor
 
-        self.factor = BlockedFactor(cp, terms, precompute=False)
+        # dense Schur products (the gradient reads them too)
+        self.factor = BlockedFactor(cp, terms, dense_products=True)
         f = self.factor
-        if f.qr:
-            f._Cz_dense = f.Cz.toarray()  # the dense Schur products (the gradient reads them too)
         self.terms = terms
         self.reml = bool(reml)
         self.n, self.p, self.q = cp.n, cp.p, f.q

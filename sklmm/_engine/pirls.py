@@ -179,7 +179,7 @@ class GlmmProblem:
     def factor(self, cp, with_beta):
         f = self._factors.get(with_beta)
         if f is None:
-            f = self._factors[with_beta] = make_factor(cp, self.terms, self.solver, repeated=False)
+            f = self._factors[with_beta] = make_factor(cp, self.terms, self.solver)
         else:
             f.refill(cp)
         return f

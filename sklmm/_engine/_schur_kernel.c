@@ -1,0 +1,158 @@
+/* The Schur update of the blocked factorization, level by level, without stored products.
+ *
+ * For the levels j in [lo, hi) of the first random-effect term, with C_j the cross-products of
+ * everything else (the other terms, X, y) with level j (L_j nonzero rows, p columns, rows
+ * sorted) and W_j a symmetric p x p weight, subtracts the upper triangle of C_j W_j C_j' from
+ * a dense m x m array (row-major):
+ *
+ *     out[r_a * m + r_b] -= c_a' W_j c_b      for a <= b (so r_a <= r_b),
+ *
+ * c_a the a-th nonzero row of C_j and r_a its row. Python (sklmm._engine.factor_schur) keeps
+ * the inputs in the layout below and splits the levels between threads (the first subtracts from
+ * the dense block itself, the others into zeroed arrays of their own); the loop runs without
+ * the GIL.
+ *
+ * Part of sklmm (BSD-3-Clause).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+/* pairs (a <= b) of one level: out[R[a] * m + R[b]] -= V_a . g_b, four rows a at a time (they
+   share each load of R[b] and g_b); P is a constant where the caller passes one */
+static inline __attribute__((always_inline)) void
+level_pairs(const Py_ssize_t P, const int32_t *restrict R, const double *restrict V,
+            const double *restrict g, const int64_t len, const Py_ssize_t m, double *restrict out)
+{
+    int64_t a = 0;
+    for (; a + 4 <= len; a += 4) {
+        double *o[4];
+        for (int k = 0; k < 4; k++) o[k] = out + (int64_t)R[a + k] * m;
+        for (int k = 0; k < 4; k++)  /* the pairs among the four */
+            for (int l = k; l < 4; l++) {
+                double acc = 0.0;
+                for (Py_ssize_t x = 0; x < P; x++) acc += V[(a + k) * P + x] * g[(a + l) * P + x];
+                o[k][R[a + l]] -= acc;
+            }
+        double *const o0 = o[0], *const o1 = o[1], *const o2 = o[2], *const o3 = o[3];
+        const double *const v = V + a * P;
+        for (int64_t b = a + 4; b < len; b++) {
+            const int32_t r = R[b];
+            const double *const gb = g + b * P;
+            double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+            for (Py_ssize_t x = 0; x < P; x++) {
+                s0 += v[x] * gb[x];
+                s1 += v[P + x] * gb[x];
+                s2 += v[2 * P + x] * gb[x];
+                s3 += v[3 * P + x] * gb[x];
+            }
+            o0[r] -= s0;
+            o1[r] -= s1;
+            o2[r] -= s2;
+            o3[r] -= s3;
+        }
+    }
+    for (; a < len; a++) {
+        double *orow = out + (int64_t)R[a] * m;
+        for (int64_t b = a; b < len; b++) {
+            double acc = 0.0;
+            for (Py_ssize_t x = 0; x < P; x++) acc += V[a * P + x] * g[b * P + x];
+            orow[R[b]] -= acc;
+        }
+    }
+}
+
+static int
+accumulate(const int32_t *restrict rows, const int64_t *indptr, const double *restrict values,
+           const double *weights, Py_ssize_t p, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t m,
+           double *restrict out)
+{
+    int64_t max_len = 0;
+    for (Py_ssize_t j = lo; j < hi; j++) {
+        int64_t len = indptr[j + 1] - indptr[j];
+        if (len > max_len) max_len = len;
+    }
+    if (max_len == 0) return 0;
+    double *g = malloc(sizeof(double) * (size_t)(max_len * p));
+    if (g == NULL) return -1;
+    for (Py_ssize_t j = lo; j < hi; j++) {
+        const int64_t s = indptr[j], len = indptr[j + 1] - s;
+        if (len == 0) continue;
+        const double *W = weights + j * p * p;
+        const double *V = values + s * p;
+        const int32_t *R = rows + s;
+        for (int64_t b = 0; b < len; b++) { /* g_b = W_j c_b */
+            for (Py_ssize_t x = 0; x < p; x++) {
+                double acc = 0.0;
+                for (Py_ssize_t y = 0; y < p; y++) acc += W[x * p + y] * V[b * p + y];
+                g[b * p + x] = acc;
+            }
+        }
+        if (p == 1) /* constant P: the inner products unrolled (InstEval, crossed designs) */
+            level_pairs(1, R, V, g, len, m, out);
+        else if (p == 2)
+            level_pairs(2, R, V, g, len, m, out);
+        else
+            level_pairs(p, R, V, g, len, m, out);
+    }
+    free(g);
+    return 0;
+}
+
+static PyObject *
+schur_accumulate(PyObject *self, PyObject *args)
+{
+    Py_buffer rows, indptr, values, weights, out;
+    Py_ssize_t p, lo, hi, m;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*nnnnw*", &rows, &indptr, &values, &weights, &p, &lo,
+                          &hi, &m, &out))
+        return NULL;
+    const int64_t *ip = indptr.buf;
+    if (p < 1 || lo < 0 || hi < lo || m < 1 || indptr.len < (hi + 1) * 8) {
+        PyErr_SetString(PyExc_ValueError, "schur_accumulate: inconsistent sizes");
+        goto done;
+    }
+    {
+        const int64_t end = ip[hi];
+        if (ip[lo] < 0 || end < ip[lo] || rows.len < end * 4 || values.len < end * p * 8 ||
+            weights.len < hi * p * p * 8 || out.len < m * m * 8) {
+            PyErr_SetString(PyExc_ValueError, "schur_accumulate: inconsistent sizes");
+            goto done;
+        }
+    }
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = accumulate(rows.buf, ip, values.buf, weights.buf, p, lo, hi, m, out.buf);
+    Py_END_ALLOW_THREADS
+    if (status != 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&indptr);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&weights);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"schur_accumulate", schur_accumulate, METH_VARARGS,
+     "schur_accumulate(rows, indptr, values, weights, p, lo, hi, m, out): subtracts the "
+     "upper triangle of sum_j C_j W_j C_j' over levels lo..hi-1 from out (m x m, row-major)."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_schur_kernel",
+                                    "The Schur update's level-by-level kernel (see factor_schur).",
+                                    -1, methods};
+
+PyMODINIT_FUNC
+PyInit__schur_kernel(void)
+{
+    return PyModule_Create(&module);
+}

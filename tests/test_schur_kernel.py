@@ -1,0 +1,76 @@
+"""The compiled Schur kernel (sklmm/_engine/_schur_kernel.c) against the dense sum it forms."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from sklmm._engine import _schur_kernel
+from sklmm._engine.factor_schur import SchurKernel
+
+
+def _random_pattern(rng, n_levels, m, p1):
+    """Entries of a sparse C (m rows x n_levels blocks of p1 columns), some levels empty."""
+    rows, levels = [], []
+    for j in range(n_levels):
+        k = int(rng.integers(0, min(m, 9) + 1)) if j % 5 else 0
+        rows.append(rng.choice(m, size=k, replace=False))
+        levels.append(np.full(k, j))
+    rows, levels = np.concatenate(rows), np.concatenate(levels)
+    perm = rng.permutation(len(rows))  # any order: the kernel sorts them
+    return rows[perm], levels[perm], rng.normal(size=(len(rows), p1))
+
+
+def _dense_update(rows, levels, values, G, n_levels, m):
+    p1 = values.shape[1]
+    C = np.zeros((m, n_levels * p1))
+    for r, j, v in zip(rows, levels, values):
+        C[r, j * p1 : (j + 1) * p1] = v
+    W = np.zeros((n_levels * p1,) * 2)
+    for j in range(n_levels):
+        W[j * p1 : (j + 1) * p1, j * p1 : (j + 1) * p1] = G[j] @ G[j].T
+    return C @ W @ C.T
+
+
+@pytest.mark.parametrize("p1", [1, 2, 3, 5])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_kernel_equals_the_dense_sum(p1, threads):
+    rng = np.random.default_rng(p1 + 10 * threads)
+    n_levels, m = 40, 23
+    rows, levels, values = _random_pattern(rng, n_levels, m, p1)
+    G = rng.normal(size=(n_levels, p1, p1))
+    want = _dense_update(rows, levels, values, G, n_levels, m)
+    kernel = SchurKernel(rows, levels, values, n_levels, m, n_threads=threads)
+    assert len(kernel.spans) == threads
+    M0 = rng.normal(size=(m, m))
+    M0 = M0 + M0.T
+    M = M0.copy()
+    kernel.apply(M, G, mirror=True)
+    np.testing.assert_allclose(M, M0 - want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+    M = M0.copy()
+    kernel.apply(M, G, mirror=False)  # the upper triangle only; the lower one untouched
+    iu = np.triu_indices(m)
+    np.testing.assert_allclose(M[iu], (M0 - want)[iu], rtol=1e-12, atol=1e-12 * np.abs(want).max())
+    np.testing.assert_array_equal(M[np.tril_indices(m, -1)], M0[np.tril_indices(m, -1)])
+    # new values of the same entries, and a pickled copy
+    values2 = rng.normal(size=values.shape)
+    kernel.refill(values2)
+    kernel = pickle.loads(pickle.dumps(kernel))
+    M = M0.copy()
+    kernel.apply(M, G, mirror=True)
+    want2 = _dense_update(rows, levels, values2, G, n_levels, m)
+    np.testing.assert_allclose(M, M0 - want2, rtol=1e-12, atol=1e-12 * np.abs(want2).max())
+
+
+def test_kernel_refuses_inconsistent_sizes():
+    rows = np.array([0, 1], dtype=np.int32)
+    indptr = np.array([0, 2], dtype=np.int64)
+    values = np.ones(4)
+    W = np.ones(4)
+    out = np.zeros(4)
+    _schur_kernel.schur_accumulate(rows, indptr, values, W, 2, 0, 1, 2, out)
+    np.testing.assert_array_equal(out, [-4.0, -4.0, 0.0, -4.0])
+    with pytest.raises(ValueError, match="inconsistent sizes"):  # out too small for m = 3
+        _schur_kernel.schur_accumulate(rows, indptr, values, W, 2, 0, 1, 3, out)
+    with pytest.raises(ValueError, match="inconsistent sizes"):  # values too short for p = 3
+        _schur_kernel.schur_accumulate(rows, indptr, values, W, 3, 0, 1, 2, out)
