@@ -358,15 +358,17 @@ def test_pickled_fits_keep_their_inference(solver):
     np.testing.assert_allclose(m3.random_effects_std_["plate"], m.random_effects_std_["plate"])
 
 
-@pytest.mark.parametrize("slopes", [None, ["Days"]])
+@pytest.mark.filterwarnings("ignore::sklmm.SingularFitWarning")
+@pytest.mark.parametrize("slopes", [None, ["Days"], ["Days", "D2"]])
 def test_one_factor_prediction_variances_by_closed_form_equal_the_solves(monkeypatch, slopes):
     """predict(return_std=True) with one grouping factor uses per-level closed forms
     (conditional._one_term_mean_variance); they are the factor solves' numbers, for seen and
-    unseen levels, with prior weights."""
+    unseen levels, with prior weights, for 1 to 3 coefficients per level and 3 fixed ones."""
     from sklmm._inference import conditional
 
     d = load_sleepstudy()
-    X, y, g = d[["Days"]], d["Reaction"], d["Subject"].astype(str)
+    d["D2"] = (d["Days"] - 4.5) ** 2 / 10
+    X, y, g = d[["Days", "D2"]], d["Reaction"], d["Subject"].astype(str)
     w = 1 + (np.arange(len(d)) % 4) / 2
     m = MixedLinearRegressor(random_slopes=slopes).fit(X, y, groups=g, sample_weight=w)
     g_new = g.copy()
