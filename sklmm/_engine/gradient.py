@@ -149,6 +149,13 @@ class BlockedGradient(DenseGradient):
         self.sum_log_weights = cp.sum_log_weights
         self.n_theta = sum(t.n_theta for t in terms)
 
+    def _upper_indices(self, m):
+        """Indices of the strict upper triangle of an m x m matrix (kept from call to call)."""
+        cached = getattr(self, "_iu", None)
+        if cached is None or cached[0] != m:
+            self._iu = cached = (m, np.triu_indices(m, 1))
+        return cached[1]
+
     def __call__(self, theta):
         theta = np.asarray(theta, dtype=float)
         fac = self.factor
@@ -180,7 +187,8 @@ class BlockedGradient(DenseGradient):
             Pr, info = lapack.dpotri(Lm[:mr, :mr], lower=1)
             if info != 0:
                 return f, np.full(self.n_theta, np.nan)
-            Pr = np.tril(Pr) + np.tril(Pr, -1).T
+            iu = self._upper_indices(mr)
+            Pr[iu] = Pr.T[iu]  # potri leaves the lower triangle: mirror it
             P21 = -(Pr @ E)
             corr = _level_products(E, P21, n1, r1)  # E_l' P21_l
         else:
@@ -189,7 +197,9 @@ class BlockedGradient(DenseGradient):
         TD = np.matmul(T1.T[None], fac.D1)  # T1' D_l
         W = [np.matmul(Dt_inv - corr, TD) + _level_products(P21, K, n1, r1)]
         if qr:
-            K1 = fac._scale_first(fac._Cz_dense, np.broadcast_to(T1, (n1, r1, r1)))  # C_z Lambda_1
+            # C_z Lambda_1: the same T1 in every level block, so one product of the level-major
+            # rows (a batched product over the levels takes several times as long)
+            K1 = (fac._Cz_dense.reshape(-1, r1) @ T1).reshape(fac._Cz_dense.shape)
             for i, t in enumerate(terms[1:], start=1):
                 o, nl, r = int(fac.rest_offsets[i - 1]), t.n_levels, t.n_coef
                 a = P21[o : o + nl * r].reshape(nl, r, q1)
