@@ -76,8 +76,10 @@ def choose_solver(cp, terms, solver="auto"):
 
 
 #: dense matrices of the block's size that a factorization keeps (the blocked factor: the
-#: unscaled block, the working copy; the dense factor: the system, Lambda, two products)
-DENSE_COPIES = {"blocked": 2, "dense": 4}
+#: unscaled block, the working copy, and up to two for its Schur kernel: a second thread's
+#: output and the update mirrored to the lower triangle; the dense factor: the system, Lambda,
+#: two products)
+DENSE_COPIES = {"blocked": 4, "dense": 4}
 #: a fit asks for at most this share of the memory the machine has available
 MEMORY_SHARE = 0.8
 #: an evaluation estimated to take longer than this (seconds) is warned about
