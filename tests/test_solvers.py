@@ -88,9 +88,8 @@ def test_the_two_forms_of_the_schur_update_agree(monkeypatch, slopes):
     fits, kinds = [], []
     dense_entries = factor_blocked.DENSE_CZ_ENTRIES
     monkeypatch.setattr(factor_blocked, "DENSE_CZ_ENTRIES", 0)  # the kernel first
-    for threads_from in (10**9, 0):
-        monkeypatch.setattr(factor_blocked, "KERNEL_THREADS_PAIRS", threads_from)
-        monkeypatch.setattr(factor_blocked, "free_cpus", lambda: 3)
+    for threads in (1, 3):
+        monkeypatch.setattr(factor_blocked, "kernel_threads", lambda pairs, m, k=threads: k)
         m = MixedLinearRegressor(random_slopes=slopes, reml=False, solver="blocked").fit(x[:, None], y, groups=groups)
         fits.append(m)
         kinds.append(f"kernel x {len(m._fit.factor.schur.spans)}")
@@ -140,3 +139,16 @@ def test_penalized_irls_cross_products_of_smooths_by_one_product_equal_the_gener
     # a call without the fixed columns (PIRLS at a given beta) takes the general path
     alone = fast.form(np.zeros((n, 0)), y, W)
     np.testing.assert_allclose(alone.xyxy, CrossProductPlan(terms).form(np.zeros((n, 0)), y, W).xyxy, rtol=1e-12)
+
+
+def test_the_schur_kernel_threads_follow_work_cpus_and_memory(monkeypatch):
+    """One thread below KERNEL_THREADS_PAIRS pairs of rows; above, the free CPUs, at most one
+    per half of that work and as many extra m x m outputs as KERNEL_THREADS_BYTES holds."""
+    monkeypatch.setattr(factor_blocked, "free_cpus", lambda: 8)
+    k = factor_blocked.KERNEL_THREADS_PAIRS
+    assert factor_blocked.kernel_threads(k - 1, 503) == 1
+    assert factor_blocked.kernel_threads(k, 503) == 2  # two halves of the threshold's work
+    assert factor_blocked.kernel_threads(26 * k, 503) == 8  # the free CPUs
+    assert factor_blocked.kernel_threads(26 * k, 3000) == 4  # 1 + 256 MB / 72 MB
+    monkeypatch.setattr(factor_blocked, "free_cpus", lambda: 1)  # a busy machine
+    assert factor_blocked.kernel_threads(26 * k, 503) == 1

@@ -30,8 +30,23 @@ __all__ = ["BlockedFactor", "KERNEL_THREADS_PAIRS"]
 
 
 #: the Schur kernel shares its levels between the free CPUs from this many pairs of rows (about
-#: 10 ms of work on one thread); below, one thread (and BLAS keeps its threads)
+#: 10 ms of work on one thread), each thread taking at least half as many; below, one thread
+#: (and BLAS keeps its threads)
 KERNEL_THREADS_PAIRS = 5_000_000
+
+#: memory for the outputs of the kernel's threads after the first (one dense block each)
+KERNEL_THREADS_BYTES = 256 * 2**20
+
+
+def kernel_threads(pairs, m):
+    """Threads for a Schur kernel of ``pairs`` pairs of rows into an m x m block: the free CPUs
+    (:func:`~sklmm._engine.threads.free_cpus`), at most one per half of
+    :data:`KERNEL_THREADS_PAIRS` pairs and as many extra outputs as
+    :data:`KERNEL_THREADS_BYTES` holds; 1 below :data:`KERNEL_THREADS_PAIRS` pairs."""
+    if pairs < KERNEL_THREADS_PAIRS:
+        return 1
+    by_memory = 1 + KERNEL_THREADS_BYTES // (8 * m * m)
+    return max(1, min(free_cpus(), 2 * pairs // KERNEL_THREADS_PAIRS, by_memory))
 
 
 def _forward_substitution(L, b):
@@ -101,9 +116,9 @@ class BlockedFactor(PLSFactor):
         rows, levels = self._kernel_pattern(cp)
         lengths = np.bincount(levels, minlength=first.n_levels)
         pairs = int(np.sum(lengths * (lengths + 1) // 2))
-        threads = free_cpus() if pairs >= KERNEL_THREADS_PAIRS else 1
-        self.schur = SchurKernel(rows, levels, self._kernel_values(cp), first.n_levels,
-                                 self._M.shape[0], threads)
+        m = self._M.shape[0]
+        self.schur = SchurKernel(rows, levels, self._kernel_values(cp), first.n_levels, m,
+                                 kernel_threads(pairs, m))
 
     def _kernel_pattern(self, cp):
         """Rows of the dense block and levels of the first term of the entries of
