@@ -73,12 +73,6 @@ class SchurKernel:
         self.spans = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])] or [(0, 0)]
         self._out = self._upper = self._pool = None
 
-    @property
-    def pairs(self):
-        """Pairs of rows ``a <= b`` summed over the levels: the loop's work per evaluation."""
-        lengths = np.diff(self.indptr)
-        return int(np.sum(lengths * (lengths + 1) // 2))
-
     def refill(self, values):
         """New values of the same entries (in the order of the constructor's)."""
         self.values = np.ascontiguousarray(values[self._order], dtype=float)
