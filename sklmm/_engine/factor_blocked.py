@@ -216,6 +216,7 @@ class BlockedFactor(PLSFactor):
         terms, qr, p = self.terms, self.qr, self.p
         self._scaled = None  # C scaled by this theta's G, formed once when asked for
         self._dense_scaled = None
+        self.level_inverses = None  # the L_j^{-1} where formed (the gradient reads them)
         Ts = [t.template(theta[s]) for t, s in zip(terms, self.theta_slices)]
         M = self._M  # a buffer of its own: a fresh m x m array would be page-faulted in each time
         np.copyto(M, self.RR)
@@ -250,7 +251,8 @@ class BlockedFactor(PLSFactor):
                 A += np.eye(p1)
                 L11 = np.linalg.cholesky(A)
                 logdet += 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
-                G = T1 @ np.linalg.inv(L11).transpose(0, 2, 1)  # T1 L_j^{-T}
+                self.level_inverses = np.linalg.inv(L11)
+                G = T1 @ self.level_inverses.transpose(0, 2, 1)  # T1 L_j^{-T}
             if not G.any():  # the first term at 0 (a boundary face): no update
                 pass
             elif self.schur is not None:

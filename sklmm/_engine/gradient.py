@@ -179,7 +179,10 @@ class BlockedGradient(DenseGradient):
             _lambda_t_rows(K, Ts[i], o, t.n_levels)
             _lambda_t_rows(HR, Ts[i], o, t.n_levels)
         # the first term's level blocks: Dt^{-1} = (T1'D_l T1 + I)^{-1} = L_l^{-T} L_l^{-1}
-        Linv = np.linalg.inv(L11) if r1 > 1 else 1.0 / L11
+        if r1 == 1:
+            Linv = 1.0 / L11
+        else:  # formed by the update for r1 > 2 (closed forms for r1 = 2)
+            Linv = fac.level_inverses if fac.level_inverses is not None else np.linalg.inv(L11)
         Dt_inv = np.matmul(Linv.transpose(0, 2, 1), Linv)
         Q = np.matmul(T1[None], Dt_inv)  # (n1, r1, r1)
         E = fac._scale_first(K, Q) if mr else K  # K Q
