@@ -19,11 +19,19 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#if defined(_MSC_VER)
+#define RESTRICT __restrict
+#define ALWAYS_INLINE static __forceinline
+#else
+#define RESTRICT restrict
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#endif
+
 /* pairs (a <= b) of one level: out[R[a] * m + R[b]] -= V_a . g_b, four rows a at a time (they
    share each load of R[b] and g_b); P is a constant where the caller passes one */
-static inline __attribute__((always_inline)) void
-level_pairs(const Py_ssize_t P, const int32_t *restrict R, const double *restrict V,
-            const double *restrict g, const int64_t len, const Py_ssize_t m, double *restrict out)
+ALWAYS_INLINE void
+level_pairs(const Py_ssize_t P, const int32_t *RESTRICT R, const double *RESTRICT V,
+            const double *RESTRICT g, const int64_t len, const Py_ssize_t m, double *RESTRICT out)
 {
     int64_t a = 0;
     for (; a + 4 <= len; a += 4) {
@@ -64,9 +72,9 @@ level_pairs(const Py_ssize_t P, const int32_t *restrict R, const double *restric
 }
 
 static int
-accumulate(const int32_t *restrict rows, const int64_t *indptr, const double *restrict values,
+accumulate(const int32_t *RESTRICT rows, const int64_t *indptr, const double *RESTRICT values,
            const double *weights, Py_ssize_t p, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t m,
-           double *restrict out)
+           double *RESTRICT out)
 {
     int64_t max_len = 0;
     for (Py_ssize_t j = lo; j < hi; j++) {
@@ -103,6 +111,7 @@ accumulate(const int32_t *restrict rows, const int64_t *indptr, const double *re
 static PyObject *
 schur_accumulate(PyObject *self, PyObject *args)
 {
+    (void)self;
     Py_buffer rows, indptr, values, weights, out;
     Py_ssize_t p, lo, hi, m;
     PyObject *result = NULL;
@@ -147,9 +156,10 @@ static PyMethodDef methods[] = {
      "upper triangle of sum_j C_j W_j C_j' over levels lo..hi-1 from out (m x m, row-major)."},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_schur_kernel",
-                                    "The Schur update's level-by-level kernel (see factor_schur).",
-                                    -1, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_schur_kernel",
+    "The Schur update's level-by-level kernel (see factor_schur).", -1, methods,
+    NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC
 PyInit__schur_kernel(void)
