@@ -8,9 +8,10 @@ everything else with level j and ``W_j = G_j G_j'`` a small matrix that changes 
 evaluation by a compiled loop (``_schur_kernel.c``): for each level, ``c_a' W_j c_b`` for its
 pairs of nonzero rows ``a <= b``, subtracted at ``(row_a, row_b)`` of the dense block. It reads
 the ``sum_j L_j p_1`` entries of C once per evaluation (``L_j`` the nonzero rows of ``C_j``) and
-stores nothing else: the 1M-row crossed benchmark (20,000 subjects with slopes, about 50 items
-each) reads 16 MB where a precomputed map of the ``sum_j L_j (L_j + 1) / 2`` products streamed
-800 MB, and needs no setup to form them.
+stores nothing else (with the rows and the sort order kept for refills): the 1M-row crossed
+benchmark (20,000 subjects with slopes, about 50 items each) reads 20 MB per evaluation where a
+precomputed map of the ``sum_j L_j (L_j + 1) / 2`` products streamed 800 MB, and needs no setup
+to form them.
 
 :class:`~sklmm._engine.factor_blocked.BlockedFactor` uses it unless dense BLAS products of C are
 estimated cheaper (every level meets most of the rest: kb07).
