@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sklmm._engine import _schur_kernel
-from sklmm._engine.factor_schur import SchurKernel
+from sklmm._engine.factor_schur import SchurKernel, scaled_upper_copy
 
 
 def _random_pattern(rng, n_levels, m, p1):
@@ -68,9 +68,34 @@ def test_kernel_refuses_inconsistent_sizes():
     values = np.ones(4)
     W = np.ones(4)
     out = np.zeros(4)
-    _schur_kernel.schur_accumulate(rows, indptr, values, W, 2, 0, 1, 2, out)
-    np.testing.assert_array_equal(out, [-4.0, -4.0, 0.0, -4.0])
+    scale = np.array([1.0, 2.0])
+    _schur_kernel.schur_accumulate(rows, indptr, values, W, scale, 2, 0, 1, 2, out)
+    np.testing.assert_array_equal(out, [-4.0, -8.0, 0.0, -16.0])  # s_a s_b 4
     with pytest.raises(ValueError, match="inconsistent sizes"):  # out too small for m = 3
-        _schur_kernel.schur_accumulate(rows, indptr, values, W, 2, 0, 1, 3, out)
+        _schur_kernel.schur_accumulate(rows, indptr, values, W, np.ones(3), 2, 0, 1, 3, out)
     with pytest.raises(ValueError, match="inconsistent sizes"):  # values too short for p = 3
-        _schur_kernel.schur_accumulate(rows, indptr, values, W, 3, 0, 1, 2, out)
+        _schur_kernel.schur_accumulate(rows, indptr, values, W, scale, 3, 0, 1, 2, out)
+    with pytest.raises(ValueError, match="inconsistent sizes"):  # a scale too short
+        _schur_kernel.schur_accumulate(rows, indptr, values, W, scale[:1], 2, 0, 1, 2, out)
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        _schur_kernel.scaled_upper_copy(np.ones(4), np.ones(2), 3, np.zeros(9))
+
+
+def test_row_scales_and_the_scaled_copy():
+    """With a row scale S the kernel subtracts S C W C' S, and scaled_upper_copy writes S A S on
+    the upper triangle only: together Lambda_R'(A - C W C')Lambda_R for scalar later terms."""
+    rng = np.random.default_rng(5)
+    n_levels, m, p1 = 25, 17, 2
+    rows, levels, values = _random_pattern(rng, n_levels, m, p1)
+    G = rng.normal(size=(n_levels, p1, p1))
+    s = rng.uniform(0.2, 3.0, m)
+    A = rng.normal(size=(m, m))
+    A = A + A.T
+    want = np.diag(s) @ (A - _dense_update(rows, levels, values, G, n_levels, m)) @ np.diag(s)
+    M = np.full((m, m), 7.0)
+    scaled_upper_copy(A, s, M)
+    iu, il = np.triu_indices(m), np.tril_indices(m, -1)
+    np.testing.assert_allclose(M[iu], (np.diag(s) @ A @ np.diag(s))[iu], rtol=1e-14)
+    assert np.all(M[il] == 7.0)
+    SchurKernel(rows, levels, values, n_levels, m).apply(M, G, mirror=False, scale=s)
+    np.testing.assert_allclose(M[iu], want[iu], rtol=1e-12, atol=1e-12 * np.abs(want).max())

@@ -2,10 +2,11 @@
  *
  * For the levels j in [lo, hi) of the first random-effect term, with C_j the cross-products of
  * everything else (the other terms, X, y) with level j (L_j nonzero rows, p columns, rows
- * sorted) and W_j a symmetric p x p weight, subtracts the upper triangle of C_j W_j C_j' from
- * a dense m x m array (row-major):
+ * sorted) and W_j a symmetric p x p weight, subtracts the upper triangle of S C_j W_j C_j' S
+ * from a dense m x m array (row-major), S = diag(s) a scale of the rows (Lambda_R where the
+ * later terms are scalar; ones otherwise):
  *
- *     out[r_a * m + r_b] -= c_a' W_j c_b      for a <= b (so r_a <= r_b),
+ *     out[r_a * m + r_b] -= s_{r_a} c_a' W_j c_b s_{r_b}      for a <= b (so r_a <= r_b),
  *
  * c_a the a-th nonzero row of C_j and r_a its row. Python (sklmm._engine.factor_schur) keeps
  * the inputs in the layout below and splits the levels between threads (the first subtracts from
@@ -73,8 +74,8 @@ level_pairs(const Py_ssize_t P, const int32_t *RESTRICT R, const double *RESTRIC
 
 static int
 accumulate(const int32_t *RESTRICT rows, const int64_t *indptr, const double *RESTRICT values,
-           const double *weights, Py_ssize_t p, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t m,
-           double *RESTRICT out)
+           const double *weights, const double *RESTRICT scale, Py_ssize_t p, Py_ssize_t lo,
+           Py_ssize_t hi, Py_ssize_t m, double *RESTRICT out)
 {
     int64_t max_len = 0;
     for (Py_ssize_t j = lo; j < hi; j++) {
@@ -82,27 +83,31 @@ accumulate(const int32_t *RESTRICT rows, const int64_t *indptr, const double *RE
         if (len > max_len) max_len = len;
     }
     if (max_len == 0) return 0;
-    double *g = malloc(sizeof(double) * (size_t)(max_len * p));
+    /* per level: g_b = s_b W_j c_b and v_a = s_a c_a (s the rows' scale) */
+    double *g = malloc(sizeof(double) * (size_t)(2 * max_len * p));
     if (g == NULL) return -1;
+    double *v = g + max_len * p;
     for (Py_ssize_t j = lo; j < hi; j++) {
         const int64_t s = indptr[j], len = indptr[j + 1] - s;
         if (len == 0) continue;
         const double *W = weights + j * p * p;
         const double *V = values + s * p;
         const int32_t *R = rows + s;
-        for (int64_t b = 0; b < len; b++) { /* g_b = W_j c_b */
+        for (int64_t b = 0; b < len; b++) {
+            const double sb = scale[R[b]];
             for (Py_ssize_t x = 0; x < p; x++) {
                 double acc = 0.0;
                 for (Py_ssize_t y = 0; y < p; y++) acc += W[x * p + y] * V[b * p + y];
-                g[b * p + x] = acc;
+                g[b * p + x] = sb * acc;
+                v[b * p + x] = sb * V[b * p + x];
             }
         }
         if (p == 1) /* constant P: the inner products unrolled (InstEval, crossed designs) */
-            level_pairs(1, R, V, g, len, m, out);
+            level_pairs(1, R, v, g, len, m, out);
         else if (p == 2)
-            level_pairs(2, R, V, g, len, m, out);
+            level_pairs(2, R, v, g, len, m, out);
         else
-            level_pairs(p, R, V, g, len, m, out);
+            level_pairs(p, R, v, g, len, m, out);
     }
     free(g);
     return 0;
@@ -112,11 +117,11 @@ static PyObject *
 schur_accumulate(PyObject *self, PyObject *args)
 {
     (void)self;
-    Py_buffer rows, indptr, values, weights, out;
+    Py_buffer rows, indptr, values, weights, scale, out;
     Py_ssize_t p, lo, hi, m;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*nnnnw*", &rows, &indptr, &values, &weights, &p, &lo,
-                          &hi, &m, &out))
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*nnnnw*", &rows, &indptr, &values, &weights, &scale,
+                          &p, &lo, &hi, &m, &out))
         return NULL;
     const int64_t *ip = indptr.buf;
     if (p < 1 || lo < 0 || hi < lo || m < 1 || indptr.len < (hi + 1) * 8) {
@@ -126,14 +131,14 @@ schur_accumulate(PyObject *self, PyObject *args)
     {
         const int64_t end = ip[hi];
         if (ip[lo] < 0 || end < ip[lo] || rows.len < end * 4 || values.len < end * p * 8 ||
-            weights.len < hi * p * p * 8 || out.len < m * m * 8) {
+            weights.len < hi * p * p * 8 || scale.len < m * 8 || out.len < m * m * 8) {
             PyErr_SetString(PyExc_ValueError, "schur_accumulate: inconsistent sizes");
             goto done;
         }
     }
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = accumulate(rows.buf, ip, values.buf, weights.buf, p, lo, hi, m, out.buf);
+    status = accumulate(rows.buf, ip, values.buf, weights.buf, scale.buf, p, lo, hi, m, out.buf);
     Py_END_ALLOW_THREADS
     if (status != 0) {
         PyErr_NoMemory();
@@ -146,14 +151,53 @@ done:
     PyBuffer_Release(&indptr);
     PyBuffer_Release(&values);
     PyBuffer_Release(&weights);
+    PyBuffer_Release(&scale);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* out[i, j] = s_i src[i, j] s_j on the upper triangle (j >= i) of m x m row-major arrays: the
+   dense block's copy scaled by Lambda_R where the later terms are scalar (the lower triangle,
+   which LAPACK does not read, is left as it is) */
+static PyObject *
+scaled_upper_copy(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer src, scale, out;
+    Py_ssize_t m;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*nw*", &src, &scale, &m, &out))
+        return NULL;
+    if (m < 0 || src.len < m * m * 8 || scale.len < m * 8 || out.len < m * m * 8) {
+        PyErr_SetString(PyExc_ValueError, "scaled_upper_copy: inconsistent sizes");
+        goto done;
+    }
+    const double *RESTRICT a = src.buf, *RESTRICT s = scale.buf;
+    double *RESTRICT o = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const double si = s[i];
+        const double *RESTRICT ai = a + i * m;
+        double *RESTRICT oi = o + i * m;
+        for (Py_ssize_t j = i; j < m; j++) oi[j] = si * ai[j] * s[j];
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&scale);
     PyBuffer_Release(&out);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"schur_accumulate", schur_accumulate, METH_VARARGS,
-     "schur_accumulate(rows, indptr, values, weights, p, lo, hi, m, out): subtracts the "
-     "upper triangle of sum_j C_j W_j C_j' over levels lo..hi-1 from out (m x m, row-major)."},
+     "schur_accumulate(rows, indptr, values, weights, scale, p, lo, hi, m, out): subtracts the "
+     "upper triangle of S C_j W_j C_j' S over levels lo..hi-1 from out (m x m, row-major), "
+     "S = diag(scale)."},
+    {"scaled_upper_copy", scaled_upper_copy, METH_VARARGS,
+     "scaled_upper_copy(src, scale, m, out): out = S src S on the upper triangle, S = diag(scale)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from scipy.linalg import blas, solve_triangular
 
 from .crossprod import CrossProducts
-from .factor_schur import SchurKernel
+from .factor_schur import SchurKernel, scaled_upper_copy
 from .system import (
     Factorization,
     PLSFactor,
@@ -98,7 +98,9 @@ class BlockedFactor(PLSFactor):
         self.q1 = first.q if first is not None else 0
         self.rest_offsets = np.cumsum([0] + [t.q for t in rest])
         self.qr = int(self.rest_offsets[-1])
-        self._M = np.empty((self.qr + cp.p + 1,) * 2)  # Lambda_R'(RR - Schur update)Lambda_R + I
+        # Lambda_R'(RR - Schur update)Lambda_R + I; zeros: where only its upper triangle is
+        # written (scalar later terms), the rest must still be finite for scipy's checks
+        self._M = np.zeros((self.qr + cp.p + 1,) * 2)
         self._scalar_rest = all(t.n_coef == 1 for t in rest)
         self._cz_order = None
         self._Cz_dense = None
@@ -203,6 +205,17 @@ class BlockedFactor(PLSFactor):
             self.schur.refill(self._kernel_values(cp))
         self._state = None
 
+    def _row_scale(self, Ts):
+        """``diag(Lambda_R)`` over the dense block's rows when every later term is scalar:
+        each term's theta on its columns, 1 on X and y (a buffer kept between evaluations)."""
+        scale = getattr(self, "_scale_buffer", None)
+        if scale is None:
+            scale = self._scale_buffer = np.ones(self._M.shape[0])
+        offs = self.rest_offsets
+        for a, T in enumerate(Ts[1:]):
+            scale[offs[a] : offs[a + 1]] = T[0, 0]
+        return scale
+
     def _scale_first(self, C, G):
         """``C @ blockdiag(G)`` for a dense C with q1 columns."""
         n1, p1, _ = G.shape
@@ -219,7 +232,13 @@ class BlockedFactor(PLSFactor):
         self.level_inverses = None  # the L_j^{-1} where formed (the gradient reads them)
         Ts = [t.template(theta[s]) for t, s in zip(terms, self.theta_slices)]
         M = self._M  # a buffer of its own: a fresh m x m array would be page-faulted in each time
-        np.copyto(M, self.RR)
+        # every later term scalar and the kernel's update: Lambda_R is diag(scale), applied in
+        # one pass with the copy and inside the kernel (LAPACK reads the upper triangle alone)
+        scale = self._row_scale(Ts) if self.schur is not None and self._scalar_rest else None
+        if scale is not None:
+            scaled_upper_copy(self.RR, scale, M)
+        else:
+            np.copyto(M, self.RR)
         logdet = 0.0
         L11 = G = None
         if terms:
@@ -256,7 +275,7 @@ class BlockedFactor(PLSFactor):
             if not G.any():  # the first term at 0 (a boundary face): no update
                 pass
             elif self.schur is not None:
-                self.schur.apply(M, G, mirror=not self._scalar_rest)
+                self.schur.apply(M, G, mirror=not self._scalar_rest, scale=scale)
             elif self._Cz_dense is not None:  # dense products (cheaper where C is dense)
                 Sxy = self._scale_first(self.Cxy, G)
                 Sd = self._scale_first(self._Cz_dense, G)
@@ -273,7 +292,9 @@ class BlockedFactor(PLSFactor):
                 M[:qr, qr:] -= Pzx
                 M[qr:, :qr] -= Pzx.T
             # Lambda_R' M Lambda_R on the rest terms (X and y columns are not scaled)
-            if self._scalar_rest:  # Lambda_R = theta_i I per term: scale the upper blocks
+            if scale is not None:  # (applied above)
+                pass
+            elif self._scalar_rest:  # Lambda_R = theta_i I per term: scale the upper blocks
                 offs, th = self.rest_offsets, [T[0, 0] for T in Ts[1:]]
                 for a in range(len(th)):
                     rows = slice(offs[a], offs[a + 1])

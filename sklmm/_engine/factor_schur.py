@@ -25,7 +25,13 @@ import numpy as np
 
 from . import _schur_kernel
 
-__all__ = ["SchurKernel"]
+__all__ = ["SchurKernel", "scaled_upper_copy"]
+
+
+def scaled_upper_copy(src, scale, out):
+    """``out = diag(scale) src diag(scale)`` on the upper triangle of C-ordered m x m arrays,
+    in one pass of the compiled loop (the lower triangle of ``out`` is left as it is)."""
+    _schur_kernel.scaled_upper_copy(src, scale, src.shape[0], out)
 
 
 def _schur_weights(G, pairs_w):
@@ -72,7 +78,7 @@ class SchurKernel:
         cuts = np.searchsorted(work, work[-1] * np.arange(1, n_threads) / n_threads) if n_levels else []
         bounds = np.unique(np.r_[0, cuts, n_levels].astype(int))
         self.spans = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])] or [(0, 0)]
-        self._out = self._upper = self._pool = None
+        self._out = self._upper = self._pool = self._ones = None
 
     def refill(self, values):
         """New values of the same entries (in the order of the constructor's)."""
@@ -87,15 +93,19 @@ class SchurKernel:
             W[:, b, a] = cols[:, k]
         return W
 
-    def _run(self, k, W, out):
+    def _run(self, k, W, scale, out):
         lo, hi = self.spans[k]
-        _schur_kernel.schur_accumulate(self.rows, self.indptr, self.values, W, self.p1, lo, hi,
-                                       self.m, out)
+        _schur_kernel.schur_accumulate(self.rows, self.indptr, self.values, W, scale, self.p1, lo,
+                                       hi, self.m, out)
 
-    def apply(self, M, G, mirror=True):
-        """In place: ``M -= sum_j C_j G_j G_j' C_j'`` (M dense, m x m, C-ordered), on the upper
-        triangle only unless ``mirror``."""
+    def apply(self, M, G, mirror=True, scale=None):
+        """In place: ``M -= S (sum_j C_j G_j G_j' C_j') S`` (M dense, m x m, C-ordered), on the
+        upper triangle only unless ``mirror``; ``S = diag(scale)``, the identity by default."""
         W = self._weights(G)
+        if scale is None:
+            if self._ones is None:
+                self._ones = np.ones(self.m)
+            scale = self._ones
         if mirror:  # the upper triangle's update apart, to add it to both triangles
             if self._upper is None:
                 self._upper = np.empty((self.m, self.m))
@@ -110,14 +120,15 @@ class SchurKernel:
                 self._out = [np.empty((self.m, self.m)) for _ in range(n - 1)]
             for out in self._out:
                 out.fill(0.0)
-            others = [self._pool.submit(self._run, k, W, out) for k, out in enumerate(self._out, start=1)]
-            self._run(0, W, upper)
+            others = [self._pool.submit(self._run, k, W, scale, out)
+                      for k, out in enumerate(self._out, start=1)]
+            self._run(0, W, scale, upper)
             for f in others:
                 f.result()
             for out in self._out:
                 upper += out
         else:
-            self._run(0, W, upper)
+            self._run(0, W, scale, upper)
         if mirror:
             M += upper
             M += np.triu(upper, 1).T
