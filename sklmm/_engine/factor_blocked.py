@@ -101,6 +101,7 @@ class BlockedFactor(PLSFactor):
         # Lambda_R'(RR - Schur update)Lambda_R + I; zeros: where only its upper triangle is
         # written (scalar later terms), the rest must still be finite for scipy's checks
         self._M = np.zeros((self.qr + cp.p + 1,) * 2)
+        self._scale = np.ones(self._M.shape[0])  # diag(Lambda_R) where the later terms are scalar
         self._scalar_rest = all(t.n_coef == 1 for t in rest)
         self._cz_order = None
         self._Cz_dense = None
@@ -116,11 +117,9 @@ class BlockedFactor(PLSFactor):
                 self._Cz_dense = self.Cz.toarray()
                 return
         rows, levels = self._kernel_pattern(cp)
-        lengths = np.bincount(levels, minlength=first.n_levels)
-        pairs = int(np.sum(lengths * (lengths + 1) // 2))
         m = self._M.shape[0]
-        self.schur = SchurKernel(rows, levels, self._kernel_values(cp), first.n_levels, m,
-                                 kernel_threads(pairs, m))
+        self.schur = SchurKernel(rows, levels, self._kernel_values(cp), first.n_levels, m)
+        self.schur.share(kernel_threads(self.schur.pairs, m))
 
     def _kernel_pattern(self, cp):
         """Rows of the dense block and levels of the first term of the entries of
@@ -208,13 +207,10 @@ class BlockedFactor(PLSFactor):
     def _row_scale(self, Ts):
         """``diag(Lambda_R)`` over the dense block's rows when every later term is scalar:
         each term's theta on its columns, 1 on X and y (a buffer kept between evaluations)."""
-        scale = getattr(self, "_scale_buffer", None)
-        if scale is None:
-            scale = self._scale_buffer = np.ones(self._M.shape[0])
         offs = self.rest_offsets
         for a, T in enumerate(Ts[1:]):
-            scale[offs[a] : offs[a + 1]] = T[0, 0]
-        return scale
+            self._scale[offs[a] : offs[a + 1]] = T[0, 0]
+        return self._scale
 
     def _scale_first(self, C, G):
         """``C @ blockdiag(G)`` for a dense C with q1 columns."""

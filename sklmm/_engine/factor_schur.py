@@ -73,12 +73,22 @@ class SchurKernel:
         lengths = np.bincount(levels, minlength=n_levels)
         self.indptr = np.zeros(n_levels + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.indptr[1:])
-        work = np.cumsum(lengths * (lengths + 1) // 2)  # pairs of rows up to each level
+        self._work = np.cumsum(lengths * (lengths + 1) // 2)  # pairs of rows up to each level
+        #: pairs of rows ``a <= b`` over all levels: the loop's work per evaluation
+        self.pairs = int(self._work[-1]) if n_levels else 0
+        self._out = self._upper = self._pool = self._ones = None
+        self.share(n_threads)
+
+    def share(self, n_threads):
+        """Split the levels into ``n_threads`` spans of about equal work (:attr:`pairs`)."""
+        n_levels = len(self._work)
         n_threads = max(1, min(int(n_threads), n_levels))
-        cuts = np.searchsorted(work, work[-1] * np.arange(1, n_threads) / n_threads) if n_levels else []
+        cuts = np.searchsorted(self._work, self.pairs * np.arange(1, n_threads) / n_threads) if n_levels else []
         bounds = np.unique(np.r_[0, cuts, n_levels].astype(int))
         self.spans = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])] or [(0, 0)]
-        self._out = self._upper = self._pool = self._ones = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+        self._out = self._pool = None  # (sized for the spans)
 
     def refill(self, values):
         """New values of the same entries (in the order of the constructor's)."""
