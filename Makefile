@@ -2,7 +2,7 @@ PY ?= python3
 
 .PHONY: install example test docs
 
-.install-stamp: pyproject.toml setup.py tools/install.sh sklmm/_engine/_schur_kernel.c
+.install-stamp: pyproject.toml setup.py tools/install.sh sklmm/_engine/_schur_kernel.c sklmm/_engine/_dense_kernel.c
 	PYTHON=$(PY) bash tools/install.sh
 	touch .install-stamp
 

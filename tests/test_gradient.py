@@ -162,22 +162,29 @@ def test_an_abnormal_line_search_stop_at_the_optimum_is_checked_not_reported():
     comparison with lme4 found 2 such seeds in 20)."""
     from sklmm._engine.criteria import profiled_criterion
 
-    rng = np.random.default_rng(0)
-    n, k = 900, 30
-    gi = np.arange(n) % k
-    rng.shuffle(gi)
-    X = rng.normal(size=(n, 2))
-    C = np.full((3, 3), 0.3)
-    np.fill_diagonal(C, 1.0)
-    sd = np.array([1.0, 0.5, 0.7])
-    b = rng.multivariate_normal(np.zeros(3), np.diag(sd) @ C @ np.diag(sd), size=k)
-    beta = rng.normal(size=3) * 2
-    y = beta[0] + X @ beta[1:] + b[gi, 0] + np.einsum("ij,ij->i", X, b[gi, 1:]) + rng.normal(size=n)
-    df = pd.DataFrame(dict(x=X[:, 0], z=X[:, 1], g=[f"g{i:05d}" for i in gi], y=y))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        m = MixedLinearRegressor.from_formula("y ~ x + z + (x + z | g)", df)
-    assert m.optimizer_.return_code.startswith("LBFGSB_STOPPED: ABNORMAL")  # (the case at hand)
+    def data(seed):
+        rng = np.random.default_rng(seed)
+        n, k = 900, 30
+        gi = np.arange(n) % k
+        rng.shuffle(gi)
+        X = rng.normal(size=(n, 2))
+        C = np.full((3, 3), 0.3)
+        np.fill_diagonal(C, 1.0)
+        sd = np.array([1.0, 0.5, 0.7])
+        b = rng.multivariate_normal(np.zeros(3), np.diag(sd) @ C @ np.diag(sd), size=k)
+        beta = rng.normal(size=3) * 2
+        y = beta[0] + X @ beta[1:] + b[gi, 0] + np.einsum("ij,ij->i", X, b[gi, 1:]) + rng.normal(size=n)
+        return pd.DataFrame(dict(x=X[:, 0], z=X[:, 1], g=[f"g{i:05d}" for i in gi], y=y))
+
+    # which seeds stop so depends on the last bits of the criterion: the first that does, of 40
+    # (5 of them at the time of writing; the case at hand)
+    for seed in range(40):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            m = MixedLinearRegressor.from_formula("y ~ x + z + (x + z | g)", data(seed))
+        if m.optimizer_.return_code.startswith("LBFGSB_STOPPED: ABNORMAL"):
+            break
+    assert m.optimizer_.return_code.startswith("LBFGSB_STOPPED: ABNORMAL")
     assert m.converged_
     fit = m._fit
 

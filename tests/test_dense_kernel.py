@@ -1,0 +1,60 @@
+"""The compiled dense update (sklmm/_engine/_dense_kernel.c) against numpy's products and Cholesky."""
+
+import numpy as np
+import pytest
+from scipy.linalg import block_diag
+
+from sklmm._engine import _dense_kernel
+from sklmm._engine.factor_dense import DenseFactor  # noqa: F401  (hands scipy's dpotrf over)
+
+
+def _system(rng, blocks, tail):
+    """A symmetric positive semi-definite A, Lambda block diagonal (lower-triangular blocks,
+    identity on the last ``tail`` columns) and each column's rows ``lo <= r < hi``."""
+    lam = block_diag(*[np.tril(rng.normal(size=(b, b))) for b in blocks], np.eye(tail))
+    m = lam.shape[0]
+    Z = rng.normal(size=(3 * m, m))
+    A = Z.T @ Z
+    lo, hi, start = [], [], 0
+    for b in blocks + [1] * tail:
+        for c in range(b):
+            lo.append(start + c)
+            hi.append(start + b)
+        start += b
+    return A, lam, np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64)
+
+
+@pytest.mark.parametrize("blocks", [[1] * 7, [2] * 9, [3, 3, 1, 1, 4], [5] * 4])
+def test_update_is_the_cholesky_of_the_sandwich(blocks):
+    rng = np.random.default_rng(len(blocks))
+    tail = 3
+    A, lam, lo, hi = _system(rng, blocks, tail)
+    m = A.shape[0]
+    q = m - tail
+    M = lam.T @ A @ lam + np.diag(np.r_[np.ones(q), np.zeros(tail)])
+    L = np.linalg.cholesky(M)
+    out, work = np.full((m, m), np.nan, order="F"), np.empty((m, m))
+    parts = _dense_kernel.dense_update(A, lam, lo, hi, m, q, work, out.T)
+    np.testing.assert_allclose(out, L, rtol=1e-10, atol=1e-10)  # (upper triangle zeroed)
+    d = np.log(np.diag(L))
+    np.testing.assert_allclose(parts, [2 * d[:q].sum(), 2 * d[q:-1].sum(), L[-1, -1] ** 2], rtol=1e-10)
+
+
+def test_update_says_none_when_not_positive_definite_and_refuses_bad_sizes():
+    rng = np.random.default_rng(0)
+    A, lam, lo, hi = _system(rng, [2, 2], 2)
+    m = A.shape[0]
+    out, work = np.zeros((m, m)), np.empty((m, m))
+    A_bad = A.copy()
+    A_bad[-1, -1] = -1.0  # (y's square below what the rest explains: no positive definite M)
+    assert _dense_kernel.dense_update(A_bad, lam, lo, hi, m, m - 2, work, out) is None
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        _dense_kernel.dense_update(A, lam, lo, hi, m + 1, m - 2, work, out)
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        _dense_kernel.dense_update(A, lam, lo, hi, m, m, work, out)
+    hi_bad = hi.copy()
+    hi_bad[0] = m + 1
+    with pytest.raises(ValueError, match="rows out of range"):
+        _dense_kernel.dense_update(A, lam, lo, hi_bad, m, m - 2, work, out)
+    with pytest.raises(TypeError):
+        _dense_kernel.set_dpotrf(object())
