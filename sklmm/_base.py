@@ -22,6 +22,7 @@ from ._input.arrays import (
     _VALIDATION_HINTS,
     _check_magnitude,
     _empty_frame_as_array,
+    _plain_fitted_input,
     _plain_valid_inputs,
     _reject_categorical_columns,
     check_coefficient_range,
@@ -247,6 +248,9 @@ class GroupedMixin:
                 else:
                     self.__dict__.pop("feature_names_in_", None)
             elif not reset:
+                plain = _plain_fitted_input(X, self.n_features_in_, getattr(self, "feature_names_in_", None))
+                if plain is not None:  # what validate_data(reset=False) returns
+                    return plain
                 _reject_categorical_columns(X)
                 return validate_data(
                     self, X, reset=False, dtype=np.float64,

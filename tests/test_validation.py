@@ -123,3 +123,33 @@ def test_the_residual_row_of_a_weighted_fit_is_sigma_in_the_weights_units():
     assert vc1["std_dev"].iloc[-1] == pytest.approx(fits[0].sigma_, rel=1e-12)
     assert vc10["variance"].iloc[-1] == pytest.approx(10 * vc1["variance"].iloc[-1], rel=1e-6)
     np.testing.assert_allclose(vc10["variance"].iloc[:-1], vc1["variance"].iloc[:-1], rtol=1e-6)
+
+
+def test_predict_fast_path_returns_what_scikit_learn_returns_and_leaves_it_the_rest(sleep):
+    """Plain numeric data with the fitted names (or an array where the fit had none) skip
+    validate_data at predict with the same result; everything else still meets its checks,
+    warnings and messages."""
+    from sklearn.utils.validation import validate_data
+
+    from sklmm._input.arrays import _plain_fitted_input
+
+    X, y, g = sleep
+    m = MixedLinearRegressor(random_slopes={"Subject": ["Days"]}).fit(X, y, groups=g)
+    fast = _plain_fitted_input(X, m.n_features_in_, m.feature_names_in_)
+    np.testing.assert_array_equal(fast, validate_data(m, X, reset=False, dtype=np.float64))
+    assert fast.dtype == np.float64
+    arr = X.to_numpy()
+    assert _plain_fitted_input(arr, 1, None) is not None  # (a fit without names)
+    for other in (arr,  # fitted with names: scikit-learn warns
+                  X.rename(columns={"Days": "days"}),  # other names: scikit-learn refuses
+                  X.astype("Int64"),  # an extension dtype: scikit-learn converts
+                  X.iloc[:0],  # no rows: scikit-learn refuses
+                  X.assign(Days=np.where(X["Days"] > 3, np.nan, X["Days"]))):  # NaN: refused
+        assert _plain_fitted_input(other, m.n_features_in_, m.feature_names_in_) is None
+    assert _plain_fitted_input(X.assign(R=y), 1, np.array(["Days"], dtype=object)) is None
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        m.predict(arr, groups=g)
+    with pytest.raises(ValueError, match="feature names should match"):
+        m.predict(X.rename(columns={"Days": "days"}), groups=g)
+    with pytest.raises(ValueError, match="NaN"):
+        m.predict(X.assign(Days=np.nan), groups=g)

@@ -10,7 +10,8 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import column_or_1d
 
 __all__ = ["binary_target", "check_coefficient_range", "check_level", "check_sample_weight", "check_response",
-           "_empty_frame_as_array", "_plain_valid_inputs", "_reject_categorical_columns", "_check_magnitude"]
+           "_empty_frame_as_array", "_plain_valid_inputs", "_plain_fitted_input", "_reject_categorical_columns",
+           "_check_magnitude"]
 
 
 def _empty_frame_as_array(X):
@@ -97,6 +98,30 @@ def _plain_valid_inputs(X, y):
     if not (np.isfinite(X).all() and np.isfinite(y).all()):
         return None
     return X, y, names
+
+
+def _plain_fitted_input(X, n_features, names):
+    """X as float64 when data for a fitted estimator need no conversion or checks beyond
+    finiteness, else None: a 2-D numeric ndarray where the fit had no feature names, or a plain
+    numeric DataFrame (:func:`_plain_numeric_frame`) with the fitted names in their order; with
+    ``n_features`` columns, at least one row and every value finite.
+
+    scikit-learn's ``validate_data(reset=False)`` returns the same array for them at many times
+    the cost (about 0.4 ms of a 1.3 ms prediction on sleepstudy); everything else goes through
+    it, and it writes the error messages and the warnings about names.
+    """
+    if type(X) is np.ndarray and X.ndim == 2 and X.dtype.kind in "fiu":
+        if names is not None:
+            return None
+        X = np.asarray(X, dtype=np.float64)
+    else:
+        plain = _plain_numeric_frame(X)
+        if plain is None or names is None or not np.array_equal(plain[1], names):
+            return None
+        X = plain[0]
+    if X.shape[0] < 1 or X.shape[1] < 1 or X.shape[1] != n_features or not np.isfinite(X).all():
+        return None
+    return X
 
 
 def _check_magnitude(A, what, names):
