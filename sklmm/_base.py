@@ -493,7 +493,7 @@ class GroupedMixin:
                 warnings.warn(hint, UserWarning, stacklevel=4)
             if unseen.any() and self.unseen_groups == "error":
                 levels = pd.unique(
-                    frame.iloc[unseen, list(f.columns)].astype(str).agg(":".join, axis=1).to_numpy()
+                    frame.to_pandas().iloc[unseen, list(f.columns)].astype(str).agg(":".join, axis=1).to_numpy()
                 )
                 raise ValueError(
                     f"groups has {len(levels)} level(s) of {f.name!r} not seen in fit: "

@@ -153,3 +153,33 @@ def test_predict_fast_path_returns_what_scikit_learn_returns_and_leaves_it_the_r
         m.predict(X.rename(columns={"Days": "days"}), groups=g)
     with pytest.raises(ValueError, match="NaN"):
         m.predict(X.assign(Days=np.nan), groups=g)
+
+
+def test_every_form_of_groups_gives_the_same_factors_levels_and_codes(sleep):
+    """Groups as a Series (object, categorical, pyarrow text), a list, a 1-D or 2-D array or a
+    DataFrame (integer column label) read as the same factor: the same sorted levels (a
+    categorical's in its categories' order), the same codes; nested columns as combinations."""
+    from sklmm._input.groups import as_group_frame, encode, make_factors
+
+    _, _, g = sleep
+    text = g.astype(str)
+    forms = [text, text.astype(object), list(text), text.to_numpy(), text.to_numpy()[:, None],
+             pd.DataFrame({0: text}), text.astype("category"), text.astype("string[pyarrow]")]
+    expected = np.sort(text.unique())
+    for groups in forms:
+        frame = as_group_frame(groups, len(text))
+        (f,) = make_factors(frame, nested=False)
+        np.testing.assert_array_equal(np.asarray(f.index, dtype=object), expected)
+        codes = encode(f, frame)
+        np.testing.assert_array_equal(np.asarray(f.index, dtype=object)[codes], text.to_numpy())
+        assert frame.columns == [str(groups.name) if isinstance(groups, pd.Series) and groups.name is not None
+                                 else "0" if isinstance(groups, pd.DataFrame) else "group"]
+    cat = as_group_frame(text.astype("category"), len(text)).to_pandas()
+    assert isinstance(cat.iloc[:, 0].dtype, pd.CategoricalDtype)
+    outer = pd.Series(np.where(text.str[-1].astype(int) % 2 == 0, "even", "odd"), name="parity")
+    frame = as_group_frame(pd.concat([outer, text], axis=1), len(text))
+    _, nested = make_factors(frame, nested=True)
+    assert nested.name == "Subject:parity" and len(nested.index) == len(expected)
+    pairs = list(zip(outer, text))
+    np.testing.assert_array_equal([nested.index[c] for c in encode(nested, frame)], pairs)
+    assert frame.select(["Subject"]).columns == ["Subject"]

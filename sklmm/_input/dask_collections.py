@@ -61,6 +61,7 @@ from .dask_partitions import (
     _where,
 )
 from .groups import (
+    GroupFrame,
     GroupingFactor,
     NoGroupsWarning,
     _observed_index,
@@ -204,7 +205,7 @@ def fit(est, X, y, groups=None, sample_weight=None):
                 )
         specs = tuple((f.name, tuple(f.columns), tuple(slopes[f.name])) for f in factors)
         decat = tuple(
-            isinstance(g_frame.iloc[:, j].dtype, pd.CategoricalDtype) and not _known_categories(g_meta, j)
+            isinstance(g_frame.series[j].dtype, pd.CategoricalDtype) and not _known_categories(g_meta, j)
             for j in range(len(group_columns))
         )
     structure = est._structure
@@ -253,7 +254,7 @@ def _finish_terms(est, partial, specs, group_columns, n):
         return [], [], partial.cp
     factors, terms, perms, n_levels = [], [], [], []
     for k, (name, cols, slope_cols) in enumerate(specs):
-        labels = partial.levels[k]
+        labels = GroupFrame.from_pandas(partial.levels[k])
         index, category_levels = _observed_index(labels, tuple(range(len(cols))))
         f = GroupingFactor(name, tuple(range(len(cols))), index, category_levels)
         perm = encode(f, labels)

@@ -129,7 +129,7 @@ def _partition_cross_products(Xp, yp, gp, wp, spec, partition_info=None):
         return None
     try:  # the in-memory checks and messages, on an unfitted copy of the estimator
         X, y = copy.copy(spec.template)._validate_X(Xp, yp, groups=gp)
-        frame = as_group_frame(gp, n) if gp is not None else None
+        frame = as_group_frame(gp, n).to_pandas() if gp is not None else None
         w = check_sample_weight(wp, X.shape[0]) if wp is not None else None
     except ValueError as e:
         raise ValueError(f"{e} ({where})") from e

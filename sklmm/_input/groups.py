@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["GroupingFactor", "NoGroupsWarning", "as_group_frame", "make_factors", "encode", "names_given",
+__all__ = ["GroupingFactor", "GroupFrame", "NoGroupsWarning", "as_group_frame", "make_factors", "encode", "names_given",
            "align_group_frame", "unseen_type_hint"]
 
 
@@ -36,8 +36,45 @@ class GroupingFactor:
         return {**self.__dict__, "category_levels": None}
 
 
+class GroupFrame:
+    """The grouping columns of ``groups``: their names (text) and values (one pandas Series
+    each, of one length, whose index is not read), the part of a DataFrame the encoders use,
+    without a DataFrame's construction (0.1 ms, some 3% of a sleepstudy fit and 10% of a
+    prediction). :meth:`to_pandas` gives the DataFrame where one is needed (messages, Dask)."""
+
+    __slots__ = ("columns", "series")
+
+    def __init__(self, columns, series):
+        self.columns, self.series = list(columns), list(series)
+
+    @classmethod
+    def from_pandas(cls, df):
+        """The columns of a DataFrame whose labels are text (no checks)."""
+        return cls(df.columns, [s for _, s in df.items()])
+
+    @property
+    def shape(self):
+        return (len(self.series[0]) if self.series else 0, len(self.columns))
+
+    def items(self):
+        return zip(self.columns, self.series)
+
+    def select(self, names):
+        """The columns of these names, in this order."""
+        at = {c: j for j, c in enumerate(self.columns)}
+        return GroupFrame(names, [self.series[at[c]] for c in names])
+
+    def index_of(self, cols):
+        """The labels of the columns at these positions (a nested factor's) as a MultiIndex."""
+        return pd.MultiIndex.from_arrays([self.series[j] for j in cols], names=[self.columns[j] for j in cols])
+
+    def to_pandas(self):
+        """A DataFrame of the columns (a RangeIndex; each column's dtype kept)."""
+        return pd.DataFrame({c: s.to_numpy() if isinstance(s.dtype, np.dtype) else s.array for c, s in self.items()})
+
+
 def as_group_frame(groups, n_samples=None, what="groups"):
-    """``groups`` as a DataFrame with one column per grouping factor, checked.
+    """``groups`` as a :class:`GroupFrame` with one column per grouping factor, checked.
 
     Accepts a 1-D array-like (one factor), a pandas Series, a 2-D array or a DataFrame.
     """
@@ -47,20 +84,20 @@ def as_group_frame(groups, n_samples=None, what="groups"):
             f"column itself, e.g. {what}=df[{groups!r}]."
         )
     if isinstance(groups, pd.DataFrame):
-        frame = groups.reset_index(drop=True)
-        frame.columns = [str(c) for c in frame.columns]
+        frame = GroupFrame([str(c) for c in groups.columns],
+                           [s if s.name == str(c) else s.rename(str(c)) for c, s in groups.items()])
     elif isinstance(groups, pd.Series):
         name = str(groups.name) if groups.name is not None else "group"
         # a categorical stays categorical (its codes are the cheap way to the levels)
         values = groups.array if isinstance(groups.dtype, pd.CategoricalDtype) else groups.to_numpy()
-        frame = pd.DataFrame({name: values})
+        frame = GroupFrame([name], [pd.Series(values, name=name, copy=False)])
     else:
         arr = np.asarray(groups, dtype=object) if not hasattr(groups, "dtype") else np.asarray(groups)
         if arr.ndim == 1:
-            frame = pd.DataFrame({"group": arr})
+            frame = GroupFrame(["group"], [pd.Series(arr, name="group", copy=False)])
         elif arr.ndim == 2:
             names = ["group"] if arr.shape[1] == 1 else [f"group{j}" for j in range(arr.shape[1])]
-            frame = pd.DataFrame({nm: arr[:, j] for j, nm in enumerate(names)})
+            frame = GroupFrame(names, [pd.Series(arr[:, j], name=nm) for j, nm in enumerate(names)])
         else:
             raise ValueError(
                 f"{what} must be 1-D (one grouping factor) or 2-D (one column per factor); "
@@ -79,7 +116,7 @@ def as_group_frame(groups, n_samples=None, what="groups"):
             f"{what} has {frame.shape[0]} rows but X has {n_samples}; pass one group label per "
             "row of X (in the same order)."
         )
-    for col, s in frame.items():  # (frame[col] would build a hash table of the column names)
+    for col, s in frame.items():
         missing = s.array.codes < 0 if isinstance(s.dtype, pd.CategoricalDtype) else s.isna().to_numpy()
         if missing.any():
             rows = np.flatnonzero(missing)[:5].tolist()
@@ -118,11 +155,8 @@ def _infinite_labels(s):
 
 
 def _column(frame, j):
-    """Column ``j`` of a group frame as a Series (``frame.iloc[:, j]`` takes twice as long)."""
-    for k, (_, s) in enumerate(frame.items()):
-        if k == j:
-            return s
-    raise IndexError(f"column {j} of a frame with {frame.shape[1]} columns")
+    """Column ``j`` of a group frame as a Series."""
+    return frame.series[j]
 
 
 def _observed_index(frame, cols):
@@ -141,7 +175,7 @@ def _observed_index(frame, cols):
         except TypeError:  # mixed label types: keep order of appearance
             pass
         return pd.Index(uniq, name=s.name), None
-    mi = pd.MultiIndex.from_frame(frame.iloc[:, list(cols)]).unique()
+    mi = frame.index_of(cols).unique()
     try:
         mi = mi.sort_values()
     except TypeError:  # pragma: no cover - mixed label types
@@ -181,7 +215,7 @@ def encode(factor: GroupingFactor, frame):
         codes, uniques = pd.factorize(values)
         at = factor.index.get_indexer(pd.Index(np.asarray(uniques.to_numpy())))
         return np.append(at, -1)[codes]
-    return factor.index.get_indexer(pd.MultiIndex.from_frame(frame.iloc[:, cols]))
+    return factor.index.get_indexer(frame.index_of(cols))
 
 
 def repeated_as_text(labels):
@@ -206,7 +240,7 @@ def align_group_frame(frame, fitted_columns, by_name):
     column, or unnamed labels (arrays), are matched by position.
     """
     if by_name and set(fitted_columns) <= set(frame.columns):
-        return frame if list(frame.columns) == list(fitted_columns) else frame[list(fitted_columns)]
+        return frame if list(frame.columns) == list(fitted_columns) else frame.select(list(fitted_columns))
     if frame.shape[1] != len(fitted_columns):
         raise ValueError(
             f"groups has {frame.shape[1]} column(s) but the model was fitted with "

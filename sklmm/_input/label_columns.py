@@ -90,7 +90,7 @@ def split_label_columns(X, group_columns, groups=None):
     labels.columns = [str(c) for c in labels.columns]
     if groups is not None:
         given = as_group_frame(groups, len(labels))
-        if not _same_labels(given.reset_index(drop=True), labels):
+        if not _same_labels(given.to_pandas(), labels):
             raise ValueError(
                 f"groups disagrees with the label columns {group_columns} of X: pass group labels "
                 "one way (group_columns, or groups=), or the same labels both ways."
