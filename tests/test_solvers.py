@@ -1,6 +1,7 @@
 """Solver choice: the numpy/scipy path without scikit-sparse, and CHOLMOD where it pays."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sklmm._engine import criteria, factor, factor_blocked, factor_cholmod
@@ -152,3 +153,35 @@ def test_the_schur_kernel_threads_follow_work_cpus_and_memory(monkeypatch):
     assert factor_blocked.kernel_threads(26 * k, 3000) == 4  # 1 + 256 MB / 72 MB
     monkeypatch.setattr(factor_blocked, "free_cpus", lambda: 1)  # a busy machine
     assert factor_blocked.kernel_threads(26 * k, 503) == 1
+
+
+@pytest.mark.filterwarnings("ignore::sklmm.SingularFitWarning")
+@pytest.mark.parametrize("dense_products", [False, True])
+def test_later_terms_at_zero_are_factored_apart_with_the_same_results(dense_products):
+    """Where later terms whose T_k is 0 make up half of the dense block or more, the blocked
+    factor factors only the rest (their rows are the identity's): the criterion, the solution
+    and the fixed-effect block equal the dense factor's at such theta, and at theta off them."""
+    from sklmm._engine.factor_blocked import BlockedFactor
+    from sklmm._engine.factor_dense import DenseFactor
+
+    rng = np.random.default_rng(5)
+    n = 900
+    a, b, c = rng.integers(0, 80, n), rng.integers(0, 30, n), rng.integers(0, 4, n)
+    x = rng.normal(size=n)
+    y = 1 + x + rng.normal(0, 1, 80)[a] + rng.normal(0, 0.5, 30)[b] * (1 + x) + rng.normal(size=n)
+    m = MixedLinearRegressor(random_slopes={"g1": [0]}, reml=True).fit(
+        x[:, None], y, groups=pd.DataFrame({"g0": a, "g1": b, "g2": c}))
+    terms, cp = m._fit.terms, m._fit.cp
+    assert [t.n_levels for t in terms] == [80, 30, 4] and terms[1].n_coef == 2
+    blocked, dense = BlockedFactor(cp, terms, dense_products=dense_products), DenseFactor(cp, terms)
+    th = m._fit.theta
+    for zero in ([1, 2, 3], [1, 2, 3, 4], [0, 1, 2, 3], []):  # (g1's three, then g2's too; g0 too)
+        theta = th.copy()
+        theta[zero] = 0.0
+        fb, fd = blocked.update(theta), dense.update(theta)
+        assert (blocked._nonzero_rows(blocked._state[0]) is not None) == bool(zero)
+        for v, w in zip((fb.logdet_L2, fb.logdet_RX2, fb.r2), (fd.logdet_L2, fd.logdet_RX2, fd.r2)):
+            assert v == pytest.approx(w, rel=1e-10, abs=1e-10)
+        for v, w in zip(blocked.solve(), dense.solve()):
+            np.testing.assert_allclose(v, w, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(blocked.fixed_part()[0], dense.fixed_part()[0], rtol=1e-10, atol=1e-12)
