@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import GroupedMixin
 from ._engine.smooth import BASES
 from ._engine.terms import theta_layout
+from ._engine.threads import sparing_busy_cpus
 from ._inference import gam_compare, gam_family, smooth_summary, smooth_tests
 from ._inference.gam_predict import SmoothPredictionMixin
 from ._input import smooth_terms
@@ -115,97 +116,99 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
         -------
         self : PenalizedSplineRegressor
         """
-        self._check_group_params()
-        X, y, groups, sample_weight = self._resolve_fit(X, y, groups, sample_weight)
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None (only "
-                "a model with a formula reads y from the data)."
-            )
-        X = smooth_terms.encode_by_factors(self, X, fitting=True)
-        X, y = self._validate_X(X, self._encode_target(y), groups=None)
-        sample_weight = check_sample_weight(sample_weight, X.shape[0], case_weights=self._family_name() != "gaussian")
-        n = X.shape[0]
-        if n < 2:
-            raise ValueError(f"n_samples = {n}: fitting a model needs at least 2 observations.")
-        self.smooths_, self._linear, designs = self._make_smooths(X)
-        used = sorted({j for sm in self.smooths_ for j in sm.columns})
-        self._train_range = {j: (float(X[:, j].min()), float(X[:, j].max())) for j in used}
-        step = max(1, X.shape[0] // 20000)  # (the rug of plots: quantiles of a strided sample)
-        self._rug = {j: np.unique(np.quantile(X[::step, j], np.linspace(0, 1, 200))) for j in used}
-        rows = np.random.default_rng(0).permutation(X.shape[0])[:2000]  # (data dots of 2-d plots)
-        self._data_points = {sm.name: X[np.ix_(rows, sm.columns)] for sm in self.smooths_ if len(sm.columns) == 2}
-        names = self._feature_names()
-        self.linear_features_ = [names[j] for j in self._linear]
-        Xf, Zs = self._fixed_design(X, designs)
-        fe_names = ["(Intercept)"] + self.linear_features_
-        for sm in self.smooths_:
-            fe_names += [f"{sm.name}.fx{i}" for i in range(sm.n_fixed)]
-        self._check_fixed_names(fe_names, "'(Intercept)', or a smooth's null space 's(x).fx0'")
-        if groups is not None:
-            terms = self._group_terms(X, groups)
-            clash = sorted({t.name for t in terms} & {sm.name for sm in self.smooths_})
-            if clash:
+        with sparing_busy_cpus():  # BLAS within the CPUs free when the fit starts
+            self._check_group_params()
+            X, y, groups, sample_weight = self._resolve_fit(X, y, groups, sample_weight)
+            if y is None:
                 raise ValueError(
-                    f"the grouping factor(s) {clash} are named like smooth terms; rename those "
-                    "group columns (the tables would confuse a factor with a smooth)."
+                    f"{type(self).__name__} requires y to be passed, but the target y is None (only "
+                    "a model with a formula reads y from the data)."
                 )
-        else:
-            terms, self._group_factors, self._group_columns = [], [], None
-            self._group_names_given = False
-        n_group_terms = len(terms)
-        # the smooths' terms after the grouping factors', those with levels (fs) first, most
-        # levels first: the blocked factorization takes the first term level by level
-        order = sorted(range(len(self.smooths_)), key=lambda i: -len(getattr(self.smooths_[i], "labels", ())))
-        sm_terms = self._smooth_term_index = [0] * len(self.smooths_)
-        for pos, i in enumerate(order):
-            sm_terms[i] = n_group_terms + pos
-        terms += [self.smooths_[i].random_term(Zs[i]) for i in order]
-        family = self._family = gam_family.engine_family(self._family_name())
-        fit = gam_family.fit_family(family, terms, Xf, y, fe_names, sample_weight=sample_weight,
-                                    reml=bool(self.reml), solver=self.solver, max_iter=self.max_iter,
-                                    verbose=self.verbose, theta_fixed=self._fixed_theta(terms),
-                                    theta_start=self._warm_theta(terms))
-        self._set_engine_attributes(fit)
-        self.fixed_effects_names_ = fe_names
-        self.intercept_ = float(fit.beta[0])
-        self.coef_ = fit.beta[1 : 1 + len(self._linear)]
-        post, self.edf_, self.smoothing_params_, self.edf_total_ = smooth_summary.smooth_posterior(
-            fit, self.smooths_, sm_terms)
-        self._Vp = post.cov.scaled(fit.sigma**2)  # the posterior covariance of the smooths' u and beta: mgcv's Vp
-        fitted = Xf @ fit.beta + sum(Z @ fit.b[k].ravel() for k, Z in zip(sm_terms, Zs))
-        if groups is not None and self._group_factors:
-            fitted = fitted + self._random_part(X, groups)
-        names = fe_names[: 1 + len(self._linear)]
-        if family is None:
-            table = smooth_summary.parametric_table(fit, self._Vp, names, y, fitted, sample_weight, self.edf_total_)
-            residuals = (1.0 if sample_weight is None else np.sqrt(sample_weight)) * (y - fitted)
-        else:
-            fitted = family.mean(fitted)
-            table = gam_family.glm_table(family, self._Vp, fit.beta, len(fit.u), fit.keep, names, y, fitted,
-                                         sample_weight, self.edf_total_)
-            w = np.ones(n) if sample_weight is None else sample_weight
-            residuals = gam_family.deviance_residuals(family, y, fitted, w)
-        self.deviance_ = float(residuals @ residuals)
-        self._edf_totals = None  # (edf2: computed when asked, gam_compare.edf_totals)
-        self.fixed_effects_, self.residual_df_, self.r2_adj_, self.deviance_explained_ = table
-        self.coefficients_, self.coefficients_cov_ = smooth_summary.coefficient_table(self, fe_names)
-        self.conditional_aic_ = gam_family.conditional_aic(family, y, fitted,
-                                                           sample_weight, self.edf_total_)
-        starts = np.cumsum([1 + len(self._linear)] + [sm.n_fixed for sm in self.smooths_])
-        null_space = [list(range(a, a + sm.n_fixed)) for a, sm in zip(starts, self.smooths_)]
-        # the smooths' tests when first asked for (smooth_tests_): their p-values are numerical
-        # integrals, n-independent but up to a few tenths of a second for strong effects
-        self._smooth_tests = None
-        self._smooth_tests_args = (post, sm_terms, null_space, n_group_terms, gam_family.known_scale(family))
-        rows = smooth_tests.basis_check_rows(n)  # (a subsample first, as mgcv's k.check)
-        self._basis_check = smooth_tests.basis_dimension_state(
-            residuals if rows is None else residuals[rows],
-            smooth_summary.check_covariates(self, X if rows is None else X[rows]))
-        fit.tables["variance_components"] = smooth_summary.variance_rows(
-            self.variance_components_, self.smooths_, self.smoothing_params_, self.sigma_,
-            not gam_family.known_scale(family))
-        return self
+            X = smooth_terms.encode_by_factors(self, X, fitting=True)
+            X, y = self._validate_X(X, self._encode_target(y), groups=None)
+            sample_weight = check_sample_weight(sample_weight, X.shape[0],
+                                                case_weights=self._family_name() != "gaussian")
+            n = X.shape[0]
+            if n < 2:
+                raise ValueError(f"n_samples = {n}: fitting a model needs at least 2 observations.")
+            self.smooths_, self._linear, designs = self._make_smooths(X)
+            used = sorted({j for sm in self.smooths_ for j in sm.columns})
+            self._train_range = {j: (float(X[:, j].min()), float(X[:, j].max())) for j in used}
+            step = max(1, X.shape[0] // 20000)  # (the rug of plots: quantiles of a strided sample)
+            self._rug = {j: np.unique(np.quantile(X[::step, j], np.linspace(0, 1, 200))) for j in used}
+            rows = np.random.default_rng(0).permutation(X.shape[0])[:2000]  # (data dots of 2-d plots)
+            self._data_points = {sm.name: X[np.ix_(rows, sm.columns)] for sm in self.smooths_ if len(sm.columns) == 2}
+            names = self._feature_names()
+            self.linear_features_ = [names[j] for j in self._linear]
+            Xf, Zs = self._fixed_design(X, designs)
+            fe_names = ["(Intercept)"] + self.linear_features_
+            for sm in self.smooths_:
+                fe_names += [f"{sm.name}.fx{i}" for i in range(sm.n_fixed)]
+            self._check_fixed_names(fe_names, "'(Intercept)', or a smooth's null space 's(x).fx0'")
+            if groups is not None:
+                terms = self._group_terms(X, groups)
+                clash = sorted({t.name for t in terms} & {sm.name for sm in self.smooths_})
+                if clash:
+                    raise ValueError(
+                        f"the grouping factor(s) {clash} are named like smooth terms; rename those "
+                        "group columns (the tables would confuse a factor with a smooth)."
+                    )
+            else:
+                terms, self._group_factors, self._group_columns = [], [], None
+                self._group_names_given = False
+            n_group_terms = len(terms)
+            # the smooths' terms after the grouping factors', those with levels (fs) first, most
+            # levels first: the blocked factorization takes the first term level by level
+            order = sorted(range(len(self.smooths_)), key=lambda i: -len(getattr(self.smooths_[i], "labels", ())))
+            sm_terms = self._smooth_term_index = [0] * len(self.smooths_)
+            for pos, i in enumerate(order):
+                sm_terms[i] = n_group_terms + pos
+            terms += [self.smooths_[i].random_term(Zs[i]) for i in order]
+            family = self._family = gam_family.engine_family(self._family_name())
+            fit = gam_family.fit_family(family, terms, Xf, y, fe_names, sample_weight=sample_weight,
+                                        reml=bool(self.reml), solver=self.solver, max_iter=self.max_iter,
+                                        verbose=self.verbose, theta_fixed=self._fixed_theta(terms),
+                                        theta_start=self._warm_theta(terms))
+            self._set_engine_attributes(fit)
+            self.fixed_effects_names_ = fe_names
+            self.intercept_ = float(fit.beta[0])
+            self.coef_ = fit.beta[1 : 1 + len(self._linear)]
+            post, self.edf_, self.smoothing_params_, self.edf_total_ = smooth_summary.smooth_posterior(
+                fit, self.smooths_, sm_terms)
+            self._Vp = post.cov.scaled(fit.sigma**2)  # the posterior covariance of the smooths' u and beta: mgcv's Vp
+            fitted = Xf @ fit.beta + sum(Z @ fit.b[k].ravel() for k, Z in zip(sm_terms, Zs))
+            if groups is not None and self._group_factors:
+                fitted = fitted + self._random_part(X, groups)
+            names = fe_names[: 1 + len(self._linear)]
+            if family is None:
+                table = smooth_summary.parametric_table(fit, self._Vp, names, y, fitted, sample_weight, self.edf_total_)
+                residuals = (1.0 if sample_weight is None else np.sqrt(sample_weight)) * (y - fitted)
+            else:
+                fitted = family.mean(fitted)
+                table = gam_family.glm_table(family, self._Vp, fit.beta, len(fit.u), fit.keep, names, y, fitted,
+                                             sample_weight, self.edf_total_)
+                w = np.ones(n) if sample_weight is None else sample_weight
+                residuals = gam_family.deviance_residuals(family, y, fitted, w)
+            self.deviance_ = float(residuals @ residuals)
+            self._edf_totals = None  # (edf2: computed when asked, gam_compare.edf_totals)
+            self.fixed_effects_, self.residual_df_, self.r2_adj_, self.deviance_explained_ = table
+            self.coefficients_, self.coefficients_cov_ = smooth_summary.coefficient_table(self, fe_names)
+            self.conditional_aic_ = gam_family.conditional_aic(family, y, fitted,
+                                                               sample_weight, self.edf_total_)
+            starts = np.cumsum([1 + len(self._linear)] + [sm.n_fixed for sm in self.smooths_])
+            null_space = [list(range(a, a + sm.n_fixed)) for a, sm in zip(starts, self.smooths_)]
+            # the smooths' tests when first asked for (smooth_tests_): their p-values are numerical
+            # integrals, n-independent but up to a few tenths of a second for strong effects
+            self._smooth_tests = None
+            self._smooth_tests_args = (post, sm_terms, null_space, n_group_terms, gam_family.known_scale(family))
+            rows = smooth_tests.basis_check_rows(n)  # (a subsample first, as mgcv's k.check)
+            self._basis_check = smooth_tests.basis_dimension_state(
+                residuals if rows is None else residuals[rows],
+                smooth_summary.check_covariates(self, X if rows is None else X[rows]))
+            fit.tables["variance_components"] = smooth_summary.variance_rows(
+                self.variance_components_, self.smooths_, self.smoothing_params_, self.sigma_,
+                not gam_family.known_scale(family))
+            return self
 
     def __getstate__(self):
         # the smooth tests' inputs (the posterior) are not kept in a pickle: computed first

@@ -16,6 +16,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 from ._base import GroupedMixin, variance_table
 from ._engine.families import Binomial, Poisson
 from ._engine.glmm_fit import SeparationWarning, fit_glmm
+from ._engine.threads import sparing_busy_cpus
 from ._inference.conditional import left_out_variance, marginal_mean
 from ._inference.glmm import GlmmInferenceMixin
 from ._inference.mixin import _fingerprint
@@ -94,72 +95,73 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
         -------
         self
         """
-        self._check_group_params()
-        if _dask.is_dask_collection(X, y, groups, sample_weight):
-            raise ValueError(
-                f"{type(self).__name__} fits in-memory data only: each step of penalized IRLS "
-                "needs a pass over every row with new weights (a GLMM fit makes hundreds), which "
-                "over Dask partitions would be hundreds of distributed passes. Compute the "
-                "collections (.compute()) and pass numpy or pandas objects."
-            )
-        labels = None
-        if self.formula is not None:  # a cbind or label response made ready for the design
-            y_given = y is not None
-            X, sample_weight, labels = self._formula_frame(self.formula, X, sample_weight)
-        X, y, groups, sample_weight = self._resolve_fit(X, y, groups, sample_weight)
-        if labels is not None and not y_given:
-            y = np.asarray(labels)[self.formula_design_.complete_rows]
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
-        n = _num_samples(y)
-        if n < 2:
-            raise ValueError(f"n_samples = {n}: fitting a GLMM needs at least 2 observations.")
-        y = self._encode_target(y)
-        X, y = self._validate_X(X, y, groups=groups)
-        self._family.check(y)
-        sample_weight = check_sample_weight(sample_weight, X.shape[0], case_weights=True)
-        self._check_weighted_target(y, sample_weight)
-        if np.ptp(y) == 0:
-            raise ValueError(
-                f"y has no variation (every value is {y[0]:g}): no {self._family.name} model can be "
-                "fitted (the intercept would run to infinity, or every effect is 0)."
-            )
-        if groups is None:
-            warnings.warn(
-                "fit was called without groups, so no random effects are fitted: this is an "
-                "ordinary GLM fit of the fixed effects. Pass groups=<labels> to fit random effects.",
-                NoGroupsWarning, stacklevel=2,
-            )
-            terms, self._group_factors, self._group_columns = [], [], None
-            self._group_names_given = False
-        else:
-            terms = self._group_terms(X, groups)
-        if self.n_quadrature_points > 1 and (len(terms) != 1 or terms[0].n_coef != 1):
-            raise ValueError(
-                f"n_quadrature_points={self.n_quadrature_points} (adaptive Gauss-Hermite "
-                "quadrature) needs a single grouping factor with a random intercept only, as "
-                "glmer's nAGQ > 1; this model has "
-                f"{sum(t.n_coef for t in terms)} random coefficient(s) in {len(terms)} factor(s). Use "
-                "n_quadrature_points=1 (the Laplace approximation)."
-            )
-        names = self._feature_names()
-        self._fixed_index = None
-        Xf = self._fixed_columns(X)
-        fe_names = (["(Intercept)"] if self._structure["fit_intercept"] else []) + names
-        self._check_fixed_names(fe_names, "'(Intercept)'")
-        fit = fit_glmm(terms, Xf, y, fe_names, self._family, sample_weight=sample_weight,
-                       n_agq=int(self.n_quadrature_points), solver=self.solver, max_iter=self.max_iter,
-                       verbose=self.verbose)
-        self._set_engine_attributes(fit)
-        del self.sigma_  # (1 for these families: not a parameter)
-        self.n_passes_ = int(fit.n_passes)
-        self.fixed_effects_names_ = fe_names
-        self._data_fingerprint = _fingerprint(y, sample_weight)
-        self._inference_cache = {}
-        self._set_coefficients(fit.beta if self._structure["fit_intercept"] else np.r_[0.0, fit.beta])
-        return self
+        with sparing_busy_cpus():  # BLAS within the CPUs free when the fit starts
+            self._check_group_params()
+            if _dask.is_dask_collection(X, y, groups, sample_weight):
+                raise ValueError(
+                    f"{type(self).__name__} fits in-memory data only: each step of penalized IRLS "
+                    "needs a pass over every row with new weights (a GLMM fit makes hundreds), which "
+                    "over Dask partitions would be hundreds of distributed passes. Compute the "
+                    "collections (.compute()) and pass numpy or pandas objects."
+                )
+            labels = None
+            if self.formula is not None:  # a cbind or label response made ready for the design
+                y_given = y is not None
+                X, sample_weight, labels = self._formula_frame(self.formula, X, sample_weight)
+            X, y, groups, sample_weight = self._resolve_fit(X, y, groups, sample_weight)
+            if labels is not None and not y_given:
+                y = np.asarray(labels)[self.formula_design_.complete_rows]
+            if y is None:
+                raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+            n = _num_samples(y)
+            if n < 2:
+                raise ValueError(f"n_samples = {n}: fitting a GLMM needs at least 2 observations.")
+            y = self._encode_target(y)
+            X, y = self._validate_X(X, y, groups=groups)
+            self._family.check(y)
+            sample_weight = check_sample_weight(sample_weight, X.shape[0], case_weights=True)
+            self._check_weighted_target(y, sample_weight)
+            if np.ptp(y) == 0:
+                raise ValueError(
+                    f"y has no variation (every value is {y[0]:g}): no {self._family.name} model can be "
+                    "fitted (the intercept would run to infinity, or every effect is 0)."
+                )
+            if groups is None:
+                warnings.warn(
+                    "fit was called without groups, so no random effects are fitted: this is an "
+                    "ordinary GLM fit of the fixed effects. Pass groups=<labels> to fit random effects.",
+                    NoGroupsWarning, stacklevel=2,
+                )
+                terms, self._group_factors, self._group_columns = [], [], None
+                self._group_names_given = False
+            else:
+                terms = self._group_terms(X, groups)
+            if self.n_quadrature_points > 1 and (len(terms) != 1 or terms[0].n_coef != 1):
+                raise ValueError(
+                    f"n_quadrature_points={self.n_quadrature_points} (adaptive Gauss-Hermite "
+                    "quadrature) needs a single grouping factor with a random intercept only, as "
+                    "glmer's nAGQ > 1; this model has "
+                    f"{sum(t.n_coef for t in terms)} random coefficient(s) in {len(terms)} factor(s). Use "
+                    "n_quadrature_points=1 (the Laplace approximation)."
+                )
+            names = self._feature_names()
+            self._fixed_index = None
+            Xf = self._fixed_columns(X)
+            fe_names = (["(Intercept)"] if self._structure["fit_intercept"] else []) + names
+            self._check_fixed_names(fe_names, "'(Intercept)'")
+            fit = fit_glmm(terms, Xf, y, fe_names, self._family, sample_weight=sample_weight,
+                           n_agq=int(self.n_quadrature_points), solver=self.solver, max_iter=self.max_iter,
+                           verbose=self.verbose)
+            self._set_engine_attributes(fit)
+            del self.sigma_  # (1 for these families: not a parameter)
+            self.n_passes_ = int(fit.n_passes)
+            self.fixed_effects_names_ = fe_names
+            self._data_fingerprint = _fingerprint(y, sample_weight)
+            self._inference_cache = {}
+            self._set_coefficients(fit.beta if self._structure["fit_intercept"] else np.r_[0.0, fit.beta])
+            return self
 
-    # ------------------------------------------------------------------ predictions
+        # ------------------------------------------------------------------ predictions
 
     def _linear_predictor(self, X, groups):
         """``(eta, var)``: the linear predictor conditional on the groups' seen levels, and the

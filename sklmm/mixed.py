@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import GroupedMixin
 from ._engine.fit import SingularFitWarning, fit_mixed
+from ._engine.threads import sparing_busy_cpus
 from ._inference.mixin import InferenceMixin
 from ._input import dask_collections as _dask
 from ._input.arrays import check_sample_weight
@@ -323,52 +324,53 @@ class MixedLinearRegressor(InferenceMixin, GroupedMixin, RegressorMixin, BaseEst
         self : MixedLinearRegressor
             The fitted estimator.
         """
-        self._check_group_params()
-        if getattr(self, "formula", None) is not None and _dask.is_dask_collection(X, y, groups, sample_weight):
-            raise ValueError("formula takes in-memory data frames; for Dask input pass X, y and groups.")
-        X, y, groups, sample_weight = self._resolve_fit(X, y, groups, sample_weight)
-        if _dask.is_dask_collection(X, y, groups, sample_weight):  # partitions reduced in parallel
-            return _dask.fit(self, X, y, groups, sample_weight)
-        if y is None:
-            raise ValueError(
-                "MixedLinearRegressor requires y to be passed, but the target y is None (only a "
-                "model with a formula reads y from the data)."
-            )
-        X, y = self._validate_X(X, y, groups=groups)
-        n = X.shape[0]
-        if n < 2:
-            raise ValueError(f"n_samples = {n}: fitting a mixed model needs at least 2 observations.")
-        sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        if groups is None:
-            warnings.warn(
-                "fit was called without groups, so no random effects are fitted: this is an "
-                "ordinary least-squares fit of the fixed effects. Pass groups=<labels> to fit "
-                "random effects (in a Pipeline or cross-validation see 'Groups, pipelines and "
-                "model selection' in the sklmm docs, docs/model_selection.md).",
-                NoGroupsWarning,
-                stacklevel=2,
-            )
-            terms, self._group_factors, self._group_columns = [], [], None
-            self._group_names_given = False
-        else:
-            terms = self._group_terms(X, groups)
-        names = self._feature_names()
-        fit_intercept = self._structure["fit_intercept"]
-        random_only = self._structure["random_only"]
-        self._fixed_index = [j for j, nm in enumerate(names) if nm not in random_only] if random_only else None
-        Xf = self._fixed_columns(X)
-        fe_names = (["(Intercept)"] if fit_intercept else []) + [nm for nm in names if nm not in random_only]
-        self._check_fixed_names(fe_names, "'(Intercept)'")
-        design = self._training_design(Xf, terms, sample_weight)  # before the engine strips the rows
-        fit = fit_mixed(terms, Xf, y, fe_names, sample_weight=sample_weight, reml=bool(self.reml),
-                        solver=self.solver, max_iter=self.max_iter,
-                        theta_start=self._warm_theta(terms), verbose=self.verbose)
-        self._remember_training(design, y, sample_weight)
-        self._set_engine_attributes(fit)
-        self.fixed_effects_names_ = fe_names
-        self.intercept_ = float(fit.beta[0]) if fit_intercept else 0.0
-        self.coef_ = fit.beta[1:] if fit_intercept else fit.beta
-        return self
+        with sparing_busy_cpus():  # BLAS within the CPUs free when the fit starts
+            self._check_group_params()
+            if getattr(self, "formula", None) is not None and _dask.is_dask_collection(X, y, groups, sample_weight):
+                raise ValueError("formula takes in-memory data frames; for Dask input pass X, y and groups.")
+            X, y, groups, sample_weight = self._resolve_fit(X, y, groups, sample_weight)
+            if _dask.is_dask_collection(X, y, groups, sample_weight):  # partitions reduced in parallel
+                return _dask.fit(self, X, y, groups, sample_weight)
+            if y is None:
+                raise ValueError(
+                    "MixedLinearRegressor requires y to be passed, but the target y is None (only a "
+                    "model with a formula reads y from the data)."
+                )
+            X, y = self._validate_X(X, y, groups=groups)
+            n = X.shape[0]
+            if n < 2:
+                raise ValueError(f"n_samples = {n}: fitting a mixed model needs at least 2 observations.")
+            sample_weight = check_sample_weight(sample_weight, X.shape[0])
+            if groups is None:
+                warnings.warn(
+                    "fit was called without groups, so no random effects are fitted: this is an "
+                    "ordinary least-squares fit of the fixed effects. Pass groups=<labels> to fit "
+                    "random effects (in a Pipeline or cross-validation see 'Groups, pipelines and "
+                    "model selection' in the sklmm docs, docs/model_selection.md).",
+                    NoGroupsWarning,
+                    stacklevel=2,
+                )
+                terms, self._group_factors, self._group_columns = [], [], None
+                self._group_names_given = False
+            else:
+                terms = self._group_terms(X, groups)
+            names = self._feature_names()
+            fit_intercept = self._structure["fit_intercept"]
+            random_only = self._structure["random_only"]
+            self._fixed_index = [j for j, nm in enumerate(names) if nm not in random_only] if random_only else None
+            Xf = self._fixed_columns(X)
+            fe_names = (["(Intercept)"] if fit_intercept else []) + [nm for nm in names if nm not in random_only]
+            self._check_fixed_names(fe_names, "'(Intercept)'")
+            design = self._training_design(Xf, terms, sample_weight)  # before the engine strips the rows
+            fit = fit_mixed(terms, Xf, y, fe_names, sample_weight=sample_weight, reml=bool(self.reml),
+                            solver=self.solver, max_iter=self.max_iter,
+                            theta_start=self._warm_theta(terms), verbose=self.verbose)
+            self._remember_training(design, y, sample_weight)
+            self._set_engine_attributes(fit)
+            self.fixed_effects_names_ = fe_names
+            self.intercept_ = float(fit.beta[0]) if fit_intercept else 0.0
+            self.coef_ = fit.beta[1:] if fit_intercept else fit.beta
+            return self
 
     def predict(self, X, groups=None, return_std=False):
         """Predict the response, optionally with the standard error of the prediction.

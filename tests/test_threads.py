@@ -4,6 +4,7 @@
 import multiprocessing as mp
 import os
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -71,3 +72,58 @@ def test_smooth_bases_built_in_threads_equal_those_built_in_order(monkeypatch):
     bad = X.assign(c=np.repeat([0.0, 1.0], 1500))  # two distinct values: no smooth of c
     with pytest.raises(ValueError, match="distinct values"):
         PenalizedSplineRegressor(n_basis=8).fit(bad, y)
+
+
+@pytest.mark.skipif(_usable_cpus() < 2, reason="needs two CPUs to leave one")
+def test_a_fit_measures_the_free_cpus_once_and_keeps_blas_within_them_throughout(monkeypatch):
+    """Each estimator's fit measures the free CPUs when it starts and limits BLAS to them for
+    all of its steps: the cross-products and the moment start (which ran with every thread
+    beside a busy process) as well as the evaluations; a GLMM's setup too. Its warnings still
+    point at the caller."""
+    from sklmm import MixedLinearRegressor, MixedLogisticRegression
+    from sklmm._engine import fit as engine_fit
+    from sklmm._engine import glmm_fit, threads
+
+    samples = []
+
+    def one_free(path, *args, **kwargs):  # /proc/loadavg says another process runs
+        samples.append(path)
+        return real_open(path, *args, **kwargs) if path != "/proc/loadavg" else _FakeLoad()
+
+    real_open = open
+    monkeypatch.setattr(threads, "open", one_free, raising=False)
+    monkeypatch.setattr(threads, "_own_running_threads", lambda: 1)
+    seen = []
+    for mod, name in ((engine_fit, "cross_products"), (engine_fit, "moment_start"), (glmm_fit, "make_factor")):
+        real = getattr(mod, name)
+
+        def spy(*args, _real=real, **kwargs):
+            seen.append(max(_blas_threads()))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(mod, name, spy)
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 20, 400)
+    x = rng.normal(size=400)
+    MixedLinearRegressor().fit(x[:, None], x + rng.normal(size=20)[g] + rng.normal(size=400), groups=g)
+    loads = samples.count("/proc/loadavg")
+    assert 1 <= loads <= threads._SAMPLES  # (one measure: its samples)
+    with warnings.catch_warnings(record=True) as caught:  # (a singular fit)
+        warnings.simplefilter("always")
+        MixedLogisticRegression().fit(x[:, None], (x + rng.normal(size=400) > 0).astype(int), groups=g)
+    assert caught and all(w.filename == __file__ for w in caught)  # (the limit adds no frame)
+    assert seen and all(n == _usable_cpus() - 1 for n in seen)
+    assert max(_blas_threads()) == _usable_cpus() or _usable_cpus() == 1  # (restored after the fits)
+
+
+class _FakeLoad:
+    """``/proc/loadavg`` with two runnable threads: this one and another process's."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self):
+        return "1.00 1.00 1.00 2/300 12345\n"

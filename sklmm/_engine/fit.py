@@ -396,7 +396,10 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
 
     method = "BOBYQA" if evaluator is None else "L-BFGS-B"
     callback = _progress_printer(verbose, len(free), factor.name, method) if verbose else None
-    with evaluator.threads() if evaluator is not None else blas_limit(factor.dense_side(), single_below=False):
+    def thread_limit():  # (a fresh context each time: threadpoolctl applies it when made)
+        return evaluator.threads() if evaluator is not None else blas_limit(factor.dense_side(), single_below=False)
+
+    with thread_limit():
         logs = np.array([t.scalar for t, sl in zip(terms, theta_layout(terms)[0]) for _ in range(sl.stop - sl.start)],
                         dtype=bool)[free] if len(free) else np.zeros(0, dtype=bool)
         if evaluator is None and logs.any():
@@ -428,23 +431,24 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
                                       if reml and n - p <= 2 else ""))
     summ.final = expand(summ.final)
     theta = summ.final
-    fz = factor.update(theta)
-    if fz is None or not np.isfinite(summ.fmin):
-        raise ValueError(
-            "the penalized least-squares system could not be factored at any theta: y is fitted "
-            "exactly by the model (its fixed effects, or fixed and random effects), leaving no "
-            "residual, or the data are degenerate. Check that y is not computed from the "
-            "features and group labels."
-        )
-    if grouped and fz.r2 < EXACT_FIT_RATIO * cp.xyxy[-1, -1]:
-        raise ValueError(
-            "y is fitted exactly by the fixed and random effects (the residual sum of squares "
-            f"is {fz.r2 / cp.xyxy[-1, -1]:.1e} of sum(y^2) at theta = {np.round(theta, 4)}): the "
-            "residual variance is 0, so the variance components are not estimable. Check that y "
-            "is not computed from the features and group labels (e.g. a group mean); if y has a "
-            "huge constant offset, subtract it (the fit is equivariant)."
-        )
-    beta_kept, u = factor.solve()
+    with thread_limit():  # the final factorization as the evaluations (a busy CPU spared)
+        fz = factor.update(theta)
+        if fz is None or not np.isfinite(summ.fmin):
+            raise ValueError(
+                "the penalized least-squares system could not be factored at any theta: y is fitted "
+                "exactly by the model (its fixed effects, or fixed and random effects), leaving no "
+                "residual, or the data are degenerate. Check that y is not computed from the "
+                "features and group labels."
+            )
+        if grouped and fz.r2 < EXACT_FIT_RATIO * cp.xyxy[-1, -1]:
+            raise ValueError(
+                "y is fitted exactly by the fixed and random effects (the residual sum of squares "
+                f"is {fz.r2 / cp.xyxy[-1, -1]:.1e} of sum(y^2) at theta = {np.round(theta, 4)}): the "
+                "residual variance is 0, so the variance components are not estimable. Check that y "
+                "is not computed from the features and group labels (e.g. a group mean); if y has a "
+                "huge constant offset, subtract it (the fit is equivariant)."
+            )
+        beta_kept, u = factor.solve()
     beta = np.zeros(n_fixed)
     beta[keep] = beta_kept
     _, z_off = theta_layout(terms)
