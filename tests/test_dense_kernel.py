@@ -58,3 +58,39 @@ def test_update_says_none_when_not_positive_definite_and_refuses_bad_sizes():
         _dense_kernel.dense_update(A, lam, lo, hi_bad, m, m - 2, work, out)
     with pytest.raises(TypeError):
         _dense_kernel.set_dpotrf(object())
+
+
+def test_refill_rewrites_the_system_in_place_as_a_new_factor_would():
+    """Penalized IRLS refills the dense factor with each step's weights: the system written in
+    place at the kept positions equals a factor built afresh (crossed terms, a slope), the
+    criterion at any theta too; another pattern of level pairs rebuilds it."""
+    from sklmm._engine.crossprod import cross_products
+    from sklmm._engine.terms import RandomTerm
+
+    rng = np.random.default_rng(2)
+    n = 300
+    x = rng.normal(size=n)
+    a, b = rng.integers(0, 12, n), rng.integers(0, 5, n)
+    terms = [RandomTerm(name="a", levels=np.arange(12), codes=a, values=np.column_stack([np.ones(n), x]),
+                        column_names=["(Intercept)", "x"], correlated=True, slope_columns=[0]),
+             RandomTerm(name="b", levels=np.arange(5), codes=b, values=np.ones((n, 1)),
+                        column_names=["(Intercept)"])]
+    X, y = np.column_stack([np.ones(n), x]), rng.normal(size=n)
+    factor = DenseFactor(cross_products(terms, X, y), terms)
+    A = factor.A
+    theta = np.array([0.8, 0.1, 0.5, 0.6])
+    for w in (rng.uniform(0.2, 2.0, n), rng.uniform(0.2, 2.0, n)):
+        cp = cross_products(terms, X, y, sample_weight=w)
+        factor.refill(cp)
+        fresh = DenseFactor(cp, terms)
+        assert factor.A is A  # (in place)
+        np.testing.assert_array_equal(factor.A, fresh.A)
+        assert factor.update(theta) == fresh.update(theta)
+    keep = b != 4  # level 4 of b gone: another pattern of (a, b) pairs
+    sub = [RandomTerm(name=t.name, levels=t.levels, codes=t.codes[keep], values=t.values[keep],
+                      column_names=t.column_names, correlated=t.correlated, slope_columns=t.slope_columns)
+           for t in terms]
+    cp = cross_products(sub, X[keep], y[keep])
+    factor = DenseFactor(cross_products(terms, X, y), sub)
+    factor.refill(cp)
+    np.testing.assert_array_equal(factor.A, DenseFactor(cp, sub).A)

@@ -150,6 +150,40 @@ def sparse_system(cp: CrossProducts, terms, theta):
     return sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, m))
 
 
+def dense_positions(cp: CrossProducts, terms):
+    """Where :func:`dense_system` puts the cross-products' blocks: for each term its level
+    blocks' ``(rows, columns)``, and for each pair of terms in ``cp.off`` those of its blocks
+    (the same for every refill of the same pattern: penalized IRLS keeps them)."""
+    _, z_off = theta_layout(terms)
+    diag = []
+    for k, t in enumerate(terms):
+        lv = np.arange(t.n_levels)
+        diag.append(_block_entries(lv, lv, t.n_coef, t.n_coef, z_off[k], z_off[k]))
+    off = {key: _block_entries(rows, cols, terms[key[0]].n_coef, terms[key[1]].n_coef, z_off[key[0]], z_off[key[1]])
+           for key, (rows, cols, _) in cp.off.items()}
+    return diag, off
+
+
+def fill_dense(M, cp: CrossProducts, terms, positions):
+    """Write ``[Z X y]'[Z X y]`` into M (zeros elsewhere) at the :func:`dense_positions`."""
+    _, z_off = theta_layout(terms)
+    q = int(z_off[-1])
+    diag, off = positions
+    M.fill(0.0)
+    for k, t in enumerate(terms):
+        r, c = diag[k]
+        M[r, c] = cp.diag[k].ravel()
+        zx = cp.zxy[k].reshape(t.q, cp.p + 1)
+        M[z_off[k] : z_off[k + 1], q:] = zx
+        M[q:, z_off[k] : z_off[k + 1]] = zx.T
+    for key, (_, _, blocks) in cp.off.items():
+        r, c = off[key]
+        M[r, c] = blocks.ravel()
+        M[c, r] = blocks.ravel()
+    M[q:, q:] = cp.xyxy
+    return M
+
+
 def dense_system(cp: CrossProducts, terms, theta=None):
     """The augmented PLS matrix at theta as a dense array (random-effect columns, X, y).
 
@@ -161,19 +195,7 @@ def dense_system(cp: CrossProducts, terms, theta=None):
     slices, z_off = theta_layout(terms)
     q = int(z_off[-1])
     m = q + cp.p + 1
-    M = np.zeros((m, m))
-    for k, t in enumerate(terms):
-        lv = np.arange(t.n_levels)
-        r, c = _block_entries(lv, lv, t.n_coef, t.n_coef, z_off[k], z_off[k])
-        M[r, c] = cp.diag[k].ravel()
-        zx = cp.zxy[k].reshape(t.q, cp.p + 1)
-        M[z_off[k] : z_off[k + 1], q:] = zx
-        M[q:, z_off[k] : z_off[k + 1]] = zx.T
-    for (l, k), (rows, cols, blocks) in cp.off.items():
-        r, c = _block_entries(rows, cols, terms[l].n_coef, terms[k].n_coef, z_off[l], z_off[k])
-        M[r, c] = blocks.ravel()
-        M[c, r] = blocks.ravel()
-    M[q:, q:] = cp.xyxy
+    M = fill_dense(np.empty((m, m)), cp, terms, dense_positions(cp, terms))
     if theta is None:
         return M
     for k, t in enumerate(terms):
