@@ -205,15 +205,20 @@ class MixedFormula:
         return out
 
     def _complete_rows(self, data):
-        """Rows with no missing value in any variable of the model (lme4's ``na.omit``)."""
+        """Rows with no missing value in any variable of the model (lme4's ``na.omit``), and
+        the model matrices formed to find them (the fixed part's, then each term's): where no
+        row is missing they are the fit's own, and are not formed again."""
         from formulaic import model_matrix
 
         keep = data[self.group_variables].notna().all(axis=1)
         spec = f"{self.response} ~ {self.fixed_part}"
-        keep &= data.index.isin(model_matrix(spec, data, na_action="drop").rhs.index)
+        fixed = _formulaic(lambda: model_matrix(spec, data, na_action="drop"), self.formula)
+        keep &= data.index.isin(fixed.rhs.index)
+        terms = []
         for t in self.terms:
-            keep &= data.index.isin(model_matrix(t.expr, data, na_action="drop").index)
-        return keep.to_numpy()
+            terms.append(_formulaic(lambda: model_matrix(t.expr, data, na_action="drop"), t.text))
+            keep &= data.index.isin(terms[-1].index)
+        return keep.to_numpy(), (fixed, terms)
 
     # ---------------------------------------------------------------- fit
 
@@ -226,10 +231,12 @@ class MixedFormula:
         if missing:
             raise ValueError(f"the grouping variable(s) {missing} of {self.formula!r} are not columns of data.")
         data = data.reset_index(drop=True)
-        self.complete_rows = self._complete_rows(data)  # lme4's na.omit: the rows fitted
-        data = data.loc[self.complete_rows].reset_index(drop=True)
-        mm = _formulaic(lambda: model_matrix(f"{self.response} ~ {self.fixed_part}", data, na_action="raise"),
-                        self.formula)
+        self.complete_rows, (mm, term_matrices) = self._complete_rows(data)  # lme4's na.omit
+        if not self.complete_rows.all():  # the rows fitted, encoded afresh (levels seen in them)
+            data = data.loc[self.complete_rows].reset_index(drop=True)
+            mm = _formulaic(lambda: model_matrix(f"{self.response} ~ {self.fixed_part}", data, na_action="raise"),
+                            self.formula)
+            term_matrices = None
         if mm.lhs.shape[1] != 1:
             raise ValueError(f"the response {self.response!r} must be one numeric column; got {mm.lhs.shape[1]}.")
         y = pd.Series(mm.lhs.iloc[:, 0].to_numpy(dtype=float), name=self.response)
@@ -238,19 +245,21 @@ class MixedFormula:
         self.fit_intercept = "Intercept" in rhs.columns
         self.fixed_columns = [_r_name(c) for c in rhs.columns if c != "Intercept"]
         X = self._fixed_frame(rhs)
-        self._map_terms(data)
+        self._map_terms(data, term_matrices)
         if self.random_only:
             X = pd.concat([X, self._random_only_frame(data)], axis=1)
         groups = self.groups(data)
         return X, y, groups, self.params()
 
-    def _map_terms(self, data):
-        """Random coefficients of each term as columns of X; checks what the estimator can fit."""
+    def _map_terms(self, data, matrices=None):
+        """Random coefficients of each term as columns of X; checks what the estimator can fit.
+        ``matrices``: the terms' model matrices on these rows, where already formed."""
         from formulaic import model_matrix
 
         self.random_only, self._random_specs = [], {}
-        for t in self.terms:
-            mm = _formulaic(lambda: model_matrix(t.expr, data, na_action="raise"), t.text)
+        for i, t in enumerate(self.terms):
+            mm = matrices[i] if matrices is not None else \
+                _formulaic(lambda: model_matrix(t.expr, data, na_action="raise"), t.text)
             cols = [_r_name(c) for c in mm.columns]
             t.intercept = "Intercept" in cols
             t.slopes = [c for c in cols if c != "Intercept"]
