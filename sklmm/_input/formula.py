@@ -241,7 +241,7 @@ class MixedFormula:
             raise ValueError(f"the response {self.response!r} must be one numeric column; got {mm.lhs.shape[1]}.")
         y = pd.Series(mm.lhs.iloc[:, 0].to_numpy(dtype=float), name=self.response)
         rhs = mm.rhs
-        self.fixed_spec = rhs.model_spec
+        self.fixed_spec = rhs.model_spec.update(na_action="raise")  # (a reused matrix's says drop)
         self.fit_intercept = "Intercept" in rhs.columns
         self.fixed_columns = [_r_name(c) for c in rhs.columns if c != "Intercept"]
         X = self._fixed_frame(rhs)
@@ -270,7 +270,7 @@ class MixedFormula:
             for c in t.slopes:
                 if c not in self.fixed_columns and c not in self.random_only:
                     self.random_only.append(c)
-                    self._random_specs[c] = mm.model_spec
+                    self._random_specs[c] = mm.model_spec.update(na_action="raise")
         self.terms = _merge_uncorrelated(self.terms, self.formula)
         intercepts = {t.intercept for t in self.terms}
         if len(intercepts) > 1:
