@@ -197,6 +197,11 @@ def test_missing_values_are_dropped_like_na_omit():
     want = MixedLinearRegressor.from_formula("Reaction ~ Days + (Days | Subject)", holes.dropna())
     assert m.n_obs_ == len(df) - 3
     assert m.criterion_ == pytest.approx(want.criterion_, rel=1e-12)
+    # complete rows (want) reuse the matrices that found them; new data with a hole is refused
+    for fitted in (m, want):
+        assert fitted.formula_design_.fixed_spec.na_action.value == "raise"
+        with pytest.raises(ValueError, match="null"):
+            fitted.predict(holes)
 
 
 @pytest.mark.parametrize(
