@@ -58,6 +58,16 @@ def test_update_says_none_when_not_positive_definite_and_refuses_bad_sizes():
         _dense_kernel.dense_update(A, lam, lo, hi_bad, m, m - 2, work, out)
     with pytest.raises(TypeError):
         _dense_kernel.set_dpotrf(object())
+    # a dpotrf with 64-bit integers (an ILP64 LAPACK) is refused, not called with int pointers
+    import ctypes
+
+    new = ctypes.pythonapi.PyCapsule_New
+    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    dummy = ctypes.c_int(0)
+    ilp64 = new(ctypes.addressof(dummy), b"void (char *, int64_t *, double *, int64_t *, int64_t *)", None)
+    with pytest.raises(TypeError, match="not LAPACK's with int arguments"):
+        _dense_kernel.set_dpotrf(ilp64)
+    assert _dense_kernel.dense_update(A, lam, lo, hi, m, m - 2, work, out) is not None  # (scipy's kept)
 
 
 def test_refill_rewrites_the_system_in_place_as_a_new_factor_would():

@@ -21,6 +21,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #if defined(_MSC_VER)
 #define RESTRICT __restrict
@@ -39,7 +40,14 @@ set_dpotrf(PyObject *self, PyObject *capsule)
         PyErr_SetString(PyExc_TypeError, "set_dpotrf: expected scipy's dpotrf capsule");
         return NULL;
     }
-    void *ptr = PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule));
+    /* LAPACK's dpotrf with int (LP64) arguments, as scipy.linalg.cython_lapack declares it */
+    const char *name = PyCapsule_GetName(capsule);
+    if (name == NULL || strncmp(name, "void (char *, int *, ", 21) != 0 || strstr(name, "_d *, int *, int *)") == NULL) {
+        PyErr_Format(PyExc_TypeError, "set_dpotrf: scipy's dpotrf has the signature '%s', not "
+                     "LAPACK's with int arguments", name ? name : "?");
+        return NULL;
+    }
+    void *ptr = PyCapsule_GetPointer(capsule, name);
     if (ptr == NULL) return NULL;
     dpotrf_ptr = (dpotrf_t)ptr;
     Py_RETURN_NONE;
