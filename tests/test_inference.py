@@ -378,3 +378,29 @@ def test_one_factor_prediction_variances_by_closed_form_equal_the_solves(monkeyp
     slow = [m.predict(X, groups=g_new, return_std=True)[1], m.predict(X, return_std=True)[1]]
     for a, b in zip(fast, slow):
         np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_satterthwaite_df_factor_each_theta_once(monkeypatch):
+    """The df's differences factor each theta once: sigma enters in closed form and the
+    Jacobian's points are the Hessian's (three theta: 37 factorizations, with fixed_cov's and
+    the restoring one 39, where one per point of numDeriv's scheme took 83); the same df."""
+    from sklmm._inference import covariance
+
+    m = fitted("sleep_slope_reml")
+    fit = m._fit
+    calls = []
+    real = type(fit.factor).update
+
+    def counting(self, theta):
+        calls.append(np.array(theta))
+        return real(self, theta)
+
+    monkeypatch.setattr(type(fit.factor), "update", counting)
+    table, _ = covariance.fixed_effects_table(fit, m.fixed_effects_names_)
+    k = len(fit.theta)
+    per_level = 2 * k + 4 * k * (k - 1) // 2
+    assert len(calls) == 1 + 1 + covariance.SATTERTHWAITE_LEVELS * per_level + 1
+    # fit.theta for fixed_cov and the restore (and the estimate's point, theta / unit * unit,
+    # where that rounds back to it); every other point once
+    assert len(calls) - 2 <= len({tuple(c) for c in calls}) <= len(calls) - 1
+    np.testing.assert_allclose(table["df"], INF["models"]["sleep_slope_reml"]["fixed"]["df"], rtol=1e-3)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .system import Factorization
 
-__all__ = ["profiled_criterion", "deviance_theta_sigma"]
+__all__ = ["profiled_criterion", "deviance_theta_sigma", "deviance_at_sigma"]
 
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -44,11 +44,17 @@ def deviance_theta_sigma(fit, theta, sigma):
     if not sigma > 0:
         return np.inf
     fz = fit.factor.update(np.asarray(theta, dtype=float))
-    if fz is None:
+    return deviance_at_sigma(fz, sigma, fit.n, fit.cp.p, fit.reml, fit.cp.sum_log_weights)
+
+
+def deviance_at_sigma(fz: Factorization | None, sigma, n, p, reml, sum_log_weights=0.0):
+    """:func:`deviance_theta_sigma` from the factorization at theta (sigma enters in closed
+    form: points that differ in sigma alone need one factorization)."""
+    if fz is None or not sigma > 0:
         return np.inf
     s2 = sigma * sigma
-    n_eff = fit.n - fit.cp.p if fit.reml else fit.n
-    dev = fz.logdet_L2 + fz.r2 / s2 + n_eff * (_LOG_2PI + np.log(s2)) - fit.cp.sum_log_weights
-    if fit.reml:
+    n_eff = n - p if reml else n
+    dev = fz.logdet_L2 + fz.r2 / s2 + n_eff * (_LOG_2PI + np.log(s2)) - sum_log_weights
+    if reml:
         dev += fz.logdet_RX2
     return float(dev)
