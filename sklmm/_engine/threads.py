@@ -121,9 +121,9 @@ def sparing_busy_cpus():
     if getattr(_ACTIVE, "free", None) is not None:  # (a fit inside a fit)
         yield
         return
-    _ACTIVE.free = free = free_cpus()
+    _ACTIVE.free = free_cpus()
     try:
-        with _controller().limit(limits=free, user_api="blas") if free < _usable_cpus() else nullcontext():
+        with busy_limit():  # (its free_cpus() is the measure just kept)
             yield
     finally:
         _ACTIVE.free = None

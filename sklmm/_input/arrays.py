@@ -74,6 +74,14 @@ def _plain_numeric_frame(X):
     return X.to_numpy(dtype=np.float64), np.asarray(X.columns, dtype=object)
 
 
+def _plain_X(X):
+    """``(X as float64, feature names or None)`` for a 2-D numeric ndarray (no names) or a plain
+    numeric DataFrame (:func:`_plain_numeric_frame`), else None."""
+    if type(X) is np.ndarray and X.ndim == 2 and X.dtype.kind in "fiu":
+        return np.asarray(X, dtype=np.float64), None
+    return _plain_numeric_frame(X)
+
+
 def _plain_valid_inputs(X, y):
     """``(X as float64, y, feature names or None)`` when the training data need no conversion
     or checks beyond finiteness, else None.
@@ -84,13 +92,10 @@ def _plain_valid_inputs(X, y):
     times the cost (about 0.3 ms of a 2.6 ms sleepstudy fit); everything else goes through it,
     and it writes the error messages.
     """
-    if type(X) is np.ndarray and X.ndim == 2 and X.dtype.kind in "fiu":
-        X, names = np.asarray(X, dtype=np.float64), None
-    else:
-        plain = _plain_numeric_frame(X)
-        if plain is None:
-            return None
-        X, names = plain
+    plain = _plain_X(X)
+    if plain is None:
+        return None
+    X, names = plain
     if not (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "fiu"):
         return None
     if X.shape[0] < 1 or X.shape[1] < 1 or y.shape[0] != X.shape[0]:
@@ -110,15 +115,12 @@ def _plain_fitted_input(X, n_features, names):
     the cost (about 0.4 ms of a 1.3 ms prediction on sleepstudy); everything else goes through
     it, and it writes the error messages and the warnings about names.
     """
-    if type(X) is np.ndarray and X.ndim == 2 and X.dtype.kind in "fiu":
-        if names is not None:
-            return None
-        X = np.asarray(X, dtype=np.float64)
-    else:
-        plain = _plain_numeric_frame(X)
-        if plain is None or names is None or not np.array_equal(plain[1], names):
-            return None
-        X = plain[0]
+    plain = _plain_X(X)
+    if plain is None or (plain[1] is None) != (names is None):  # (names gained or lost: warned)
+        return None
+    X, given = plain
+    if given is not None and not np.array_equal(given, names):
+        return None
     if X.shape[0] < 1 or X.shape[1] < 1 or X.shape[1] != n_features or not np.isfinite(X).all():
         return None
     return X
