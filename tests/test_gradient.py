@@ -62,6 +62,42 @@ def test_gradient_equals_central_differences_of_the_criterion(maximal, reml, cor
     np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-5 * np.abs(g).max())
 
 
+def _crossed(rng, n=600):
+    d = pd.DataFrame({"s": rng.integers(0, 40, n).astype(str), "i": rng.integers(0, 25, n).astype(str),
+                      "k": rng.integers(0, 6, n).astype(str), "x": rng.normal(size=n), "z": rng.normal(size=n)})
+    d["y"] = rng.normal(size=n) + d.x + rng.normal(size=40)[d.s.astype(int)]
+    return d
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("case", ["maximal", "three scalar", "slopes in later terms", "slopes in the first"])
+def test_blocked_gradient_through_the_schur_kernel(maximal, reml, case):
+    """Through the Schur kernel's entries (a factor whose products with the first term are
+    sparse: InstEval's), the same criterion and gradient as the dense factorization's, for
+    scalar and vector terms first and later, ML and REML."""
+    from sklmm._engine.factor_blocked import BlockedFactor
+
+    rng = np.random.default_rng(len(case))
+    d = _crossed(rng)
+    X, g, kw = {
+        "maximal": (maximal[CONTRASTS], maximal[["subj", "item"]], dict(random_slopes=CONTRASTS)),
+        "three scalar": (d[["x"]], d[["s", "i", "k"]], {}),
+        "slopes in later terms": (d[["x", "z"]], d[["s", "i", "k"]], dict(random_slopes={"i": ["x"], "k": ["x", "z"]})),
+        "slopes in the first": (d[["x", "z"]], d[["s", "i"]], dict(random_slopes={"s": ["x", "z"], "i": ["x"]})),
+    }[case]
+    y = maximal["y"] if case == "maximal" else d["y"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = MixedLinearRegressor(reml=reml, **kw).fit(X, y, groups=g)._fit
+    theta = _away_from_optimum(fit)
+    factor = BlockedFactor(fit.cp, fit.terms, dense_products=False)
+    assert factor.schur is not None
+    fk, gk = BlockedGradient(fit.cp, fit.terms, reml, factor=factor)(theta)
+    fd, gd = DenseGradient(fit.cp, fit.terms, reml)(theta)
+    assert fk == pytest.approx(fd, rel=1e-12)
+    np.testing.assert_allclose(gk, gd, rtol=1e-9, atol=1e-10 * np.abs(gd).max())
+
+
 def test_dense_and_blocked_gradients_agree_with_prior_weights(maximal):
     w = 1.0 + (np.arange(len(maximal)) % 3) / 2.0
     fit = _fit(maximal, True, weights=w)._fit

@@ -380,14 +380,7 @@ def test_one_factor_prediction_variances_by_closed_form_equal_the_solves(monkeyp
         np.testing.assert_allclose(a, b, rtol=1e-10)
 
 
-def test_satterthwaite_df_factor_each_theta_once(monkeypatch):
-    """The df's differences factor each theta once: sigma enters in closed form and the
-    Jacobian's points are the Hessian's (three theta: 37 factorizations, with fixed_cov's and
-    the restoring one 39, where one per point of numDeriv's scheme took 83); the same df."""
-    from sklmm._inference import covariance
-
-    m = fitted("sleep_slope_reml")
-    fit = m._fit
+def _counting_updates(monkeypatch, fit):
     calls = []
     real = type(fit.factor).update
 
@@ -396,6 +389,38 @@ def test_satterthwaite_df_factor_each_theta_once(monkeypatch):
         return real(self, theta)
 
     monkeypatch.setattr(type(fit.factor), "update", counting)
+    return calls
+
+
+def test_satterthwaite_df_from_the_analytic_gradient(monkeypatch):
+    """With the gradient (dense and blocked factors), the df take k + 1 of its evaluations:
+    one step in each theta and the estimate last, where the factor is left (with fixed_cov's
+    update, k + 2 factorizations: 5 for three theta, where the deviance's differences take 39)."""
+    from sklmm._inference import covariance
+
+    m = fitted("sleep_slope_reml")
+    fit = m._fit
+    calls = _counting_updates(monkeypatch, fit)
+    table, _ = covariance.fixed_effects_table(fit, m.fixed_effects_names_)
+    k = len(fit.theta)
+    assert len(calls) == k + 2
+    np.testing.assert_array_equal(calls[-1], fit.theta)  # the factor is left at the estimate
+    assert len({tuple(c) for c in calls}) == k + 1
+    np.testing.assert_allclose(table["df"], INF["models"]["sleep_slope_reml"]["fixed"]["df"], rtol=1e-3)
+
+
+@pytest.mark.parametrize("key", ["sleep_slope_reml", "crossed_reml", "penicillin_ml"])
+def test_satterthwaite_df_without_the_gradient_factor_each_theta_once(monkeypatch, key):
+    """Where the factor has no gradient (CHOLMOD's), the deviance's own differences factor each
+    theta once: sigma enters in closed form and the Jacobian's points are the Hessian's (three
+    theta: 37 factorizations, with fixed_cov's and the restoring one 39, where one per point of
+    numDeriv's scheme took 83); the df agree with lmerTest as the gradient's do."""
+    from sklmm._inference import covariance
+
+    monkeypatch.setattr(covariance, "_gradient_of", lambda fit: None)
+    m = fitted(key)
+    fit = m._fit
+    calls = _counting_updates(monkeypatch, fit)
     table, _ = covariance.fixed_effects_table(fit, m.fixed_effects_names_)
     k = len(fit.theta)
     per_level = 2 * k + 4 * k * (k - 1) // 2
@@ -403,4 +428,23 @@ def test_satterthwaite_df_factor_each_theta_once(monkeypatch):
     # fit.theta for fixed_cov and the restore (and the estimate's point, theta / unit * unit,
     # where that rounds back to it); every other point once
     assert len(calls) - 2 <= len({tuple(c) for c in calls}) <= len(calls) - 1
-    np.testing.assert_allclose(table["df"], INF["models"]["sleep_slope_reml"]["fixed"]["df"], rtol=1e-3)
+    np.testing.assert_allclose(table["df"], INF["models"][key]["fixed"]["df"], rtol=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_satterthwaite_df_of_a_balanced_one_way_design(seed):
+    """Closed forms: in a balanced one-way design with an interior REML estimate the intercept's
+    variance is the between-group mean square over g n, with g - 1 degrees of freedom exactly
+    (here also for a between-group variance small beside the residual one); at the boundary
+    (theta = 0) it is sigma^2 / (g n), and the derivatives in theta vanish (the criterion is
+    even in it), so the df are sigma's alone: g n - 1."""
+    rng = np.random.default_rng(seed)
+    g, n = 12, 8
+    grp = np.repeat(np.arange(g), n)
+    for sa in (0.05, 0.3, 1.0):
+        y = 2.0 + sa * rng.normal(size=g)[grp] + rng.normal(size=g * n)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (boundary fits warn)
+            m = MixedLinearRegressor().fit(pd.DataFrame(index=range(g * n)), y, groups=grp)
+        expected = g - 1 if m._fit.theta[0] > 0 else g * n - 1
+        assert m.fixed_effects_["df"].iloc[0] == pytest.approx(expected, rel=2e-5)

@@ -99,3 +99,36 @@ def test_row_scales_and_the_scaled_copy():
     assert np.all(M[il] == 7.0)
     SchurKernel(rows, levels, values, n_levels, m).apply(M, G, mirror=False, scale=s)
     np.testing.assert_allclose(M[iu], want[iu], rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("p1", [1, 2, 3])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_gather_is_the_adjoint_read_on_the_pattern(p1, threads):
+    """gather(B)[a] = (B C)[r_a, level a's columns] for a symmetric B (only its upper triangle
+    read), other values in the same pattern, and rows past B's side counted as zeros."""
+    rng = np.random.default_rng(3 * p1 + threads)
+    n_levels, m = 40, 23
+    rows, levels, values = _random_pattern(rng, n_levels, m, p1)
+    kernel = SchurKernel(rows, levels, values, n_levels, m, n_threads=threads)
+    for n in (m, m - 4):
+        B = rng.normal(size=(n, n))
+        B = B + B.T
+        Bfull = np.zeros((m, m))
+        Bfull[:n, :n] = B
+        vals = rng.normal(size=kernel.values.shape)
+        C = np.zeros((m, n_levels * p1))
+        lev = levels[kernel._order]
+        for r, j, v in zip(kernel.rows, lev, vals):
+            C[r, j * p1 : (j + 1) * p1] = v
+        BC = Bfull @ C
+        want = np.array([BC[r, j * p1 : (j + 1) * p1] for r, j in zip(kernel.rows, lev)]).reshape(vals.shape)
+        lower_garbage = np.triu(B) + np.tril(np.full((n, n), np.nan), -1)
+        got = kernel.gather(lower_garbage, vals)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+    with pytest.raises(ValueError, match="at most"):
+        kernel.gather(np.zeros((m + 1, m + 1)))
+    with pytest.raises(ValueError, match="values must have shape"):
+        kernel.gather(np.zeros((m, m)), np.zeros((1, p1)))
+    with pytest.raises(ValueError, match="inconsistent sizes"):  # B shorter than its side says
+        _schur_kernel.schur_gather(kernel.rows, kernel.indptr, kernel.values, np.zeros(4), p1, 0, n_levels, m,
+                                   np.empty_like(kernel.values))

@@ -185,3 +185,23 @@ def test_later_terms_at_zero_are_factored_apart_with_the_same_results(dense_prod
         for v, w in zip(blocked.solve(), dense.solve()):
             np.testing.assert_allclose(v, w, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(blocked.fixed_part()[0], dense.fixed_part()[0], rtol=1e-10, atol=1e-12)
+
+
+def test_blocked_back_substitution_through_the_whole_factor():
+    """The blocked factor's modes and beta, ``L_top^{-T} l``, by one trsv through the whole
+    factor equal the triangular solve of its top block (also for a 1 x 1 top, and where the
+    last pivot is 0 and the solve falls back)."""
+    from scipy.linalg import solve_triangular
+
+    from sklmm._engine.factor_blocked import _back_substitution
+
+    rng = np.random.default_rng(0)
+    for m in (2, 3, 40):
+        A = rng.normal(size=(m, m))
+        L = np.asfortranarray(np.linalg.cholesky(A @ A.T + m * np.eye(m)))
+        L[np.triu_indices(m, 1)] = np.nan  # (the factor's strict upper triangle is not read)
+        want = solve_triangular(np.tril(L)[:-1, :-1], L[-1, :-1], lower=True, trans="T")
+        np.testing.assert_allclose(_back_substitution(L), want, rtol=1e-13)
+        L[-1, -1] = 0.0
+        np.testing.assert_allclose(_back_substitution(np.tril(np.nan_to_num(L))), want, rtol=1e-13)
+    assert _back_substitution(np.ones((1, 1))).shape == (0,)

@@ -26,6 +26,23 @@ def test_small_blocks_run_blas_on_one_thread_and_large_ones_on_free_cpus():
         assert all(n <= _usable_cpus() for n in _blas_threads())
 
 
+def test_large_blocks_keep_numpys_own_blas_on_one_thread():
+    """Above SINGLE_THREAD_BLOCK the factorization's library (scipy's) gets the free CPUs and
+    numpy's own BLAS, where the wheels bundle one apart, one thread: its spinning threads
+    would take a core from the factorization."""
+    from sklmm._engine.threads import _numpy_own_blas
+
+    own = set(_numpy_own_blas())
+    with blas_limit(SINGLE_THREAD_BLOCK):
+        libs = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+        for lib in libs:
+            if lib["filepath"] in own:
+                assert lib["num_threads"] == 1
+            else:
+                assert lib["num_threads"] <= _usable_cpus()
+    assert len(own) < max(len(libs), 1)  # never every BLAS library (scipy's keeps its threads)
+
+
 def _spin(stop):
     while not stop.is_set():
         pass

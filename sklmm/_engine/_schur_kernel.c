@@ -156,6 +156,120 @@ done:
     return result;
 }
 
+/* The Schur update's adjoint, for the gradient: for each entry a of the levels j in [lo, hi)
+ * (row r_a, values c_a), the product of row r_a of a dense symmetric n x n array B with the
+ * level's rows of C:
+ *
+ *     out[a] = sum_b B[r_a, r_b] c_b      over the entries b of a's level,
+ *
+ * p values each (out is indexed by entry, like values). Only B[r_a * n + r_b] with r_a <= r_b is
+ * read (the upper triangle of a row-major B), each pair once, four rows a at a time as in the
+ * update. Rows at or past n are rows and columns of zeros (the dense block's y row; ML's X
+ * rows): out[a] = 0 there. Levels write disjoint entries, so threads may share out; the loop
+ * runs without the GIL. */
+ALWAYS_INLINE void
+level_gather(const Py_ssize_t P, const int32_t *RESTRICT R, const double *RESTRICT c,
+             const int64_t len, const double *RESTRICT B, const Py_ssize_t n, double *RESTRICT o)
+{
+    int64_t a = 0;
+    for (; a + 4 <= len; a += 4) {
+        const double *bk[4];
+        for (int k = 0; k < 4; k++) bk[k] = B + (int64_t)R[a + k] * n;
+        for (int k = 0; k < 4; k++) /* the pairs among the four */
+            for (int l = k; l < 4; l++) {
+                const double w = bk[k][R[a + l]];
+                for (Py_ssize_t x = 0; x < P; x++) o[(a + k) * P + x] += w * c[(a + l) * P + x];
+                if (l != k)
+                    for (Py_ssize_t x = 0; x < P; x++) o[(a + l) * P + x] += w * c[(a + k) * P + x];
+            }
+        const double *const b0 = bk[0], *const b1 = bk[1], *const b2 = bk[2], *const b3 = bk[3];
+        double *const oa = o + a * P;
+        const double *const ca = c + a * P;
+        for (int64_t b = a + 4; b < len; b++) {
+            const int32_t r = R[b];
+            const double w0 = b0[r], w1 = b1[r], w2 = b2[r], w3 = b3[r];
+            const double *const cb = c + b * P;
+            double *const ob = o + b * P;
+            for (Py_ssize_t x = 0; x < P; x++) {
+                oa[x] += w0 * cb[x];
+                oa[P + x] += w1 * cb[x];
+                oa[2 * P + x] += w2 * cb[x];
+                oa[3 * P + x] += w3 * cb[x];
+                ob[x] += w0 * ca[x] + w1 * ca[P + x] + w2 * ca[2 * P + x] + w3 * ca[3 * P + x];
+            }
+        }
+    }
+    for (; a < len; a++) {
+        const double *brow = B + (int64_t)R[a] * n;
+        for (int64_t b = a; b < len; b++) {
+            const double w = brow[R[b]];
+            for (Py_ssize_t x = 0; x < P; x++) o[a * P + x] += w * c[b * P + x];
+            if (b != a)
+                for (Py_ssize_t x = 0; x < P; x++) o[b * P + x] += w * c[a * P + x];
+        }
+    }
+}
+
+static void
+gather(const int32_t *RESTRICT rows, const int64_t *indptr, const double *RESTRICT values,
+       const double *RESTRICT B, Py_ssize_t p, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n,
+       double *RESTRICT out)
+{
+    for (int64_t a = indptr[lo]; a < indptr[hi]; a++)
+        for (Py_ssize_t x = 0; x < p; x++) out[a * p + x] = 0.0;
+    for (Py_ssize_t j = lo; j < hi; j++) {
+        const int64_t s = indptr[j], e = indptr[j + 1];
+        int64_t end = s; /* rows ascend within a level: those below n come first */
+        while (end < e && rows[end] < n) end++;
+        const int64_t len = end - s;
+        if (p == 1)
+            level_gather(1, rows + s, values + s, len, B, n, out + s);
+        else if (p == 2)
+            level_gather(2, rows + s, values + s * 2, len, B, n, out + s * 2);
+        else
+            level_gather(p, rows + s, values + s * p, len, B, n, out + s * p);
+    }
+}
+
+static PyObject *
+schur_gather(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer rows, indptr, values, B, out;
+    Py_ssize_t p, lo, hi, n;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*nnnnw*", &rows, &indptr, &values, &B, &p, &lo, &hi, &n,
+                          &out))
+        return NULL;
+    const int64_t *ip = indptr.buf;
+    if (p < 1 || lo < 0 || hi < lo || n < 0 || indptr.len < (hi + 1) * 8) {
+        PyErr_SetString(PyExc_ValueError, "schur_gather: inconsistent sizes");
+        goto done;
+    }
+    {
+        const int64_t end = ip[hi];
+        int ok = ip[lo] >= 0 && end >= ip[lo] && rows.len >= end * 4 && values.len >= end * p * 8 &&
+                 B.len >= n * n * 8 && out.len >= end * p * 8;
+        for (int64_t a = ip[lo]; ok && a < end; a++) ok = ((const int32_t *)rows.buf)[a] >= 0;
+        if (!ok) {
+            PyErr_SetString(PyExc_ValueError, "schur_gather: inconsistent sizes");
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    gather(rows.buf, ip, values.buf, B.buf, p, lo, hi, n, out.buf);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&indptr);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&B);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 /* out[i, j] = s_i src[i, j] s_j on the upper triangle (j >= i) of m x m row-major arrays: the
    dense block's copy scaled by Lambda_R where the later terms are scalar (the lower triangle,
    which LAPACK does not read, is left as it is) */
@@ -196,6 +310,11 @@ static PyMethodDef methods[] = {
      "schur_accumulate(rows, indptr, values, weights, scale, p, lo, hi, m, out): subtracts the "
      "upper triangle of S C_j W_j C_j' S over levels lo..hi-1 from out (m x m, row-major), "
      "S = diag(scale)."},
+    {"schur_gather", schur_gather, METH_VARARGS,
+     "schur_gather(rows, indptr, values, B, p, lo, hi, n, out): out[a] = sum over the entries b "
+     "of a's level of B[rows[a], rows[b]] values[b] (B n x n, symmetric: its upper triangle is "
+     "read, row-major; rows past n are zeros), "
+     "for the entries of levels lo..hi-1."},
     {"scaled_upper_copy", scaled_upper_copy, METH_VARARGS,
      "scaled_upper_copy(src, scale, m, out): out = S src S on the upper triangle, S = diag(scale)."},
     {NULL, NULL, 0, NULL}};

@@ -59,6 +59,23 @@ def _forward_substitution(L, b):
     return w
 
 
+def _back_substitution(Lm):
+    """``L_top^{-T} l`` for the dense block's lower factor ``[[L_top, 0], [l', d]]`` (the
+    rest's modes and beta): with ``d > 0`` the last ``-1/d`` times the solution of
+    ``L' z = d e_m`` through the whole Fortran-ordered factor, one BLAS ``trsv`` without a
+    copy of ``L_top`` or a scan for non-finite values (InstEval: 1 ms instead of 9)."""
+    m = Lm.shape[0]
+    if m <= 1:
+        return np.zeros(0)
+    d = Lm[-1, -1]
+    if d > 0 and Lm.flags.f_contiguous:
+        rhs = np.zeros(m)
+        rhs[-1] = d
+        z = blas.dtrsv(Lm, rhs, lower=1, trans=1, overwrite_x=1)
+        return -z[:-1]
+    return solve_triangular(Lm[:-1, :-1], Lm[-1, :-1], lower=True, trans="T")
+
+
 #: dense products of the first term's columns with the rest are formed only up to this many
 #: entries of C (200 MB)
 DENSE_CZ_ENTRIES = 25_000_000
@@ -457,8 +474,7 @@ class BlockedFactor(PLSFactor):
         else:
             Sz, Sxy = self._scaled_current() if self.terms else (None, None)
         qr = self.qr
-        top = Lm[:-1, :-1]
-        x_rest = solve_triangular(top, Lm[-1, :-1], lower=True, trans="T") if top.size else np.zeros(0)
+        x_rest = _back_substitution(Lm)
         beta = x_rest[qr:]
         u_rest = x_rest[:qr]
         if not self.terms:

@@ -143,6 +143,37 @@ class SchurKernel:
             M += upper
             M += np.triu(upper, 1).T
 
+    def gather(self, B, values=None):
+        """The update's adjoint (the gradient reads it): for each entry ``a`` (row ``r_a``, in the
+        kernel's order, :attr:`rows`), ``sum_b B[r_a, r_b] c_b`` over the entries of its level,
+        an (entries, p1) array. B is dense, symmetric, n x n with ``n <= m`` (its upper triangle
+        read in C order; rows past n count as zeros); ``values`` replace the entries' own (the same pattern and order).
+        The spans' threads write disjoint entries of one output."""
+        B = np.ascontiguousarray(B, dtype=float)
+        n = B.shape[0]
+        if B.shape != (n, n) or n > self.m:
+            raise ValueError(f"gather: B must be square with at most {self.m} rows, got {B.shape}")
+        values = self.values if values is None else np.ascontiguousarray(values, dtype=float)
+        if values.shape != self.values.shape:
+            raise ValueError(f"gather: values must have shape {self.values.shape}, got {values.shape}")
+        out = np.empty_like(values)
+
+        def run(k):
+            lo, hi = self.spans[k]
+            _schur_kernel.schur_gather(self.rows, self.indptr, values, B, self.p1, lo, hi, n, out)
+
+        if len(self.spans) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=len(self.spans) - 1)
+                self._out = [np.empty((self.m, self.m)) for _ in range(len(self.spans) - 1)]
+            others = [self._pool.submit(run, k) for k in range(1, len(self.spans))]
+            run(0)
+            for f in others:
+                f.result()
+        else:
+            run(0)
+        return out
+
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_pool"] = state["_out"] = state["_upper"] = None

@@ -48,8 +48,8 @@ GRADIENT_FOR_SMOOTHS = False
 class DenseGradient:
     """The profiled criterion (ML or REML) and its gradient in theta, ``(f, g) = self(theta)``."""
 
-    def __init__(self, cp, terms, reml):
-        self.factor = DenseFactor(cp, terms)
+    def __init__(self, cp, terms, reml, factor=None):
+        self.factor = DenseFactor(cp, terms) if factor is None else factor
         self.terms = terms
         self.reml = bool(reml)
         self.n, self.p, self.q = cp.n, cp.p, self.factor.q
@@ -77,11 +77,22 @@ class DenseGradient:
         return g
 
     def __call__(self, theta):
+        fz, dlogdet, dr2 = self.parts(theta)
+        f = profiled_criterion(fz, self.n, self.p, self.reml, self.sum_log_weights)
+        if not np.isfinite(f) or dlogdet is None:
+            return f, np.full(self.n_theta, np.nan)
+        df = self.n - self.p if self.reml else self.n
+        return f, dlogdet + df * dr2 / fz.r2
+
+    def parts(self, theta):
+        """``(fz, dlogdet, dr2)`` at theta: the factorization (None where it failed) and the
+        gradients of ``log det`` (``log|L|^2``, REML ``+ log|R_X|^2``) and of ``r^2`` (None
+        where the factorization failed). Satterthwaite's df differentiate them with sigma
+        apart (:mod:`sklmm._inference.covariance`)."""
         theta = np.asarray(theta, dtype=float)
         fz = self.factor.update(theta)
-        f = profiled_criterion(fz, self.n, self.p, self.reml, self.sum_log_weights)
-        if not np.isfinite(f):
-            return f, np.full(self.n_theta, np.nan)
+        if fz is None or not fz.r2 > 0:
+            return fz, None, None
         L = self.factor._state  # lower, Fortran-ordered, side q + p + 1
         q, p = self.q, self.p
         beta, u = self.factor.solve()
@@ -89,8 +100,8 @@ class DenseGradient:
         # P = A^{-1} (REML) or A_uu^{-1} (ML) from the factor; potri fills the lower triangle
         P, info = lapack.dpotri(L[:m, :m], lower=1)
         if info != 0:
-            return f, np.full(self.n_theta, np.nan)
-        P = np.tril(P) + np.tril(P, -1).T
+            return fz, None, None
+        _mirror_lower(P)
         G = self.G
         H = G[:m, :q].copy()  # [Lambda'Z'Z; X'Z] (ML: Lambda'Z'Z): Lambda' on the u rows
         b = np.empty(q)  # Lambda u
@@ -112,11 +123,17 @@ class DenseGradient:
             W_blocks.append(np.matmul(rows, cols).transpose(0, 2, 1))
             # (Z'e)_a u_b per level for entry (a, b)
             r2_blocks.append(Zte[o : o + nl * r].reshape(nl, r, 1) * u[o : o + nl * r].reshape(nl, 1, r))
-        dlogdet = 2.0 * self._dlambda(W_blocks, theta)
-        dr2 = -2.0 * self._dlambda(r2_blocks, theta)
-        r2 = fz.r2
-        df = self.n - self.p if self.reml else self.n
-        return f, dlogdet + df * dr2 / r2
+        return fz, 2.0 * self._dlambda(W_blocks, theta), -2.0 * self._dlambda(r2_blocks, theta)
+
+
+def _mirror_lower(P, block=128):
+    """In place: the upper triangle of a square array from its lower one (LAPACK's ``potri``
+    fills the lower), a block of columns at a time (a third of a fancy-indexed copy's time)."""
+    n = P.shape[0]
+    for i in range(0, n, block):
+        P[:i, i : i + block] = P[i : i + block, :i].T
+        d = P[i : i + block, i : i + block]
+        d[...] = np.tril(d) + np.tril(d, -1).T
 
 
 def _level_products(A, B, n_levels, r):
@@ -134,50 +151,72 @@ class BlockedGradient(DenseGradient):
     level blocks ``(T_1'D_l T_1 + I)^{-1} - (K Q)_l' P_r1,l``, where ``K = [Lambda_R' C_z; C_x]``
     are the first term's products with the rest and ``Q_l = T_1 (T_1'D_l T_1 + I)^{-1}``. Each
     evaluation costs the blocked factorization, ``potri`` on the rest (side ``q_r + p``) and
-    products of the rest's side squared by the first term's width: a maximal crossed model's
-    subjects never enter a dense factor of the whole system."""
+    the products of ``P_r`` with K: a maximal crossed model's subjects never enter a dense
+    factor of the whole system.
 
-    def __init__(self, cp, terms, reml):
+    Where the factor keeps K dense (every level meets most of the rest: kb07) they are dense
+    products; where it updates through the Schur kernel (each level meets few of the rest:
+    InstEval), only the entries of ``P_r K`` on K's own pattern are needed, level by level
+    (:meth:`~sklmm._engine.factor_schur.SchurKernel.gather`): ``X_l = K_l' P_r K_l`` for the
+    first term's blocks and, for the rest's, ``-(P_r K_l Q_l)_x (C_z,l T_1)_y'`` summed over the
+    levels l that both rows x and y of a level block meet.
+    """
+
+    def __init__(self, cp, terms, reml, factor=None):
         from .factor_blocked import BlockedFactor
 
-        # dense Schur products (the gradient reads them too)
-        self.factor = BlockedFactor(cp, terms, dense_products=True)
+        # dense Schur products by default (the optimizer's models: many theta, a moderate rest)
+        self.factor = BlockedFactor(cp, terms, dense_products=True) if factor is None else factor
         f = self.factor
         self.terms = terms
         self.reml = bool(reml)
         self.n, self.p, self.q = cp.n, cp.p, f.q
         self.sum_log_weights = cp.sum_log_weights
         self.n_theta = sum(t.n_theta for t in terms)
+        self._layout = None
 
-    def _upper_indices(self, m):
-        """Indices of the strict upper triangle of an m x m matrix (kept from call to call)."""
-        cached = getattr(self, "_iu", None)
-        if cached is None or cached[0] != m:
-            self._iu = cached = (m, np.triu_indices(m, 1))
-        return cached[1]
+    def _kernel_layout(self):
+        """The Schur kernel's entries by first-term level and, for each later term, in groups
+        of its ``r`` rows of one level block (the kernel's pattern holds every row of a block
+        it meets, sorted): ``(level of each entry, [(groups (g, r), block level, first level)])``."""
+        if self._layout is None:
+            fac = self.factor
+            K = fac.schur
+            level = np.repeat(np.arange(len(K.indptr) - 1), np.diff(K.indptr))
+            per_term = []
+            for i, t in enumerate(self.terms[1:], start=1):
+                o, r = int(fac.rest_offsets[i - 1]), t.n_coef
+                idx = np.flatnonzero((K.rows >= o) & (K.rows < o + t.q)).reshape(-1, r)
+                within = K.rows[idx] - o
+                if not (np.all(within % r == np.arange(r)) and np.all(level[idx] == level[idx[:, :1]])):
+                    raise RuntimeError("Schur kernel: a level block's rows are not together")  # pragma: no cover
+                per_term.append((idx, within[:, 0] // r, level[idx[:, 0]]))
+            self._layout = (level, per_term)
+        return self._layout
 
-    def __call__(self, theta):
+    def parts(self, theta):
         theta = np.asarray(theta, dtype=float)
         fac = self.factor
         fz = fac.update(theta)
-        f = profiled_criterion(fz, self.n, self.p, self.reml, self.sum_log_weights)
-        if not np.isfinite(f):
-            return f, np.full(self.n_theta, np.nan)
+        if fz is None or not fz.r2 > 0:
+            return fz, None, None
         Ts, L11, Gs, Lm = fac._state
         terms, qr, p, q1 = self.terms, fac.qr, self.p, fac.q1
         n1, r1 = terms[0].n_levels, terms[0].n_coef
         mr = qr + p if self.reml else qr
         beta, u = fac.solve()
         T1 = Ts[0]
-        # the rest's Lambda' on rows: K = [Lambda_R' C_z; C_x] (mr x q1), HR = [Lambda_R' RR] (mr x qr)
-        K = np.vstack([fac._Cz_dense, fac.Cxy[:p]])[:mr] if qr else fac.Cxy[:p][:mr]
+        dense = fac._Cz_dense is not None or not qr
+        # HR = [Lambda_R' RR] (mr x qr); dense: K = [Lambda_R' C_z; C_x] (mr x q1)
         HR = fac.RR[:mr, :qr].copy()
-        if qr:
-            K = K.copy()
         for i, t in enumerate(terms[1:], start=1):
-            o = int(fac.rest_offsets[i - 1])
-            _lambda_t_rows(K, Ts[i], o, t.n_levels)
-            _lambda_t_rows(HR, Ts[i], o, t.n_levels)
+            _lambda_t_rows(HR, Ts[i], int(fac.rest_offsets[i - 1]), t.n_levels)
+        if dense:
+            K = np.vstack([fac._Cz_dense, fac.Cxy[:p]])[:mr] if qr else fac.Cxy[:p][:mr]
+            if qr:
+                K = K.copy()
+            for i, t in enumerate(terms[1:], start=1):
+                _lambda_t_rows(K, Ts[i], int(fac.rest_offsets[i - 1]), t.n_levels)
         # the first term's level blocks: Dt^{-1} = (T1'D_l T1 + I)^{-1} = L_l^{-T} L_l^{-1}
         if r1 == 1:
             Linv = 1.0 / L11
@@ -185,29 +224,21 @@ class BlockedGradient(DenseGradient):
             Linv = fac.level_inverses if fac.level_inverses is not None else np.linalg.inv(L11)
         Dt_inv = np.matmul(Linv.transpose(0, 2, 1), Linv)
         Q = np.matmul(T1[None], Dt_inv)  # (n1, r1, r1)
-        E = fac._scale_first(K, Q) if mr else K  # K Q
+        Pr = None
         if mr:
             Pr, info = lapack.dpotri(Lm[:mr, :mr], lower=1)
             if info != 0:
-                return f, np.full(self.n_theta, np.nan)
-            iu = self._upper_indices(mr)
-            Pr[iu] = Pr.T[iu]  # potri leaves the lower triangle: mirror it
-            P21 = -(Pr @ E)
-            corr = _level_products(E, P21, n1, r1)  # E_l' P21_l
-        else:
-            P21 = np.zeros((0, q1))
-            corr = 0.0
+                return fz, None, None
+            _mirror_lower(Pr)
         TD = np.matmul(T1.T[None], fac.D1)  # T1' D_l
-        W = [np.matmul(Dt_inv - corr, TD) + _level_products(P21, K, n1, r1)]
+        if dense:
+            W = self._dense_blocks(K, Q, Pr, Dt_inv, TD, mr)
+        else:
+            W = self._kernel_blocks(Ts, Q, Pr, Dt_inv, TD, mr)
         if qr:
-            # C_z Lambda_1: the same T1 in every level block, so one product of the level-major
-            # rows (a batched product over the levels takes several times as long)
-            K1 = (fac._Cz_dense.reshape(-1, r1) @ T1).reshape(fac._Cz_dense.shape)
             for i, t in enumerate(terms[1:], start=1):
                 o, nl, r = int(fac.rest_offsets[i - 1]), t.n_levels, t.n_coef
-                a = P21[o : o + nl * r].reshape(nl, r, q1)
-                b = K1[o : o + nl * r].reshape(nl, r, q1).transpose(0, 2, 1)
-                W.append(np.matmul(a, b) + _level_products(Pr[:, o : o + nl * r].T.copy().T, HR[:, o : o + nl * r], nl, r))
+                W[i] = W[i] + _level_products(Pr[:, o : o + nl * r].T.copy().T, HR[:, o : o + nl * r], nl, r)
         W = [w.transpose(0, 2, 1) for w in W]
         # Z'e = Z'y - Z'X beta - Z'Z Lambda u, by the blocks
         b1 = np.matmul(u[:q1].reshape(n1, 1, r1), T1.T[None]).reshape(q1)  # Lambda_1 u_1
@@ -218,18 +249,67 @@ class BlockedGradient(DenseGradient):
         Zte1 = fac.Cxy[-1] - fac.Cxy[:p].T @ beta - np.matmul(fac.D1, b1.reshape(n1, r1, 1)).reshape(q1)
         ZteR = fac.RR[:qr, -1] - fac.RR[:qr, qr : qr + p] @ beta - fac.RR[:qr, :qr] @ bR
         if qr:
-            Zte1 = Zte1 - fac._Cz_dense.T @ bR
-            ZteR = ZteR - fac._Cz_dense @ b1
+            Cz = fac._Cz_dense if fac._Cz_dense is not None else fac.Cz
+            Zte1 = Zte1 - Cz.T @ bR
+            ZteR = ZteR - Cz @ b1
         Zte = np.concatenate([Zte1, ZteR])
         offs = fac.z_offsets
         r2_blocks = []
         for k, t in enumerate(terms):
             o, nl, r = int(offs[k]), t.n_levels, t.n_coef
             r2_blocks.append(Zte[o : o + nl * r].reshape(nl, r, 1) * u[o : o + nl * r].reshape(nl, 1, r))
-        dlogdet = 2.0 * self._dlambda(W, theta)
-        dr2 = -2.0 * self._dlambda(r2_blocks, theta)
-        df = self.n - self.p if self.reml else self.n
-        return f, dlogdet + df * dr2 / fz.r2
+        return fz, 2.0 * self._dlambda(W, theta), -2.0 * self._dlambda(r2_blocks, theta)
+
+    def _dense_blocks(self, K, Q, Pr, Dt_inv, TD, mr):
+        """The terms' blocks of ``A^{-1}`` times their rows of ``[Lambda'Z'Z; X'Z]``, without the
+        rest's ``P_r HR`` part, from the dense K (see the class)."""
+        fac, terms = self.factor, self.terms
+        n1, r1 = terms[0].n_levels, terms[0].n_coef
+        E = fac._scale_first(K, Q) if mr else K  # K Q
+        if mr:
+            P21 = -(Pr @ E)
+            corr = _level_products(E, P21, n1, r1)  # E_l' P21_l
+        else:
+            P21 = np.zeros((0, fac.q1))
+            corr = 0.0
+        W = [np.matmul(Dt_inv - corr, TD) + _level_products(P21, K, n1, r1)]
+        if fac.qr:
+            # C_z Lambda_1: the same T1 in every level block, so one product of the level-major
+            # rows (a batched product over the levels takes several times as long)
+            K1 = (fac._Cz_dense.reshape(-1, r1) @ fac._state[0][0]).reshape(fac._Cz_dense.shape)
+            for i, t in enumerate(terms[1:], start=1):
+                o, nl, r = int(fac.rest_offsets[i - 1]), t.n_levels, t.n_coef
+                a = P21[o : o + nl * r].reshape(nl, r, fac.q1)
+                b = K1[o : o + nl * r].reshape(nl, r, fac.q1).transpose(0, 2, 1)
+                W.append(np.matmul(a, b))
+        return W
+
+    def _kernel_blocks(self, Ts, Q, Pr, Dt_inv, TD, mr):
+        """:meth:`_dense_blocks` from the Schur kernel's entries of K (see the class)."""
+        terms = self.terms
+        kern = self.factor.schur
+        level, per_term = self._kernel_layout()
+        C = kern.values
+        Kv = C.copy()  # the entries of K = Lambda~' C (Lambda~ = diag(Lambda_R, I_p): K's pattern)
+        for (idx, _, _), T in zip(per_term, Ts[1:]):
+            Kv[idx] = np.matmul(T.T[None], C[idx])
+        # (P_r K_l) at K_l's entries (none on the y row, ML's X rows); P_r is symmetric and
+        # Fortran-ordered: its transpose is the C-ordered array the kernel reads, without a copy
+        V = kern.gather(Pr.T, Kv)
+        X = np.add.reduceat(Kv[:, :, None] * V[:, None, :], kern.indptr[:-1], axis=0)  # K_l' P_r K_l
+        QX = np.matmul(Q.transpose(0, 2, 1), X)
+        W = [np.matmul(Dt_inv + np.matmul(QX, Q), TD) - QX]
+        T1 = Ts[0]
+        for (idx, block, first), t in zip(per_term, terms[1:]):
+            r = t.n_coef
+            Y = np.matmul(V[idx], Q[first])  # (P_r K_l Q_l) at the block's rows
+            Zc = np.matmul(C[idx], T1)  # (C_z,l T_1) at the block's rows
+            contrib = np.matmul(Y, Zc.transpose(0, 2, 1)).reshape(len(idx), r * r)
+            Wi = np.empty((t.n_levels, r * r))
+            for c in range(r * r):
+                Wi[:, c] = -np.bincount(block, weights=contrib[:, c], minlength=t.n_levels)
+            W.append(Wi.reshape(t.n_levels, r, r))
+        return W
 
 
 def make_gradient(cp, terms, solver, reml, n_free):

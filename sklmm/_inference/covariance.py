@@ -9,6 +9,9 @@ from scipy import stats
 from scipy.linalg import solve_triangular
 
 from .._engine.criteria import deviance_at_sigma
+from .._engine.factor_blocked import BlockedFactor
+from .._engine.factor_dense import DenseFactor
+from .._engine.gradient import BlockedGradient, DenseGradient
 from .parameters import theta_units
 
 __all__ = ["fixed_cov", "satterthwaite_df", "fixed_effects_table", "wald_intervals"]
@@ -82,30 +85,66 @@ def _jacobian(f, x, h=0.02, levels=3):
 SATTERTHWAITE_LEVELS = 2
 
 
-def satterthwaite_df(fit, cov):
-    """Satterthwaite's denominator degrees of freedom for each fixed effect (as lmerTest).
+#: step of the forward differences of the analytic gradient behind Satterthwaite's df, in
+#: each theta's natural unit: their error is of the order of the step (about 1e-5 relative in
+#: df against central differences at 1e-4, where the deviance's own differences at 0.02 with
+#: Richardson's extrapolation reach 1e-2 on near-singular fits), the gradient's rounding
+#: far below it
+SATTERTHWAITE_STEP = 1e-6
 
-    The covariance of the variance parameters ``(theta, sigma)`` is twice the inverse Hessian of
-    the deviance in them; the gradient of each ``Var(beta_j)`` in them comes from the Jacobian of
-    ``sigma^2 (R_X'R_X)^{-1}``; ``df = 2 Var^2 / (g' A g)``. Derivatives are numerical (central
-    differences with Richardson extrapolation, as numDeriv), in coordinates where every
-    parameter is of order one: each theta in its natural unit (``fit.theta_unit``: a slope on a
-    column of scale 1e90 has theta of order 1e-90) and sigma relative to its estimate; and df is
-    formed from relative derivatives, ``2 / (g'A g / Var^2)``, so that nothing overflows however
-    y is scaled (df do not depend on the parameterization).
 
-    Each theta is factored once, ``factored`` keeping its parts: sigma enters the deviance and
-    ``Var(beta)`` in closed form, so the points that differ in sigma alone and the Jacobian's
-    points (the Hessian's) need no factorization of their own. Three theta: 37 factorizations
-    where each point of numDeriv's scheme took one (81), the same numbers.
-    """
-    p = cov.shape[0]
-    if p == 0:
-        return np.zeros(0)
-    if not fit.terms:  # no random effects: the ordinary least-squares residual df
-        return np.full(p, float(fit.n - p))
-    s0 = fit.sigma
-    unit = theta_units(fit)
+def _gradient_of(fit):
+    """The analytic gradient's evaluator (:mod:`sklmm._engine.gradient`) on the fit's own
+    factor, or None where the factor has none (CHOLMOD's)."""
+    if isinstance(fit.factor, DenseFactor):
+        return DenseGradient(fit.cp, fit.terms, fit.reml, factor=fit.factor)
+    if isinstance(fit.factor, BlockedFactor):
+        return BlockedGradient(fit.cp, fit.terms, fit.reml, factor=fit.factor)
+    return None
+
+
+def _derivatives_from_gradient(fit, grad, unit, s0):
+    """The Hessian of lmerTest's deviance in ``x = (theta / unit, sigma / s0)`` and the
+    Jacobian of ``Var(beta_j) / Var(beta_j)(x0)`` in x, at the estimate, from the analytic
+    gradient: sigma enters in closed form (``dev = log det + r^2 / sigma^2 + n' log sigma^2``
+    with ``n' = n`` or ``n - p``), the theta block is the forward differences of the gradient
+    at one step in each theta, and the Jacobian's theta columns those of
+    ``diag((R_X'R_X)^{-1})`` at the same points. k + 1 gradients for k theta, the estimate's
+    last (the factor is left there); None where a step's factorization fails (the numerical
+    scheme then decides)."""
+    k = len(fit.theta)
+    h = SATTERTHWAITE_STEP
+
+    def at(theta):
+        fz, dlogdet, dr2 = grad.parts(theta)
+        if dlogdet is None:
+            return None
+        return fz, unit * (dlogdet + dr2 / s0**2), unit * dr2, np.diag(_fixed_cov_unscaled(fit.factor))
+
+    steps = []
+    for i in range(k):
+        steps.append(at(fit.theta + h * unit[i] * np.eye(k)[i]))
+        if steps[-1] is None:
+            return None
+    center = at(fit.theta)
+    if center is None:
+        return None
+    fz0, g0, dr0, v0 = center
+    H = np.empty((k + 1, k + 1))
+    J = np.empty((len(v0), k + 1))
+    for i, (_, g, _, v) in enumerate(steps):
+        H[:k, i] = (g - g0) / h
+        J[:, i] = (v - v0) / (h * v0)
+    n_eff = fit.n - fit.cp.p if fit.reml else fit.n
+    H[:k, k] = H[k, :k] = -2.0 * dr0 / s0**2
+    H[k, k] = 6.0 * fz0.r2 / s0**2 - 2.0 * n_eff
+    J[:, k] = 2.0
+    return H, J
+
+
+def _derivatives_numerical(fit, unit, s0):
+    """The same Hessian and Jacobian by central differences of the deviance itself with
+    Richardson extrapolation (numDeriv's method, as lmerTest), each theta factored once."""
     x0 = np.append(fit.theta / unit, 1.0)
     factored = {}
 
@@ -123,13 +162,49 @@ def satterthwaite_df(fit, cov):
 
     def var_beta(x):  # Var(beta_j)(x) / Var(beta_j)(x0)
         v = at(x[:-1])[1]
-        return np.full(p, np.nan) if v is None else x[-1] ** 2 * v / var0
+        return np.full(len(var0), np.nan) if v is None else x[-1] ** 2 * v / var0
 
+    H = _hessian(dev, x0, levels=SATTERTHWAITE_LEVELS)
+    J = _jacobian(var_beta, x0, levels=SATTERTHWAITE_LEVELS)
+    return H, J
+
+
+def satterthwaite_df(fit, cov):
+    """Satterthwaite's denominator degrees of freedom for each fixed effect (as lmerTest).
+
+    The covariance of the variance parameters ``(theta, sigma)`` is twice the inverse Hessian of
+    the deviance in them; the gradient of each ``Var(beta_j)`` in them comes from the Jacobian of
+    ``sigma^2 (R_X'R_X)^{-1}``; ``df = 2 Var^2 / (g' A g)``. Derivatives are taken in
+    coordinates where every parameter is of order one: each theta in its natural unit
+    (``fit.theta_unit``: a slope on a column of scale 1e90 has theta of order 1e-90) and sigma
+    relative to its estimate; and df is formed from relative derivatives,
+    ``2 / (g'A g / Var^2)``, so that nothing overflows however y is scaled (df do not depend
+    on the parameterization).
+
+    Where the fit's factor has the analytic gradient of the criterion (the dense and blocked
+    factors), sigma's derivatives are in closed form and theta's are forward differences of
+    that gradient (:func:`_derivatives_from_gradient`: k + 1 gradients for k theta, each
+    about three factorizations); elsewhere (CHOLMOD) central differences of the deviance with
+    Richardson extrapolation, as lmerTest's numDeriv (:func:`_derivatives_numerical`: 1 +
+    2 (2k + 2k(k - 1)) factorizations at most).
+    """
+    p = cov.shape[0]
+    if p == 0:
+        return np.zeros(0)
+    if not fit.terms:  # no random effects: the ordinary least-squares residual df
+        return np.full(p, float(fit.n - p))
+    s0 = fit.sigma
+    unit = theta_units(fit)
+    grad = _gradient_of(fit)
+    found = None
     try:
-        H = _hessian(dev, x0, levels=SATTERTHWAITE_LEVELS)
-        J = _jacobian(var_beta, x0, levels=SATTERTHWAITE_LEVELS)
+        if grad is not None:
+            with grad.threads():
+                found = _derivatives_from_gradient(fit, grad, unit, s0)
+        H, J = found if found is not None else _derivatives_numerical(fit, unit, s0)
     finally:
-        _restore(fit)
+        if found is None:  # (the gradient's differences end at the estimate)
+            _restore(fit)
     H = 0.5 * (H + H.T)
     A = 2.0 * np.linalg.pinv(H)
     denom = np.einsum("jk,kl,jl->j", J, A, J)
