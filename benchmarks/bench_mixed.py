@@ -392,6 +392,16 @@ def run_lme4(name, data_path, formula, repeats=1, timeout=TIMEOUT, memory_limit_
 
 
 
+def write_insteval_csv(path):
+    """lme4's InstEval as a CSV (y, service as 0/1, s, d, dept as labels), written by Rscript."""
+    subprocess.run(["Rscript", "-e", 'd <- lme4::InstEval; write.csv(data.frame('
+                    'y = d$y, service = as.numeric(d$service == "1"), '
+                    's = as.character(d$s), d = as.character(d$d), '
+                    'dept = as.character(d$dept)), commandArgs(TRUE)[1], '
+                    'row.names = FALSE)', path], check=True)
+    return path
+
+
 def run_workload(name, quick=False, have_r=True, log=print):
     """Fit one workload with every tool; return a list of row dicts for the table."""
     spec = workload_spec(name, quick)
@@ -403,12 +413,7 @@ def run_workload(name, quick=False, have_r=True, log=print):
             if not have_r:
                 log("insteval: needs Rscript with lme4 for the data; skipped")
                 return rows
-            data_path = os.path.join(tmp, "insteval.csv")
-            subprocess.run(["Rscript", "-e", 'd <- lme4::InstEval; write.csv(data.frame('
-                            'y = d$y, service = as.numeric(d$service == "1"), '
-                            's = as.character(d$s), d = as.character(d$d), '
-                            'dept = as.character(d$dept)), commandArgs(TRUE)[1], '
-                            'row.names = FALSE)', data_path], check=True)
+            data_path = write_insteval_csv(os.path.join(tmp, "insteval.csv"))
         elif have_r:
             data = load_data(name, quick)
             if name == "sleepstudy":

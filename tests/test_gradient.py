@@ -229,3 +229,42 @@ def test_an_abnormal_line_search_stop_at_the_optimum_is_checked_not_reported():
 
     lower = np.concatenate([t.theta_lower() for t in fit.terms])
     assert optimum_problem(objective, fit.theta, lower, objective(fit.theta), scale=fit.theta_unit) is None
+
+
+def _at_lme4s_theta(fit, ref, correlated):
+    """Move a fit to lme4's theta (lme4 orders each term's lower triangle by columns) and the
+    sigma that goes with it; returns the criterion there."""
+    from sklmm._engine.criteria import profiled_criterion
+
+    lt = np.asarray(ref["theta"])
+    theta = np.empty_like(fit.theta)
+    pos = 0
+    for t, s in zip(fit.terms, fit.factor.theta_slices):
+        if correlated:
+            block = dict(zip([(i, j) for j in range(4) for i in range(j, 4)], lt[pos : pos + 10]))
+            theta[s] = [block[(int(r), int(c))] for r, c in zip(t.tri_rows, t.tri_cols)]
+        else:
+            theta[s] = lt[pos : pos + t.n_theta]
+        pos += t.n_theta
+    fz = fit.factor.update(theta)
+    fit.theta = theta
+    fit.sigma = float(np.sqrt(fz.r2 / (fit.n - fit.cp.p if fit.reml else fit.n)))
+    return profiled_criterion(fz, fit.n, fit.cp.p, fit.reml, fit.cp.sum_log_weights)
+
+
+@pytest.mark.parametrize("key", list(REFERENCE))
+def test_satterthwaite_df_of_singular_maximal_models_match_lmertest(maximal, key):
+    """On singular maximal models (20 and 8 theta, some at 0), the df at lme4's estimate (its
+    criterion reproduced) match lmerTest's (tools/lme4_maximal_reference.R): central
+    differences of the analytic gradient, taken for near-singular fits. maximal_ml: lme4 stops
+    3 units of deviance above the optimum, where its Hessian has a negative eigenvalue, and
+    lmerTest's df differ from ours (and from the deviance's own differences) by 3e-3."""
+    from sklmm._inference import covariance
+
+    ref = REFERENCE[key]
+    correlated = key.startswith("maximal")
+    fit = _fit(maximal, ref["reml"], correlated)._fit
+    assert _at_lme4s_theta(fit, ref, correlated) == pytest.approx(ref["criterion"], abs=1e-8)
+    assert ref["is_singular"] and covariance._near_singular(fit, covariance.theta_units(fit))
+    df = covariance.satterthwaite_df(fit, covariance.fixed_cov(fit))
+    np.testing.assert_allclose(df, ref["df"], rtol=5e-3 if key == "maximal_ml" else 1e-5)

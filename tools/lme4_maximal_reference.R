@@ -5,9 +5,12 @@
 #
 # How to run (from the repository root):
 #     Rscript tools/lme4_maximal_reference.R
-# Needs R with lme4 and jsonlite (Debian: apt-get install r-cran-lme4 r-cran-jsonlite).
+# Needs R with lme4, lmerTest and jsonlite (Debian: apt-get install r-cran-lme4
+# r-cran-lmertest r-cran-jsonlite): lmerTest's Satterthwaite df at lme4's optimum, for the
+# df of these (singular) fits.
 # Output: tests/data/sim_maximal.csv (the simulated data, generated here with set.seed) and
-# tests/data/lme4_maximal_reference.json. lme4 is only run here; none of its code is copied.
+# tests/data/lme4_maximal_reference.json. lme4 and lmerTest are only run here; none of their
+# code is copied.
 
 suppressPackageStartupMessages({
   library(lme4)
@@ -59,7 +62,10 @@ for (nm in names(formulas)) {
     out[[key]] <- list(
       formula = formulas[[nm]], reml = reml, criterion = jnum(crit),
       theta = jvec(getME(f, "theta")), beta = jvec(fixef(f)), beta_names = I(names(fixef(f))),
-      sigma = jnum(sigma(f)), optimizer = f@optinfo$optimizer
+      sigma = jnum(sigma(f)), optimizer = f@optinfo$optimizer,
+      is_singular = isSingular(f),
+      # lmerTest's Satterthwaite df of the fixed effects at this fit (its summary table)
+      df = jvec(summary(lmerTest::as_lmerModLmerTest(f))$coefficients[, "df"])
     )
   }
 }

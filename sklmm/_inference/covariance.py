@@ -85,12 +85,19 @@ def _jacobian(f, x, h=0.02, levels=3):
 SATTERTHWAITE_LEVELS = 2
 
 
-#: step of the forward differences of the analytic gradient behind Satterthwaite's df, in
-#: each theta's natural unit: their error is of the order of the step (about 1e-5 relative in
-#: df against central differences at 1e-4, where the deviance's own differences at 0.02 with
-#: Richardson's extrapolation reach 1e-2 on near-singular fits), the gradient's rounding
-#: far below it
+#: step of the differences of the analytic gradient behind Satterthwaite's df, in each theta's
+#: natural unit: far above the gradient's rounding, and small beside the scale on which the
+#: criterion's curvature changes away from a boundary
 SATTERTHWAITE_STEP = 1e-6
+
+#: below this (in natural units) a variance parameter's theta (a diagonal entry of a term's
+#: template) makes the fit near-singular: the curvature changes within a small distance of the
+#: estimate, and forward differences (error of the order of the step over that distance) give
+#: way to central ones (error of its square). The benchmark's kb07-like singular model at
+#: lme4's estimate: the df of one coefficient 31.0 by forward differences, 29.36 by central
+#: ones at steps of 1e-5 to 1e-7 (lmerTest 29.38), where the deviance's own differences with
+#: Richardson's extrapolation (the scheme kept for CHOLMOD) gave 219
+NEAR_SINGULAR = 0.01
 
 
 def _gradient_of(fit):
@@ -103,17 +110,27 @@ def _gradient_of(fit):
     return None
 
 
+def _near_singular(fit, unit):
+    """Whether a variance parameter's theta (in its natural unit) is below
+    :data:`NEAR_SINGULAR`: 0 at a boundary, or close to one."""
+    theta = fit.theta / unit
+    lower = np.concatenate([t.theta_lower() for t in fit.terms])
+    return bool(np.any(np.abs(theta[lower == 0]) < NEAR_SINGULAR))
+
+
 def _derivatives_from_gradient(fit, grad, unit, s0):
     """The Hessian of lmerTest's deviance in ``x = (theta / unit, sigma / s0)`` and the
     Jacobian of ``Var(beta_j) / Var(beta_j)(x0)`` in x, at the estimate, from the analytic
     gradient: sigma enters in closed form (``dev = log det + r^2 / sigma^2 + n' log sigma^2``
-    with ``n' = n`` or ``n - p``), the theta block is the forward differences of the gradient
-    at one step in each theta, and the Jacobian's theta columns those of
-    ``diag((R_X'R_X)^{-1})`` at the same points. k + 1 gradients for k theta, the estimate's
-    last (the factor is left there); None where a step's factorization fails (the numerical
-    scheme then decides)."""
+    with ``n' = n`` or ``n - p``), the theta block is the differences of the gradient at one
+    step in each theta (forward, or central where the fit is near-singular:
+    :data:`NEAR_SINGULAR`), and the Jacobian's theta columns those of
+    ``diag((R_X'R_X)^{-1})`` at the same points. k + 1 gradients for k theta (2k + 1 central),
+    the estimate's last (the factor is left there); None where a step's factorization fails
+    (the numerical scheme then decides)."""
     k = len(fit.theta)
     h = SATTERTHWAITE_STEP
+    signs = (1.0, -1.0) if _near_singular(fit, unit) else (1.0,)
 
     def at(theta):
         fz, dlogdet, dr2 = grad.parts(theta)
@@ -121,20 +138,23 @@ def _derivatives_from_gradient(fit, grad, unit, s0):
             return None
         return fz, unit * (dlogdet + dr2 / s0**2), unit * dr2, np.diag(_fixed_cov_unscaled(fit.factor))
 
-    steps = []
+    steps = {}
     for i in range(k):
-        steps.append(at(fit.theta + h * unit[i] * np.eye(k)[i]))
-        if steps[-1] is None:
-            return None
+        for sign in signs:
+            steps[i, sign] = at(fit.theta + sign * h * unit[i] * np.eye(k)[i])
+            if steps[i, sign] is None:
+                return None
     center = at(fit.theta)
     if center is None:
         return None
     fz0, g0, dr0, v0 = center
     H = np.empty((k + 1, k + 1))
     J = np.empty((len(v0), k + 1))
-    for i, (_, g, _, v) in enumerate(steps):
-        H[:k, i] = (g - g0) / h
-        J[:, i] = (v - v0) / (h * v0)
+    for i in range(k):
+        (_, g, _, v), (_, gb, _, vb) = steps[i, 1.0], steps.get((i, -1.0), center)
+        width = h * len(signs)
+        H[:k, i] = (g - gb) / width
+        J[:, i] = (v - vb) / (width * v0)
     n_eff = fit.n - fit.cp.p if fit.reml else fit.n
     H[:k, k] = H[k, :k] = -2.0 * dr0 / s0**2
     H[k, k] = 6.0 * fz0.r2 / s0**2 - 2.0 * n_eff
@@ -182,9 +202,9 @@ def satterthwaite_df(fit, cov):
     on the parameterization).
 
     Where the fit's factor has the analytic gradient of the criterion (the dense and blocked
-    factors), sigma's derivatives are in closed form and theta's are forward differences of
-    that gradient (:func:`_derivatives_from_gradient`: k + 1 gradients for k theta, each
-    about three factorizations); elsewhere (CHOLMOD) central differences of the deviance with
+    factors), sigma's derivatives are in closed form and theta's are differences of that
+    gradient (:func:`_derivatives_from_gradient`: k + 1 gradients for k theta, each about
+    three factorizations; 2k + 1 for a near-singular fit); elsewhere (CHOLMOD) central differences of the deviance with
     Richardson extrapolation, as lmerTest's numDeriv (:func:`_derivatives_numerical`: 1 +
     2 (2k + 2k(k - 1)) factorizations at most).
     """
