@@ -252,15 +252,19 @@ def _at_lme4s_theta(fit, ref, correlated):
     return profiled_criterion(fz, fit.n, fit.cp.p, fit.reml, fit.cp.sum_log_weights)
 
 
+@pytest.mark.parametrize("numerical", [False, True])
 @pytest.mark.parametrize("key", list(REFERENCE))
-def test_satterthwaite_df_of_singular_maximal_models_match_lmertest(maximal, key):
+def test_satterthwaite_df_of_singular_maximal_models_match_lmertest(maximal, key, numerical, monkeypatch):
     """On singular maximal models (20 and 8 theta, some at 0), the df at lme4's estimate (its
     criterion reproduced) match lmerTest's (tools/lme4_maximal_reference.R): central
     differences of the analytic gradient, taken for near-singular fits. maximal_ml: lme4 stops
     3 units of deviance above the optimum, where its Hessian has a negative eigenvalue, and
-    lmerTest's df differ from ours (and from the deviance's own differences) by 3e-3."""
+    lmerTest's df differ from ours (and from the deviance's own differences) by 3e-3. The same
+    with the deviance's own differences, the scheme for factorizations without the gradient."""
     from sklmm._inference import covariance
 
+    if numerical:
+        monkeypatch.setattr(covariance, "_gradient_of", lambda fit: None)
     ref = REFERENCE[key]
     correlated = key.startswith("maximal")
     fit = _fit(maximal, ref["reml"], correlated)._fit
