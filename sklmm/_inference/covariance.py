@@ -208,9 +208,9 @@ def satterthwaite_df(fit, cov):
     Where the fit's factor has the analytic gradient of the criterion (the dense and blocked
     factors), sigma's derivatives are in closed form and theta's are differences of that
     gradient (:func:`_derivatives_from_gradient`: k + 1 gradients for k theta, each about
-    three factorizations; 2k + 1 for a near-singular fit); elsewhere (CHOLMOD) central differences of the deviance with
-    Richardson extrapolation, as lmerTest's numDeriv (:func:`_derivatives_numerical`: 1 +
-    2 (2k + 2k(k - 1)) factorizations at most).
+    three factorizations; 2k + 1 for a near-singular fit); elsewhere (CHOLMOD) central
+    differences of the deviance with Richardson extrapolation, as lmerTest's numDeriv
+    (:func:`_derivatives_numerical`: 1 + 2 (2k + 2k(k - 1)) factorizations at most).
     """
     p = cov.shape[0]
     if p == 0:
