@@ -113,6 +113,19 @@ accumulate(const int32_t *RESTRICT rows, const int64_t *indptr, const double *RE
     return 0;
 }
 
+/* Whether the levels lo..hi-1 of a kernel's entries are consistent with the buffers: indptr
+   holds hi + 1 offsets, ascending from a non-negative one, and rows and values (p each) hold
+   the entries up to indptr[hi]. */
+static int
+levels_consistent(const Py_buffer *rows, const Py_buffer *indptr, const Py_buffer *values,
+                  Py_ssize_t p, Py_ssize_t lo, Py_ssize_t hi)
+{
+    if (p < 1 || lo < 0 || hi < lo || indptr->len < (hi + 1) * 8) return 0;
+    const int64_t *ip = indptr->buf;
+    const int64_t end = ip[hi];
+    return ip[lo] >= 0 && end >= ip[lo] && rows->len >= end * 4 && values->len >= end * p * 8;
+}
+
 static PyObject *
 schur_accumulate(PyObject *self, PyObject *args)
 {
@@ -124,17 +137,10 @@ schur_accumulate(PyObject *self, PyObject *args)
                           &p, &lo, &hi, &m, &out))
         return NULL;
     const int64_t *ip = indptr.buf;
-    if (p < 1 || lo < 0 || hi < lo || m < 1 || indptr.len < (hi + 1) * 8) {
+    if (m < 1 || !levels_consistent(&rows, &indptr, &values, p, lo, hi) ||
+        weights.len < hi * p * p * 8 || scale.len < m * 8 || out.len < m * m * 8) {
         PyErr_SetString(PyExc_ValueError, "schur_accumulate: inconsistent sizes");
         goto done;
-    }
-    {
-        const int64_t end = ip[hi];
-        if (ip[lo] < 0 || end < ip[lo] || rows.len < end * 4 || values.len < end * p * 8 ||
-            weights.len < hi * p * p * 8 || scale.len < m * 8 || out.len < m * m * 8) {
-            PyErr_SetString(PyExc_ValueError, "schur_accumulate: inconsistent sizes");
-            goto done;
-        }
     }
     int status;
     Py_BEGIN_ALLOW_THREADS
@@ -242,19 +248,12 @@ schur_gather(PyObject *self, PyObject *args)
                           &out))
         return NULL;
     const int64_t *ip = indptr.buf;
-    if (p < 1 || lo < 0 || hi < lo || n < 0 || indptr.len < (hi + 1) * 8) {
+    int ok = n >= 0 && levels_consistent(&rows, &indptr, &values, p, lo, hi) && B.len >= n * n * 8 &&
+             out.len >= ip[hi] * p * 8;
+    for (int64_t a = ok ? ip[lo] : 0; ok && a < ip[hi]; a++) ok = ((const int32_t *)rows.buf)[a] >= 0;
+    if (!ok) {
         PyErr_SetString(PyExc_ValueError, "schur_gather: inconsistent sizes");
         goto done;
-    }
-    {
-        const int64_t end = ip[hi];
-        int ok = ip[lo] >= 0 && end >= ip[lo] && rows.len >= end * 4 && values.len >= end * p * 8 &&
-                 B.len >= n * n * 8 && out.len >= end * p * 8;
-        for (int64_t a = ip[lo]; ok && a < end; a++) ok = ((const int32_t *)rows.buf)[a] >= 0;
-        if (!ok) {
-            PyErr_SetString(PyExc_ValueError, "schur_gather: inconsistent sizes");
-            goto done;
-        }
     }
     Py_BEGIN_ALLOW_THREADS
     gather(rows.buf, ip, values.buf, B.buf, p, lo, hi, n, out.buf);
