@@ -272,3 +272,21 @@ def test_satterthwaite_df_of_singular_maximal_models_match_lmertest(maximal, key
     assert ref["is_singular"] and covariance._near_singular(fit, covariance.theta_units(fit))
     df = covariance.satterthwaite_df(fit, covariance.fixed_cov(fit))
     np.testing.assert_allclose(df, ref["df"], rtol=5e-3 if key == "maximal_ml" else 1e-5)
+
+
+def test_many_theta_through_the_schur_kernel_reach_the_dense_products_optimum(maximal, monkeypatch):
+    """Where the first term's dense products with the rest would not fit in memory (a first
+    factor of many thousand levels), L-BFGS-B runs on the gradient through the Schur kernel's
+    pattern instead of falling back to BOBYQA: forced here on the 20-theta model, it reaches
+    the optimum of the dense products' path."""
+    from sklmm._engine import factor_blocked
+
+    dense = _fit(maximal, True)
+    monkeypatch.setattr(factor_blocked, "DENSE_CZ_ENTRIES", 10)
+    fit = dense._fit
+    ev = make_gradient(fit.cp, fit.terms, "blocked", True, n_free=len(fit.theta))
+    assert isinstance(ev, BlockedGradient) and ev.factor.schur is not None
+    kernel = _fit(maximal, True)
+    assert kernel._fit.optimizer.return_code.startswith("LBFGSB")
+    assert kernel.criterion_ == pytest.approx(dense.criterion_, rel=1e-10)
+    assert kernel.criterion_ <= REFERENCE["maximal_reml"]["criterion"] + 1e-6 * abs(REFERENCE["maximal_reml"]["criterion"])

@@ -420,13 +420,14 @@ class BlockedFactor(PLSFactor):
         Sxy = self._scale_first(self.Cxy, G)
         Sz = None
         if self.qr:
-            if G.shape[1] == 1:
-                Sz = self.Cz.copy()
+            Sz = self.Cz.copy()
+            p1 = G.shape[1]
+            if p1 == 1:
                 Sz.data *= G[Sz.indices, 0, 0]
-            else:
-                n1 = G.shape[0]
-                Gbd = sp.bsr_matrix((G, np.arange(n1), np.arange(n1 + 1)), shape=(self.q1, self.q1))
-                Sz = (self.Cz @ Gbd).tocsr()
+            else:  # each row meets a level in all its p1 columns, side by side (sorted CSR): each
+                # run of p1 values times that level's G, in place of a sparse product by blockdiag(G)
+                runs = Sz.data.reshape(-1, 1, p1)
+                Sz.data = np.matmul(runs, G[Sz.indices[::p1] // p1]).reshape(-1)
         return Sz, Sxy
 
     def spherical_covariances(self, chunk_entries=4_000_000):

@@ -28,6 +28,7 @@ differentiate them with sigma held fixed (:mod:`sklmm._inference.covariance`).
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from .criteria import profiled_criterion
@@ -176,7 +177,7 @@ class BlockedGradient(DenseGradient):
         self.n, self.p, self.q = cp.n, cp.p, f.q
         self.sum_log_weights = cp.sum_log_weights
         self.n_theta = sum(t.n_theta for t in terms)
-        self._layout = None
+        self._layout = self._by_level = None
 
     def _kernel_layout(self):
         """The Schur kernel's entries by first-term level and, for each later term, in groups
@@ -196,6 +197,20 @@ class BlockedGradient(DenseGradient):
                 per_term.append((idx, within[:, 0] // r, level[idx[:, 0]]))
             self._layout = per_term
         return self._layout
+
+    def _entries_by_level(self, values):
+        """The kernel's entries as a sparse (entries, n_levels p1) matrix, entry a's p1 values in
+        its level's columns (the structure kept from call to call)."""
+        kern = self.factor.schur
+        n_entries, p1 = values.shape
+        if getattr(self, "_by_level", None) is None:
+            level = np.repeat(np.arange(len(kern.indptr) - 1), np.diff(kern.indptr))
+            cols = (level[:, None] * p1 + np.arange(p1)).ravel()
+            self._by_level = sp.csr_matrix((np.ones(n_entries * p1), cols, np.arange(0, n_entries * p1 + 1, p1)),
+                                           shape=(n_entries, (len(kern.indptr) - 1) * p1))
+        M = self._by_level.copy()
+        M.data = np.ascontiguousarray(values).reshape(-1).copy()
+        return M
 
     def parts(self, theta):
         theta = np.asarray(theta, dtype=float)
@@ -299,7 +314,10 @@ class BlockedGradient(DenseGradient):
         # (P_r K_l) at K_l's entries (none on the y row, ML's X rows); P_r is symmetric and
         # Fortran-ordered: its transpose is the C-ordered array the kernel reads, without a copy
         V = kern.gather(Pr.T, Kv)
-        X = np.add.reduceat(Kv[:, :, None] * V[:, None, :], kern.indptr[:-1], axis=0)  # K_l' P_r K_l
+        # K_l' P_r K_l = sum over the level's entries of k_a v_a': one sparse product of the
+        # entries laid out by level (rows: entries; columns: level x coefficient) with V
+        by_level = self._entries_by_level(Kv)
+        X = (by_level.T @ V).reshape(-1, V.shape[1], V.shape[1])
         QX = np.matmul(Q.transpose(0, 2, 1), X)
         W = [np.matmul(Dt_inv + np.matmul(QX, Q), TD) - QX]
         T1 = Ts[0]
@@ -319,17 +337,20 @@ def make_gradient(cp, terms, solver, reml, n_free):
     """The criterion-and-gradient evaluator for a fit, or None where BOBYQA is kept: fewer
     than :data:`GRADIENT_MIN_THETA` free parameters (InstEval's three), or a system whose dense
     part would pass :data:`GRADIENT_MAX_SIZE`. The blocked solver's models get
-    :class:`BlockedGradient` (when its first term's products with the rest fit in memory as a
-    dense array), the others :class:`DenseGradient`."""
-    from .factor_blocked import DENSE_CZ_ENTRIES
+    :class:`BlockedGradient`, with dense products of the first term's columns with the rest
+    where they fit in memory and through the Schur kernel's pattern where they would not (a
+    first factor of many thousand levels); the others :class:`DenseGradient`."""
+    from .factor_blocked import DENSE_CZ_ENTRIES, BlockedFactor
 
     if n_free < GRADIENT_MIN_THETA or not terms or (not GRADIENT_FOR_SMOOTHS and any(t.scalar for t in terms)):
         return None
     q, p = sum(t.q for t in terms), cp.p
     if solver == "blocked":
         qr = q - terms[0].q
-        if qr + p <= GRADIENT_MAX_SIZE and qr * terms[0].q <= DENSE_CZ_ENTRIES:
-            return BlockedGradient(cp, terms, reml)
+        if qr + p <= GRADIENT_MAX_SIZE:
+            if qr * terms[0].q <= DENSE_CZ_ENTRIES:
+                return BlockedGradient(cp, terms, reml)
+            return BlockedGradient(cp, terms, reml, factor=BlockedFactor(cp, terms, dense_products=False))
     if q + p <= GRADIENT_MAX_SIZE:
         return DenseGradient(cp, terms, reml)
     return None
