@@ -61,9 +61,10 @@ def _forward_substitution(L, b):
 
 def _back_substitution(Lm):
     """``L_top^{-T} l`` for the dense block's lower factor ``[[L_top, 0], [l', d]]`` (the
-    rest's modes and beta): with ``d > 0`` the last ``-1/d`` times the solution of
-    ``L' z = d e_m`` through the whole Fortran-ordered factor, one BLAS ``trsv`` without a
-    copy of ``L_top`` or a scan for non-finite values (InstEval: 1 ms instead of 9)."""
+    rest's modes and beta). With ``d > 0``: the solution of ``L' z = d e_m`` through the whole
+    Fortran-ordered factor has last entry 1 and ``z_top = -L_top^{-T} l`` above it, one BLAS
+    ``trsv`` without a copy of ``L_top`` or a scan for non-finite values (InstEval: 1 ms
+    instead of 9)."""
     m = Lm.shape[0]
     if m <= 1:
         return np.zeros(0)

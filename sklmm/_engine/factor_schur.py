@@ -147,8 +147,8 @@ class SchurKernel:
         """The update's adjoint (the gradient reads it): for each entry ``a`` (row ``r_a``, in the
         kernel's order, :attr:`rows`), ``sum_b B[r_a, r_b] c_b`` over the entries of its level,
         an (entries, p1) array. B is dense, symmetric, n x n with ``n <= m`` (its upper triangle
-        read in C order; rows past n count as zeros); ``values`` replace the entries' own (the same pattern and order).
-        The spans' threads write disjoint entries of one output."""
+        read in C order; rows past n count as zeros); ``values`` replace the entries' own (the
+        same pattern and order). The spans' threads write disjoint entries of one output."""
         B = np.ascontiguousarray(B, dtype=float)
         n = B.shape[0]
         if B.shape != (n, n) or n > self.m:

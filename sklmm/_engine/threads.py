@@ -94,6 +94,9 @@ def free_cpus():
     return max(1, usable - busy)
 
 
+_NUMPY_BLAS = []  # (found once)
+
+
 def _numpy_own_blas():
     """The file paths of the BLAS libraries numpy bundles apart from scipy's (the wheels ship
     one OpenBLAS each), empty where they share one (a system or conda BLAS)."""
@@ -104,9 +107,6 @@ def _numpy_own_blas():
         own = [fp for fp in paths if any(part.startswith("numpy") for part in Path(fp).parent.parts[-2:])]
         _NUMPY_BLAS.append(own if len(own) < len(paths) else [])
     return _NUMPY_BLAS[0]
-
-
-_NUMPY_BLAS = []
 
 
 @contextmanager
