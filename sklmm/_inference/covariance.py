@@ -100,7 +100,7 @@ SATTERTHWAITE_STEP = 1e-6
 #: way to central ones (error of its square). The benchmark's kb07-like singular model at
 #: lme4's estimate: the df of one coefficient 31.0 by forward differences, 29.36 by central
 #: ones at steps of 1e-5 to 1e-7 (lmerTest 29.38), where the deviance's own differences with
-#: Richardson's extrapolation (the scheme kept for CHOLMOD) gave 219
+#: Richardson's extrapolation from a step of 0.02 (sklmm's earlier scheme) gave 219
 NEAR_SINGULAR = 0.01
 
 
