@@ -19,7 +19,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _harness import git_commit, machine_info, markdown_table, report  # noqa: E402
+from _harness import git_commit, machine_info, markdown_table, r_available, report  # noqa: E402
 
 
 def simulate(n, groups, seed=0):
@@ -60,7 +60,6 @@ def measure_insteval(repeats):
     import tempfile
 
     import pandas as pd
-    from _harness import r_available
     from bench_mixed import write_insteval_csv
 
     from sklmm import MixedLinearRegressor

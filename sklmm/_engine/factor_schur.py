@@ -103,10 +103,18 @@ class SchurKernel:
             W[:, b, a] = cols[:, k]
         return W
 
-    def _run(self, k, W, scale, out):
-        lo, hi = self.spans[k]
-        _schur_kernel.schur_accumulate(self.rows, self.indptr, self.values, W, scale, self.p1, lo,
-                                       hi, self.m, out)
+    def _on_spans(self, run):
+        """``run(k)`` for each span k of levels: the first here, the others on the pool's
+        threads (the loops release the GIL), all finished on return."""
+        if len(self.spans) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=len(self.spans) - 1)
+            others = [self._pool.submit(run, k) for k in range(1, len(self.spans))]
+            run(0)
+            for f in others:
+                f.result()
+        else:
+            run(0)
 
     def apply(self, M, G, mirror=True, scale=None):
         """In place: ``M -= S (sum_j C_j G_j G_j' C_j') S`` (M dense, m x m, C-ordered), on the
@@ -123,22 +131,21 @@ class SchurKernel:
             upper.fill(0.0)
         else:
             upper = M
-        n = len(self.spans)
-        if n > 1:  # the first span into `upper` itself, the others into zeroed arrays
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=n - 1)
-                self._out = [np.empty((self.m, self.m)) for _ in range(n - 1)]
-            for out in self._out:
-                out.fill(0.0)
-            others = [self._pool.submit(self._run, k, W, scale, out)
-                      for k, out in enumerate(self._out, start=1)]
-            self._run(0, W, scale, upper)
-            for f in others:
-                f.result()
-            for out in self._out:
-                upper += out
-        else:
-            self._run(0, W, scale, upper)
+        # the first span into `upper` itself, the others into zeroed arrays of their own
+        if len(self.spans) > 1 and self._out is None:
+            self._out = [np.empty((self.m, self.m)) for _ in range(len(self.spans) - 1)]
+        outs = [upper] + (self._out if len(self.spans) > 1 else [])
+        for out in outs[1:]:
+            out.fill(0.0)
+
+        def run(k):
+            lo, hi = self.spans[k]
+            _schur_kernel.schur_accumulate(self.rows, self.indptr, self.values, W, scale, self.p1, lo,
+                                           hi, self.m, outs[k])
+
+        self._on_spans(run)
+        for out in outs[1:]:
+            upper += out
         if mirror:
             M += upper
             M += np.triu(upper, 1).T
@@ -162,16 +169,7 @@ class SchurKernel:
             lo, hi = self.spans[k]
             _schur_kernel.schur_gather(self.rows, self.indptr, values, B, self.p1, lo, hi, n, out)
 
-        if len(self.spans) > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=len(self.spans) - 1)
-                self._out = [np.empty((self.m, self.m)) for _ in range(len(self.spans) - 1)]
-            others = [self._pool.submit(run, k) for k in range(1, len(self.spans))]
-            run(0)
-            for f in others:
-                f.result()
-        else:
-            run(0)
+        self._on_spans(run)
         return out
 
     def __getstate__(self):

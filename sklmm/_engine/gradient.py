@@ -64,15 +64,7 @@ class DenseGradient:
         """The BLAS threading for these evaluations (a context): one thread when the dense part
         is small, where OpenBLAS's threads cost more than they bring and numpy's and scipy's
         spin against each other between calls (kb07: 1.7 instead of 18 ms an evaluation)."""
-        side = self.factor.qr + self.p if isinstance(self, BlockedGradient) else self.q + self.p
-        if isinstance(self, BlockedGradient) and self.factor._Cz_dense is not None:
-            # the dense products' work grows with the first term's width too: where it is that
-            # of a large factorization, scipy's BLAS at the free CPUs (factor_threads; with
-            # numpy's at two threads as well, the two libraries' idle threads slowed both:
-            # 2,000 subjects x 100 items, 0.22 s a gradient against 0.26 on one thread, 0.30)
-            if float(side + 1) ** 2 * self.factor.q1 >= SINGLE_THREAD_BLOCK**3 / 3.0:
-                return factor_threads()
-        return blas_limit(side)
+        return blas_limit(self.q + self.p)
 
     def _dlambda(self, per_term, theta):
         """Each theta's ``sum over levels`` of ``per_term[k][:, row, col]`` at its template entry."""
@@ -184,7 +176,18 @@ class BlockedGradient(DenseGradient):
         self.n, self.p, self.q = cp.n, cp.p, f.q
         self.sum_log_weights = cp.sum_log_weights
         self.n_theta = sum(t.n_theta for t in terms)
-        self._layout = self._by_level = None
+        self._layout = self._by_level = self._levels = None
+
+    def threads(self):
+        """As :meth:`DenseGradient.threads` on the dense block (the rest and X); with dense
+        products, whose work grows with the first term's width too, scipy's BLAS at the free
+        CPUs where that work is a large factorization's (:func:`factor_threads`; with numpy's at
+        two threads as well, the two libraries' idle threads slowed both: 2,000 subjects x 100
+        items, 0.22 s a gradient against 0.26 on one thread, 0.30)."""
+        side = self.factor.qr + self.p
+        if self.factor._Cz_dense is not None and float(side + 1) ** 2 * self.factor.q1 >= SINGLE_THREAD_BLOCK**3 / 3.0:
+            return factor_threads()
+        return blas_limit(side)
 
     def _kernel_layout(self):
         """The Schur kernel's entries by first-term level and, for each later term, in groups
@@ -193,7 +196,7 @@ class BlockedGradient(DenseGradient):
         if self._layout is None:
             fac = self.factor
             K = fac.schur
-            level = np.repeat(np.arange(len(K.indptr) - 1), np.diff(K.indptr))
+            level = self._entry_levels()
             per_term = []
             for i, t in enumerate(self.terms[1:], start=1):
                 o, r = int(fac.rest_offsets[i - 1]), t.n_coef
@@ -205,19 +208,22 @@ class BlockedGradient(DenseGradient):
             self._layout = per_term
         return self._layout
 
+    def _entry_levels(self):
+        """The first-term level of each of the Schur kernel's entries (in its order), kept."""
+        if self._levels is None:
+            indptr = self.factor.schur.indptr
+            self._levels = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        return self._levels
+
     def _entries_by_level(self, values):
         """The kernel's entries as a sparse (entries, n_levels p1) matrix, entry a's p1 values in
-        its level's columns (the structure kept from call to call)."""
-        kern = self.factor.schur
+        its level's columns (its column indices and row pointers kept from call to call)."""
         n_entries, p1 = values.shape
-        if getattr(self, "_by_level", None) is None:
-            level = np.repeat(np.arange(len(kern.indptr) - 1), np.diff(kern.indptr))
-            cols = (level[:, None] * p1 + np.arange(p1)).ravel()
-            self._by_level = sp.csr_matrix((np.ones(n_entries * p1), cols, np.arange(0, n_entries * p1 + 1, p1)),
-                                           shape=(n_entries, (len(kern.indptr) - 1) * p1))
-        M = self._by_level.copy()
-        M.data = np.ascontiguousarray(values).reshape(-1).copy()
-        return M
+        if self._by_level is None:
+            cols = (self._entry_levels()[:, None] * p1 + np.arange(p1)).ravel()
+            self._by_level = (cols, np.arange(0, n_entries * p1 + 1, p1), (n_entries, (len(self.factor.schur.indptr) - 1) * p1))
+        cols, indptr, shape = self._by_level
+        return sp.csr_matrix((np.ascontiguousarray(values).reshape(-1), cols, indptr), shape=shape, copy=False)
 
     def parts(self, theta):
         theta = np.asarray(theta, dtype=float)
@@ -257,7 +263,7 @@ class BlockedGradient(DenseGradient):
             _mirror_lower(Pr)
         TD = np.matmul(T1.T[None], fac.D1)  # T1' D_l
         if dense:
-            W = self._dense_blocks(K, Q, Pr, Dt_inv, TD, mr)
+            W = self._dense_blocks(K, T1, Q, Pr, Dt_inv, TD, mr)
         else:
             W = self._kernel_blocks(Ts, Q, Pr, Dt_inv, TD, mr)
         if qr:
@@ -285,7 +291,7 @@ class BlockedGradient(DenseGradient):
             r2_blocks.append(Zte[o : o + nl * r].reshape(nl, r, 1) * u[o : o + nl * r].reshape(nl, 1, r))
         return fz, 2.0 * self._dlambda(W, theta), -2.0 * self._dlambda(r2_blocks, theta)
 
-    def _dense_blocks(self, K, Q, Pr, Dt_inv, TD, mr):
+    def _dense_blocks(self, K, T1, Q, Pr, Dt_inv, TD, mr):
         """The terms' blocks of ``A^{-1}`` times their rows of ``[Lambda'Z'Z; X'Z]``, without the
         rest's ``P_r HR`` part, from the dense K (see the class)."""
         fac, terms = self.factor, self.terms
@@ -301,7 +307,7 @@ class BlockedGradient(DenseGradient):
         if fac.qr:
             # C_z Lambda_1: the same T1 in every level block, so one product of the level-major
             # rows (a batched product over the levels takes several times as long)
-            K1 = (fac._Cz_dense.reshape(-1, r1) @ fac._state[0][0]).reshape(fac._Cz_dense.shape)
+            K1 = (fac._Cz_dense.reshape(-1, r1) @ T1).reshape(fac._Cz_dense.shape)
             for i, t in enumerate(terms[1:], start=1):
                 o, nl, r = int(fac.rest_offsets[i - 1]), t.n_levels, t.n_coef
                 a = P21[o : o + nl * r].reshape(nl, r, fac.q1)
