@@ -19,10 +19,16 @@ import numpy as np
 
 from .system import Factorization
 
-__all__ = ["profiled_criterion", "deviance_theta_sigma", "deviance_at_sigma"]
+__all__ = ["profiled_criterion", "deviance_theta_sigma", "deviance_at_sigma", "residual_df"]
 
 
 _LOG_2PI = np.log(2.0 * np.pi)
+
+
+def residual_df(n, p, reml):
+    """The residual degrees of freedom of the criterion: ``n - p`` for REML, ``n`` for ML (the
+    divisor of ``r^2`` in sigma's estimate and the factor of ``log sigma^2``)."""
+    return n - p if reml else n
 
 
 def profiled_criterion(fz: Factorization | None, n, p, reml, sum_log_weights=0.0):
@@ -53,7 +59,7 @@ def deviance_at_sigma(fz: Factorization | None, sigma, n, p, reml, sum_log_weigh
     if fz is None or not sigma > 0:
         return np.inf
     s2 = sigma * sigma
-    n_eff = n - p if reml else n
+    n_eff = residual_df(n, p, reml)
     dev = fz.logdet_L2 + fz.r2 / s2 + n_eff * (_LOG_2PI + np.log(s2)) - sum_log_weights
     if reml:
         dev += fz.logdet_RX2

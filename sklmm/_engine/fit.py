@@ -18,7 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from . import optimize
 from .checks import _verified, boundary_faces, column_mirrors, covariance_terms
-from .criteria import profiled_criterion
+from .criteria import profiled_criterion, residual_df
 from .crossprod import cross_products, keep_fixed, rescale_weights
 from .factor import check_cost, choose_solver, make_factor
 from .gradient import make_gradient
@@ -458,7 +458,7 @@ def fit_cross_products(terms, cp, fe_names, *, reml, solver="auto", max_iter=100
     ]
     fit = MixedFit(
         terms=terms, theta=theta, beta=beta, keep=keep, u=u, b=b,
-        sigma=float(np.sqrt(fz.r2 / (n - p if reml else n))),
+        sigma=float(np.sqrt(fz.r2 / residual_df(n, p, reml))),
         criterion=float(profiled_criterion(fz, n, p, reml, cp.sum_log_weights)),
         reml=reml, n=n, cp=cp, factor=factor, optimizer=summ, theta_unit=scale,
         sigma_scale=float(np.sqrt(weight_scale)),

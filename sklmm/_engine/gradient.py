@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from .criteria import profiled_criterion
+from .criteria import profiled_criterion, residual_df
 from .factor_dense import DenseFactor
 from .system import _lambda_t_rows
 from .threads import SINGLE_THREAD_BLOCK, blas_limit, factor_threads
@@ -83,8 +83,7 @@ class DenseGradient:
         f = profiled_criterion(fz, self.n, self.p, self.reml, self.sum_log_weights)
         if not np.isfinite(f) or dlogdet is None:
             return f, np.full(self.n_theta, np.nan)
-        df = self.n - self.p if self.reml else self.n
-        return f, dlogdet + df * dr2 / fz.r2
+        return f, dlogdet + residual_df(self.n, self.p, self.reml) * dr2 / fz.r2
 
     def parts(self, theta):
         """``(fz, dlogdet, dr2)`` at theta: the factorization (None where it failed) and the

@@ -8,7 +8,7 @@ import pandas as pd
 from scipy import stats
 from scipy.linalg import solve_triangular
 
-from .._engine.criteria import deviance_at_sigma
+from .._engine.criteria import deviance_at_sigma, residual_df
 from .._engine.factor_blocked import BlockedFactor
 from .._engine.factor_dense import DenseFactor
 from .._engine.gradient import BlockedGradient, DenseGradient
@@ -159,7 +159,7 @@ def _derivatives_from_gradient(fit, grad, unit, s0):
         width = h * len(signs)
         H[:k, i] = (g - gb) / width
         J[:, i] = (v - vb) / (width * v0)
-    n_eff = fit.n - fit.cp.p if fit.reml else fit.n
+    n_eff = residual_df(fit.n, fit.cp.p, fit.reml)
     H[:k, k] = H[k, :k] = -2.0 * dr0 / s0**2
     H[k, k] = 6.0 * fz0.r2 / s0**2 - 2.0 * n_eff
     J[:, k] = 2.0
