@@ -132,3 +132,46 @@ def test_gather_is_the_adjoint_read_on_the_pattern(p1, threads):
     with pytest.raises(ValueError, match="inconsistent sizes"):  # B shorter than its side says
         _schur_kernel.schur_gather(kernel.rows, kernel.indptr, kernel.values, np.zeros(4), p1, 0, n_levels, m,
                                    np.empty_like(kernel.values))
+
+
+@pytest.mark.parametrize("p, r", [(1, 1), (2, 2), (3, 3), (4, 4), (2, 3), (4, 1)])
+def test_group_products_equal_their_batched_forms(p, r):
+    """The gradient's two loops over groups of entries (group_rows_product,
+    group_block_products) against numpy's batched products, including the constant-size paths
+    (p = r = 1..4) and the general one; entries in no group keep their values."""
+    from sklmm._engine.factor_schur import group_block_products, group_rows_product
+
+    rng = np.random.default_rng(10 * p + r)
+    n_entries, g, n1, n_out = 90, 17, 6, 5
+    idx = rng.permutation(n_entries)[: g * r].reshape(g, r)
+    values = rng.normal(size=(n_entries, p))
+    T = rng.normal(size=(r, r))
+    want = values.copy()
+    want[idx] = np.matmul(T.T[None], values[idx])
+    np.testing.assert_allclose(group_rows_product(values, idx, T), want, rtol=1e-13, atol=1e-13)
+    V, C = rng.normal(size=(n_entries, p)), rng.normal(size=(n_entries, p))
+    first, block = rng.integers(0, n1, g), rng.integers(0, n_out, g)
+    M = rng.normal(size=(n1, p, p))
+    contrib = np.matmul(np.matmul(V[idx], M[first]), C[idx].transpose(0, 2, 1))
+    want = np.zeros((n_out, r, r))
+    np.add.at(want, block, -contrib)
+    np.testing.assert_allclose(group_block_products(V, C, idx, first, block, M, n_out), want,
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_group_products_refuse_inconsistent_input():
+    from sklmm._engine.factor_schur import group_block_products, group_rows_product
+
+    values, idx, M = np.ones((6, 2)), np.array([[0, 1], [2, 3]]), np.ones((3, 2, 2))
+    with pytest.raises(ValueError, match="T must be 2 x 2"):
+        group_rows_product(values, idx, np.eye(3))
+    with pytest.raises(ValueError, match="inconsistent sizes"):  # an entry past the end
+        group_rows_product(values, np.array([[0, 6], [2, 3]]), np.eye(2))
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        group_block_products(values, np.ones((5, 2)), idx, [0, 1], [0, 0], M, 1)
+    with pytest.raises(ValueError, match="inconsistent sizes"):  # a level past M's
+        group_block_products(values, values, idx, [0, 3], [0, 0], M, 1)
+    with pytest.raises(ValueError, match="inconsistent sizes"):  # a block past the output's
+        group_block_products(values, values, idx, [0, 1], [0, 1], M, 1)
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        _schur_kernel.group_rows_product(values, idx, np.eye(2), 2, 2, 2, np.empty(3))

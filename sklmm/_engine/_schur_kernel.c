@@ -269,6 +269,170 @@ done:
     return result;
 }
 
+/* Two products of the gradient through the kernel's pattern (BlockedGradient._kernel_blocks in
+ * sklmm._engine.gradient), over groups of r entries: a later term's r rows of one level block
+ * within one level of the first term, idx[g * r + x] the entry of row x of group g (entries have
+ * p values each, row-major).
+ *
+ * group_rows_product: out[idx[g, x]] = sum_y T[y, x] values[idx[g, y]], the group's rows times
+ * the later term's T' (r x r, row-major); entries in no group are left as they are (out is
+ * another array than values: the caller passes a copy).
+ *
+ * group_block_products: out[block[g]] -= U_g C_g', with U_g = V_g M_first[g] (r x p), V_g and
+ * C_g the group's rows of V and C, M (n1 x p x p) and out (n_out x r x r), all row-major.
+ *
+ * Both run without the GIL. */
+static int
+groups_valid(const Py_buffer *idx, Py_ssize_t r, Py_ssize_t g, Py_ssize_t n_entries)
+{
+    if (r < 1 || g < 0 || idx->len < g * r * 8) return 0;
+    const int64_t *ix = idx->buf;
+    for (Py_ssize_t a = 0; a < g * r; a++)
+        if (ix[a] < 0 || ix[a] >= n_entries) return 0;
+    return 1;
+}
+
+/* the loop of group_rows_product (out and values distinct); P and R constants where the caller
+   passes them */
+ALWAYS_INLINE void
+rows_product(const Py_ssize_t P, const Py_ssize_t R, const double *RESTRICT v,
+             const int64_t *RESTRICT ix, const double *RESTRICT t, const Py_ssize_t g,
+             double *RESTRICT o)
+{
+    for (Py_ssize_t k = 0; k < g; k++) {
+        const int64_t *e = ix + k * R;
+        for (Py_ssize_t x = 0; x < R; x++) {
+            double *ox = o + e[x] * P;
+            for (Py_ssize_t c = 0; c < P; c++) ox[c] = 0.0;
+            for (Py_ssize_t y = 0; y < R; y++) {
+                const double w = t[y * R + x];
+                const double *vy = v + e[y] * P;
+                for (Py_ssize_t c = 0; c < P; c++) ox[c] += w * vy[c];
+            }
+        }
+    }
+}
+
+static PyObject *
+group_rows_product(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer values, idx, T, out;
+    Py_ssize_t p, r, g;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*y*nnnw*", &values, &idx, &T, &p, &r, &g, &out))
+        return NULL;
+    const Py_ssize_t n_entries = p > 0 ? values.len / (p * 8) : 0;
+    if (p < 1 || T.len < r * r * 8 || out.len < values.len || !groups_valid(&idx, r, g, n_entries)) {
+        PyErr_SetString(PyExc_ValueError, "group_rows_product: inconsistent sizes");
+        goto done;
+    }
+    const double *RESTRICT v = values.buf, *RESTRICT t = T.buf;
+    const int64_t *RESTRICT ix = idx.buf;
+    double *RESTRICT o = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    if (p == 1 && r == 1)
+        rows_product(1, 1, v, ix, t, g, o);
+    else if (p == 2 && r == 2)
+        rows_product(2, 2, v, ix, t, g, o);
+    else if (p == 3 && r == 3)
+        rows_product(3, 3, v, ix, t, g, o);
+    else if (p == 4 && r == 4)
+        rows_product(4, 4, v, ix, t, g, o);
+    else
+        rows_product(p, r, v, ix, t, g, o);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&idx);
+    PyBuffer_Release(&T);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* the loop of group_block_products; P and R are constants where the caller passes them */
+ALWAYS_INLINE void
+block_products(const Py_ssize_t P, const Py_ssize_t R, const double *RESTRICT v,
+               const double *RESTRICT c, const int64_t *RESTRICT ix, const int64_t *RESTRICT fi,
+               const int64_t *RESTRICT bl, const double *RESTRICT m, const Py_ssize_t g,
+               double *RESTRICT u, double *RESTRICT o)
+{
+    for (Py_ssize_t k = 0; k < g; k++) {
+        const int64_t *e = ix + k * R;
+        const double *ml = m + fi[k] * P * P;
+        for (Py_ssize_t x = 0; x < R; x++) { /* u_x = V[e_x] M_l */
+            const double *vx = v + e[x] * P;
+            double *ux = u + x * P;
+            for (Py_ssize_t b = 0; b < P; b++) ux[b] = 0.0;
+            for (Py_ssize_t a = 0; a < P; a++) {
+                const double w = vx[a];
+                for (Py_ssize_t b = 0; b < P; b++) ux[b] += w * ml[a * P + b];
+            }
+        }
+        double *ob = o + bl[k] * R * R;
+        for (Py_ssize_t x = 0; x < R; x++)
+            for (Py_ssize_t y = 0; y < R; y++) {
+                const double *cy = c + e[y] * P, *ux = u + x * P;
+                double sum = 0.0;
+                for (Py_ssize_t b = 0; b < P; b++) sum += ux[b] * cy[b];
+                ob[x * R + y] -= sum;
+            }
+    }
+}
+
+static PyObject *
+group_block_products(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer V, C, idx, first, block, M, out;
+    Py_ssize_t p, r, g, n1, n_out;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*nnnnnw*", &V, &C, &idx, &first, &block, &M, &p, &r, &g,
+                          &n1, &n_out, &out))
+        return NULL;
+    const Py_ssize_t n_entries = p > 0 ? V.len / (p * 8) : 0;
+    int ok = p >= 1 && C.len >= V.len && first.len >= g * 8 && block.len >= g * 8 && n1 >= 0 &&
+             M.len >= n1 * p * p * 8 && n_out >= 0 && out.len >= n_out * r * r * 8 &&
+             groups_valid(&idx, r, g, n_entries);
+    const int64_t *RESTRICT fi = first.buf, *RESTRICT bl = block.buf;
+    for (Py_ssize_t k = 0; ok && k < g; k++) ok = fi[k] >= 0 && fi[k] < n1 && bl[k] >= 0 && bl[k] < n_out;
+    double *u = ok ? malloc((size_t)(r * p) * sizeof(double)) : NULL;
+    if (!ok || u == NULL) {
+        if (ok) PyErr_NoMemory();
+        else PyErr_SetString(PyExc_ValueError, "group_block_products: inconsistent sizes");
+        goto done;
+    }
+    const double *RESTRICT v = V.buf, *RESTRICT c = C.buf, *RESTRICT m = M.buf;
+    const int64_t *RESTRICT ix = idx.buf;
+    double *RESTRICT o = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    if (p == 1 && r == 1)
+        block_products(1, 1, v, c, ix, fi, bl, m, g, u, o);
+    else if (p == 2 && r == 2)
+        block_products(2, 2, v, c, ix, fi, bl, m, g, u, o);
+    else if (p == 3 && r == 3)
+        block_products(3, 3, v, c, ix, fi, bl, m, g, u, o);
+    else if (p == 4 && r == 4)
+        block_products(4, 4, v, c, ix, fi, bl, m, g, u, o);
+    else
+        block_products(p, r, v, c, ix, fi, bl, m, g, u, o);
+    Py_END_ALLOW_THREADS
+    free(u);
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&V);
+    PyBuffer_Release(&C);
+    PyBuffer_Release(&idx);
+    PyBuffer_Release(&first);
+    PyBuffer_Release(&block);
+    PyBuffer_Release(&M);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 /* out[i, j] = s_i src[i, j] s_j on the upper triangle (j >= i) of m x m row-major arrays: the
    dense block's copy scaled by Lambda_R where the later terms are scalar (the lower triangle,
    which LAPACK does not read, is left as it is) */
@@ -314,6 +478,12 @@ static PyMethodDef methods[] = {
      "of a's level of B[rows[a], rows[b]] values[b] (B n x n, symmetric: its upper triangle is "
      "read, row-major; rows past n are zeros), "
      "for the entries of levels lo..hi-1."},
+    {"group_rows_product", group_rows_product, METH_VARARGS,
+     "group_rows_product(values, idx, T, p, r, g, out): out[idx[g, x]] = sum_y T[y, x] "
+     "values[idx[g, y]] for the g groups of r entries (p values each)."},
+    {"group_block_products", group_block_products, METH_VARARGS,
+     "group_block_products(V, C, idx, first, block, M, p, r, g, n1, n_out, out): out[block[k]] "
+     "-= V_k M[first[k]] C_k' for the g groups of r entries, V_k and C_k their rows."},
     {"scaled_upper_copy", scaled_upper_copy, METH_VARARGS,
      "scaled_upper_copy(src, scale, m, out): out = S src S on the upper triangle, S = diag(scale)."},
     {NULL, NULL, 0, NULL}};

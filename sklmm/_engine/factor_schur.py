@@ -25,13 +25,48 @@ import numpy as np
 
 from . import _schur_kernel
 
-__all__ = ["SchurKernel", "scaled_upper_copy"]
+__all__ = ["SchurKernel", "scaled_upper_copy", "group_rows_product", "group_block_products"]
 
 
 def scaled_upper_copy(src, scale, out):
     """``out = diag(scale) src diag(scale)`` on the upper triangle of C-ordered m x m arrays,
     in one pass of the compiled loop (the lower triangle of ``out`` is left as it is)."""
     _schur_kernel.scaled_upper_copy(src, scale, src.shape[0], out)
+
+
+def group_rows_product(values, idx, T):
+    """A copy of ``values`` (entries, p) in which each group of entries ``idx[g]`` (a later
+    term's r rows of one level block within one level of the first term; ``idx`` (groups, r))
+    is replaced by ``T' values[idx[g]]``, one pass of the compiled loop (a batched matmul of the
+    gathered groups took several times as long)."""
+    values = np.ascontiguousarray(values, dtype=float)
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    T = np.ascontiguousarray(T, dtype=float)
+    g, r = idx.shape
+    if T.shape != (r, r) or values.ndim != 2:
+        raise ValueError(f"group_rows_product: T must be {r} x {r} and values 2-D, got {T.shape}, {values.shape}")
+    out = values.copy()
+    _schur_kernel.group_rows_product(values, idx, T, values.shape[1], r, g, out)
+    return out
+
+
+def group_block_products(V, C, idx, first, block, M, n_out):
+    """``W[b] = -sum over the groups g with block[g] = b of V_g M[first[g]] C_g'`` (n_out, r, r),
+    ``V_g`` and ``C_g`` the rows ``idx[g]`` of V and C (entries, p), ``M`` (n1, p, p): the
+    groups' products and their sums by block in one pass of the compiled loop."""
+    V = np.ascontiguousarray(V, dtype=float)
+    C = np.ascontiguousarray(C, dtype=float)
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    M = np.ascontiguousarray(M, dtype=float)
+    g, r = idx.shape
+    n1, p = M.shape[0], V.shape[1]
+    if V.shape != C.shape or M.shape != (n1, p, p) or len(first) != g or len(block) != g:
+        raise ValueError(f"group_block_products: inconsistent shapes {V.shape}, {C.shape}, {M.shape}, "
+                         f"{len(first)}, {len(block)} for {g} groups")
+    out = np.zeros((n_out, r, r))
+    _schur_kernel.group_block_products(V, C, idx, np.ascontiguousarray(first, dtype=np.int64),
+                                       np.ascontiguousarray(block, dtype=np.int64), M, p, r, g, n1, n_out, out)
+    return out
 
 
 def _schur_weights(G, pairs_w):

@@ -33,6 +33,7 @@ from scipy.linalg import lapack
 
 from .criteria import profiled_criterion, residual_df
 from .factor_dense import DenseFactor
+from .factor_schur import group_block_products, group_rows_product
 from .system import _lambda_t_rows
 from .threads import SINGLE_THREAD_BLOCK, blas_limit, factor_threads
 
@@ -320,9 +321,9 @@ class BlockedGradient(DenseGradient):
         kern = self.factor.schur
         per_term = self._kernel_layout()
         C = kern.values
-        Kv = C.copy()  # the entries of K = Lambda~' C (Lambda~ = diag(Lambda_R, I_p): K's pattern)
+        Kv = C  # the entries of K = Lambda~' C (Lambda~ = diag(Lambda_R, I_p): K's pattern)
         for (idx, _, _), T in zip(per_term, Ts[1:]):
-            Kv[idx] = np.matmul(T.T[None], C[idx])
+            Kv = group_rows_product(Kv, idx, T)
         # (P_r K_l) at K_l's entries (none on the y row, ML's X rows); P_r is symmetric and
         # Fortran-ordered: its transpose is the C-ordered array the kernel reads, without a copy
         V = kern.gather(Pr.T, Kv)
@@ -333,15 +334,12 @@ class BlockedGradient(DenseGradient):
         QX = np.matmul(Q.transpose(0, 2, 1), X)
         W = [np.matmul(Dt_inv + np.matmul(QX, Q), TD) - QX]
         T1 = Ts[0]
+        n1, r1 = Q.shape[0], Q.shape[1]
+        # -(P_r K_l Q_l)_x (C_z,l T_1)_y' = -(V_x Q_l T_1') c_y' over each block's rows x, y,
+        # summed by block: Q_l T_1' for all levels in one product of their stacked rows
+        M = (Q.reshape(n1 * r1, r1) @ T1.T).reshape(n1, r1, r1)
         for (idx, block, first), t in zip(per_term, terms[1:]):
-            r = t.n_coef
-            Y = np.matmul(V[idx], Q[first])  # (P_r K_l Q_l) at the block's rows
-            Zc = np.matmul(C[idx], T1)  # (C_z,l T_1) at the block's rows
-            contrib = np.matmul(Y, Zc.transpose(0, 2, 1)).reshape(len(idx), r * r)
-            Wi = np.empty((t.n_levels, r * r))
-            for c in range(r * r):
-                Wi[:, c] = -np.bincount(block, weights=contrib[:, c], minlength=t.n_levels)
-            W.append(Wi.reshape(t.n_levels, r, r))
+            W.append(group_block_products(V, C, idx, first, block, M, t.n_levels))
         return W
 
 
