@@ -175,3 +175,23 @@ def test_group_products_refuse_inconsistent_input():
         group_block_products(values, values, idx, [0, 1], [0, 1], M, 1)
     with pytest.raises(ValueError, match="inconsistent sizes"):
         _schur_kernel.group_rows_product(values, idx, np.eye(2), 2, 2, 2, np.empty(3))
+
+
+@pytest.mark.parametrize("p", [2, 3, 4, 5])
+def test_level_runs_product_is_the_block_diagonal_product(p):
+    """C @ blockdiag(G) by the compiled loop (the blocked factor's C_z G and the gradient's K Q)
+    against the dense product, for the constant-size paths (p = 2..4) and the general one."""
+    from scipy.linalg import block_diag
+
+    from sklmm._engine.factor_schur import level_runs_product
+
+    rng = np.random.default_rng(p)
+    n1, rows = 7, 5
+    C, G = rng.normal(size=(rows, n1 * p)), rng.normal(size=(n1, p, p))
+    np.testing.assert_allclose(level_runs_product(C, G), C @ block_diag(*G), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(level_runs_product(np.asfortranarray(C), G), C @ block_diag(*G), rtol=1e-13,
+                               atol=1e-13)  # (a Fortran-ordered C is copied to C order first)
+    with pytest.raises(ValueError, match="columns"):
+        level_runs_product(C[:, 1:], G)
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        _schur_kernel.level_runs_product(C, G, rows + 1, n1, p, np.empty_like(C))

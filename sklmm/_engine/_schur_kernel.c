@@ -433,6 +433,59 @@ done:
     return result;
 }
 
+/* out = C blockdiag(G): for each of the rows of a row-major C (rows x n1 p), its run of p values
+ * in level l's columns times G_l (p x p, row-major, G n1 x p x p). The blocked factor's scaled
+ * products C_z G and the gradient's K Q: numpy's batched product over the levels needs transposed
+ * copies of C. Runs without the GIL. */
+ALWAYS_INLINE void
+runs_times(const Py_ssize_t P, const double *RESTRICT c, const double *RESTRICT g,
+           const Py_ssize_t rows, const Py_ssize_t n1, double *RESTRICT o)
+{
+    for (Py_ssize_t i = 0; i < rows; i++)
+        for (Py_ssize_t l = 0; l < n1; l++) {
+            const double *ci = c + (i * n1 + l) * P, *gl = g + l * P * P;
+            double *oi = o + (i * n1 + l) * P;
+            for (Py_ssize_t b = 0; b < P; b++) oi[b] = 0.0;
+            for (Py_ssize_t a = 0; a < P; a++) {
+                const double w = ci[a];
+                for (Py_ssize_t b = 0; b < P; b++) oi[b] += w * gl[a * P + b];
+            }
+        }
+}
+
+static PyObject *
+level_runs_product(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer C, G, out;
+    Py_ssize_t rows, n1, p;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*nnnw*", &C, &G, &rows, &n1, &p, &out))
+        return NULL;
+    if (rows < 0 || n1 < 0 || p < 1 || C.len < rows * n1 * p * 8 || G.len < n1 * p * p * 8 ||
+        out.len < rows * n1 * p * 8) {
+        PyErr_SetString(PyExc_ValueError, "level_runs_product: inconsistent sizes");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (p == 2)
+        runs_times(2, C.buf, G.buf, rows, n1, out.buf);
+    else if (p == 3)
+        runs_times(3, C.buf, G.buf, rows, n1, out.buf);
+    else if (p == 4)
+        runs_times(4, C.buf, G.buf, rows, n1, out.buf);
+    else
+        runs_times(p, C.buf, G.buf, rows, n1, out.buf);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&C);
+    PyBuffer_Release(&G);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 /* out[i, j] = s_i src[i, j] s_j on the upper triangle (j >= i) of m x m row-major arrays: the
    dense block's copy scaled by Lambda_R where the later terms are scalar (the lower triangle,
    which LAPACK does not read, is left as it is) */
@@ -484,6 +537,9 @@ static PyMethodDef methods[] = {
     {"group_block_products", group_block_products, METH_VARARGS,
      "group_block_products(V, C, idx, first, block, M, p, r, g, n1, n_out, out): out[block[k]] "
      "-= V_k M[first[k]] C_k' for the g groups of r entries, V_k and C_k their rows."},
+    {"level_runs_product", level_runs_product, METH_VARARGS,
+     "level_runs_product(C, G, rows, n1, p, out): out = C blockdiag(G) for a row-major C of "
+     "rows x n1 p and G of n1 x p x p."},
     {"scaled_upper_copy", scaled_upper_copy, METH_VARARGS,
      "scaled_upper_copy(src, scale, m, out): out = S src S on the upper triangle, S = diag(scale)."},
     {NULL, NULL, 0, NULL}};

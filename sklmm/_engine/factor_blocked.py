@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from scipy.linalg import blas, solve_triangular
 
 from .crossprod import CrossProducts
-from .factor_schur import SchurKernel, scaled_upper_copy
+from .factor_schur import SchurKernel, level_runs_product, scaled_upper_copy
 from .system import (
     Factorization,
     PLSFactor,
@@ -232,12 +232,9 @@ class BlockedFactor(PLSFactor):
 
     def _scale_first(self, C, G):
         """``C @ blockdiag(G)`` for a dense C with q1 columns."""
-        n1, p1, _ = G.shape
-        if p1 == 1:
+        if G.shape[1] == 1:
             return C * G[:, 0, 0]
-        # a batched matmul over the levels (several times a batched einsum's speed)
-        out = np.matmul(C.reshape(C.shape[0], n1, p1).transpose(1, 0, 2), G)
-        return out.transpose(1, 0, 2).reshape(C.shape)
+        return level_runs_product(C, G)  # (the compiled loop: no transposed copies of C)
 
     def update(self, theta):
         terms, qr, p = self.terms, self.qr, self.p

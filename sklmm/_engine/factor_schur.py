@@ -25,13 +25,29 @@ import numpy as np
 
 from . import _schur_kernel
 
-__all__ = ["SchurKernel", "scaled_upper_copy", "group_rows_product", "group_block_products"]
+__all__ = ["SchurKernel", "scaled_upper_copy", "level_runs_product", "group_rows_product", "group_block_products"]
 
 
 def scaled_upper_copy(src, scale, out):
     """``out = diag(scale) src diag(scale)`` on the upper triangle of C-ordered m x m arrays,
     in one pass of the compiled loop (the lower triangle of ``out`` is left as it is)."""
     _schur_kernel.scaled_upper_copy(src, scale, src.shape[0], out)
+
+
+def level_runs_product(C, G):
+    """``C @ blockdiag(G)`` for a dense C (rows, n1 p) and G (n1, p, p): each row's run of p values
+    in a level's columns times that level's G, one pass of the compiled loop (numpy's batched
+    product over the levels needs transposed copies of C: on 2,000 subjects x 100 items with
+    slopes, 53 ms where the loop takes a few)."""
+    C = np.ascontiguousarray(C, dtype=float)
+    G = np.ascontiguousarray(G, dtype=float)
+    n1, p, _ = G.shape
+    if C.ndim != 2 or C.shape[1] != n1 * p or G.shape != (n1, p, p):
+        raise ValueError(f"level_runs_product: C must have {n1} x {p} columns and G be square blocks, "
+                         f"got {C.shape}, {G.shape}")
+    out = np.empty_like(C)
+    _schur_kernel.level_runs_product(C, G, C.shape[0], n1, p, out)
+    return out
 
 
 def group_rows_product(values, idx, T):

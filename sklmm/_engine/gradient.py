@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 from .criteria import profiled_criterion, residual_df
 from .factor_dense import DenseFactor
@@ -298,7 +298,7 @@ class BlockedGradient(DenseGradient):
         n1, r1 = terms[0].n_levels, terms[0].n_coef
         E = fac._scale_first(K, Q) if mr else K  # K Q
         if mr:
-            P21 = -(Pr @ E)
+            P21 = blas.dgemm(-1.0, E.T, Pr).T  # -(P_r E), by scipy's BLAS (the threads set for it)
             corr = _level_products(E, P21, n1, r1)  # E_l' P21_l
         else:
             P21 = np.zeros((0, fac.q1))
