@@ -52,15 +52,27 @@ class DenseFactor(PLSFactor):
                     rows = t.tri_rows[t.tri_cols == c]
                     self._lo[first[:, 0] + c] = first[:, 0] + rows.min()
                     self._hi[first[:, 0] + c] = first[:, 0] + rows.max() + 1
+        # the other terms' theta entries at their positions in Lambda, all levels at once (the
+        # zeros above each block's diagonal stay as they are): one indexed write per update
+        at, src = [], []
+        for k, (t, s) in enumerate(zip(terms, self.theta_slices)):
+            if t.scalar:
+                continue
+            rows = z_off[k] + t.n_coef * np.arange(t.n_levels)[:, None]
+            at.append(((rows + t.tri_rows) * m + rows + t.tri_cols).ravel())
+            src.append(np.tile(np.arange(s.start, s.stop), t.n_levels))
+        self._fill_at = np.concatenate(at) if at else np.zeros(0, dtype=np.intp)
+        self._fill_from = np.concatenate(src) if src else np.zeros(0, dtype=np.intp)
+        self._scalar_blocks = [(view, t, s) for view, t, s in zip(self._blocks, terms, self.theta_slices)
+                               if t.scalar]
         self._work, self._M = np.empty((m, m)), np.empty((m, m), order="F")
         self._state = None
 
     def update(self, theta):
-        for view, t, s in zip(self._blocks, self.terms, self.theta_slices):
-            if t.scalar:
-                view[...] = t.template(theta[s])
-            else:  # the zeros above the diagonal of each block stay as they are
-                view[:, t.tri_rows, t.tri_cols] = theta[s]
+        theta = np.asarray(theta, dtype=float)
+        self._lam.reshape(-1)[self._fill_at] = theta[self._fill_from]
+        for view, t, s in self._scalar_blocks:
+            view[...] = t.template(theta[s])
         # M = Lambda' A Lambda + I (I on the random-effect diagonal) and its Cholesky factor in
         # one compiled call, through the nonzero rows of Lambda's columns (O(m nnz(Lambda))): a
         # sleepstudy fit takes about 40 of these updates at about 10 us; a maximal crossed model
