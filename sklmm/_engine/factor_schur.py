@@ -25,7 +25,8 @@ import numpy as np
 
 from . import _schur_kernel
 
-__all__ = ["SchurKernel", "scaled_upper_copy", "level_runs_product", "group_rows_product", "group_block_products"]
+__all__ = ["SchurKernel", "scaled_upper_copy", "level_runs_product", "group_rows_product",
+           "group_block_products"]
 
 
 def scaled_upper_copy(src, scale, out):
