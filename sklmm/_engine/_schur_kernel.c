@@ -116,6 +116,16 @@ accumulate(const int32_t *RESTRICT rows, const int64_t *indptr, const double *RE
 /* Whether the levels lo..hi-1 of a kernel's entries are consistent with the buffers: indptr
    holds hi + 1 offsets, ascending from a non-negative one, and rows and values (p each) hold
    the entries up to indptr[hi]. */
+/* The end of every entry point: its n buffers released; None where it succeeded, else NULL
+   (with the error set). */
+static PyObject *
+finish(int ok, Py_buffer *const *held, int n)
+{
+    for (int i = 0; i < n; i++) PyBuffer_Release(held[i]);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
 static int
 levels_consistent(const Py_buffer *rows, const Py_buffer *indptr, const Py_buffer *values,
                   Py_ssize_t p, Py_ssize_t lo, Py_ssize_t hi)
@@ -132,7 +142,7 @@ schur_accumulate(PyObject *self, PyObject *args)
     (void)self;
     Py_buffer rows, indptr, values, weights, scale, out;
     Py_ssize_t p, lo, hi, m;
-    PyObject *result = NULL;
+    int done_ok = 0;
     if (!PyArg_ParseTuple(args, "y*y*y*y*y*nnnnw*", &rows, &indptr, &values, &weights, &scale,
                           &p, &lo, &hi, &m, &out))
         return NULL;
@@ -150,16 +160,10 @@ schur_accumulate(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    PyBuffer_Release(&rows);
-    PyBuffer_Release(&indptr);
-    PyBuffer_Release(&values);
-    PyBuffer_Release(&weights);
-    PyBuffer_Release(&scale);
-    PyBuffer_Release(&out);
-    return result;
+    done_ok = 1;
+done:;
+    Py_buffer *const held[] = {&rows, &indptr, &values, &weights, &scale, &out};
+    return finish(done_ok, held, 6);
 }
 
 /* The Schur update's adjoint, for the gradient: for each entry a of the levels j in [lo, hi)
@@ -243,7 +247,7 @@ schur_gather(PyObject *self, PyObject *args)
     (void)self;
     Py_buffer rows, indptr, values, B, out;
     Py_ssize_t p, lo, hi, n;
-    PyObject *result = NULL;
+    int done_ok = 0;
     if (!PyArg_ParseTuple(args, "y*y*y*y*nnnnw*", &rows, &indptr, &values, &B, &p, &lo, &hi, &n,
                           &out))
         return NULL;
@@ -258,15 +262,10 @@ schur_gather(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     gather(rows.buf, ip, values.buf, B.buf, p, lo, hi, n, out.buf);
     Py_END_ALLOW_THREADS
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    PyBuffer_Release(&rows);
-    PyBuffer_Release(&indptr);
-    PyBuffer_Release(&values);
-    PyBuffer_Release(&B);
-    PyBuffer_Release(&out);
-    return result;
+    done_ok = 1;
+done:;
+    Py_buffer *const held[] = {&rows, &indptr, &values, &B, &out};
+    return finish(done_ok, held, 5);
 }
 
 /* Two products of the gradient through the kernel's pattern (BlockedGradient._kernel_blocks in
@@ -319,7 +318,7 @@ group_rows_product(PyObject *self, PyObject *args)
     (void)self;
     Py_buffer values, idx, T, out;
     Py_ssize_t p, r, g;
-    PyObject *result = NULL;
+    int done_ok = 0;
     if (!PyArg_ParseTuple(args, "y*y*y*nnnw*", &values, &idx, &T, &p, &r, &g, &out))
         return NULL;
     const Py_ssize_t n_entries = p > 0 ? values.len / (p * 8) : 0;
@@ -342,14 +341,10 @@ group_rows_product(PyObject *self, PyObject *args)
     else
         rows_product(p, r, v, ix, t, g, o);
     Py_END_ALLOW_THREADS
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    PyBuffer_Release(&values);
-    PyBuffer_Release(&idx);
-    PyBuffer_Release(&T);
-    PyBuffer_Release(&out);
-    return result;
+    done_ok = 1;
+done:;
+    Py_buffer *const held[] = {&values, &idx, &T, &out};
+    return finish(done_ok, held, 4);
 }
 
 /* the loop of group_block_products; P and R are constants where the caller passes them */
@@ -388,7 +383,7 @@ group_block_products(PyObject *self, PyObject *args)
     (void)self;
     Py_buffer V, C, idx, first, block, M, out;
     Py_ssize_t p, r, g, n1, n_out;
-    PyObject *result = NULL;
+    int done_ok = 0;
     if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*nnnnnw*", &V, &C, &idx, &first, &block, &M, &p, &r, &g,
                           &n1, &n_out, &out))
         return NULL;
@@ -420,17 +415,10 @@ group_block_products(PyObject *self, PyObject *args)
         block_products(p, r, v, c, ix, fi, bl, m, g, u, o);
     Py_END_ALLOW_THREADS
     free(u);
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    PyBuffer_Release(&V);
-    PyBuffer_Release(&C);
-    PyBuffer_Release(&idx);
-    PyBuffer_Release(&first);
-    PyBuffer_Release(&block);
-    PyBuffer_Release(&M);
-    PyBuffer_Release(&out);
-    return result;
+    done_ok = 1;
+done:;
+    Py_buffer *const held[] = {&V, &C, &idx, &first, &block, &M, &out};
+    return finish(done_ok, held, 7);
 }
 
 /* out = C blockdiag(G): for each of the rows of a row-major C (rows x n1 p), its run of p values
@@ -459,7 +447,7 @@ level_runs_product(PyObject *self, PyObject *args)
     (void)self;
     Py_buffer C, G, out;
     Py_ssize_t rows, n1, p;
-    PyObject *result = NULL;
+    int done_ok = 0;
     if (!PyArg_ParseTuple(args, "y*y*nnnw*", &C, &G, &rows, &n1, &p, &out))
         return NULL;
     if (rows < 0 || n1 < 0 || p < 1 || C.len < rows * n1 * p * 8 || G.len < n1 * p * p * 8 ||
@@ -477,13 +465,10 @@ level_runs_product(PyObject *self, PyObject *args)
     else
         runs_times(p, C.buf, G.buf, rows, n1, out.buf);
     Py_END_ALLOW_THREADS
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    PyBuffer_Release(&C);
-    PyBuffer_Release(&G);
-    PyBuffer_Release(&out);
-    return result;
+    done_ok = 1;
+done:;
+    Py_buffer *const held[] = {&C, &G, &out};
+    return finish(done_ok, held, 3);
 }
 
 /* out[i, j] = s_i src[i, j] s_j on the upper triangle (j >= i) of m x m row-major arrays: the
@@ -495,7 +480,7 @@ scaled_upper_copy(PyObject *self, PyObject *args)
     (void)self;
     Py_buffer src, scale, out;
     Py_ssize_t m;
-    PyObject *result = NULL;
+    int done_ok = 0;
     if (!PyArg_ParseTuple(args, "y*y*nw*", &src, &scale, &m, &out))
         return NULL;
     if (m < 0 || src.len < m * m * 8 || scale.len < m * 8 || out.len < m * m * 8) {
@@ -512,13 +497,10 @@ scaled_upper_copy(PyObject *self, PyObject *args)
         for (Py_ssize_t j = i; j < m; j++) oi[j] = si * ai[j] * s[j];
     }
     Py_END_ALLOW_THREADS
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    PyBuffer_Release(&src);
-    PyBuffer_Release(&scale);
-    PyBuffer_Release(&out);
-    return result;
+    done_ok = 1;
+done:;
+    Py_buffer *const held[] = {&src, &scale, &out};
+    return finish(done_ok, held, 3);
 }
 
 static PyMethodDef methods[] = {
