@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sklmm._engine import _schur_kernel
-from sklmm._engine.factor_schur import SchurKernel, scaled_upper_copy
+from sklmm._engine.factor_schur import SchurKernel, scaled_upper_fill, upper_entries
 
 
 def _random_pattern(rng, n_levels, m, p1):
@@ -77,28 +77,69 @@ def test_kernel_refuses_inconsistent_sizes():
         _schur_kernel.schur_accumulate(rows, indptr, values, W, scale, 3, 0, 1, 2, out)
     with pytest.raises(ValueError, match="inconsistent sizes"):  # a scale too short
         _schur_kernel.schur_accumulate(rows, indptr, values, W, scale[:1], 2, 0, 1, 2, out)
-    with pytest.raises(ValueError, match="inconsistent sizes"):
-        _schur_kernel.scaled_upper_copy(np.ones(4), np.ones(2), 3, np.zeros(9))
+    one = np.array([1], dtype=np.int32)
+    with pytest.raises(ValueError, match="inconsistent sizes"):  # out too small for m = 3
+        _schur_kernel.scaled_upper_fill(one, one, np.ones(1), np.ones(3), 3, np.zeros(4))
+    with pytest.raises(ValueError, match="inconsistent sizes"):  # an entry below the diagonal
+        _schur_kernel.scaled_upper_fill(one, one - 1, np.ones(1), np.ones(2), 2, np.zeros(4))
+    with pytest.raises(ValueError, match="inconsistent sizes"):  # a column outside the block
+        _schur_kernel.scaled_upper_fill(one, one + 1, np.ones(1), np.ones(2), 2, np.zeros(4))
 
 
-def test_row_scales_and_the_scaled_copy():
-    """With a row scale S the kernel subtracts S C W C' S, and scaled_upper_copy writes S A S on
-    the upper triangle only: together Lambda_R'(A - C W C')Lambda_R for scalar later terms."""
+def test_row_scales_and_the_scaled_fill():
+    """With a row scale S the kernel subtracts S C W C' S, and scaled_upper_fill writes S A S on
+    the upper triangle only, from A's nonzero entries (zeros elsewhere, whatever was there):
+    together Lambda_R'(A - C W C')Lambda_R for scalar later terms."""
     rng = np.random.default_rng(5)
     n_levels, m, p1 = 25, 17, 2
     rows, levels, values = _random_pattern(rng, n_levels, m, p1)
     G = rng.normal(size=(n_levels, p1, p1))
     s = rng.uniform(0.2, 3.0, m)
-    A = rng.normal(size=(m, m))
+    A = rng.normal(size=(m, m)) * (rng.uniform(size=(m, m)) < 0.3)  # sparse, as the dense block's start
     A = A + A.T
     want = np.diag(s) @ (A - _dense_update(rows, levels, values, G, n_levels, m)) @ np.diag(s)
     M = np.full((m, m), 7.0)
-    scaled_upper_copy(A, s, M)
+    entries = upper_entries(A)
+    assert len(entries[0]) == np.count_nonzero(np.triu(A))
+    scaled_upper_fill(entries, s, M)
     iu, il = np.triu_indices(m), np.tril_indices(m, -1)
-    np.testing.assert_allclose(M[iu], (np.diag(s) @ A @ np.diag(s))[iu], rtol=1e-14)
+    np.testing.assert_allclose(M[iu], (np.diag(s) @ A @ np.diag(s))[iu], rtol=1e-14, atol=0)
     assert np.all(M[il] == 7.0)
     SchurKernel(rows, levels, values, n_levels, m).apply(M, G, mirror=False, scale=s)
     np.testing.assert_allclose(M[iu], want[iu], rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+def test_blocked_refill_keeps_the_entries_a_balanced_contrast_zeroed():
+    """The blocked factor's dense block starts from RR's upper-triangle entries (scalar later
+    terms, the kernel's path). A +-1 contrast balanced within every level makes Z_k'x exactly 0
+    in the unweighted fit; with PIRLS's weights it is not. After each refill the factor equals
+    the dense factorization of the same cross-products at any theta."""
+    from sklmm._engine.crossprod import cross_products
+    from sklmm._engine.factor_blocked import BlockedFactor
+    from sklmm._engine.factor_dense import DenseFactor
+    from sklmm._engine.terms import RandomTerm
+
+    rng = np.random.default_rng(11)
+    a, b = np.meshgrid(np.arange(30), np.arange(8), indexing="ij")
+    a, b = np.repeat(a.ravel(), 2), np.repeat(b.ravel(), 2)  # each (a, b) cell twice ...
+    x = np.tile([1.0, -1.0], len(a) // 2)  # ... once at x = +1, once at -1
+    n = len(a)
+    c = rng.integers(0, 5, n)
+    terms = [RandomTerm(name=nm, levels=np.arange(k), codes=codes, values=np.ones((n, 1)),
+                        column_names=["(Intercept)"]) for nm, k, codes in (("a", 30, a), ("b", 8, b), ("c", 5, c))]
+    X, y = np.column_stack([np.ones(n), x]), rng.normal(size=n)
+    cp0 = cross_products(terms, X, y)
+    factor = BlockedFactor(cp0, terms, dense_products=False)
+    assert factor.schur is not None
+    rows, cols, values = factor._rr_entries
+    assert np.any((values == 0.0) & (cols == factor.qr + 1))  # Z_b'x = 0 where it is kept
+    theta = np.array([0.7, 1.3, 0.4])
+    for w in (None, rng.uniform(0.2, 2.0, n), rng.uniform(0.2, 2.0, n)):
+        cp = cross_products(terms, X, y, sample_weight=w)
+        factor.refill(cp)
+        got, want = factor.update(theta), DenseFactor(cp, terms).update(theta)
+        np.testing.assert_allclose([got.logdet_L2, got.logdet_RX2, got.r2],
+                                   [want.logdet_L2, want.logdet_RX2, want.r2], rtol=1e-11)
 
 
 @pytest.mark.parametrize("p1", [1, 2, 3])

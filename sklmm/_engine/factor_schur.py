@@ -25,14 +25,23 @@ import numpy as np
 
 from . import _schur_kernel
 
-__all__ = ["SchurKernel", "scaled_upper_copy", "level_runs_product", "group_rows_product",
+__all__ = ["SchurKernel", "upper_entries", "scaled_upper_fill", "level_runs_product", "group_rows_product",
            "group_block_products"]
 
 
-def scaled_upper_copy(src, scale, out):
-    """``out = diag(scale) src diag(scale)`` on the upper triangle of C-ordered m x m arrays,
-    in one pass of the compiled loop (the lower triangle of ``out`` is left as it is)."""
-    _schur_kernel.scaled_upper_copy(src, scale, src.shape[0], out)
+def upper_entries(A):
+    """The nonzero entries of the upper triangle of a square array: ``(rows, cols, values)``,
+    rows and columns as int32 (what :func:`scaled_upper_fill` reads)."""
+    rows, cols = np.nonzero(np.triu(A))
+    return rows.astype(np.int32), cols.astype(np.int32), np.ascontiguousarray(A[rows, cols], dtype=float)
+
+
+def scaled_upper_fill(entries, scale, out):
+    """The upper triangle of the C-ordered m x m ``out`` set to ``diag(scale) A diag(scale)``,
+    A the sparse upper triangle ``entries`` (:func:`upper_entries`), in one pass of the compiled
+    loop: zeros, then the entries (the lower triangle of ``out`` is left as it is)."""
+    rows, cols, values = entries
+    _schur_kernel.scaled_upper_fill(rows, cols, values, scale, out.shape[0], out)
 
 
 def level_runs_product(C, G):
