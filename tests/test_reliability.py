@@ -370,6 +370,31 @@ def test_feature_scale_is_exactly_equivariant(sleep_df, c):
     assert b.criterion_ == pytest.approx(a.criterion_ + 2 * np.log(c), abs=1e-7)
 
 
+@pytest.mark.parametrize("c", [1e-3, 1e3])
+def test_glmm_correlated_slope_follows_the_feature_scale(c):
+    """A GLMM's random slope starts in its column's natural unit, as the linear model's: a
+    slope column in grams instead of kilograms (x 1,000) gives the same fit. It used to start at
+    an sd of 1 per gram, sending PIRLS's linear predictor into the thousands, and reported a
+    garbage optimum (a coefficient of -3.7e10) as converged, with a false separation warning."""
+    from sklmm import MixedLogisticRegression, MixedPoissonRegressor
+
+    rng = np.random.default_rng(0)
+    n, G = 300, 15
+    g, x = rng.integers(0, G, n), rng.normal(size=n)
+    eta = 0.5 * x + rng.normal(size=G)[g] + 0.3 * rng.normal(size=G)[g] * x
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
+    counts = rng.poisson(np.exp(eta))
+    for est, resp in ((MixedLogisticRegression, y), (MixedPoissonRegressor, counts)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no separation, overflow or convergence warning ...
+            warnings.simplefilter("ignore", SingularFitWarning)  # (... the Poisson slope's sd is near 0)
+            a = est(random_slopes=[0]).fit(x[:, None], resp, groups=g)
+            b = est(random_slopes=[0]).fit(c * x[:, None], resp, groups=g)
+        assert b.converged_ and b.is_singular_ == a.is_singular_
+        assert b.criterion_ == pytest.approx(a.criterion_, abs=1e-6 * abs(a.criterion_))
+        np.testing.assert_allclose(np.ravel(b.coef_) * c, np.ravel(a.coef_), rtol=1e-3)
+
+
 # =============================================================================================
 # non-convergence, degenerate responses, lost precision: flagged, never silent
 # =============================================================================================

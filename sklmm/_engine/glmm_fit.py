@@ -23,6 +23,7 @@ from .factor import blas_threads, check_cost, choose_solver, make_factor
 from .fit import MixedFit, SingularFitWarning, kept_fixed_columns
 from .pirls import GlmmProblem
 from .quadrature import agq_deviance
+from .start import theta_scale_of_rows
 from .terms import templates
 
 __all__ = ["GlmmFit", "fit_glmm", "SeparationWarning"]
@@ -180,7 +181,11 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     solver = problem.solver = choose_solver(pattern, terms, solver)  # once, for every PIRLS step
     check_cost(pattern, terms, solver)
     lower = np.concatenate([t.theta_lower() for t in terms] + [np.zeros(0)])
-    start = np.concatenate([t.theta_start() for t in terms] + [np.zeros(0)])
+    # lme4's start in each theta's natural unit (as the linear model's): a slope column of RMS
+    # 1,000 starts at a slope sd of 1 / 1,000, not at an sd of 1 per unit that sends PIRLS's
+    # linear predictor into the thousands (and BOBYQA's steps and tolerances in the same units)
+    unit = theta_scale_of_rows(terms, w)
+    start = np.concatenate([t.theta_start() for t in terms] + [np.zeros(0)]) * unit
     # stage 1: theta, with beta in PIRLS
     # each theta's first step in proportion to its standard error, about 1 / sqrt(2 levels):
     # the criterion is far more curved in the theta of a factor with 5,000 levels than in that
@@ -198,8 +203,9 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
         return th
 
     stage1 = problem.laml if reml else problem.laplace
-    tolerances = REML_TOLERANCES if reml else dict(ftol_rel=1e-7, ftol_abs=1e-4, xtol_abs=1e-4)
-    step = np.minimum(0.75, STAGE1_STEPS * se_unit[free])
+    tolerances = dict(REML_TOLERANCES if reml else dict(ftol_rel=1e-7, ftol_abs=1e-4, xtol_abs=1e-4))
+    tolerances["xtol_abs"] = tolerances["xtol_abs"] * unit[free]
+    step = np.minimum(0.75, STAGE1_STEPS * se_unit[free]) * unit[free]
     x0 = start[free]
     iterated = None
     if pql_start and len(free) and laml_iteration.applies(problem, reml):
@@ -249,11 +255,11 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     k = len(free)
     x0 = np.concatenate([s1.final[free], np.zeros(len(beta1))])
     lower2 = np.concatenate([lower[free], np.full(len(beta1), -np.inf)])
-    step = np.concatenate([np.maximum(np.abs(s1.final[free]), 0.1) * se_unit[free] * STAGE2_THETA_STEPS,
+    step = np.concatenate([np.maximum(np.abs(s1.final[free]), 0.1 * unit[free]) * se_unit[free] * STAGE2_THETA_STEPS,
                            np.full(len(beta1), STAGE2_BETA_STEPS)])
     s2 = optimize.minimize_bobyqa(objective, x0, lower2, max_evals=max_iter, initial_step=step,
                                   ftol_rel=1e-15, ftol_abs=1e-11, xtol_abs=np.concatenate(
-                                      [np.full(k, 1e-7), np.full(len(beta1), 1e-6)]))
+                                      [1e-7 * unit[free], np.full(len(beta1), 1e-6)]))
     s2.n_evals += s1.n_evals
     s2.converged = bool(s1.converged and s2.converged)
     return _finish(problem, terms, s1, s2, expand(s2.final[:k]), beta_of(s2.final[k:]), objective(s2.final),
@@ -276,7 +282,7 @@ def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, 
     fit = GlmmFit(terms=terms, theta=theta, beta=beta, keep=keep, u=state.u, b=b, sigma=1.0,
                   criterion=float(criterion), reml=reml, n=n, cp=cp, factor=factor, optimizer=s2,
                   family=family, n_agq=n_agq, problem=problem, stage1=s1, n_passes=problem.n_passes,
-                  scale=float(phi))
+                  scale=float(phi), theta_unit=theta_scale_of_rows(terms, problem.w))
     if getattr(family, "scale_estimated", False):
         fit.sigma = float(np.sqrt(_pearson_scale(fit, state.eta)))
     if verbose:

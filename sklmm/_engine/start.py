@@ -6,7 +6,7 @@ import numpy as np
 
 from .terms import theta_layout
 
-__all__ = ["theta_scale", "moment_start"]
+__all__ = ["theta_scale", "theta_scale_of_rows", "moment_start"]
 
 
 def theta_scale(terms, cp):
@@ -18,11 +18,23 @@ def theta_scale(terms, cp):
     first steps and the convergence check then follow a rescaling ``x -> c x`` (``theta``'s slope
     rows divided by ``c``) instead of starting orders of magnitude away from the optimum.
     """
+    return _units(terms, [np.einsum("jaa->a", D) for D in cp.diag], cp.n)
+
+
+def theta_scale_of_rows(terms, weights):
+    """:func:`theta_scale` from the terms' own columns and the prior weights, for a fit that
+    forms no unweighted cross-products (a GLMM: penalized IRLS weights each step's)."""
+    w = np.asarray(weights, dtype=float)
+    return _units(terms, [w @ np.square(t.values) for t in terms], len(w))
+
+
+def _units(terms, squares, n):
+    """:func:`theta_scale` from each term's weighted sums of squares of its columns."""
     out = []
-    for t, D in zip(terms, cp.diag):
+    for t, ss in zip(terms, squares):
         unit = np.ones(t.n_coef)
         if not t.scalar:
-            rms = np.sqrt(np.einsum("jaa->a", D) / cp.n)
+            rms = np.sqrt(np.asarray(ss, dtype=float) / n)
             ok = (rms > 0) & np.isfinite(rms) & ((rms < 0.1) | (rms > 10.0))
             unit[ok] = 1.0 / rms[ok]
             if t.intercept:
