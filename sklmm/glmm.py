@@ -296,6 +296,31 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
         return model
 
 
+def _cbind_counts(data, expr, which, s_expr, f_expr):
+    """The counts ``expr`` of a ``cbind(successes, failures)`` response, as floats (NaN where
+    missing); a clear error for a name not in the data, text, or a negative or infinite count."""
+    where = f"cbind({s_expr}, {f_expr}): the {which} {expr!r}"
+    try:
+        values = data.eval(expr)
+    except Exception as exc:  # (pandas' UndefinedVariableError, a syntax error, ...)
+        raise ValueError(f"{where} could not be computed from the data ({exc}); give columns of "
+                         "the data frame (or expressions of them) holding the counts.") from None
+    try:
+        values = np.asarray(pd.to_numeric(pd.Series(np.ravel(values)), errors="raise"), dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} must hold numbers (counts of trials); it holds text or other "
+                         "non-numeric values.") from None
+    if values.shape != (len(data),):
+        raise ValueError(f"{where} must be one count per row of the data; got {values.size} values "
+                         f"for {len(data)} rows.")
+    bad = np.flatnonzero(np.isinf(values) | (values < 0))
+    if bad.size:
+        rows = list(data.index[bad[:5]])
+        raise ValueError(f"{where} has {bad.size} negative or infinite value(s) (rows {rows}): counts "
+                         "of trials must be 0 or more. Fix or drop those rows.")
+    return values
+
+
 class MixedLogisticRegression(ClassifierMixin, _MixedGLM):
     """Logistic regression with random effects: a binomial GLMM fitted as lme4's ``glmer``.
 
@@ -468,13 +493,15 @@ class MixedLogisticRegression(ClassifierMixin, _MixedGLM):
             return data, weights, None
         m = _CBIND.match(formula)
         if m is not None:  # two rows per observation, y = 1 weighted s and y = 0 weighted f
-            s = np.asarray(data.eval(m.group(1)), dtype=float)
-            f = np.asarray(data.eval(m.group(2)), dtype=float)
+            s, f = (_cbind_counts(data, m.group(k), which, m.group(1), m.group(2))
+                    for k, which in ((1, "successes"), (2, "failures")))
             w0 = np.ones(len(data)) if weights is None else np.asarray(weights, dtype=float)
             both = pd.concat([data.assign(**{CBIND_COLUMN: 1.0}), data.assign(**{CBIND_COLUMN: 0.0})],
                              ignore_index=True)
+            # an observation with a missing count is left out whole (lme4's na.omit), not as a 0
+            complete = np.tile(np.isfinite(s) & np.isfinite(f), 2)
             w = np.concatenate([s * w0, f * w0])
-            keep = w > 0  # (rows of weight 0 count for nothing)
+            keep = complete & (w > 0)  # (rows of weight 0 count for nothing)
             return both.loc[keep].reset_index(drop=True), w[keep], None
         response = parse_formula(formula).response
         if response in data.columns and not pd.api.types.is_numeric_dtype(data[response]):

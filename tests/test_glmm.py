@@ -261,6 +261,28 @@ def test_labels_formulas_and_case_weights(cbpp):
     np.testing.assert_allclose(manual.coef_, cbpp.coef_, atol=1e-5)
 
 
+def test_cbind_counts_are_checked_and_a_missing_one_leaves_its_observation_out():
+    """cbind's counts: a missing one drops its whole observation (lme4's na.omit), as dropping
+    the row would; a negative or infinite count, a name not in the data and text are refused
+    with the column named. A missing count used to become 0 (the other count's row kept) and a
+    negative one was silently dropped."""
+    d = load_cbpp()
+    d["fail"] = d["size"] - d["incidence"]
+    form = "cbind(incidence, fail) ~ period + (1 | herd)"
+    gone = quiet(MixedLogisticRegression.from_formula, form, d.iloc[1:])
+    nan = quiet(MixedLogisticRegression.from_formula, form, d.assign(incidence=np.r_[np.nan, d["incidence"][1:]]))
+    assert d.loc[0, "fail"] > 0 and nan.criterion_ == pytest.approx(gone.criterion_, abs=1e-8)
+    np.testing.assert_allclose(nan.coef_, gone.coef_, atol=1e-8)
+    with pytest.raises(ValueError, match=r"cbind\(incidence, fail\): the failures 'fail' has 1 negative"):
+        MixedLogisticRegression.from_formula(form, d.assign(fail=np.r_[-5, d["fail"][1:]]))
+    with pytest.raises(ValueError, match="successes 'incidence' has 1 negative or infinite"):
+        MixedLogisticRegression.from_formula(form, d.assign(incidence=np.r_[np.inf, d["incidence"][1:]]))
+    with pytest.raises(ValueError, match="the failures 'zz' could not be computed from the data"):
+        MixedLogisticRegression.from_formula("cbind(incidence, zz) ~ period + (1 | herd)", d)
+    with pytest.raises(ValueError, match="the failures 'note' must hold numbers"):
+        MixedLogisticRegression.from_formula("cbind(incidence, note) ~ period + (1 | herd)", d.assign(note="none"))
+
+
 def test_formula_parameter_fits_clones_and_cross_validates_on_data_frames(cbpp):
     by_param = MixedLogisticRegression(formula=CBPP).fit(load_cbpp())
     assert by_param.criterion_ == pytest.approx(cbpp.criterion_, abs=1e-9)
