@@ -321,7 +321,10 @@ class GroupedMixin:
                         f"{self._column_labels[:20]}); integer labels are names, not positions."
                     )
                 if not 0 <= j < len(names):
-                    raise ValueError(f"{what} names column index {s}, but X has {len(names)} columns.")
+                    without = (" without its group_columns (positions count the feature columns left "
+                               "once the label columns are taken out)"
+                               if getattr(self, "group_columns", None) is not None else "")
+                    raise ValueError(f"{what} names column index {s}, but X{without} has {len(names)} columns.")
                 out.append(int(j))
             elif not named:  # "x1" would silently be column 1 of an array
                 raise ValueError(

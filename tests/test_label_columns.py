@@ -155,6 +155,10 @@ def test_label_columns_of_an_array_are_positions(sleep):
     np.testing.assert_allclose(m.predict(arr), ref.predict(df[["Days"]], groups=df["Subject"]), rtol=1e-9)
     with pytest.raises(ValueError, match="are not column positions"):
         MixedLinearRegressor(group_columns=["Subject"]).fit(arr, y)
+    # the label column is named as groups= would name it, not "x0" as the first feature is
+    assert list(m.n_groups_) == ["group"] and m.theta_names_ == ["group.(Intercept)", "group.x0.(Intercept)", "group.x0"]
+    with pytest.raises(ValueError, match=r"names column index 1, but X without its group_columns .* has 1 columns"):
+        MixedLinearRegressor(random_slopes=[1], group_columns=[0]).fit(arr, y.to_numpy())
 
 
 def test_penalized_spline_regressor_takes_label_columns_too(sleep):

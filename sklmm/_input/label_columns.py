@@ -82,7 +82,10 @@ def split_label_columns(X, group_columns, groups=None):
                 f"group_columns {bad} are not column positions of this X (an array with "
                 f"{arr.shape[1]} columns): for an array X give positions; names need a DataFrame."
             )
-        labels = pd.DataFrame({f"x{c}": arr[:, c] for c in group_columns})
+        # named as groups= names an array's columns ("group", or "group0", "group1", ...): not
+        # "x<position>", which the remaining features' names ("x0", "x1", ...) would reuse
+        names = ["group"] if len(group_columns) == 1 else [f"group{k}" for k in range(len(group_columns))]
+        labels = pd.DataFrame({nm: arr[:, c] for nm, c in zip(names, group_columns)})
         keep = [j for j in range(arr.shape[1]) if j not in set(group_columns)]
         features = arr[:, keep]
         if features.dtype == object:
