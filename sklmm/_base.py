@@ -24,7 +24,7 @@ from ._input.arrays import (
     _empty_frame_as_array,
     _plain_fitted_input,
     _plain_valid_inputs,
-    _reject_categorical_columns,
+    _reject_label_columns,
     check_coefficient_range,
     check_response,
     check_sample_weight,
@@ -251,13 +251,13 @@ class GroupedMixin:
                 plain = _plain_fitted_input(X, self.n_features_in_, getattr(self, "feature_names_in_", None))
                 if plain is not None:  # what validate_data(reset=False) returns
                     return plain
-                _reject_categorical_columns(X)
+                _reject_label_columns(X)
                 return validate_data(
                     self, X, reset=False, dtype=np.float64,
                     ensure_min_features=0 if self.n_features_in_ == 0 else 1,
                 )
             else:
-                _reject_categorical_columns(X)
+                _reject_label_columns(X)
                 X, y = validate_data(
                     self, X, y, y_numeric=True, dtype=np.float64,
                     ensure_min_features=0 if groups is not None else 1,

@@ -118,6 +118,7 @@ class _MixedGLM(GlmmInferenceMixin, GroupedMixin, BaseEstimator):
                 raise ValueError(f"n_samples = {n}: fitting a GLMM needs at least 2 observations.")
             y = self._encode_target(y)
             X, y = self._validate_X(X, y, groups=groups)
+            y = np.asarray(y, dtype=float)  # (a boolean y stays boolean through scikit-learn's checks)
             self._family.check(y)
             sample_weight = check_sample_weight(sample_weight, X.shape[0], case_weights=True)
             self._check_weighted_target(y, sample_weight)

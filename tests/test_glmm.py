@@ -283,6 +283,29 @@ def test_cbind_counts_are_checked_and_a_missing_one_leaves_its_observation_out()
         MixedLogisticRegression.from_formula("cbind(incidence, note) ~ period + (1 | herd)", d.assign(note="none"))
 
 
+def test_glmm_responses_refused_or_read_as_their_values():
+    """A classifier's y with missing labels or labels of mixed types is refused with the rows or
+    the labels named (it raised numpy's TypeError from sorting, or scikit-learn's 'Unknown
+    label type'); a Poisson model's boolean y is read as 0/1 counts (numpy refused its ptp)."""
+    rng = np.random.default_rng(0)
+    n = 200
+    g, x = rng.integers(0, 10, n), rng.normal(size=(n, 1))
+    labels = np.array(["a", "b", "b", "a"] * (n // 4), dtype=object)
+    missing = labels.copy()
+    missing[[2, 6]] = None
+    with pytest.raises(ValueError, match=r"y has 2 missing label\(s\) \(None, NaN or NA; rows \[2, 6\]\)"):
+        MixedLogisticRegression().fit(x, missing, groups=g)
+    boolean = pd.array([True, False, pd.NA, True] * (n // 4), dtype="boolean")
+    with pytest.raises(ValueError, match=r"y has 50 missing label\(s\)"):
+        MixedLogisticRegression().fit(x, boolean, groups=g)
+    with pytest.raises(ValueError, match=r"y mixes text and other labels \(e.g. 'no' and 1\)"):
+        MixedLogisticRegression().fit(x, np.array(["no", 1] * (n // 2), dtype=object), groups=g)
+    counts = rng.poisson(1.0, n) > 0
+    as_bool = quiet(MixedPoissonRegressor().fit, x, counts, groups=g)
+    as_float = quiet(MixedPoissonRegressor().fit, x, counts.astype(float), groups=g)
+    assert as_bool.criterion_ == as_float.criterion_
+
+
 def test_formula_parameter_fits_clones_and_cross_validates_on_data_frames(cbpp):
     by_param = MixedLogisticRegression(formula=CBPP).fit(load_cbpp())
     assert by_param.criterion_ == pytest.approx(cbpp.criterion_, abs=1e-9)

@@ -99,6 +99,8 @@ def _bad_inputs(df):
          r"could not convert string to float.*OneHotEncoder"),
         ("categorical column in X", X.assign(Days=X["Days"].astype("category")), y, g, {},
          r"categorical column\(s\) \['Days'\].*OneHotEncoder.*groups="),
+        ("datetime column in X", X.assign(Days=pd.Timestamp("2024-01-01") + pd.to_timedelta(X["Days"], unit="D")),
+         y, g, {}, r"datetime or time-duration column\(s\) \['Days'\].*days since a reference date"),
         ("groups given as a column name", X, y, "Subject", {}, r"not a column name.*groups=df\['Subject'\]"),
         ("slope naming no column", X, y, g, {"random_slopes": ["Hours"]},
          r"names 'Hours', which is not a column of X.*set_output"),

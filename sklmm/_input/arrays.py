@@ -10,7 +10,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import column_or_1d
 
 __all__ = ["binary_target", "check_coefficient_range", "check_level", "check_sample_weight", "check_response",
-           "_empty_frame_as_array", "_plain_valid_inputs", "_plain_fitted_input", "_reject_categorical_columns",
+           "_empty_frame_as_array", "_plain_valid_inputs", "_plain_fitted_input", "_reject_label_columns",
            "_check_magnitude"]
 
 
@@ -47,8 +47,9 @@ _MAX_MAGNITUDE = 1e100
 _MIN_MAGNITUDE = 1e-100
 
 
-def _reject_categorical_columns(X):
-    """pandas categorical columns of X are labels, not numbers: refuse them with the fix."""
+def _reject_label_columns(X):
+    """pandas categorical columns of X are labels, and datetime or duration columns are not
+    numbers to fit either: refuse them with the fix."""
     if isinstance(X, pd.DataFrame):
         cat = [str(c) for c, dt in X.dtypes.items() if isinstance(dt, pd.CategoricalDtype)]
         if cat:
@@ -57,6 +58,15 @@ def _reject_categorical_columns(X):
                 "first (OneHotEncoder in a ColumnTransformer, or pandas.get_dummies); if they are "
                 "grouping factors, pass them as groups= instead of in X."
             )
+        times = [str(c) for c, dt in X.dtypes.items() if getattr(dt, "kind", None) in ("m", "M")]
+    else:
+        times = ["(the array)"] if getattr(getattr(X, "dtype", None), "kind", None) in ("m", "M") else []
+    if times:
+        raise ValueError(
+            f"X has datetime or time-duration column(s) {times[:10]}: features must be numeric. "
+            "Convert them first, e.g. days since a reference date: "
+            "(X[col] - X[col].min()) / pd.Timedelta(days=1)."
+        )
 
 
 def _plain_numeric_frame(X):
@@ -236,6 +246,20 @@ def binary_target(y, estimator):
     or continuous values (binomial proportions are 0/1 rows weighted by successes and
     failures)."""
     y = column_or_1d(np.asarray(y) if not isinstance(y, pd.Series) else y.to_numpy(), warn=True)
+    if y.dtype.kind in "OfU":  # (labels as objects or floats may be missing: None, NaN, pd.NA)
+        missing = np.flatnonzero(pd.isna(y))
+        if missing.size:
+            raise ValueError(
+                f"y has {missing.size} missing label(s) (None, NaN or NA; rows {missing[:5].tolist()}): "
+                "drop those rows before fitting, as lme4's na.omit does."
+            )
+    if y.dtype.kind == "O":
+        text = np.array([isinstance(v, str) for v in y])
+        if text.any() and not text.all():
+            raise ValueError(
+                f"y mixes text and other labels (e.g. {y[np.argmax(text)]!r} and {y[np.argmin(text)]!r}): "
+                "give the two classes labels of one type, e.g. y.astype(str)."
+            )
     try:
         check_classification_targets(y)
     except ValueError as e:
