@@ -300,12 +300,41 @@ def _progress_printer(verbose, n_theta, solver, method="BOBYQA"):
     return callback
 
 
+#: a response whose variance is below this fraction of its mean square (a constant offset
+#: about 10^5 times its spread) is refused: its cross-products keep fewer than 6 of their 16
+#: digits for the variation around the offset
+OFFSET_RATIO = 1e-10
+
+
+def _check_offset(Xf, y, sample_weight):
+    """Refuse a response whose constant offset swamps its variation, with the fix, when the
+    fixed columns hold a constant (the intercept then absorbs the offset: the fit is
+    equivariant). The cross-products sum y^2 over the rows, so a Gaussian GAM of y + 1e9 saw an
+    exact fit and collapsed its smooths; lme4 and mgcv work on the rows (QR) and do not."""
+    y = np.asarray(y, dtype=float)
+    if y.size < 2:
+        return
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    mean = float(np.average(y, weights=w))
+    var = float(np.average((y - mean) ** 2, weights=w))
+    # (the constant column looked for only then: a pass over X in the rare case alone)
+    if 0 < var < OFFSET_RATIO * (var + mean * mean) and np.any(np.all(Xf == Xf[:1], axis=0) & (Xf[0] != 0)):
+        raise ValueError(
+            f"y has a constant offset ({mean:.6g}) about {abs(mean) / np.sqrt(var):.1g} times its "
+            f"spread (standard deviation {np.sqrt(var):.3g}): sklmm's cross-products would keep "
+            "too few digits of the variation around it, and the fit would be meaningless. "
+            "Subtract it first (y - y.mean()): the model has an intercept, so the fit is "
+            "equivariant (only the intercept moves)."
+        )
+
+
 def fit_mixed(terms, Xf, y, fe_names, *, sample_weight=None, **options):
     """Fit the linear mixed model with these random-effect terms and fixed columns ``Xf``.
 
     ``sample_weight`` are prior (precision) weights, as lme4's ``weights``. The other keyword
     arguments are those of :func:`fit_cross_products`.
     """
+    _check_offset(Xf, y, sample_weight)
     cp = cross_products(terms, Xf, y, sample_weight=sample_weight)
     options.setdefault("stacklevel", 4)
     return fit_cross_products(terms, cp, fe_names, **options)
