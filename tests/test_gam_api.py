@@ -290,3 +290,29 @@ def test_formula_terms_sklmm_cannot_fit_are_refused_with_the_way_out():
         MixedLinearRegressor.from_formula("y ~ x + offset(t) + (1 | g)", d)
     with pytest.raises(ValueError, match="two rows per trial set"):
         PenalizedSplineClassifier.from_formula("cbind(s, f) ~ s(x)", d)
+
+
+def test_formula_settings_and_degenerate_responses_are_refused_with_the_cause():
+    """A formula fit's knots= and smoothing_params= keys must name its smooths (a typo left the
+    smooth at its default), an s() argument given twice is refused (the last one won), a
+    smoothing parameter must be a positive number (a string raised numpy's TypeError), and a
+    non-Gaussian response without variation among its weighted rows is refused (the fits
+    reported NaN deviance explained, or divided by zero)."""
+    rng = np.random.default_rng(0)
+    n = 200
+    d = pd.DataFrame({"x": rng.uniform(size=n), "z": rng.uniform(size=n)})
+    d["y"] = np.sin(2 * np.pi * d["x"]) + 0.5 * d["z"] + rng.normal(0, 0.3, n)
+    with pytest.raises(ValueError, match=r"smoothing_params has keys \['xx'\] that name no one-variable s\(\)"):
+        PenalizedSplineRegressor.from_formula("y ~ s(x, bs='cr')", d, smoothing_params={"xx": 1e6})
+    with pytest.raises(ValueError, match=r"knots has keys \['xx'\].*features: \['x'\]"):
+        PenalizedSplineRegressor.from_formula("y ~ s(x, bs='cr', k=5)", d, knots={"xx": [0, 0.1, 0.2, 0.3, 0.4]})
+    fixed = PenalizedSplineRegressor.from_formula("y ~ s(x, bs='cr')", d, smoothing_params={"x": 1e6})
+    assert fixed.smoothing_params_.iloc[0] == pytest.approx(1e6, rel=1e-12)
+    with pytest.raises(ValueError, match=r"the argument\(s\) \['k'\] are given more than once"):
+        PenalizedSplineRegressor.from_formula("y ~ s(x, k=5, k=20, bs='cr')", d)
+    with pytest.raises(ValueError, match=r"smoothing_params for s\(x0\) must be positive \(a number above 0\); got '1'"):
+        PenalizedSplineRegressor(smoothing_params={0: "1"}).fit(d[["x", "z"]].to_numpy(), d["y"])
+    X = d[["x", "z"]].to_numpy()
+    for family, y in (("poisson", np.zeros(n)), ("gamma", np.full(n, 2.0))):
+        with pytest.raises(ValueError, match=rf"y has no variation among the rows of positive weight.*no {family} model"):
+            PenalizedSplineRegressor(family=family).fit(X, y)

@@ -57,6 +57,17 @@ def fit_family(family, terms, Xf, y, fe_names, *, sample_weight, reml, solver, m
                          max_iter=max_iter, theta_start=theta_start, verbose=verbose,
                          theta_fixed=theta_fixed, stacklevel=5)
     family.check(y)
+    live = np.asarray(y, dtype=float)[np.ones(len(y), bool) if sample_weight is None
+                                      else np.asarray(sample_weight, dtype=float) > 0]
+    if live.size and np.ptp(live) == 0 and family.name == "binomial":
+        raise ValueError(f"y has a single class among the rows of positive weight (every value is "
+                         f"{live[0]:g}): a classifier needs samples of both classes.")
+    if live.size and np.ptp(live) == 0:  # (as the GLMMs: an intercept at infinity, or a deviance of 0)
+        raise ValueError(
+            f"y has no variation among the rows of positive weight (every value is {live[0]:g}): no "
+            f"{family.name} model can be fitted (its intercept would run to infinity, or its deviance "
+            "is 0 and the smooths are not determined)."
+        )
     if getattr(family, "scale_estimated", False) and not reml:
         raise ValueError(
             f"family={family.name!r} is fitted by the Laplace approximate REML only (reml=True, "

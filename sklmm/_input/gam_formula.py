@@ -48,7 +48,11 @@ def _smooth_call(piece, formula):
         return None
     if not node.args or not all(isinstance(a, ast.Name) for a in node.args):
         raise ValueError(f"{piece}: name the smoothed variables as columns of the data, {head}(x, z, ...).")
-    unknown = sorted({k.arg for k in node.keywords} - _KEYWORDS[head])
+    given = [k.arg for k in node.keywords]
+    repeated = sorted({a for a in given if given.count(a) > 1}, key=str)
+    if repeated:  # (Python's parser takes s(x, k=5, k=20); the call would keep the last)
+        raise ValueError(f"{piece}: the argument(s) {repeated} are given more than once; give each once.")
+    unknown = sorted({k.arg for k in node.keywords} - _KEYWORDS[head], key=str)
     if unknown:
         raise ValueError(f"{piece}: {head}() takes {sorted(_KEYWORDS[head])} here; {unknown} are not supported.")
     kw = {}

@@ -362,6 +362,11 @@ def per_feature(est, value, name, j):
     return value
 
 
+def _positive_number(v):
+    """Whether v is a real number above 0 (not a bool, a string or NaN)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0
+
+
 def check_feature_keys(est, structure, cols, names):
     """Every dict keyed by smooth feature (n_basis, basis, knots, smoothing_params) names
     smooth features only: a misspelt key would otherwise fall back to the default."""
@@ -402,8 +407,8 @@ def _legacy_specs(est, X, names):
             raise ValueError(f"basis must be one of {BASES} (or a dict of them); got {b!r} for {nm!r}.")
         knots = per_feature(est, est.knots or {}, nm, j)
         sp = per_feature(est, est.smoothing_params, nm, j) if est.smoothing_params is not None else None
-        if sp is not None and not sp > 0:
-            raise ValueError(f"smoothing_params for s({nm}) must be positive; got {sp!r}.")
+        if sp is not None and not _positive_number(sp):
+            raise ValueError(f"smoothing_params for s({nm}) must be positive (a number above 0); got {sp!r}.")
         labels = getattr(est, "_column_labels", None)
         key = labels[j] if labels is not None else (nm if hasattr(est, "feature_names_in_") else j)
         specs.append(Smooth("s", (key,), int(k), b, None, knots, sp))  # (knots checked by the basis)
@@ -415,6 +420,15 @@ def _specs(est, X, names):
     if given is None:
         return _legacy_specs(est, X, names)
     if getattr(est, "formula", None) is not None:  # a formula's s() terms take knots and sp by feature
+        singles = sorted({t.features[0] for t in given if t.kind == "s" and len(t.features) == 1}, key=str)
+        for param in ("knots", "smoothing_params"):
+            value = getattr(est, param, None)
+            unknown = [k for k in value if k not in singles] if isinstance(value, dict) else []
+            if unknown:  # (a misspelt key would silently leave that smooth at its default)
+                raise ValueError(
+                    f"{param} has keys {unknown} that name no one-variable s() of the formula (its "
+                    f"smooths' features: {singles}); keys are those features' names."
+                )
         return [_with_feature_settings(est, t) for t in given]
     changed = [p for p, v in LEGACY_DEFAULTS.items() if est._structure.get(p, getattr(est, p, v)) != v]
     if changed:
@@ -438,8 +452,8 @@ def _with_feature_settings(est, t):
     if knots is not None:
         t = replace(t, knots=tuple(float(v) for v in np.ravel(np.asarray(knots, dtype=float))))
     if sp is not None:
-        if not sp > 0:
-            raise ValueError(f"smoothing_params for {t!r} must be positive; got {sp!r}.")
+        if not _positive_number(sp):
+            raise ValueError(f"smoothing_params for {t!r} must be positive (a number above 0); got {sp!r}.")
         t = replace(t, sp=float(sp))
     return t
 
