@@ -316,3 +316,20 @@ def test_formula_settings_and_degenerate_responses_are_refused_with_the_cause():
     for family, y in (("poisson", np.zeros(n)), ("gamma", np.full(n, 2.0))):
         with pytest.raises(ValueError, match=rf"y has no variation among the rows of positive weight.*no {family} model"):
             PenalizedSplineRegressor(family=family).fit(X, y)
+
+
+def test_a_smooth_with_more_coefficients_than_rows_is_refused_before_its_basis():
+    """k above the number of rows (a P-spline, a random-kernel basis, a tensor product) is
+    refused at once, as mgcv refuses it; a P-spline of k = 2,000 on 200 rows used to run for
+    minutes and k = 10^9 to fail allocating exabytes."""
+    from sklmm import s, te
+
+    rng = np.random.default_rng(0)
+    n = 200
+    d = pd.DataFrame({"x": rng.uniform(size=n), "z": rng.uniform(size=n)})
+    y = np.sin(2 * np.pi * d["x"]) + 0.5 * d["z"] + rng.normal(0, 0.3, n)
+    for est, what in ((PenalizedSplineRegressor(smooths=[s("x", k=10**9, bs="ps")]), r"s\(x\) has 1000000000"),
+                      (PenalizedSplineRegressor(n_basis=500, basis="rk"), r"s\(x\) has 500"),
+                      (PenalizedSplineRegressor(smooths=[te("x", "z", k=(15, 15))]), r"te\(x,z\) has 225")):
+        with pytest.raises(ValueError, match=what + r" basis coefficients for 200 rows.*Lower its k"):
+            est.fit(d[["x", "z"]], y)

@@ -538,6 +538,15 @@ def make_smooths(est, X):
     twice = sorted({nm for nm in seen if seen.count(nm) > 1})
     if twice:
         raise ValueError(f"the smooth(s) {twice} are given twice; two identical smooths are not identifiable.")
+    for sm in smooths:  # before any basis is formed: k = 2,000 on 200 rows took minutes
+        k = int(np.prod(np.atleast_1d(getattr(sm.engine, "n_basis", 0))))
+        if isinstance(sm.engine, SmoothTerm) and sm.engine.basis in ("cr", "cc", "tp"):
+            continue  # (these need k distinct values of x, and say so)
+        if k > X.shape[0]:
+            raise ValueError(
+                f"{sm.name} has {k} basis coefficients for {X.shape[0]} rows: a smooth cannot have "
+                "more coefficients than data (mgcv refuses this too). Lower its k (n_basis)."
+            )
     designs = designs_of(smooths, X, fit=True)
     linear = [j for j in range(X.shape[1]) if j not in used]
     return smooths, linear, designs
