@@ -18,7 +18,7 @@ from ._engine.threads import sparing_busy_cpus
 from ._inference import gam_compare, gam_family, smooth_summary, smooth_tests
 from ._inference.gam_predict import SmoothPredictionMixin
 from ._input import smooth_terms
-from ._input.arrays import check_level, check_sample_weight
+from ._input.arrays import check_count, check_level, check_sample_weight
 from ._input.gam_formula import GAM_FORMULA_PARAMS, parse_gam_formula
 
 __all__ = ["PenalizedSplineRegressor"]
@@ -286,6 +286,7 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
             Columns ``smooth``, ``x``, ``estimate``, ``std_error``, ``lower``, ``upper``.
         """
         check_is_fitted(self)
+        grid_resolution = check_count(grid_resolution, "grid_resolution", 2)
         return smooth_summary.curves(self, feature, grid_resolution, norm.ppf(0.5 + check_level(level) / 2))
 
     def plot_partial_dependence(self, feature=None, ax=None, level=0.95, rug=True):
@@ -346,6 +347,7 @@ class _PenalizedSpline(SmoothPredictionMixin, GroupedMixin, BaseEstimator):
         s(times)        4  3.82     0.41      0.0
         """
         check_is_fitted(self)
+        n_permutations = check_count(n_permutations, "n_permutations", 1)
         return smooth_tests.basis_dimension_table(self._basis_check, [sm.name for sm in self.smooths_],
                                                   [sm.n_fixed + sm.n_random for sm in self.smooths_],
                                                   self.edf_.to_numpy(), n_permutations, random_state)

@@ -333,3 +333,18 @@ def test_a_smooth_with_more_coefficients_than_rows_is_refused_before_its_basis()
                       (PenalizedSplineRegressor(smooths=[te("x", "z", k=(15, 15))]), r"te\(x,z\) has 225")):
         with pytest.raises(ValueError, match=what + r" basis coefficients for 200 rows.*Lower its k"):
             est.fit(d[["x", "z"]], y)
+
+
+def test_counts_of_the_post_fit_tables_are_checked():
+    """partial_dependence's grid_resolution and check_basis_dimension's n_permutations are whole
+    numbers of at least 2 and 1 (0 permutations divided by zero; a negative grid raised numpy's
+    error and 0 points returned an empty frame)."""
+    d = load_mcycle()
+    m = PenalizedSplineRegressor(n_basis=8).fit(d[["times"]], d["accel"])
+    for bad in (-5, 0, 1, 2.5, True):
+        with pytest.raises(ValueError, match=rf"grid_resolution must be an integer of at least 2; got {bad!r}"):
+            m.partial_dependence(grid_resolution=bad)
+    for bad in (0, -1, 1.0):
+        with pytest.raises(ValueError, match=rf"n_permutations must be an integer of at least 1; got {bad!r}"):
+            m.check_basis_dimension(n_permutations=bad)
+    assert len(m.partial_dependence(grid_resolution=7)) == 7

@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d
 
-__all__ = ["binary_target", "check_coefficient_range", "check_level", "check_sample_weight", "check_response",
+__all__ = ["binary_target", "check_coefficient_range", "check_count", "check_level", "check_sample_weight", "check_response",
            "_empty_frame_as_array", "_plain_valid_inputs", "_plain_fitted_input", "_reject_label_columns",
            "_check_magnitude"]
 
@@ -177,6 +177,13 @@ def check_level(level):
     if not isinstance(level, numbers.Real) or not 0 < level < 1:
         raise ValueError(f"level must be a number strictly between 0 and 1 (e.g. 0.95); got {level!r}.")
     return float(level)
+
+
+def check_count(value, name, minimum):
+    """A whole number of at least ``minimum`` (a grid's points, permutations), or a clear error."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}; got {value!r}.")
+    return int(value)
 
 
 def check_sample_weight(sample_weight, n_samples, case_weights=False):
