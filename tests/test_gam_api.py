@@ -348,3 +348,23 @@ def test_counts_of_the_post_fit_tables_are_checked():
         with pytest.raises(ValueError, match=rf"n_permutations must be an integer of at least 1; got {bad!r}"):
             m.check_basis_dimension(n_permutations=bad)
     assert len(m.partial_dependence(grid_resolution=7)) == 7
+
+
+def test_a_by_factor_with_missing_or_mixed_labels_is_refused_with_the_cause():
+    """A by= factor with missing labels is refused as such (it was reported as levels [nan]
+    'not seen in fit', while fitting), and one mixing text and numbers with the fix (sorting
+    them raised Python's TypeError)."""
+    from sklmm import s
+
+    rng = np.random.default_rng(0)
+    n = 200
+    X = pd.DataFrame({"x": rng.uniform(size=n)})
+    y = np.sin(2 * np.pi * X["x"]) + rng.normal(0, 0.3, n)
+    m = PenalizedSplineRegressor(smooths=[s("x", by="f", k=5)])
+    with pytest.raises(ValueError, match=r"factor 'f' .* mixes text and other labels \(e.g. 'a' and 1\)"):
+        m.fit(X.assign(f=pd.Series([1] * 100 + ["a"] * 100, dtype=object)), y)
+    with pytest.raises(ValueError, match=r"factor 'f' .* has 5 missing label\(s\) \(rows \[0, 1, 2, 3, 4\]\)"):
+        m.fit(X.assign(f=pd.Categorical([None] * 5 + ["b"] * 95 + ["c"] * 100)), y)
+    m.fit(X.assign(f=["b"] * 100 + ["c"] * 100), y)
+    with pytest.raises(ValueError, match=r"factor 'f' .* has 1 missing label\(s\) \(rows \[0\]\)"):
+        m.predict(X.iloc[:2].assign(f=[None, "b"]))

@@ -478,7 +478,18 @@ def encode_by_factors(est, X, fitting):
         if col not in X.columns:
             continue
         known = est._by_levels.get(col)
-        if fitting and known is None and (not pd.api.types.is_numeric_dtype(X[col]) or X[col].dtype == bool):
+        factor = not pd.api.types.is_numeric_dtype(X[col]) or X[col].dtype == bool
+        missing = np.flatnonzero(pd.isna(X[col]).to_numpy())
+        if (known is not None or factor) and missing.size:  # (the factor has no level for them)
+            raise ValueError(f"the factor {col!r} (of a by= or 'fs' smooth) has {missing.size} missing "
+                             f"label(s) (rows {missing[:5].tolist()}): drop those rows or give them a level.")
+        if fitting and known is None and not isinstance(X[col].dtype, pd.CategoricalDtype) and factor:
+            text = X[col].map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+            if text.any() and not text.all():  # (sorting them raised Python's TypeError)
+                raise ValueError(f"the factor {col!r} (of a by= or 'fs' smooth) mixes text and other labels "
+                                 f"(e.g. {X[col][text].iloc[0]!r} and {X[col][~text].iloc[0]!r}): give its "
+                                 "labels one type, e.g. X[col].astype(str).")
+        if fitting and known is None and factor:
             if isinstance(X[col].dtype, pd.CategoricalDtype):
                 cats = X[col].cat.categories
                 levels = cats[np.isin(cats, X[col].dropna().unique())]
