@@ -1090,3 +1090,20 @@ def test_a_boundary_estimate_left_a_rounding_error_above_its_bound_is_put_on_it(
     summ = OptSummary(initial=None, lower=None, final=np.array([1e-3, 2.0]), fmin=flat(np.array([1e-3, 2.0])))
     snap_to_bounds(flat, summ, np.array([0.0, 0.0]))
     np.testing.assert_array_equal(summ.final, [1e-3, 2.0])
+
+
+def test_messages_name_the_response_problem():
+    """A text response in a linear model's formula is named as text (the message spoke of
+    formulaic's dummy columns), and the GAM classifier's advice for proportions does not point
+    to a cbind() that its formulas refuse."""
+    from sklmm import PenalizedSplineClassifier
+
+    rng = np.random.default_rng(0)
+    n = 100
+    d = pd.DataFrame({"x0": rng.normal(size=n), "g": rng.integers(0, 10, n),
+                      "ys": np.where(rng.random(n) > 0.5, "a", "b")})
+    with pytest.raises(ValueError, match=r"response 'ys' must be one numeric column; it holds text or categories"):
+        MixedLinearRegressor.from_formula("ys ~ x0 + (1|g)", d)
+    with pytest.raises(ValueError, match=r"two rows per observation .*as sample_weight\)\.$") as info:
+        PenalizedSplineClassifier().fit(d[["x0"]], rng.uniform(size=n))
+    assert "cbind" not in str(info.value)

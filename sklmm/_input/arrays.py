@@ -9,7 +9,8 @@ import pandas as pd
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d
 
-__all__ = ["binary_target", "check_coefficient_range", "check_count", "check_level", "check_sample_weight", "check_response",
+__all__ = ["binary_target", "check_coefficient_range", "check_count", "check_level", "check_sample_weight",
+           "check_response", "mixed_labels", "positive_number",
            "_empty_frame_as_array", "_plain_valid_inputs", "_plain_fitted_input", "_reject_label_columns",
            "_check_magnitude"]
 
@@ -179,6 +180,11 @@ def check_level(level):
     return float(level)
 
 
+def positive_number(v):
+    """Whether v is a real number above 0 (not a bool, a string or NaN)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0
+
+
 def check_count(value, name, minimum):
     """A whole number of at least ``minimum`` (a grid's points, permutations), or a clear error."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
@@ -247,6 +253,16 @@ def check_response(y, n_samples=None, what="y"):
     return arr
 
 
+def mixed_labels(values):
+    """``(a text label, another label)`` where object labels mix text with other types (numbers:
+    they cannot be sorted together), else None."""
+    values = np.asarray(values, dtype=object) if getattr(values, "dtype", None) == object else None
+    if values is None:
+        return None
+    text = np.array([isinstance(v, str) for v in values], dtype=bool)
+    return (values[np.argmax(text)], values[np.argmin(text)]) if text.any() and not text.all() else None
+
+
 def binary_target(y, estimator):
     """``(classes, y01)``: the two class labels of a binary classifier's y (sorted; the second
     is the positive class) and y as 0/1 floats, or a clear error for one class, more than two,
@@ -260,22 +276,21 @@ def binary_target(y, estimator):
                 f"y has {missing.size} missing label(s) (None, NaN or NA; rows {missing[:5].tolist()}): "
                 "drop those rows before fitting, as lme4's na.omit does."
             )
-    if y.dtype.kind == "O":
-        text = np.array([isinstance(v, str) for v in y])
-        if text.any() and not text.all():
-            raise ValueError(
-                f"y mixes text and other labels (e.g. {y[np.argmax(text)]!r} and {y[np.argmin(text)]!r}): "
-                "give the two classes labels of one type, e.g. y.astype(str)."
-            )
+    mixed = mixed_labels(y)
+    if mixed:
+        raise ValueError(f"y mixes text and other labels (e.g. {mixed[0]!r} and {mixed[1]!r}): give the "
+                         "two classes labels of one type, e.g. y.astype(str).")
     try:
         check_classification_targets(y)
     except ValueError as e:
         if type_of_target(y, input_name="y") != "continuous":
             raise
+        builds = ("" if estimator == "PenalizedSplineClassifier"  # (a GAM formula has one response)
+                  else ", which from_formula builds from 'cbind(successes, failures) ~ ...'")
         raise ValueError(
             f"{e} {estimator} takes two class labels; binomial proportions are two rows per "
             "observation (y = 1 weighted by the successes, y = 0 by the failures, as "
-            "sample_weight), which from_formula builds from 'cbind(successes, failures) ~ ...'."
+            f"sample_weight){builds}."
         ) from None
     if y.shape[0] == 0:
         raise ValueError("y has 0 sample(s) (shape=(0,)) while a minimum of 2 is required to fit.")

@@ -238,7 +238,11 @@ class MixedFormula:
                             self.formula)
             term_matrices = None
         if mm.lhs.shape[1] != 1:
-            raise ValueError(f"the response {self.response!r} must be one numeric column; got {mm.lhs.shape[1]}.")
+            kind = (f"it holds text or categories ({data[self.response].dtype}), which the formula "
+                    "expands into one column per level" if self.response in data.columns
+                    and not pd.api.types.is_numeric_dtype(data[self.response]) else f"got {mm.lhs.shape[1]} columns")
+            raise ValueError(f"the response {self.response!r} must be one numeric column; {kind}. A "
+                             "linear model needs a numeric response (a classifier takes labels).")
         y = pd.Series(mm.lhs.iloc[:, 0].to_numpy(dtype=float), name=self.response)
         rhs = mm.rhs
         self.fixed_spec = rhs.model_spec.update(na_action="raise")  # (a reused matrix's says drop)

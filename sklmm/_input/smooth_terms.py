@@ -22,6 +22,7 @@ from .._engine.factor_smooth import FS_BASES, FactorSmooth
 from .._engine.smooth import BASES, SmoothTerm
 from .._engine.tensor import MARGIN_BASES, TensorSmooth
 from .._engine.threads import free_cpus, single_threaded_blas
+from .arrays import mixed_labels, positive_number
 
 __all__ = ["Smooth", "s", "te", "ti", "FittedSmooth", "FittedFactorSmooth", "make_smooths", "per_feature", "check_feature_keys",
            "encode_by_factors", "LEGACY_DEFAULTS"]
@@ -362,11 +363,6 @@ def per_feature(est, value, name, j):
     return value
 
 
-def _positive_number(v):
-    """Whether v is a real number above 0 (not a bool, a string or NaN)."""
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0
-
-
 def check_feature_keys(est, structure, cols, names):
     """Every dict keyed by smooth feature (n_basis, basis, knots, smoothing_params) names
     smooth features only: a misspelt key would otherwise fall back to the default."""
@@ -407,7 +403,7 @@ def _legacy_specs(est, X, names):
             raise ValueError(f"basis must be one of {BASES} (or a dict of them); got {b!r} for {nm!r}.")
         knots = per_feature(est, est.knots or {}, nm, j)
         sp = per_feature(est, est.smoothing_params, nm, j) if est.smoothing_params is not None else None
-        if sp is not None and not _positive_number(sp):
+        if sp is not None and not positive_number(sp):
             raise ValueError(f"smoothing_params for s({nm}) must be positive (a number above 0); got {sp!r}.")
         labels = getattr(est, "_column_labels", None)
         key = labels[j] if labels is not None else (nm if hasattr(est, "feature_names_in_") else j)
@@ -421,14 +417,11 @@ def _specs(est, X, names):
         return _legacy_specs(est, X, names)
     if getattr(est, "formula", None) is not None:  # a formula's s() terms take knots and sp by feature
         singles = sorted({t.features[0] for t in given if t.kind == "s" and len(t.features) == 1}, key=str)
-        for param in ("knots", "smoothing_params"):
+        for param in ("knots", "smoothing_params"):  # (a misspelt key left that smooth at its default)
             value = getattr(est, param, None)
-            unknown = [k for k in value if k not in singles] if isinstance(value, dict) else []
-            if unknown:  # (a misspelt key would silently leave that smooth at its default)
-                raise ValueError(
-                    f"{param} has keys {unknown} that name no one-variable s() of the formula (its "
-                    f"smooths' features: {singles}); keys are those features' names."
-                )
+            if unknown := [k for k in value if k not in singles] if isinstance(value, dict) else []:
+                raise ValueError(f"{param} has keys {unknown} that name no one-variable s() of the formula "
+                                 f"(its smooths' features: {singles}); keys are those features' names.")
         return [_with_feature_settings(est, t) for t in given]
     changed = [p for p, v in LEGACY_DEFAULTS.items() if est._structure.get(p, getattr(est, p, v)) != v]
     if changed:
@@ -452,7 +445,7 @@ def _with_feature_settings(est, t):
     if knots is not None:
         t = replace(t, knots=tuple(float(v) for v in np.ravel(np.asarray(knots, dtype=float))))
     if sp is not None:
-        if not _positive_number(sp):
+        if not positive_number(sp):
             raise ValueError(f"smoothing_params for {t!r} must be positive (a number above 0); got {sp!r}.")
         t = replace(t, sp=float(sp))
     return t
@@ -483,12 +476,10 @@ def encode_by_factors(est, X, fitting):
         if (known is not None or factor) and missing.size:  # (the factor has no level for them)
             raise ValueError(f"the factor {col!r} (of a by= or 'fs' smooth) has {missing.size} missing "
                              f"label(s) (rows {missing[:5].tolist()}): drop those rows or give them a level.")
-        if fitting and known is None and not isinstance(X[col].dtype, pd.CategoricalDtype) and factor:
-            text = X[col].map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
-            if text.any() and not text.all():  # (sorting them raised Python's TypeError)
-                raise ValueError(f"the factor {col!r} (of a by= or 'fs' smooth) mixes text and other labels "
-                                 f"(e.g. {X[col][text].iloc[0]!r} and {X[col][~text].iloc[0]!r}): give its "
-                                 "labels one type, e.g. X[col].astype(str).")
+        mixed = mixed_labels(X[col].to_numpy()) if fitting and known is None and factor else None
+        if mixed:  # (sorting them raised Python's TypeError)
+            raise ValueError(f"the factor {col!r} (of a by= or 'fs' smooth) mixes text and other labels "
+                             f"(e.g. {mixed[0]!r} and {mixed[1]!r}): give its labels one type, e.g. astype(str).")
         if fitting and known is None and factor:
             if isinstance(X[col].dtype, pd.CategoricalDtype):
                 cats = X[col].cat.categories
