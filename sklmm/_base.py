@@ -19,6 +19,7 @@ from sklearn.utils.validation import validate_data
 from ._engine.terms import RandomTerm, internal_theta, theta_layout
 from ._input import dask_collections as _dask
 from ._input.arrays import (
+    _MAX_MAGNITUDE,
     _VALIDATION_HINTS,
     _check_magnitude,
     _empty_frame_as_array,
@@ -249,13 +250,13 @@ class GroupedMixin:
                     self.__dict__.pop("feature_names_in_", None)
             elif not reset:
                 plain = _plain_fitted_input(X, self.n_features_in_, getattr(self, "feature_names_in_", None))
-                if plain is not None:  # what validate_data(reset=False) returns
-                    return plain
-                _reject_label_columns(X)
-                return validate_data(
-                    self, X, reset=False, dtype=np.float64,
-                    ensure_min_features=0 if self.n_features_in_ == 0 else 1,
-                )
+                if plain is None:  # (else what validate_data(reset=False) returns)
+                    _reject_label_columns(X)
+                    plain = validate_data(self, X, reset=False, dtype=np.float64,
+                                          ensure_min_features=0 if self.n_features_in_ == 0 else 1)
+                if plain.size and np.abs(plain).max() > _MAX_MAGNITUDE:  # (else inf and NaN out)
+                    _check_magnitude(plain, "X", self._feature_names())
+                return plain
             else:
                 _reject_label_columns(X)
                 X, y = validate_data(

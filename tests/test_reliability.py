@@ -1107,3 +1107,13 @@ def test_messages_name_the_response_problem():
     with pytest.raises(ValueError, match=r"two rows per observation .*as sample_weight\)\.$") as info:
         PenalizedSplineClassifier().fit(d[["x0"]], rng.uniform(size=n))
     assert "cbind" not in str(info.value)
+
+
+def test_predict_refuses_features_beyond_the_accepted_magnitude(sleep_df):
+    """predict checks X's magnitudes as fit does: at X * 1e160 the standard errors came out inf
+    and NaN with only numpy's overflow warning."""
+    X, y, g = sleep_df[["Days"]], sleep_df["Reaction"], sleep_df["Subject"]
+    m = MixedLinearRegressor().fit(X, y, groups=g)
+    with pytest.raises(ValueError, match=r"X column 'Days' has values of magnitude 1e\+160.*Rescale"):
+        m.predict(X.head(2) * 1e160, groups=g[:2], return_std=True)
+    assert np.all(np.isfinite(m.predict(X.head(2) * 1e50, groups=g[:2], return_std=True)))
