@@ -315,6 +315,8 @@ def _check_offset(Xf, y, sample_weight):
     if y.size < 2:
         return
     w = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    if w is not None and not np.sum(w) > 0:
+        return
     mean = float(np.average(y, weights=w))
     var = float(np.average((y - mean) ** 2, weights=w))
     # (the constant column looked for only then: a pass over X in the rare case alone)
