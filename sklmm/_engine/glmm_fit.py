@@ -242,7 +242,7 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     if not terms or reml:  # a GLM (PIRLS gives its ML estimate), or the restricted fit: no stage 2
         criterion, phi = problem.restricted(st) if reml else (st.laplace, 1.0)
         return _finish(problem, terms, s1, s1, s1.final, beta1, criterion, keep,
-                       n_fixed, family, n_agq, solver, verbose, fe_names, X, stacklevel, reml, phi, st)
+                       n_fixed, family, n_agq, solver, verbose, fe_names, X, stacklevel, unit, reml, phi, st)
     LX, _ = problem._factors[True].fixed_part()  # R_X' at stage 1's optimum
     LX = np.array(LX)
 
@@ -263,13 +263,13 @@ def _fit_glmm(terms, Xf, y, fe_names, family, sample_weight, n_agq, solver, max_
     s2.n_evals += s1.n_evals
     s2.converged = bool(s1.converged and s2.converged)
     return _finish(problem, terms, s1, s2, expand(s2.final[:k]), beta_of(s2.final[k:]), objective(s2.final),
-                   keep, n_fixed, family, n_agq, solver, verbose, fe_names, X, stacklevel)
+                   keep, n_fixed, family, n_agq, solver, verbose, fe_names, X, stacklevel, unit)
 
 
 def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, family, n_agq, solver,
-            verbose, fe_names, X, stacklevel, reml=False, phi=1.0, state=None):
+            verbose, fe_names, X, stacklevel, unit, reml=False, phi=1.0, state=None):
     """The fitted state at the optimum: the modes, and the system at the mode's weights
-    (``state``: the joint mode there, when the fit has it)."""
+    (``state``: the joint mode there, when the fit has it); ``unit`` theta's natural units."""
     n = problem.n
     state, cp = problem.solution(theta, beta_kept, state)
     factor = make_factor(cp, terms, solver)
@@ -282,7 +282,7 @@ def _finish(problem, terms, s1, s2, theta, beta_kept, criterion, keep, n_fixed, 
     fit = GlmmFit(terms=terms, theta=theta, beta=beta, keep=keep, u=state.u, b=b, sigma=1.0,
                   criterion=float(criterion), reml=reml, n=n, cp=cp, factor=factor, optimizer=s2,
                   family=family, n_agq=n_agq, problem=problem, stage1=s1, n_passes=problem.n_passes,
-                  scale=float(phi), theta_unit=theta_scale_of_rows(terms, problem.w))
+                  scale=float(phi), theta_unit=unit)
     if getattr(family, "scale_estimated", False):
         fit.sigma = float(np.sqrt(_pearson_scale(fit, state.eta)))
     if verbose:

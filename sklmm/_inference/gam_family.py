@@ -59,10 +59,10 @@ def fit_family(family, terms, Xf, y, fe_names, *, sample_weight, reml, solver, m
     family.check(y)
     live = np.asarray(y, dtype=float)[np.ones(len(y), bool) if sample_weight is None
                                       else np.asarray(sample_weight, dtype=float) > 0]
-    if live.size and np.ptp(live) == 0 and family.name == "binomial":
-        raise ValueError(f"y has a single class among the rows of positive weight (every value is "
-                         f"{live[0]:g}): a classifier needs samples of both classes.")
     if live.size and np.ptp(live) == 0:  # (as the GLMMs: an intercept at infinity, or a deviance of 0)
+        if family.name == "binomial":
+            raise ValueError(f"y has a single class among the rows of positive weight (every value is "
+                             f"{live[0]:g}): a classifier needs samples of both classes.")
         raise ValueError(
             f"y has no variation among the rows of positive weight (every value is {live[0]:g}): no "
             f"{family.name} model can be fitted (its intercept would run to infinity, or its deviance "
